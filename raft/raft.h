@@ -1,0 +1,255 @@
+/*
+ * raft.h - the public interface of one Raft node.
+ *
+ * A node is a monitor (one mutex, a few condition variables) plus the threads
+ * that drive it: an election timer, one replicator per peer, an applier and a
+ * disk syncer. Everything the node needs from the outside world comes in
+ * through three small tables of functions, so that the same code runs over
+ * TCP and real files (the `raft` program) or over a simulated network and
+ * in-memory storage (the lab harness in tests/):
+ *
+ *   struct raft_transport  sends one RPC to a peer and waits for its reply
+ *   struct raft_storage    keeps currentTerm, votedFor, the log and snapshots
+ *   struct raft_fsm        the replicated state machine (the key-value store)
+ *
+ * Incoming RPCs are handed to raft_receive() by whoever owns the sockets.
+ *
+ * Log indices are 1-based, as in the paper: index 0 is the empty prefix
+ * (term 0) that every log agrees on.
+ */
+#ifndef RAFT_RAFT_H
+#define RAFT_RAFT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RAFT_MAX_NODES 9
+#define RAFT_NO_NODE (-1) /* votedFor / leader when there is none */
+
+enum raft_role {
+    RAFT_FOLLOWER,
+    RAFT_PRE_CANDIDATE, /* thesis §9.6: asking whether it could win */
+    RAFT_CANDIDATE,
+    RAFT_LEADER,
+};
+
+const char *raft_role_name(enum raft_role role);
+
+enum raft_entry_type {
+    RAFT_ENTRY_NOOP = 0,    /* appended by a new leader (§8) */
+    RAFT_ENTRY_COMMAND = 1, /* opaque bytes for the state machine */
+};
+
+struct raft_entry {
+    uint64_t term;
+    uint8_t type; /* enum raft_entry_type */
+    uint32_t len;
+    uint8_t *data; /* len bytes; NULL when len is 0 */
+};
+
+/* ---- RPC messages (Figure 2, Figure 13) ---- */
+
+enum raft_msg_type {
+    RAFT_MSG_REQUEST_VOTE = 1,
+    RAFT_MSG_REQUEST_VOTE_REPLY = 2,
+    RAFT_MSG_APPEND_ENTRIES = 3,
+    RAFT_MSG_APPEND_ENTRIES_REPLY = 4,
+    RAFT_MSG_INSTALL_SNAPSHOT = 5,
+    RAFT_MSG_INSTALL_SNAPSHOT_REPLY = 6,
+};
+
+struct raft_request_vote {
+    uint64_t term; /* for a pre-vote: the term it would campaign in */
+    uint64_t last_log_index;
+    uint64_t last_log_term;
+    uint8_t pre_vote; /* 1: thesis §9.6 pre-vote, changes no state */
+};
+
+struct raft_request_vote_reply {
+    uint64_t term;
+    uint8_t vote_granted;
+    uint8_t pre_vote; /* echoes the request */
+};
+
+struct raft_append_entries {
+    uint64_t term;
+    uint64_t prev_log_index;
+    uint64_t prev_log_term;
+    uint64_t leader_commit;
+    uint32_t n_entries;
+    struct raft_entry *entries; /* borrowed: valid only during the call */
+};
+
+struct raft_append_entries_reply {
+    uint64_t term;
+    uint8_t success;
+    /* success: the index of the last entry known to match the leader's. */
+    uint64_t match_index;
+    /* failure: fast backup (§5.3, "the follower can include the term of the
+     * conflicting entry and the first index it stores for that term").
+     * conflict_term 0 means the follower's log is too short and
+     * conflict_index is its last index + 1. */
+    uint64_t conflict_term;
+    uint64_t conflict_index;
+};
+
+struct raft_install_snapshot {
+    uint64_t term;
+    uint64_t last_index; /* lastIncludedIndex */
+    uint64_t last_term;  /* lastIncludedTerm */
+    uint64_t offset;     /* of this chunk in the snapshot */
+    uint64_t total;      /* size of the whole snapshot */
+    uint32_t len;
+    uint8_t *data; /* borrowed: valid only during the call */
+    uint8_t done;
+};
+
+struct raft_install_snapshot_reply {
+    uint64_t term;
+    uint64_t next_offset; /* where the follower wants the next chunk to start */
+};
+
+struct raft_msg {
+    uint8_t type;  /* enum raft_msg_type */
+    uint32_t from; /* the sender's node id */
+    union {
+        struct raft_request_vote rv;
+        struct raft_request_vote_reply rv_reply;
+        struct raft_append_entries ae;
+        struct raft_append_entries_reply ae_reply;
+        struct raft_install_snapshot is;
+        struct raft_install_snapshot_reply is_reply;
+    } u;
+};
+
+/* ---- the three tables of functions ---- */
+
+struct raft_transport {
+    void *ctx;
+    /* Sends req to node `peer` and waits at most timeout_ms for the reply.
+     * Returns 0 with *reply filled in (replies carry no pointers), or a
+     * negative errno (-ETIMEDOUT, -ECONNREFUSED, ...). Called without the
+     * node's lock, from several threads at once (one per peer). */
+    int (*call)(void *ctx, uint32_t peer, const struct raft_msg *req,
+                struct raft_msg *reply, unsigned timeout_ms);
+};
+
+/* What storage hands back on start. Everything is malloc'd; free it with
+ * raft_persisted_free(). */
+struct raft_persisted {
+    uint64_t term;
+    int32_t voted_for;
+    uint64_t snapshot_index; /* 0 when there is no snapshot */
+    uint64_t snapshot_term;
+    uint8_t *snapshot; /* snapshot_len bytes of state-machine snapshot */
+    size_t snapshot_len;
+    struct raft_entry *entries; /* indices snapshot_index+1 ... */
+    size_t n_entries;
+};
+
+void raft_persisted_free(struct raft_persisted *p);
+
+struct raft_storage {
+    void *ctx;
+    /* All functions return 0 or a negative errno; each returns only once its
+     * effect is durable (Figure 2: "updated on stable storage before
+     * responding to RPCs"). They may be called without the node's lock, but
+     * never two at once for one node. */
+    int (*load)(void *ctx, struct raft_persisted *out);
+    int (*save_term_vote)(void *ctx, uint64_t term, int32_t voted_for);
+    /* Appends entries at first_index, which is the stored last index + 1. */
+    int (*append)(void *ctx, uint64_t first_index,
+                  const struct raft_entry *entries, size_t n);
+    /* Deletes every entry with index >= from_index. */
+    int (*truncate)(void *ctx, uint64_t from_index);
+    /* Atomically replaces the snapshot, then drops entries <= index. */
+    int (*save_snapshot)(void *ctx, uint64_t index, uint64_t term,
+                         const uint8_t *data, size_t len);
+};
+
+struct raft_fsm {
+    void *ctx;
+    /* Applies one committed entry. Called in index order, from the applier
+     * thread, without the node's lock. No-op entries are passed too. */
+    void (*apply)(void *ctx, uint64_t index, const struct raft_entry *entry);
+    /* Serialises the state as of the last applied entry (malloc'd). */
+    int (*snapshot)(void *ctx, uint8_t **data, size_t *len);
+    /* Replaces the state with a snapshot taken at `index`. */
+    int (*restore)(void *ctx, uint64_t index, const uint8_t *data, size_t len);
+};
+
+enum raft_log_level { RAFT_LOG_ERROR, RAFT_LOG_WARN, RAFT_LOG_INFO,
+                      RAFT_LOG_DEBUG, RAFT_LOG_TRACE };
+
+struct raft_config {
+    uint32_t id;      /* this node, 0-based */
+    uint32_t n_nodes; /* cluster size, ids 0 .. n_nodes-1 */
+    unsigned election_timeout_min_ms; /* default 150 */
+    unsigned election_timeout_max_ms; /* default 300 */
+    unsigned heartbeat_ms;            /* default 50 */
+    uint64_t snapshot_every; /* snapshot when this many applied entries are in the log; 0: never */
+    uint64_t seed;           /* for the election timer; logged at start */
+    bool pre_vote;           /* thesis §9.6 */
+    bool check_quorum;       /* thesis §6.2 */
+    uint32_t max_batch_bytes;    /* per AppendEntries; default 1 MiB */
+    uint32_t snapshot_chunk_bytes; /* per InstallSnapshot; default 512 KiB */
+    /* Logging: lines at or below log_level go to log_line (stderr when NULL). */
+    enum raft_log_level log_level;
+    void (*log_line)(void *ctx, uint32_t node, enum raft_log_level level,
+                     const char *line);
+    void *log_ctx;
+};
+
+void raft_config_defaults(struct raft_config *cfg, uint32_t id, uint32_t n_nodes);
+
+struct raft_node;
+
+/* Loads durable state and starts the node's threads. Returns 0 or -errno. */
+int raft_start(struct raft_node **out, const struct raft_config *cfg,
+               const struct raft_transport *transport,
+               const struct raft_storage *storage, const struct raft_fsm *fsm);
+
+/* Stops every thread, waits for them, frees the node. */
+void raft_stop(struct raft_node *n);
+
+/* Handles one incoming RPC and fills in the reply. Blocks while the node
+ * persists what the reply depends on. Returns 0, or -EINVAL for a message
+ * this node must refuse (unknown sender, bad type). */
+int raft_receive(struct raft_node *n, const struct raft_msg *req,
+                 struct raft_msg *reply);
+
+/* Appends a command to the leader's log. On success sets *index and *term
+ * of the new entry; returns -EPERM (with *leader_hint set) when this node is
+ * not the leader. The data is copied. */
+int raft_propose(struct raft_node *n, const uint8_t *data, uint32_t len,
+                 uint64_t *index, uint64_t *term, int32_t *leader_hint);
+
+struct raft_status {
+    uint32_t id;
+    enum raft_role role;
+    uint64_t term;
+    int32_t leader;    /* RAFT_NO_NODE when unknown */
+    int32_t voted_for; /* RAFT_NO_NODE when none */
+    uint64_t commit;
+    uint64_t applied;
+    uint64_t last_index;
+    uint64_t snapshot_index;
+};
+
+void raft_get_status(struct raft_node *n, struct raft_status *st);
+
+/* Linearizable read barrier (thesis §6.4, ReadIndex): waits until this node
+ * has confirmed with a majority that it is still leader and has applied
+ * everything committed before the call. Returns 0, -EPERM (not leader,
+ * *leader_hint set) or -ETIMEDOUT. */
+int raft_read_barrier(struct raft_node *n, unsigned timeout_ms,
+                      int32_t *leader_hint);
+
+/* Waits until the entry at `index` is applied (0) or can no longer be the
+ * entry of `term` (-ECANCELED: leadership lost and the entry may have been
+ * replaced), or timeout_ms passes (-ETIMEDOUT). */
+int raft_wait_applied(struct raft_node *n, uint64_t index, uint64_t term,
+                      unsigned timeout_ms);
+
+#endif
