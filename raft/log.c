@@ -1,0 +1,141 @@
+/*
+ * log.c - the in-memory Raft log: an array of entries after a snapshot base.
+ */
+#include "raft/log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+void log_init(struct raft_log *l)
+{
+    memset(l, 0, sizeof(*l));
+}
+
+static void free_entries(struct raft_entry *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(e[i].data);
+}
+
+void log_free(struct raft_log *l)
+{
+    free_entries(l->entries, l->n);
+    free(l->entries);
+    log_init(l);
+}
+
+uint64_t log_last_index(const struct raft_log *l)
+{
+    return l->base_index + l->n;
+}
+
+uint64_t log_last_term(const struct raft_log *l)
+{
+    return l->n ? l->entries[l->n - 1].term : l->base_term;
+}
+
+const struct raft_entry *log_get(const struct raft_log *l, uint64_t index)
+{
+    if (index <= l->base_index || index > log_last_index(l))
+        return NULL;
+    return &l->entries[index - l->base_index - 1];
+}
+
+uint64_t log_term_at(const struct raft_log *l, uint64_t index)
+{
+    if (index == l->base_index)
+        return l->base_term;
+    const struct raft_entry *e = log_get(l, index);
+    return e ? e->term : 0;
+}
+
+static int reserve(struct raft_log *l, size_t want)
+{
+    if (want <= l->cap)
+        return 0;
+    size_t cap = l->cap ? l->cap * 2 : 64;
+    while (cap < want)
+        cap *= 2;
+    struct raft_entry *e = realloc(l->entries, cap * sizeof(*e));
+    if (!e)
+        return -ENOMEM;
+    l->entries = e;
+    l->cap = cap;
+    return 0;
+}
+
+int log_append_owned(struct raft_log *l, const struct raft_entry *entry)
+{
+    int rc = reserve(l, l->n + 1);
+    if (rc)
+        return rc;
+    l->entries[l->n++] = *entry;
+    return 0;
+}
+
+int log_append(struct raft_log *l, uint64_t term, uint8_t type,
+               const uint8_t *data, uint32_t len)
+{
+    struct raft_entry e = {.term = term, .type = type, .len = len};
+    if (len) {
+        e.data = malloc(len);
+        if (!e.data)
+            return -ENOMEM;
+        memcpy(e.data, data, len);
+    }
+    int rc = log_append_owned(l, &e);
+    if (rc)
+        free(e.data);
+    return rc;
+}
+
+void log_truncate(struct raft_log *l, uint64_t from)
+{
+    if (from <= l->base_index)
+        from = l->base_index + 1;
+    if (from > log_last_index(l))
+        return;
+    size_t keep = from - l->base_index - 1;
+    free_entries(l->entries + keep, l->n - keep);
+    l->n = keep;
+}
+
+void log_compact(struct raft_log *l, uint64_t index, uint64_t term)
+{
+    if (index <= l->base_index)
+        return;
+    if (index >= log_last_index(l)) {
+        free_entries(l->entries, l->n);
+        l->n = 0;
+    } else {
+        size_t drop = index - l->base_index;
+        free_entries(l->entries, drop);
+        memmove(l->entries, l->entries + drop,
+                (l->n - drop) * sizeof(*l->entries));
+        l->n -= drop;
+    }
+    l->base_index = index;
+    l->base_term = term;
+}
+
+uint64_t log_first_index_of_term(const struct raft_log *l, uint64_t index)
+{
+    uint64_t term = log_term_at(l, index);
+    while (index > l->base_index + 1 && log_term_at(l, index - 1) == term)
+        index--;
+    return index;
+}
+
+uint64_t log_last_index_of_term(const struct raft_log *l, uint64_t term)
+{
+    /* Terms never decrease along the log, so scan back until below term. */
+    for (uint64_t i = log_last_index(l); i > l->base_index; i--) {
+        uint64_t t = log_term_at(l, i);
+        if (t == term)
+            return i;
+        if (t < term)
+            return 0;
+    }
+    return 0;
+}

@@ -1,0 +1,55 @@
+/*
+ * log.h - the in-memory Raft log.
+ *
+ * Entries base_index+1 .. base_index+n; everything up to base_index has been
+ * compacted into a snapshot whose last entry had term base_term (§7). The
+ * log owns the data of its entries.
+ */
+#ifndef RAFT_LOG_H
+#define RAFT_LOG_H
+
+#include "raft/raft.h"
+
+struct raft_log {
+    struct raft_entry *entries; /* entries[0] has index base_index + 1 */
+    size_t n;
+    size_t cap;
+    uint64_t base_index; /* last index covered by the snapshot, 0 if none */
+    uint64_t base_term;
+};
+
+void log_init(struct raft_log *l);
+void log_free(struct raft_log *l);
+
+uint64_t log_last_index(const struct raft_log *l);
+uint64_t log_last_term(const struct raft_log *l);
+
+/* The term of the entry at index: base_term at base_index, 0 at index 0,
+ * and 0 when the log has no such entry (compacted or beyond the end). */
+uint64_t log_term_at(const struct raft_log *l, uint64_t index);
+
+/* The entry at index, or NULL when compacted or beyond the end. */
+const struct raft_entry *log_get(const struct raft_log *l, uint64_t index);
+
+/* Appends a copy of data as a new last entry. Returns 0 or -ENOMEM. */
+int log_append(struct raft_log *l, uint64_t term, uint8_t type,
+               const uint8_t *data, uint32_t len);
+
+/* Appends taking ownership of entry->data. */
+int log_append_owned(struct raft_log *l, const struct raft_entry *entry);
+
+/* Deletes every entry with index >= from (conflict truncation, §5.3). */
+void log_truncate(struct raft_log *l, uint64_t from);
+
+/* Discards entries <= index, which a snapshot now covers (§7). If the log
+ * does not reach index, it becomes empty with base index/term given. */
+void log_compact(struct raft_log *l, uint64_t index, uint64_t term);
+
+/* The first index of the run of entries with the same term as `index`
+ * (fast backup, §5.3). */
+uint64_t log_first_index_of_term(const struct raft_log *l, uint64_t index);
+
+/* The last index holding an entry of `term`, or 0 if the log has none. */
+uint64_t log_last_index_of_term(const struct raft_log *l, uint64_t term);
+
+#endif
