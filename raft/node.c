@@ -65,7 +65,7 @@ static void note_process_start(void)
     clock_gettime(CLOCK_MONOTONIC, &process_start);
 }
 
-static double seconds_since_start(void)
+double raft_uptime(void)
 {
     pthread_once(&process_start_once, note_process_start);
     struct timespec ts;
@@ -74,7 +74,7 @@ static double seconds_since_start(void)
            (double)(ts.tv_nsec - process_start.tv_nsec) / 1e9;
 }
 
-static void log_to_stderr(uint32_t node, const char *line)
+void raft_print_log_line(uint32_t node, const char *line)
 {
     /* One colour per node, so interleaved logs of a cluster read apart. */
     static const char *colours[] = {"\033[36m", "\033[33m", "\033[35m",
@@ -97,14 +97,14 @@ void node_log(struct raft_node *n, enum raft_log_level level,
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     snprintf(line, sizeof(line), "%7.3f  n%u  T%-3llu %-13s %s%s",
-             seconds_since_start(), n->cfg.id,
+             raft_uptime(), n->cfg.id,
              (unsigned long long)n->current_term, raft_role_name(n->role),
              level == RAFT_LOG_ERROR ? "ERROR: " :
              level == RAFT_LOG_WARN ? "warning: " : "", msg);
     if (n->cfg.log_line)
         n->cfg.log_line(n->cfg.log_ctx, n->cfg.id, level, line);
     else
-        log_to_stderr(n->cfg.id, line);
+        raft_print_log_line(n->cfg.id, line);
 }
 
 /* ---- the lock ---- */
@@ -367,7 +367,7 @@ int raft_read_barrier(struct raft_node *n, unsigned timeout_ms,
     /* §6.4 step 1: a new leader's commit index is only known to be current
      * once an entry of its own term (the no-op) has committed. */
     while (rc == 0 && n->commit_index < n->leader_first_index) {
-        if (n->role != RAFT_LEADER || n->current_term != term)
+        if (n->role != RAFT_LEADER || n->current_term != term || n->stopping)
             rc = -EPERM;
         else if (node_wait_until_locked(n, &n->changed_cond, deadline) == ETIMEDOUT)
             rc = -ETIMEDOUT;
@@ -376,7 +376,7 @@ int raft_read_barrier(struct raft_node *n, unsigned timeout_ms,
     uint64_t round = ++n->read_round;
     pthread_cond_broadcast(&n->peers_cond);
     while (rc == 0 && confirmed_locked(n, round) < n->majority) {
-        if (n->role != RAFT_LEADER || n->current_term != term)
+        if (n->role != RAFT_LEADER || n->current_term != term || n->stopping)
             rc = -EPERM;
         else if (node_wait_until_locked(n, &n->changed_cond, deadline) == ETIMEDOUT)
             rc = -ETIMEDOUT;
@@ -548,12 +548,17 @@ int raft_start(struct raft_node **out, const struct raft_config *cfg,
     return 0;
 }
 
-void raft_stop(struct raft_node *n)
+void raft_begin_stop(struct raft_node *n)
 {
     pthread_mutex_lock(&n->mu);
     n->stopping = true;
     node_wake_all_locked(n);
     node_unlock(n);
+}
+
+void raft_stop(struct raft_node *n)
+{
+    raft_begin_stop(n);
     pthread_t none;
     memset(&none, 0, sizeof(none));
     pthread_t threads[] = {n->timer_thread, n->applier_thread, n->syncer_thread};

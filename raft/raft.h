@@ -203,12 +203,22 @@ struct raft_config {
 
 void raft_config_defaults(struct raft_config *cfg, uint32_t id, uint32_t n_nodes);
 
+/* Seconds since the process started: the first column of every log line. */
+double raft_uptime(void);
+
+/* Writes one finished log line to stderr, coloured per node on a terminal. */
+void raft_print_log_line(uint32_t node, const char *line);
+
 struct raft_node;
 
 /* Loads durable state and starts the node's threads. Returns 0 or -errno. */
 int raft_start(struct raft_node **out, const struct raft_config *cfg,
                const struct raft_transport *transport,
                const struct raft_storage *storage, const struct raft_fsm *fsm);
+
+/* Makes every call into the node fail fast and wakes every waiter, so that
+ * threads blocked in it (request handlers) return; raft_stop still follows. */
+void raft_begin_stop(struct raft_node *n);
 
 /* Stops every thread, waits for them, frees the node. */
 void raft_stop(struct raft_node *n);

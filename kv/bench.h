@@ -1,0 +1,34 @@
+/*
+ * bench.h - a closed-loop load generator: C client sessions, each with one
+ * request in flight, for T seconds; reports throughput and latency.
+ */
+#ifndef KV_BENCH_H
+#define KV_BENCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct bench_options {
+    char *const *addrs;
+    uint32_t n_addrs;
+    unsigned clients;    /* default 16 */
+    double seconds;      /* default 5 */
+    unsigned value_size; /* default 64 */
+    unsigned keys;       /* default 1000 */
+    double read_ratio;   /* 0..1, default 0 */
+    unsigned timeout_ms; /* per request, retries included */
+};
+
+struct bench_result {
+    uint64_t ops;
+    uint64_t errors;
+    double seconds;
+    double ops_per_sec;
+    double p50_ms, p90_ms, p99_ms, max_ms;
+};
+
+int bench_run(const struct bench_options *opt, struct bench_result *out);
+void bench_print(const struct bench_result *r, bool json, FILE *out);
+
+#endif

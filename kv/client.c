@@ -1,0 +1,204 @@
+/*
+ * client.c - leader discovery, retries and sessions for clients.
+ */
+#include "kv/client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "net/tcp.h"
+
+#define RETRY_PAUSE_MS 20
+
+struct kv_client {
+    char *const *addrs;
+    uint32_t n_addrs;
+    unsigned timeout_ms;
+    uint32_t target; /* the node it believes leads */
+    int fd;          /* connection to target, or -1 */
+    uint64_t client_id;
+    uint64_t seq;
+    uint8_t *buf; /* reply frames */
+    size_t cap;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* A session id that no other client picks: random bits from the kernel. */
+static uint64_t new_client_id(void)
+{
+    uint64_t id = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (read(fd, &id, sizeof(id)) != (ssize_t)sizeof(id))
+            id = 0;
+        close(fd);
+    }
+    if (id == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        id = ((uint64_t)ts.tv_nsec << 32) ^ (uint64_t)ts.tv_sec ^ (uint64_t)getpid() << 16;
+    }
+    return id ? id : 1;
+}
+
+int kv_client_open(struct kv_client **out, char *const *addrs, uint32_t n_addrs,
+                   unsigned timeout_ms)
+{
+    if (n_addrs == 0)
+        return -EINVAL;
+    struct kv_client *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    c->addrs = addrs;
+    c->n_addrs = n_addrs;
+    c->timeout_ms = timeout_ms;
+    c->fd = -1;
+    c->client_id = new_client_id();
+    c->target = (uint32_t)(c->client_id % n_addrs); /* spread clients out */
+    *out = c;
+    return 0;
+}
+
+static void disconnect(struct kv_client *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+}
+
+void kv_client_close(struct kv_client *c)
+{
+    if (!c)
+        return;
+    disconnect(c);
+    free(c->buf);
+    free(c);
+}
+
+static void move_on(struct kv_client *c, int32_t hint)
+{
+    disconnect(c);
+    if (hint >= 0 && (uint32_t)hint < c->n_addrs && (uint32_t)hint != c->target)
+        c->target = (uint32_t)hint;
+    else
+        c->target = (c->target + 1) % c->n_addrs;
+}
+
+/* Sends req to the leader, following hints and retrying until a final
+ * answer (OK, NOT_FOUND, BAD_REQUEST) or the deadline. */
+static int call_leader(struct kv_client *c, const struct wire_msg *req, struct wire_msg *reply)
+{
+    uint64_t deadline = now_ms() + c->timeout_ms;
+    for (;;) {
+        uint64_t now = now_ms();
+        if (now >= deadline)
+            return -ETIMEDOUT;
+        unsigned left = (unsigned)(deadline - now);
+        if (c->fd < 0) {
+            int fd = tcp_dial(c->addrs[c->target], left < 500 ? left : 500);
+            if (fd < 0) {
+                move_on(c, -1);
+                sleep_ms(RETRY_PAUSE_MS);
+                continue;
+            }
+            c->fd = fd;
+        }
+        int rc = tcp_roundtrip(c->fd, req, reply, &c->buf, &c->cap, left);
+        if (rc != 0 || reply->type != WIRE_CLIENT_REPLY) {
+            if (rc == 0)
+                wire_msg_release(reply);
+            move_on(c, -1);
+            sleep_ms(RETRY_PAUSE_MS);
+            continue;
+        }
+        uint8_t status = reply->u.reply.status;
+        if (status == CLIENT_OK || status == CLIENT_NOT_FOUND || status == CLIENT_BAD_REQUEST)
+            return 0;
+        int32_t hint = status == CLIENT_NOT_LEADER ? reply->u.reply.leader_hint : -1;
+        bool knows_leader = hint >= 0 && (uint32_t)hint != c->target;
+        move_on(c, hint);
+        if (!knows_leader)
+            sleep_ms(RETRY_PAUSE_MS); /* an election is probably under way */
+    }
+}
+
+int kv_client_put(struct kv_client *c, const char *key, uint32_t key_len,
+                  const char *value, uint32_t value_len)
+{
+    struct wire_msg req = {.type = WIRE_CLIENT_REQUEST, .from = WIRE_FROM_CLIENT}, reply;
+    struct client_request *q = &req.u.request;
+    q->op = CLIENT_PUT;
+    q->client_id = c->client_id;
+    q->seq = ++c->seq; /* the same number on every retry of this put */
+    q->key = (uint8_t *)key;
+    q->key_len = key_len;
+    q->value = (uint8_t *)value;
+    q->value_len = value_len;
+    int rc = call_leader(c, &req, &reply);
+    if (rc)
+        return rc;
+    return reply.u.reply.status == CLIENT_OK ? 0 : -EINVAL;
+}
+
+int kv_client_get(struct kv_client *c, const char *key, uint32_t key_len,
+                  uint8_t **value, uint32_t *value_len)
+{
+    struct wire_msg req = {.type = WIRE_CLIENT_REQUEST, .from = WIRE_FROM_CLIENT}, reply;
+    struct client_request *q = &req.u.request;
+    q->op = CLIENT_GET;
+    q->client_id = c->client_id;
+    q->key = (uint8_t *)key;
+    q->key_len = key_len;
+    int rc = call_leader(c, &req, &reply);
+    if (rc)
+        return rc;
+    if (reply.u.reply.status == CLIENT_NOT_FOUND)
+        return -ENOENT;
+    if (reply.u.reply.status != CLIENT_OK)
+        return -EINVAL;
+    *value = malloc(reply.u.reply.value_len + 1);
+    if (!*value)
+        return -ENOMEM;
+    memcpy(*value, reply.u.reply.value, reply.u.reply.value_len);
+    (*value)[reply.u.reply.value_len] = '\0';
+    *value_len = reply.u.reply.value_len;
+    return 0;
+}
+
+int kv_client_status(const char *addr, unsigned timeout_ms, struct client_reply *out)
+{
+    int fd = tcp_dial(addr, timeout_ms);
+    if (fd < 0)
+        return fd;
+    struct wire_msg req = {.type = WIRE_CLIENT_REQUEST, .from = WIRE_FROM_CLIENT}, reply;
+    req.u.request.op = CLIENT_STATUS;
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    int rc = tcp_roundtrip(fd, &req, &reply, &buf, &cap, timeout_ms);
+    close(fd);
+    if (rc == 0 && reply.type != WIRE_CLIENT_REPLY)
+        rc = -EPROTO;
+    if (rc == 0) {
+        *out = reply.u.reply;
+        out->value = NULL;
+        out->value_len = 0;
+    }
+    free(buf);
+    return rc;
+}

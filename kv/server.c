@@ -1,0 +1,245 @@
+/*
+ * server.c - glue between the network and a Raft node running the
+ * key-value state machine.
+ *
+ * Peer messages go straight to raft_receive(). Client requests:
+ *   put     proposed as a log entry; answered once applied (§8: a client is
+ *           answered only after its command is committed and applied). The
+ *           session (client id, seq) makes a retry take effect once (§6.3).
+ *   get     served by the leader after a ReadIndex round (§6.4), without
+ *           writing to the log.
+ *   status  this node's view: role, term, leader, commit, applied, log end.
+ */
+#include "kv/server.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kv/kv.h"
+#include "net/tcp.h"
+#include "raft/storage.h"
+
+#define CLIENT_WAIT_MS 3000 /* how long a request may wait on the cluster */
+
+struct kv_server {
+    struct kv_server_config cfg;
+    struct kv *kv;
+    struct file_storage *storage;
+    struct tcp_transport *transport;
+    struct raft_node *node;
+    struct tcp_server *listener;
+};
+
+static void server_log(struct kv_server *s, enum raft_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void server_log(struct kv_server *s, enum raft_log_level level, const char *fmt, ...)
+{
+    if (level > s->cfg.raft.log_level)
+        return;
+    char msg[512], line[640];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    snprintf(line, sizeof(line), "%7.3f  n%u  %-4s %-13s %s%s", raft_uptime(), s->cfg.raft.id,
+             "", "server", level == RAFT_LOG_ERROR ? "ERROR: " :
+             level == RAFT_LOG_WARN ? "warning: " : "", msg);
+    raft_print_log_line(s->cfg.raft.id, line);
+}
+
+/* Storage and the network report through here. */
+static void module_log(void *ctx, enum raft_log_level level, const char *msg)
+{
+    server_log(ctx, level, "%s", msg);
+}
+
+static uint64_t wall_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void reply_status(struct client_reply *r, uint8_t status, int32_t hint)
+{
+    r->status = status;
+    r->leader_hint = hint;
+}
+
+static void handle_put(struct kv_server *s, const struct client_request *q,
+                       struct client_reply *r)
+{
+    if (q->client_id == 0 || q->seq == 0 || q->key_len == 0) {
+        reply_status(r, CLIENT_BAD_REQUEST, RAFT_NO_NODE);
+        return;
+    }
+    /* A retry of a request that was already applied gets the same answer. */
+    if (kv_applied_request(s->kv, q->client_id, q->seq)) {
+        reply_status(r, CLIENT_OK, (int32_t)s->cfg.raft.id);
+        return;
+    }
+    size_t len = kv_put_size(q->key_len, q->value_len);
+    uint8_t *cmd = malloc(len);
+    if (!cmd) {
+        reply_status(r, CLIENT_RETRY, RAFT_NO_NODE);
+        return;
+    }
+    kv_encode_put(cmd, q->client_id, q->seq, wall_clock_ms(), q->key, q->key_len,
+                  q->value, q->value_len);
+    uint64_t index, term;
+    int32_t hint;
+    int rc = raft_propose(s->node, cmd, (uint32_t)len, &index, &term, &hint);
+    free(cmd);
+    if (rc == -EPERM) {
+        reply_status(r, CLIENT_NOT_LEADER, hint);
+        return;
+    }
+    if (rc == 0)
+        rc = raft_wait_applied(s->node, index, term, CLIENT_WAIT_MS);
+    /* The entry at `index` may belong to another leader by now; the session
+     * table says whether this request was applied. */
+    if (rc == 0 && kv_applied_request(s->kv, q->client_id, q->seq))
+        reply_status(r, CLIENT_OK, (int32_t)s->cfg.raft.id);
+    else
+        reply_status(r, CLIENT_RETRY, RAFT_NO_NODE);
+}
+
+static void handle_get(struct kv_server *s, const struct client_request *q,
+                       struct client_reply *r)
+{
+    int32_t hint;
+    int rc = raft_read_barrier(s->node, CLIENT_WAIT_MS, &hint);
+    if (rc == -EPERM) {
+        reply_status(r, CLIENT_NOT_LEADER, hint);
+        return;
+    }
+    if (rc != 0) {
+        reply_status(r, CLIENT_RETRY, RAFT_NO_NODE);
+        return;
+    }
+    rc = kv_get(s->kv, q->key, q->key_len, &r->value, &r->value_len);
+    reply_status(r, rc == 0 ? CLIENT_OK : rc == -ENOENT ? CLIENT_NOT_FOUND : CLIENT_RETRY,
+                 (int32_t)s->cfg.raft.id);
+}
+
+static void handle_status(struct kv_server *s, struct client_reply *r)
+{
+    struct raft_status st;
+    raft_get_status(s->node, &st);
+    reply_status(r, CLIENT_OK, st.leader);
+    r->id = st.id;
+    r->role = (uint8_t)st.role;
+    r->term = st.term;
+    r->leader = st.leader;
+    r->commit = st.commit;
+    r->applied = st.applied;
+    r->last_index = st.last_index;
+}
+
+/* Called by the TCP listener for every request frame. */
+static int handle_frame(void *ctx, const struct wire_msg *req, struct wire_msg *reply)
+{
+    struct kv_server *s = ctx;
+    memset(reply, 0, sizeof(*reply));
+    reply->from = s->cfg.raft.id;
+    if (req->type == WIRE_CLIENT_REQUEST) {
+        const struct client_request *q = &req->u.request;
+        struct client_reply *r = &reply->u.reply;
+        reply->type = WIRE_CLIENT_REPLY;
+        switch (q->op) {
+        case CLIENT_PUT: handle_put(s, q, r); break;
+        case CLIENT_GET: handle_get(s, q, r); break;
+        case CLIENT_STATUS: handle_status(s, r); break;
+        default: reply_status(r, CLIENT_BAD_REQUEST, RAFT_NO_NODE);
+        }
+        return 0;
+    }
+    if (req->type < RAFT_MSG_REQUEST_VOTE || req->type > RAFT_MSG_INSTALL_SNAPSHOT_REPLY ||
+        req->from >= s->cfg.raft.n_nodes) {
+        server_log(s, RAFT_LOG_WARN, "refused a message of type %u claiming to be from node %u "
+                   "(this cluster has nodes 0..%u)", req->type, req->from,
+                   s->cfg.raft.n_nodes - 1);
+        return -EINVAL;
+    }
+    int rc = raft_receive(s->node, &req->u.raft, &reply->u.raft);
+    reply->type = reply->u.raft.type;
+    return rc;
+}
+
+static void cleanup(struct kv_server *s)
+{
+    if (s->node)
+        raft_begin_stop(s->node); /* handlers blocked on it return at once */
+    if (s->listener)
+        tcp_server_stop(s->listener);
+    if (s->node)
+        raft_stop(s->node);
+    if (s->transport)
+        tcp_transport_destroy(s->transport);
+    if (s->storage)
+        file_storage_close(s->storage);
+    kv_free(s->kv);
+    free(s);
+}
+
+int kv_server_start(struct kv_server **out, const struct kv_server_config *cfg)
+{
+    struct kv_server *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->cfg = *cfg;
+    uint32_t id = cfg->raft.id;
+    char host[256];
+    uint16_t port;
+    int rc = tcp_parse_addr(cfg->peers[id], host, sizeof(host), &port);
+    if (rc) {
+        server_log(s, RAFT_LOG_ERROR, "bad address %s", cfg->peers[id]);
+        goto fail;
+    }
+    s->kv = kv_new(cfg->session_timeout_ms ? cfg->session_timeout_ms
+                                           : KV_DEFAULT_SESSION_TIMEOUT_MS);
+    rc = s->kv ? file_storage_open(&s->storage, cfg->data_dir, module_log, s) : -ENOMEM;
+    if (rc) {
+        server_log(s, RAFT_LOG_ERROR, "cannot open data directory %s: %s", cfg->data_dir,
+                   strerror(-rc));
+        goto fail;
+    }
+    rc = tcp_transport_create(&s->transport, id, cfg->peers, cfg->raft.n_nodes, module_log, s);
+    if (rc)
+        goto fail;
+    struct raft_transport transport = tcp_transport_ops(s->transport);
+    struct raft_storage storage = file_storage_ops(s->storage);
+    struct raft_fsm fsm = kv_fsm(s->kv);
+    rc = raft_start(&s->node, &cfg->raft, &transport, &storage, &fsm);
+    if (rc) {
+        const char *why = file_storage_error(s->storage);
+        server_log(s, RAFT_LOG_ERROR, "cannot start: %s", why && *why ? why : strerror(-rc));
+        goto fail;
+    }
+    struct tcp_server_options opt = {
+        .host = host, .port = port, .handler = handle_frame, .handler_ctx = s,
+        .log = module_log, .log_ctx = s,
+    };
+    rc = tcp_server_start(&s->listener, &opt);
+    if (rc) {
+        server_log(s, RAFT_LOG_ERROR, "cannot listen on %s: %s", cfg->peers[id], strerror(-rc));
+        goto fail;
+    }
+    server_log(s, RAFT_LOG_INFO, "listening on %s, data in %s", cfg->peers[id], cfg->data_dir);
+    *out = s;
+    return 0;
+fail:
+    cleanup(s);
+    return rc;
+}
+
+void kv_server_stop(struct kv_server *s)
+{
+    server_log(s, RAFT_LOG_INFO, "stopping");
+    cleanup(s);
+}
