@@ -1,0 +1,73 @@
+/*
+ * storage.h - durable state of one node in a data directory.
+ *
+ * Implements `struct raft_storage` (raft/raft.h) over files: currentTerm and
+ * votedFor in `meta`, the log in segment files `log-<first index>`, the
+ * latest snapshot in `snapshot`. Every function returns only once its effect
+ * is durable (Figure 2: "updated on stable storage before responding to
+ * RPCs"). The on-disk format and the recovery rules are described at the top
+ * of storage.c.
+ *
+ *     struct file_storage *fs;
+ *     int rc = file_storage_open(&fs, "data/node-0", log_fn, log_ctx);
+ *     struct raft_storage st = file_storage_ops(fs);
+ *     ... raft_start(&node, &cfg, &transport, &st, &fsm) ... raft_stop(node);
+ *     file_storage_close(fs);
+ *
+ * After any failed write or sync the storage refuses every later change
+ * (returns -EIO): a node whose fsync failed cannot trust what its file holds
+ * and must restart, which reloads whatever really reached the disk.
+ */
+#ifndef RAFT_STORAGE_H
+#define RAFT_STORAGE_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "raft/raft.h"
+#include "raft/storage_io.h"
+
+struct file_storage;
+
+/* Log lines: a torn tail cut at recovery (warn), errors (error), what was
+ * recovered (info). `log` may be NULL: warnings and errors then go to
+ * stderr. */
+typedef void (*file_storage_log_fn)(void *ctx, enum raft_log_level lvl, const char *msg);
+
+/* Opens (and creates, with any missing parents, like mkdir -p) the data
+ * directory `dir`. Reads nothing yet: load() recovers the contents. */
+int file_storage_open(struct file_storage **out, const char *dir,
+                      file_storage_log_fn log, void *log_ctx);
+
+/* The same, with every file system call going through `io` (which must
+ * outlive the storage). */
+int file_storage_open_with_io(struct file_storage **out, const char *dir,
+                              file_storage_log_fn log, void *log_ctx,
+                              const struct storage_io *io);
+
+/* Closes files and frees the storage. Everything acknowledged is already
+ * durable, so there is nothing to flush. */
+void file_storage_close(struct file_storage *s);
+
+/* The table the node uses; ctx is s. load() must be the first call (it
+ * recovers the directory); a change made before it runs recovery first. */
+struct raft_storage file_storage_ops(struct file_storage *s);
+
+/* Log segments roll over to a new file once they pass this many bytes
+ * (default 8 MiB), so that compaction deletes whole files. One append batch
+ * is never split across files. For tests and tuning. */
+void file_storage_set_segment_size(struct file_storage *s, size_t bytes);
+
+/* The last error as one plain sentence naming the file and byte offset, e.g.
+ * "data/node-0/log-0000000000000001: bad checksum in the record at offset
+ * 4096"; "" when nothing failed. Valid until the next call on s. */
+const char *file_storage_error(const struct file_storage *s);
+
+/* Prints the data directory as text (`raft dump DIR`): term, vote, snapshot,
+ * then every log record with its index, term, type, length and a preview of
+ * its data. Changes nothing on disk. Returns 0, -ENOENT when `dir` does not
+ * exist, or -EBADMSG when something is corrupt (what could be read is still
+ * printed, with the problem named in place). */
+int file_storage_dump(const char *dir, FILE *out);
+
+#endif

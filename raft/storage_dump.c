@@ -1,0 +1,274 @@
+/*
+ * storage_dump.c - `raft dump DIR`: a data directory as text.
+ *
+ * Reads the files the way recovery does (raft/storage_format.h) but changes
+ * nothing: a torn tail is reported, not cut. Problems are printed where
+ * they are found, so that a learner sees what recovery would do and why.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "raft/crc32c.h"
+#include "raft/storage.h"
+#include "raft/storage_format.h"
+
+#define PREVIEW_BYTES 32
+
+/* Reads a whole file; -ENOENT when it does not exist. */
+static int slurp(const char *dir, const char *name, uint8_t **data, size_t *len)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    *data = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -errno;
+    size_t cap = 0;
+    int rc = 0;
+    for (;;) {
+        if (*len == cap) {
+            cap = cap ? 2 * cap : 4096;
+            uint8_t *b = realloc(*data, cap);
+            if (!b) {
+                rc = -ENOMEM;
+                break;
+            }
+            *data = b;
+        }
+        size_t n = fread(*data + *len, 1, cap - *len, f);
+        *len += n;
+        if (n == 0) {
+            rc = ferror(f) ? -EIO : 0;
+            break;
+        }
+    }
+    fclose(f);
+    if (rc) {
+        free(*data);
+        *data = NULL;
+        *len = 0;
+    }
+    return rc;
+}
+
+/* Printable ASCII as is, the rest escaped, at most PREVIEW_BYTES bytes. */
+static void print_preview(FILE *out, const uint8_t *data, uint32_t len)
+{
+    fputc('"', out);
+    for (uint32_t i = 0; i < len && i < PREVIEW_BYTES; i++) {
+        uint8_t c = data[i];
+        if (c == '"' || c == '\\')
+            fprintf(out, "\\%c", c);
+        else if (c >= 0x20 && c < 0x7f)
+            fputc(c, out);
+        else
+            fprintf(out, "\\x%02x", c);
+    }
+    fputc('"', out);
+    if (len > PREVIEW_BYTES)
+        fputs("...", out);
+}
+
+static const char *type_name(uint8_t type)
+{
+    switch (type) {
+    case RAFT_ENTRY_NOOP: return "noop";
+    case RAFT_ENTRY_COMMAND: return "command";
+    default: return "unknown";
+    }
+}
+
+static int dump_meta(const char *dir, FILE *out)
+{
+    uint8_t *buf;
+    size_t len;
+    int rc = slurp(dir, FMT_META_NAME, &buf, &len);
+    if (rc == -ENOENT) {
+        fprintf(out, "term: 0\nvoted for: none\n(no meta file yet)\n");
+        return 0;
+    }
+    if (rc) {
+        fprintf(out, "meta: cannot read (%s)\n", strerror(-rc));
+        return rc;
+    }
+    uint64_t term;
+    int32_t vote;
+    const char *why;
+    size_t off;
+    rc = fmt_meta_decode(buf, len, &term, &vote, &why, &off);
+    free(buf);
+    if (rc) {
+        fprintf(out, "meta: %s at offset %zu (corrupt)\n", why, off);
+        return rc;
+    }
+    fprintf(out, "term: %" PRIu64 "\n", term);
+    if (vote == RAFT_NO_NODE)
+        fprintf(out, "voted for: none\n");
+    else
+        fprintf(out, "voted for: n%d\n", vote);
+    return 0;
+}
+
+static int dump_snapshot(const char *dir, FILE *out, uint64_t *snapshot_index)
+{
+    uint8_t *buf;
+    size_t len;
+    *snapshot_index = 0;
+    int rc = slurp(dir, FMT_SNAPSHOT_NAME, &buf, &len);
+    if (rc == -ENOENT) {
+        fprintf(out, "snapshot: none\n");
+        return 0;
+    }
+    if (rc) {
+        fprintf(out, "snapshot: cannot read (%s)\n", strerror(-rc));
+        return rc;
+    }
+    struct fmt_snapshot_header h;
+    const char *why;
+    size_t off;
+    rc = fmt_snapshot_header_decode(buf, len, &h, &why, &off);
+    if (rc == 0 && crc32c(0, buf + FMT_SNAPSHOT_HEADER_SIZE, h.len) != h.data_crc) {
+        rc = -EBADMSG;
+        why = "bad checksum in the data";
+        off = FMT_SNAPSHOT_HEADER_SIZE;
+    }
+    free(buf);
+    if (rc) {
+        fprintf(out, "snapshot: %s at offset %zu (corrupt)\n", why, off);
+        return rc;
+    }
+    fprintf(out, "snapshot: index %" PRIu64 ", term %" PRIu64 ", %" PRIu64 " bytes\n",
+            h.index, h.term, h.len);
+    *snapshot_index = h.index;
+    return 0;
+}
+
+struct print_ctx {
+    FILE *out;
+    uint64_t snapshot_index;
+};
+
+static int print_record(void *arg, const struct fmt_record *r)
+{
+    struct print_ctx *p = arg;
+    fprintf(p->out, "  %8" PRIu64 " %6" PRIu64 "  %-7s %8" PRIu32 "  ", r->index, r->term,
+            type_name(r->type), r->len);
+    print_preview(p->out, r->data, r->len);
+    if (r->index <= p->snapshot_index)
+        fputs("  (in the snapshot)", p->out);
+    fputc('\n', p->out);
+    return 0;
+}
+
+/* Says what recovery would make of the place where a segment's scan
+ * stopped. Returns -EBADMSG for corruption, 0 otherwise. */
+static int print_scan_end(FILE *out, const uint8_t *buf, size_t len, bool is_last,
+                          const struct fmt_scan *scan)
+{
+    size_t later;
+    if (scan->wrong_index) {
+        fprintf(out, "  offset %zu: a record with index %" PRIu64 ", expected %" PRIu64
+                " (corrupt)\n", scan->end, scan->found_index, scan->next_index);
+        return -EBADMSG;
+    }
+    if (scan->status == FMT_END)
+        return 0;
+    if (!is_last || fmt_later_batch_follows(buf, len, scan->end, scan->next_index, &later)) {
+        fprintf(out, "  offset %zu: %s (corrupt: written before data that follows)\n",
+                scan->end, fmt_status_text(scan->status));
+        return -EBADMSG;
+    }
+    fprintf(out, "  offset %zu: %s, a torn write: load will cut these %zu bytes\n",
+            scan->end, fmt_status_text(scan->status), len - scan->end);
+    return 0;
+}
+
+static int dump_segment(const char *dir, FILE *out, uint64_t first, bool is_last,
+                        uint64_t snapshot_index)
+{
+    char name[FMT_SEGMENT_NAME_LEN + 1];
+    fmt_segment_name(name, first);
+    uint8_t *buf;
+    size_t len;
+    int rc = slurp(dir, name, &buf, &len);
+    if (rc) {
+        fprintf(out, "%s: cannot read (%s)\n", name, strerror(-rc));
+        return rc;
+    }
+    fprintf(out, "%s: %zu bytes\n", name, len);
+    fprintf(out, "     index   term  type      length  data\n");
+    struct print_ctx p = { .out = out, .snapshot_index = snapshot_index };
+    struct fmt_scan scan;
+    fmt_scan_segment(buf, len, first, print_record, &p, &scan);
+    rc = print_scan_end(out, buf, len, is_last, &scan);
+    free(buf);
+    return rc;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The first indices of the directory's segments, sorted. */
+static int list_segments(const char *dir, uint64_t **firsts, size_t *n)
+{
+    *firsts = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return -errno;
+    size_t cap = 0;
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        uint64_t first;
+        if (!fmt_parse_segment_name(e->d_name, &first))
+            continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            uint64_t *f = realloc(*firsts, cap * sizeof(*f));
+            if (!f) {
+                rc = -ENOMEM;
+                break;
+            }
+            *firsts = f;
+        }
+        (*firsts)[(*n)++] = first;
+    }
+    closedir(d);
+    if (rc == 0)
+        qsort(*firsts, *n, sizeof(**firsts), cmp_u64);
+    return rc;
+}
+
+int file_storage_dump(const char *dir, FILE *out)
+{
+    uint64_t *firsts;
+    size_t n;
+    int rc = list_segments(dir, &firsts, &n);
+    if (rc) {
+        fprintf(out, "%s: cannot read the directory (%s)\n", dir, strerror(-rc));
+        return rc;
+    }
+    fprintf(out, "data directory: %s\n", dir);
+    int bad = dump_meta(dir, out);
+    uint64_t snapshot_index;
+    rc = dump_snapshot(dir, out, &snapshot_index);
+    if (rc && !bad)
+        bad = rc;
+    for (size_t i = 0; i < n; i++) {
+        rc = dump_segment(dir, out, firsts[i], i + 1 == n, snapshot_index);
+        if (rc && !bad)
+            bad = rc;
+    }
+    if (n == 0)
+        fprintf(out, "log: no segments\n");
+    free(firsts);
+    return bad;
+}

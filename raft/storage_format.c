@@ -1,0 +1,293 @@
+/*
+ * storage_format.c - encode and decode the bytes of a data directory.
+ *
+ * Everything is big-endian and written byte by byte, so the files are the
+ * same on every host. The layout is described at the top of storage.c.
+ */
+#include "raft/storage_format.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "raft/crc32c.h"
+
+#define META_MAGIC 0x5246544Du     /* "RFTM" */
+#define SNAPSHOT_MAGIC 0x52465453u /* "RFTS" */
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    put_be32(p, (uint32_t)(v >> 32));
+    put_be32(p + 4, (uint32_t)v);
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+    return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
+}
+
+/* ---- segment names ---- */
+
+void fmt_segment_name(char *name, uint64_t first_index)
+{
+    snprintf(name, FMT_SEGMENT_NAME_LEN + 1, FMT_SEGMENT_PREFIX "%016llx",
+             (unsigned long long)first_index);
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1; /* upper case is never written, so it is not ours */
+}
+
+bool fmt_parse_segment_name(const char *name, uint64_t *first_index)
+{
+    size_t prefix = strlen(FMT_SEGMENT_PREFIX);
+    if (strlen(name) != FMT_SEGMENT_NAME_LEN || strncmp(name, FMT_SEGMENT_PREFIX, prefix) != 0)
+        return false;
+    uint64_t v = 0;
+    for (const char *p = name + prefix; *p; p++) {
+        int d = hex_digit(*p);
+        if (d < 0)
+            return false;
+        v = v << 4 | (uint64_t)d;
+    }
+    *first_index = v;
+    return true;
+}
+
+/* ---- log records ---- */
+
+size_t fmt_record_size(uint32_t data_len)
+{
+    return FMT_RECORD_MIN_SIZE + (size_t)data_len;
+}
+
+void fmt_record_encode(uint8_t *out, uint64_t index, const struct raft_entry *e,
+                       uint8_t flags)
+{
+    uint32_t payload_len = FMT_RECORD_FIXED_SIZE + e->len;
+    put_be32(out + 4, payload_len);
+    put_be64(out + 8, index);
+    put_be64(out + 16, e->term);
+    out[24] = e->type;
+    out[25] = flags;
+    if (e->len)
+        memcpy(out + FMT_RECORD_MIN_SIZE, e->data, e->len);
+    /* The checksum covers the length too: a flipped length bit must not
+     * send the reader to a wrong but well-formed record boundary. */
+    put_be32(out, crc32c(0, out + 4, 4 + (size_t)payload_len));
+}
+
+const char *fmt_status_text(enum fmt_status st)
+{
+    switch (st) {
+    case FMT_OK: return "a good record";
+    case FMT_END: return "the end of the file";
+    case FMT_SHORT_HEADER: return "a record header cut short";
+    case FMT_BAD_LENGTH: return "an impossible record length";
+    case FMT_SHORT_RECORD: return "a record cut short";
+    case FMT_BAD_CHECKSUM: return "a bad checksum";
+    }
+    return "an unknown defect";
+}
+
+enum fmt_status fmt_record_decode(const uint8_t *buf, size_t len, size_t off,
+                                  struct fmt_record *r)
+{
+    if (off == len)
+        return FMT_END;
+    size_t left = len - off;
+    if (left < FMT_RECORD_HEADER_SIZE)
+        return FMT_SHORT_HEADER;
+    const uint8_t *p = buf + off;
+    uint32_t payload_len = get_be32(p + 4);
+    if (payload_len < FMT_RECORD_FIXED_SIZE)
+        return FMT_BAD_LENGTH;
+    if ((uint64_t)payload_len > left - FMT_RECORD_HEADER_SIZE)
+        return FMT_SHORT_RECORD;
+    if (crc32c(0, p + 4, 4 + (size_t)payload_len) != get_be32(p))
+        return FMT_BAD_CHECKSUM;
+    r->offset = off;
+    r->size = FMT_RECORD_HEADER_SIZE + (size_t)payload_len;
+    r->index = get_be64(p + 8);
+    r->term = get_be64(p + 16);
+    r->type = p[24];
+    r->flags = p[25];
+    r->len = payload_len - FMT_RECORD_FIXED_SIZE;
+    r->data = p + FMT_RECORD_MIN_SIZE;
+    return FMT_OK;
+}
+
+int fmt_scan_segment(const uint8_t *buf, size_t len, uint64_t first_index,
+                     int (*fn)(void *arg, const struct fmt_record *r), void *arg,
+                     struct fmt_scan *scan)
+{
+    memset(scan, 0, sizeof(*scan));
+    scan->next_index = first_index;
+    size_t off = 0;
+    for (;;) {
+        struct fmt_record r;
+        enum fmt_status st = fmt_record_decode(buf, len, off, &r);
+        if (st != FMT_OK) {
+            scan->status = st;
+            break;
+        }
+        /* Records hold consecutive indices from the one in the file name. */
+        if (r.index != scan->next_index) {
+            scan->status = FMT_OK;
+            scan->wrong_index = true;
+            scan->found_index = r.index;
+            break;
+        }
+        if (fn) {
+            int rc = fn(arg, &r);
+            if (rc)
+                return rc;
+        }
+        off += r.size;
+        scan->end = off;
+        scan->next_index++;
+        scan->n_records++;
+    }
+    return 0;
+}
+
+/* A cheap test before the checksum: could a record that starts at `off`,
+ * after a bad one that should have had index `bad_index`, be real? Its
+ * length must fit and its index must lie ahead, within the number of
+ * records that fit in the bytes between. Random garbage almost never
+ * passes, so the scan below does not run a checksum at every byte. */
+static bool plausible_record_at(const uint8_t *buf, size_t len, size_t off,
+                                size_t bad_offset, uint64_t bad_index)
+{
+    if (len - off < FMT_RECORD_MIN_SIZE)
+        return false;
+    uint32_t payload_len = get_be32(buf + off + 4);
+    if (payload_len < FMT_RECORD_FIXED_SIZE ||
+        (uint64_t)payload_len > len - off - FMT_RECORD_HEADER_SIZE)
+        return false;
+    uint64_t index = get_be64(buf + off + 8);
+    uint64_t most_between = (off - bad_offset) / FMT_RECORD_MIN_SIZE;
+    return index > bad_index && index - bad_index <= most_between;
+}
+
+bool fmt_later_batch_follows(const uint8_t *buf, size_t len, size_t bad_offset,
+                             uint64_t bad_index, size_t *later_offset)
+{
+    /* A torn write can damage only the last append: it was not synced, and
+     * every earlier append was synced before the next one began. Records of
+     * that same append may survive after the damage, but none of them starts
+     * a batch (its first record is at or before the damage). A good record
+     * that starts a batch, after the damage, proves the damage was synced. */
+    size_t off = bad_offset + 1;
+    while (off + FMT_RECORD_MIN_SIZE <= len) {
+        struct fmt_record r;
+        if (!plausible_record_at(buf, len, off, bad_offset, bad_index) ||
+            fmt_record_decode(buf, len, off, &r) != FMT_OK) {
+            off++;
+            continue;
+        }
+        if (r.flags & FMT_FLAG_BATCH_START) {
+            *later_offset = off;
+            return true;
+        }
+        off += r.size; /* a good record: walk on record by record */
+    }
+    return false;
+}
+
+/* ---- meta ---- */
+
+void fmt_meta_encode(uint8_t out[FMT_META_SIZE], uint64_t term, int32_t voted_for)
+{
+    put_be32(out, META_MAGIC);
+    put_be32(out + 4, FMT_VERSION);
+    put_be64(out + 8, term);
+    put_be32(out + 16, (uint32_t)voted_for);
+    put_be32(out + 20, crc32c(0, out, 20));
+}
+
+static int defect(const char **why, size_t *bad_offset, const char *text, size_t offset)
+{
+    *why = text;
+    *bad_offset = offset;
+    return -EBADMSG;
+}
+
+int fmt_meta_decode(const uint8_t *buf, size_t len, uint64_t *term, int32_t *voted_for,
+                    const char **why, size_t *bad_offset)
+{
+    if (len != FMT_META_SIZE)
+        return defect(why, bad_offset, len < FMT_META_SIZE ? "the file is cut short"
+                                                           : "the file is too long",
+                      len < FMT_META_SIZE ? len : FMT_META_SIZE);
+    if (get_be32(buf) != META_MAGIC)
+        return defect(why, bad_offset, "not a meta file (bad magic number)", 0);
+    if (crc32c(0, buf, 20) != get_be32(buf + 20))
+        return defect(why, bad_offset, "bad checksum", 0);
+    if (get_be32(buf + 4) != FMT_VERSION)
+        return defect(why, bad_offset, "unsupported format version", 4);
+    *term = get_be64(buf + 8);
+    *voted_for = (int32_t)get_be32(buf + 16);
+    if (*voted_for < RAFT_NO_NODE)
+        return defect(why, bad_offset, "impossible votedFor", 16);
+    return 0;
+}
+
+/* ---- snapshot ---- */
+
+void fmt_snapshot_header_encode(uint8_t out[FMT_SNAPSHOT_HEADER_SIZE],
+                                const struct fmt_snapshot_header *h)
+{
+    put_be32(out, SNAPSHOT_MAGIC);
+    put_be32(out + 4, FMT_VERSION);
+    put_be64(out + 8, h->index);
+    put_be64(out + 16, h->term);
+    put_be64(out + 24, h->len);
+    put_be32(out + 32, h->data_crc);
+    put_be32(out + 36, crc32c(0, out, 36));
+}
+
+int fmt_snapshot_header_decode(const uint8_t *buf, size_t file_len,
+                               struct fmt_snapshot_header *h, const char **why,
+                               size_t *bad_offset)
+{
+    if (file_len < FMT_SNAPSHOT_HEADER_SIZE)
+        return defect(why, bad_offset, "the header is cut short", file_len);
+    if (get_be32(buf) != SNAPSHOT_MAGIC)
+        return defect(why, bad_offset, "not a snapshot file (bad magic number)", 0);
+    if (crc32c(0, buf, 36) != get_be32(buf + 36))
+        return defect(why, bad_offset, "bad checksum in the header", 0);
+    if (get_be32(buf + 4) != FMT_VERSION)
+        return defect(why, bad_offset, "unsupported format version", 4);
+    h->index = get_be64(buf + 8);
+    h->term = get_be64(buf + 16);
+    h->len = get_be64(buf + 24);
+    h->data_crc = get_be32(buf + 32);
+    if (h->len != file_len - FMT_SNAPSHOT_HEADER_SIZE)
+        return defect(why, bad_offset,
+                      h->len > file_len - FMT_SNAPSHOT_HEADER_SIZE
+                          ? "the data is cut short" : "the file is longer than its header says",
+                      h->len > file_len - FMT_SNAPSHOT_HEADER_SIZE ? file_len
+                          : FMT_SNAPSHOT_HEADER_SIZE + (size_t)h->len);
+    if (h->index == 0)
+        return defect(why, bad_offset, "impossible snapshot index 0", 8);
+    return 0;
+}
