@@ -156,6 +156,7 @@ void *applier_main(void *arg)
         if (n->last_applied == from - 1)
             n->last_applied = from + count - 1;
         pthread_cond_broadcast(&n->changed_cond);
+        maybe_snapshot_locked(n); /* also under steady load, or the log grows unbounded */
     }
     node_unlock(n);
     free(b.entries);
