@@ -60,6 +60,9 @@
  * wrong. Damage inside the last batch of the last segment cannot be told
  * apart from a torn write, and is cut like one.
  *
+ * A last segment left empty (created just before a crash) is kept, and the
+ * log continues in it.
+ *
  * Finally load fdatasyncs the last segment and fsyncs the directory, so
  * that everything it reports is durable even when the previous process
  * crashed with writes still in the page cache.
@@ -614,7 +617,7 @@ static int recover_locked(struct file_storage *s, struct raft_persisted *out)
     if (rc == 0)
         rc = load_segments(s, out ? &p : NULL);
     if (rc == 0)
-        rc = drop_compacted_segments(s); /* also an empty or wholly covered last one */
+        rc = drop_compacted_segments(s); /* a crash during compaction left them */
     if (rc == 0)
         rc = sync_recovered_state(s);
     if (rc) {
