@@ -22,7 +22,7 @@
  *             first record. Segments hold consecutive indices, and each one
  *             continues where the one before it ends. A segment is a plain
  *             sequence of records, with no file header:
- *               0  u32 crc of bytes 4 .. 8+length (length and payload)
+ *               0  u32 crc of the length and the payload (bytes 4 .. 8+length-1)
  *               4  u32 length of the payload (18 + data length)
  *               8  u64 index   16  u64 term   24  u8 type   25  u8 flags
  *              26  data
@@ -41,7 +41,7 @@
  * responding to RPCs". Truncation and compaction are explained at their
  * functions, with the order of their steps.
  *
- * RECOVERY (load). meta and snapshot must be whole and checksummed: a rename
+ * RECOVERY (load, in storage_recover.c). meta and snapshot must be whole and checksummed: a rename
  * only ever installs a file that was synced, so a defect there is corruption
  * and load fails with -EBADMSG. Then the segments are read in order.
  * Segments wholly covered by the snapshot are skipped and deleted, and
@@ -67,6 +67,15 @@
  * that everything it reports is durable even when the previous process
  * crashed with writes still in the page cache.
  *
+ * WHAT IS ASSUMED OF THE FILE SYSTEM: fdatasync makes a file's data and
+ * size durable; a directory fsync makes its entries (creations, renames,
+ * unlinks) durable; rename is atomic. Nothing else: unsynced writes may be
+ * lost, reordered or torn, and unsynced directory changes may survive in any
+ * combination (tests/unit_powerloss.c simulates exactly this). One more: a
+ * crash does not expose the stale contents of freed blocks inside a file
+ * (true of ext4 data=ordered, xfs, btrfs), else a torn append could show
+ * records that truncate had removed.
+ *
  * ERRORS. A failed write or sync marks the storage failed: every later
  * change returns -EIO. After a failed fsync the kernel may have dropped the
  * dirty pages, so a retry that succeeds proves nothing (fsyncgate); the node
@@ -85,6 +94,7 @@
 
 #include "raft/crc32c.h"
 #include "raft/storage_format.h"
+#include "raft/storage_internal.h"
 
 #define DEFAULT_SEGMENT_SIZE ((size_t)8 << 20)
 #define FILE_MODE 0644
@@ -92,42 +102,9 @@
 /* Room after the directory for "/" and the longest file name. */
 #define NAME_ROOM 32
 
-struct segment {
-    uint64_t first; /* the index in its name */
-    uint64_t last;  /* of its last record; first - 1 while it has none */
-    uint64_t size;  /* bytes of good records */
-};
-
-struct file_storage {
-    pthread_mutex_t mu; /* guards everything below: one call at a time */
-    char *dir;
-    const struct storage_io *io;
-    file_storage_log_fn log;
-    void *log_ctx;
-    size_t segment_size;
-
-    bool recovered; /* the fields below describe the directory */
-    bool failed;    /* a write or sync failed: refuse every change */
-    uint64_t snapshot_index;
-    uint64_t snapshot_term;
-    /* The log's last index; snapshot_index when the log is empty. Invariant:
-     * no segments, or the last one ends at last_index. */
-    uint64_t last_index;
-    struct segment *segs;
-    size_t n_segs;
-    size_t cap_segs;
-    int tail_fd; /* the last segment, open for writing, or -1 */
-    uint8_t *buf; /* one append batch, reused */
-    size_t buf_cap;
-    char err[768];
-};
-
 /* ---- messages ---- */
 
-static void say(struct file_storage *s, enum raft_log_level lvl, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void say(struct file_storage *s, enum raft_log_level lvl, const char *fmt, ...)
+void storage_say(struct file_storage *s, enum raft_log_level lvl, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
@@ -140,48 +117,46 @@ static void say(struct file_storage *s, enum raft_log_level lvl, const char *fmt
         fprintf(stderr, "storage: %s\n", msg);
 }
 
-/* Records the error (for file_storage_error), logs it and returns rc. */
-static int error_out(struct file_storage *s, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int error_out(struct file_storage *s, int rc, const char *fmt, ...)
+int storage_errorf(struct file_storage *s, int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(s->err, sizeof(s->err), fmt, ap);
     va_end(ap);
-    say(s, RAFT_LOG_ERROR, "%s", s->err);
+    storage_say(s, RAFT_LOG_ERROR, "%s", s->err);
     return rc;
 }
 
 /* A write or sync failed: from now on the storage refuses every change. */
-static int fail(struct file_storage *s, int rc, const char *call, const char *path)
+int storage_fail(struct file_storage *s, int rc, const char *call, const char *path)
 {
     s->failed = true;
-    return error_out(s, rc, "%s: %s failed (%s); the storage refuses further changes "
-                     "until the node restarts", path, call, strerror(-rc));
+    return storage_errorf(s, rc,
+                          "%s: %s failed (%s); the storage refuses further changes "
+                          "until the node restarts",
+                          path, call, strerror(-rc));
 }
 
 static int refuse_if_failed(struct file_storage *s)
 {
     if (!s->failed)
         return 0;
-    say(s, RAFT_LOG_ERROR, "refusing a change: %s", s->err);
+    storage_say(s, RAFT_LOG_ERROR, "refusing a change: %s", s->err);
     return -EIO;
 }
 
 /* ---- paths and small file operations ---- */
 
-static void path_of(const struct file_storage *s, const char *name, char out[PATH_MAX])
+void storage_path(const struct file_storage *s, const char *name, char out[PATH_MAX])
 {
     snprintf(out, PATH_MAX, "%s/%s", s->dir, name);
 }
 
-static void segment_path(const struct file_storage *s, uint64_t first, char out[PATH_MAX])
+void storage_segment_path(const struct file_storage *s, uint64_t first, char out[PATH_MAX])
 {
     char name[FMT_SEGMENT_NAME_LEN + 1];
     fmt_segment_name(name, first);
-    path_of(s, name, out);
+    storage_path(s, name, out);
 }
 
 static int write_all(struct file_storage *s, int fd, const uint8_t *buf, size_t len, off_t off)
@@ -217,7 +192,7 @@ static int read_all(struct file_storage *s, int fd, uint8_t *buf, size_t len)
 
 /* Reads a whole file into a malloc'd buffer (NULL when empty). Returns 0,
  * -ENOENT when it does not exist, or another -errno. */
-static int read_file(struct file_storage *s, const char *path, uint8_t **data, size_t *len)
+int storage_read_file(struct file_storage *s, const char *path, uint8_t **data, size_t *len)
 {
     *data = NULL;
     *len = 0;
@@ -240,10 +215,10 @@ static int read_file(struct file_storage *s, const char *path, uint8_t **data, s
     return rc;
 }
 
-static int sync_dir(struct file_storage *s)
+int storage_sync_dir(struct file_storage *s)
 {
     int rc = s->io->fsync_dir(s->io->ctx, s->dir);
-    return rc ? fail(s, rc, "fsync of the directory", s->dir) : 0;
+    return rc ? storage_fail(s, rc, "fsync of the directory", s->dir) : 0;
 }
 
 /* Atomically replaces `name` with (a, b): write name.tmp, fdatasync it,
@@ -253,37 +228,37 @@ static int replace_file(struct file_storage *s, const char *tmp_name, const char
                         const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len)
 {
     char tmp[PATH_MAX], final[PATH_MAX];
-    path_of(s, tmp_name, tmp);
-    path_of(s, name, final);
+    storage_path(s, tmp_name, tmp);
+    storage_path(s, name, final);
     int fd = s->io->open(s->io->ctx, tmp, O_WRONLY | O_CREAT | O_TRUNC, FILE_MODE);
     if (fd < 0)
-        return fail(s, fd, "creating", tmp);
+        return storage_fail(s, fd, "creating", tmp);
     int rc = write_all(s, fd, a, a_len, 0);
     if (rc == 0 && b_len > 0)
         rc = write_all(s, fd, b, b_len, (off_t)a_len);
     if (rc) {
         s->io->close(s->io->ctx, fd);
         s->io->unlink(s->io->ctx, tmp); /* best effort: load ignores it anyway */
-        return fail(s, rc, "writing", tmp);
+        return storage_fail(s, rc, "writing", tmp);
     }
     rc = s->io->fdatasync(s->io->ctx, fd);
     s->io->close(s->io->ctx, fd);
     if (rc)
-        return fail(s, rc, "fdatasync", tmp);
+        return storage_fail(s, rc, "fdatasync", tmp);
     rc = s->io->rename(s->io->ctx, tmp, final);
     if (rc)
-        return fail(s, rc, "rename to its final name", tmp);
-    return sync_dir(s);
+        return storage_fail(s, rc, "rename to its final name", tmp);
+    return storage_sync_dir(s);
 }
 
 /* ---- the segment list ---- */
 
-static struct segment *tail_segment(struct file_storage *s)
+struct segment *storage_tail_segment(struct file_storage *s)
 {
     return s->n_segs ? &s->segs[s->n_segs - 1] : NULL;
 }
 
-static int push_segment(struct file_storage *s, uint64_t first)
+int storage_push_segment(struct file_storage *s, uint64_t first)
 {
     if (s->n_segs == s->cap_segs) {
         size_t cap = s->cap_segs ? 2 * s->cap_segs : 16;
@@ -297,7 +272,7 @@ static int push_segment(struct file_storage *s, uint64_t first)
     return 0;
 }
 
-static void close_tail(struct file_storage *s)
+void storage_close_tail(struct file_storage *s)
 {
     if (s->tail_fd >= 0)
         s->io->close(s->io->ctx, s->tail_fd);
@@ -305,15 +280,15 @@ static void close_tail(struct file_storage *s)
 }
 
 /* Opens the last segment for writing, if it is not open yet. */
-static int open_tail(struct file_storage *s)
+int storage_open_tail(struct file_storage *s)
 {
     if (s->tail_fd >= 0)
         return 0;
     char path[PATH_MAX];
-    segment_path(s, tail_segment(s)->first, path);
+    storage_segment_path(s, storage_tail_segment(s)->first, path);
     int fd = s->io->open(s->io->ctx, path, O_WRONLY, 0);
     if (fd < 0)
-        return fail(s, fd, "opening for writing", path);
+        return storage_fail(s, fd, "opening for writing", path);
     s->tail_fd = fd;
     return 0;
 }
@@ -326,22 +301,22 @@ static int unlink_leading_segments(struct file_storage *s, size_t n)
     if (n == 0)
         return 0;
     if (n == s->n_segs)
-        close_tail(s);
+        storage_close_tail(s);
     for (size_t i = 0; i < n; i++) {
         char path[PATH_MAX];
-        segment_path(s, s->segs[i].first, path);
+        storage_segment_path(s, s->segs[i].first, path);
         int rc = s->io->unlink(s->io->ctx, path);
         if (rc && rc != -ENOENT)
-            return fail(s, rc, "unlink", path);
+            return storage_fail(s, rc, "unlink", path);
     }
     memmove(s->segs, s->segs + n, (s->n_segs - n) * sizeof(*s->segs));
     s->n_segs -= n;
-    return sync_dir(s);
+    return storage_sync_dir(s);
 }
 
 /* §7 log compaction: drops the segments whose entries are all in the
  * snapshot. Called only once the snapshot is durable. */
-static int drop_compacted_segments(struct file_storage *s)
+int storage_drop_compacted(struct file_storage *s)
 {
     size_t n = 0;
     while (n < s->n_segs && s->segs[n].last <= s->snapshot_index)
@@ -349,299 +324,9 @@ static int drop_compacted_segments(struct file_storage *s)
     return unlink_leading_segments(s, n);
 }
 
-/* ---- recovery ---- */
-
-static void reset_state(struct file_storage *s)
-{
-    close_tail(s);
-    s->n_segs = 0;
-    s->recovered = false;
-    s->snapshot_index = s->snapshot_term = s->last_index = 0;
-}
-
-static int load_meta(struct file_storage *s, uint64_t *term, int32_t *vote)
-{
-    char path[PATH_MAX];
-    path_of(s, FMT_META_NAME, path);
-    uint8_t *buf;
-    size_t len;
-    int rc = read_file(s, path, &buf, &len);
-    if (rc == -ENOENT)
-        return 0; /* a new node: term 0, no vote */
-    if (rc)
-        return error_out(s, rc, "%s: cannot read (%s)", path, strerror(-rc));
-    const char *why;
-    size_t off;
-    rc = fmt_meta_decode(buf, len, term, vote, &why, &off);
-    free(buf);
-    if (rc)
-        return error_out(s, rc, "%s: %s at offset %zu; currentTerm and votedFor are lost, "
-                         "so the node must not start", path, why, off);
-    return 0;
-}
-
-static int load_snapshot(struct file_storage *s, struct raft_persisted *p)
-{
-    char path[PATH_MAX];
-    path_of(s, FMT_SNAPSHOT_NAME, path);
-    uint8_t *buf;
-    size_t len;
-    int rc = read_file(s, path, &buf, &len);
-    if (rc == -ENOENT)
-        return 0;
-    if (rc)
-        return error_out(s, rc, "%s: cannot read (%s)", path, strerror(-rc));
-    struct fmt_snapshot_header h;
-    const char *why;
-    size_t off;
-    rc = fmt_snapshot_header_decode(buf, len, &h, &why, &off);
-    if (rc == 0 && crc32c(0, buf + FMT_SNAPSHOT_HEADER_SIZE, h.len) != h.data_crc) {
-        rc = -EBADMSG;
-        why = "bad checksum in the data";
-        off = FMT_SNAPSHOT_HEADER_SIZE;
-    }
-    if (rc) {
-        free(buf);
-        return error_out(s, rc, "%s: %s at offset %zu", path, why, off);
-    }
-    /* The data moves to the front of the buffer we already have. */
-    memmove(buf, buf + FMT_SNAPSHOT_HEADER_SIZE, h.len);
-    p->snapshot = buf;
-    p->snapshot_len = h.len;
-    p->snapshot_index = h.index;
-    p->snapshot_term = h.term;
-    return 0;
-}
-
-static int cmp_segment(const void *a, const void *b)
-{
-    const struct segment *x = a, *y = b;
-    return x->first < y->first ? -1 : x->first > y->first;
-}
-
-static int add_segment_name(void *arg, const char *name)
-{
-    struct file_storage *s = arg;
-    uint64_t first;
-    if (!fmt_parse_segment_name(name, &first))
-        return 0; /* meta, snapshot, *.tmp or a stranger's file */
-    if (first == 0)
-        return error_out(s, -EBADMSG, "%s/%s: a segment cannot start at index 0", s->dir, name);
-    return push_segment(s, first);
-}
-
-static int list_segments(struct file_storage *s)
-{
-    int rc = s->io->list_dir(s->io->ctx, s->dir, add_segment_name, s);
-    if (rc == -EBADMSG)
-        return rc; /* a bad segment name, already reported */
-    if (rc)
-        return error_out(s, rc, "%s: cannot list the directory (%s)", s->dir, strerror(-rc));
-    qsort(s->segs, s->n_segs, sizeof(*s->segs), cmp_segment);
-    return 0;
-}
-
-/* Collects entries above the snapshot into a growing array. */
-struct collector {
-    struct raft_persisted *p; /* NULL: validate only */
-    size_t cap;
-    uint64_t snapshot_index;
-};
-
-static int collect_entry(void *arg, const struct fmt_record *r)
-{
-    struct collector *c = arg;
-    if (!c->p || r->index <= c->snapshot_index)
-        return 0;
-    struct raft_persisted *p = c->p;
-    if (p->n_entries == c->cap) {
-        size_t cap = c->cap ? 2 * c->cap : 64;
-        struct raft_entry *e = realloc(p->entries, cap * sizeof(*e));
-        if (!e)
-            return -ENOMEM;
-        p->entries = e;
-        c->cap = cap;
-    }
-    struct raft_entry *e = &p->entries[p->n_entries];
-    e->term = r->term;
-    e->type = r->type;
-    e->len = r->len;
-    e->data = NULL;
-    if (r->len) {
-        e->data = malloc(r->len);
-        if (!e->data)
-            return -ENOMEM;
-        memcpy(e->data, r->data, r->len);
-    }
-    p->n_entries++;
-    return 0;
-}
-
-/* The last segment ends in a torn write: cut it off (see the top of the
- * file for why this is safe), durably, and say so. */
-static int cut_torn_tail(struct file_storage *s, struct segment *seg, const char *path,
-                         size_t file_len, const struct fmt_scan *scan)
-{
-    say(s, RAFT_LOG_WARN, "%s: cut a torn write at the tail: %zu bytes from offset %zu "
-        "(%s); they were never acknowledged", path, file_len - scan->end, scan->end,
-        fmt_status_text(scan->status));
-    int rc = open_tail(s);
-    if (rc)
-        return rc;
-    rc = s->io->ftruncate(s->io->ctx, s->tail_fd, (off_t)scan->end);
-    if (rc)
-        return fail(s, rc, "ftruncate", path);
-    seg->size = scan->end;
-    return 0;
-}
-
-/* Reads one segment that the snapshot does not wholly cover. */
-static int load_segment(struct file_storage *s, size_t i, struct collector *c)
-{
-    struct segment *seg = &s->segs[i];
-    bool is_last = i + 1 == s->n_segs;
-    char path[PATH_MAX];
-    segment_path(s, seg->first, path);
-    uint8_t *buf;
-    size_t len;
-    int rc = read_file(s, path, &buf, &len);
-    if (rc)
-        return error_out(s, rc, "%s: cannot read (%s)", path, strerror(-rc));
-    struct fmt_scan scan;
-    rc = fmt_scan_segment(buf, len, seg->first, collect_entry, c, &scan);
-    size_t later;
-    if (rc) {
-        error_out(s, rc, "%s: out of memory while loading", path);
-    } else if (scan.wrong_index) {
-        rc = error_out(s, -EBADMSG, "%s: the record at offset %zu has index %" PRIu64
-                       ", expected %" PRIu64, path, scan.end, scan.found_index,
-                       scan.next_index);
-    } else if (scan.status != FMT_END && !is_last) {
-        rc = error_out(s, -EBADMSG, "%s: %s in the record at offset %zu, in a segment "
-                       "that later segments follow", path, fmt_status_text(scan.status),
-                       scan.end);
-    } else if (scan.status != FMT_END &&
-               fmt_later_batch_follows(buf, len, scan.end, scan.next_index, &later)) {
-        rc = error_out(s, -EBADMSG, "%s: %s in the record at offset %zu, followed by "
-                       "records written after it (at offset %zu)", path,
-                       fmt_status_text(scan.status), scan.end, later);
-    } else if (scan.status != FMT_END) {
-        rc = cut_torn_tail(s, seg, path, len, &scan);
-    }
-    free(buf);
-    if (rc)
-        return rc;
-    seg->last = scan.next_index - 1;
-    seg->size = scan.end;
-    return 0;
-}
-
-/* Reads the segments in order and checks that they fit together: the
- * first entry after the snapshot is snapshot_index + 1, and each segment
- * starts where the one before it ends. */
-static int load_segments(struct file_storage *s, struct raft_persisted *p)
-{
-    struct collector c = { .p = p, .cap = 0, .snapshot_index = s->snapshot_index };
-    uint64_t next = 0; /* the index the next segment must start at; 0: none read yet */
-    for (size_t i = 0; i < s->n_segs; i++) {
-        struct segment *seg = &s->segs[i];
-        if (i + 1 < s->n_segs && s->segs[i + 1].first - 1 <= s->snapshot_index) {
-            /* Wholly covered by the snapshot (a crash during compaction
-             * left it): skip it unread, it is deleted below. */
-            seg->last = s->segs[i + 1].first - 1;
-            continue;
-        }
-        char path[PATH_MAX];
-        segment_path(s, seg->first, path);
-        if (next == 0 && seg->first > s->snapshot_index + 1)
-            return error_out(s, -EBADMSG, "%s: the log starts at index %" PRIu64 " but the "
-                             "snapshot ends at %" PRIu64 ": entries in between are missing",
-                             path, seg->first, s->snapshot_index);
-        if (next != 0 && seg->first != next)
-            return error_out(s, -EBADMSG, "%s: starts at index %" PRIu64 " but the segment "
-                             "before it ends at %" PRIu64 ": the log has a gap", path,
-                             seg->first, next - 1);
-        int rc = load_segment(s, i, &c);
-        if (rc)
-            return rc;
-        next = seg->last + 1;
-    }
-    return 0;
-}
-
-/* Makes what load read durable: the last segment's data (the previous
- * process may have died with it in the page cache) and every directory
- * entry (renames, cuts, unlinks). Then it is safe to report as stored. */
-static int sync_recovered_state(struct file_storage *s)
-{
-    if (s->n_segs > 0) {
-        int rc = open_tail(s);
-        if (rc)
-            return rc;
-        rc = s->io->fdatasync(s->io->ctx, s->tail_fd);
-        if (rc) {
-            char path[PATH_MAX];
-            segment_path(s, tail_segment(s)->first, path);
-            return fail(s, rc, "fdatasync", path);
-        }
-    }
-    return sync_dir(s);
-}
-
-static void free_persisted(struct raft_persisted *p)
-{
-    for (size_t i = 0; i < p->n_entries; i++)
-        free(p->entries[i].data);
-    free(p->entries);
-    free(p->snapshot);
-    memset(p, 0, sizeof(*p));
-}
-
-/* Reads the whole directory, repairs a torn tail, and sets up the state
- * for appending. Fills *out when it is not NULL. */
-static int recover_locked(struct file_storage *s, struct raft_persisted *out)
-{
-    reset_state(s);
-    s->err[0] = '\0';
-    struct raft_persisted p;
-    memset(&p, 0, sizeof(p));
-    p.voted_for = RAFT_NO_NODE;
-    int rc = load_meta(s, &p.term, &p.voted_for);
-    if (rc == 0)
-        rc = load_snapshot(s, &p);
-    if (rc == 0) {
-        s->snapshot_index = p.snapshot_index;
-        s->snapshot_term = p.snapshot_term;
-        rc = list_segments(s);
-    }
-    if (rc == 0)
-        rc = load_segments(s, out ? &p : NULL);
-    if (rc == 0)
-        rc = drop_compacted_segments(s); /* a crash during compaction left them */
-    if (rc == 0)
-        rc = sync_recovered_state(s);
-    if (rc) {
-        free_persisted(&p);
-        reset_state(s);
-        return rc;
-    }
-    struct segment *tail = tail_segment(s);
-    s->last_index = tail ? tail->last : s->snapshot_index;
-    s->recovered = true;
-    say(s, RAFT_LOG_INFO, "%s: recovered term %" PRIu64 ", vote %d, snapshot up to %" PRIu64
-        " (term %" PRIu64 "), log %" PRIu64 "..%" PRIu64 " in %zu segments", s->dir, p.term,
-        p.voted_for, s->snapshot_index, s->snapshot_term, s->snapshot_index + 1,
-        s->last_index, s->n_segs);
-    if (out)
-        *out = p;
-    else
-        free_persisted(&p);
-    return 0;
-}
-
 static int ensure_recovered(struct file_storage *s)
 {
-    return s->recovered ? 0 : recover_locked(s, NULL);
+    return s->recovered ? 0 : storage_recover_locked(s, NULL);
 }
 
 /* ---- append ---- */
@@ -653,11 +338,13 @@ static int encode_batch(struct file_storage *s, uint64_t first, const struct raf
     size_t size = 0;
     for (size_t i = 0; i < n; i++) {
         if (entries[i].len > FMT_RECORD_MAX_DATA || (entries[i].len && !entries[i].data))
-            return error_out(s, -EINVAL, "append: entry %" PRIu64 " has an invalid length "
-                             "or no data", first + i);
+            return storage_errorf(s, -EINVAL,
+                                  "append: entry %" PRIu64 " has an invalid length "
+                                  "or no data",
+                                  first + i);
         size_t rec = fmt_record_size(entries[i].len);
         if (size > SIZE_MAX - rec)
-            return error_out(s, -EFBIG, "append: the batch is too large");
+            return storage_errorf(s, -EFBIG, "append: the batch is too large");
         size += rec;
     }
     if (size > s->buf_cap) {
@@ -669,8 +356,7 @@ static int encode_batch(struct file_storage *s, uint64_t first, const struct raf
     }
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
-        fmt_record_encode(s->buf + off, first + i, &entries[i],
-                          i == 0 ? FMT_FLAG_BATCH_START : 0);
+        fmt_record_encode(s->buf + off, first + i, &entries[i], i == 0 ? FMT_FLAG_BATCH_START : 0);
         off += fmt_record_size(entries[i].len);
     }
     *total = size;
@@ -681,14 +367,14 @@ static int encode_batch(struct file_storage *s, uint64_t first, const struct raf
  * fsync'ed after the first write is synced, before append returns. */
 static int start_segment(struct file_storage *s, uint64_t first)
 {
-    close_tail(s);
+    storage_close_tail(s);
     char path[PATH_MAX];
-    segment_path(s, first, path);
+    storage_segment_path(s, first, path);
     /* O_EXCL: no file of that name may exist; one would be stale. */
     int fd = s->io->open(s->io->ctx, path, O_WRONLY | O_CREAT | O_EXCL, FILE_MODE);
     if (fd < 0)
-        return fail(s, fd, "creating", path);
-    int rc = push_segment(s, first);
+        return storage_fail(s, fd, "creating", path);
+    int rc = storage_push_segment(s, first);
     if (rc) {
         s->io->close(s->io->ctx, fd);
         s->io->unlink(s->io->ctx, path);
@@ -705,8 +391,8 @@ static void undo_append(struct file_storage *s, bool fresh, uint64_t old_size)
 {
     if (fresh) {
         char path[PATH_MAX];
-        segment_path(s, tail_segment(s)->first, path);
-        close_tail(s);
+        storage_segment_path(s, storage_tail_segment(s)->first, path);
+        storage_close_tail(s);
         s->io->unlink(s->io->ctx, path);
         s->n_segs--;
         return;
@@ -715,8 +401,8 @@ static void undo_append(struct file_storage *s, bool fresh, uint64_t old_size)
         s->io->fdatasync(s->io->ctx, s->tail_fd);
 }
 
-static int append_locked(struct file_storage *s, uint64_t first,
-                         const struct raft_entry *entries, size_t n)
+static int append_locked(struct file_storage *s, uint64_t first, const struct raft_entry *entries,
+                         size_t n)
 {
     int rc = refuse_if_failed(s);
     if (rc == 0)
@@ -724,32 +410,33 @@ static int append_locked(struct file_storage *s, uint64_t first,
     if (rc || n == 0)
         return rc;
     if (first != s->last_index + 1)
-        return error_out(s, -EINVAL, "append at index %" PRIu64 ", but the log ends at %"
-                         PRIu64, first, s->last_index);
+        return storage_errorf(s, -EINVAL,
+                              "append at index %" PRIu64 ", but the log ends at %" PRIu64, first,
+                              s->last_index);
     size_t total = 0;
     rc = encode_batch(s, first, entries, n, &total);
     if (rc)
         return rc;
-    struct segment *tail = tail_segment(s);
+    struct segment *tail = storage_tail_segment(s);
     bool fresh = !tail || tail->size >= s->segment_size;
-    rc = fresh ? start_segment(s, first) : open_tail(s);
+    rc = fresh ? start_segment(s, first) : storage_open_tail(s);
     if (rc)
         return rc;
-    tail = tail_segment(s);
+    tail = storage_tail_segment(s);
     char path[PATH_MAX];
-    segment_path(s, tail->first, path);
+    storage_segment_path(s, tail->first, path);
     /* Group commit: one write and one fdatasync for the whole batch. */
     rc = write_all(s, s->tail_fd, s->buf, total, (off_t)tail->size);
     if (rc) {
         undo_append(s, fresh, tail->size);
-        return fail(s, rc, "write", path);
+        return storage_fail(s, rc, "write", path);
     }
     rc = s->io->fdatasync(s->io->ctx, s->tail_fd);
     if (rc) {
         undo_append(s, fresh, tail->size);
-        return fail(s, rc, "fdatasync", path);
+        return storage_fail(s, rc, "fdatasync", path);
     }
-    if (fresh && (rc = sync_dir(s)) != 0)
+    if (fresh && (rc = storage_sync_dir(s)) != 0)
         return rc;
     tail->size += total;
     tail->last = first + n - 1;
@@ -777,18 +464,18 @@ static int stop_at_index(void *arg, const struct fmt_record *r)
 static int offset_of(struct file_storage *s, uint64_t index, size_t *offset)
 {
     char path[PATH_MAX];
-    segment_path(s, tail_segment(s)->first, path);
+    storage_segment_path(s, storage_tail_segment(s)->first, path);
     uint8_t *buf;
     size_t len;
-    int rc = read_file(s, path, &buf, &len);
+    int rc = storage_read_file(s, path, &buf, &len);
     if (rc)
-        return fail(s, rc, "reading", path);
+        return storage_fail(s, rc, "reading", path);
     struct find_offset f = { .index = index, .offset = 0 };
     struct fmt_scan scan;
-    rc = fmt_scan_segment(buf, len, tail_segment(s)->first, stop_at_index, &f, &scan);
+    rc = fmt_scan_segment(buf, len, storage_tail_segment(s)->first, stop_at_index, &f, &scan);
     free(buf);
     if (rc != 1)
-        return fail(s, -EIO, "finding the record to truncate at", path);
+        return storage_fail(s, -EIO, "finding the record to truncate at", path);
     *offset = f.offset;
     return 0;
 }
@@ -797,13 +484,13 @@ static int offset_of(struct file_storage *s, uint64_t index, size_t *offset)
 static int remove_tail_segment(struct file_storage *s)
 {
     char path[PATH_MAX];
-    segment_path(s, tail_segment(s)->first, path);
-    close_tail(s);
+    storage_segment_path(s, storage_tail_segment(s)->first, path);
+    storage_close_tail(s);
     int rc = s->io->unlink(s->io->ctx, path);
     if (rc)
-        return fail(s, rc, "unlink", path);
+        return storage_fail(s, rc, "unlink", path);
     s->n_segs--;
-    return sync_dir(s);
+    return storage_sync_dir(s);
 }
 
 /*
@@ -829,24 +516,26 @@ static int truncate_locked(struct file_storage *s, uint64_t from)
     if (rc || from > s->last_index)
         return rc; /* nothing at or after `from` */
     if (from <= s->snapshot_index)
-        return error_out(s, -EINVAL, "truncate at %" PRIu64 ": entries up to %" PRIu64
-                         " are in the snapshot and committed", from, s->snapshot_index);
-    while (s->n_segs > 0 && tail_segment(s)->first >= from)
+        return storage_errorf(s, -EINVAL,
+                              "truncate at %" PRIu64 ": entries up to %" PRIu64
+                              " are in the snapshot and committed",
+                              from, s->snapshot_index);
+    while (s->n_segs > 0 && storage_tail_segment(s)->first >= from)
         if ((rc = remove_tail_segment(s)) != 0)
             return rc;
-    struct segment *tail = tail_segment(s);
+    struct segment *tail = storage_tail_segment(s);
     if (tail && tail->last >= from) {
         size_t off = 0;
         char path[PATH_MAX];
-        segment_path(s, tail->first, path);
-        if ((rc = offset_of(s, from, &off)) != 0 || (rc = open_tail(s)) != 0)
+        storage_segment_path(s, tail->first, path);
+        if ((rc = offset_of(s, from, &off)) != 0 || (rc = storage_open_tail(s)) != 0)
             return rc;
         rc = s->io->ftruncate(s->io->ctx, s->tail_fd, (off_t)off);
         if (rc)
-            return fail(s, rc, "ftruncate", path);
+            return storage_fail(s, rc, "ftruncate", path);
         rc = s->io->fdatasync(s->io->ctx, s->tail_fd);
         if (rc)
-            return fail(s, rc, "fdatasync", path);
+            return storage_fail(s, rc, "fdatasync", path);
         tail->size = off;
         tail->last = from - 1;
     }
@@ -875,24 +564,29 @@ static int snapshot_locked(struct file_storage *s, uint64_t index, uint64_t term
     if (rc)
         return rc;
     if (index == 0 || (len > 0 && !data))
-        return error_out(s, -EINVAL, "save_snapshot: index 0 or no data");
+        return storage_errorf(s, -EINVAL, "save_snapshot: index 0 or no data");
     if (index < s->snapshot_index)
-        return error_out(s, -EINVAL, "save_snapshot at %" PRIu64 ": older than the stored "
-                         "snapshot at %" PRIu64, index, s->snapshot_index);
+        return storage_errorf(s, -EINVAL,
+                              "save_snapshot at %" PRIu64 ": older than the stored "
+                              "snapshot at %" PRIu64,
+                              index, s->snapshot_index);
     struct fmt_snapshot_header h = {
-        .index = index, .term = term, .len = len, .data_crc = crc32c(0, data, len),
+        .index = index,
+        .term = term,
+        .len = len,
+        .data_crc = crc32c(0, data, len),
     };
     uint8_t header[FMT_SNAPSHOT_HEADER_SIZE];
     fmt_snapshot_header_encode(header, &h);
-    rc = replace_file(s, FMT_SNAPSHOT_TMP_NAME, FMT_SNAPSHOT_NAME, header, sizeof(header),
-                      data, len);
+    rc = replace_file(s, FMT_SNAPSHOT_TMP_NAME, FMT_SNAPSHOT_NAME, header, sizeof(header), data,
+                      len);
     if (rc)
         return rc;
     s->snapshot_index = index;
     s->snapshot_term = term;
     if (index > s->last_index)
         s->last_index = index;
-    return drop_compacted_segments(s);
+    return storage_drop_compacted(s);
 }
 
 /* ---- term and vote ---- */
@@ -906,7 +600,7 @@ static int term_vote_locked(struct file_storage *s, uint64_t term, int32_t voted
     if (rc)
         return rc;
     if (voted_for < RAFT_NO_NODE)
-        return error_out(s, -EINVAL, "save_term_vote: impossible vote %d", voted_for);
+        return storage_errorf(s, -EINVAL, "save_term_vote: impossible vote %d", voted_for);
     uint8_t meta[FMT_META_SIZE];
     fmt_meta_encode(meta, term, voted_for);
     return replace_file(s, FMT_META_TMP_NAME, FMT_META_NAME, meta, sizeof(meta), NULL, 0);
@@ -922,7 +616,7 @@ static int op_load(void *ctx, struct raft_persisted *out)
     pthread_mutex_lock(&s->mu);
     int rc = refuse_if_failed(s);
     if (rc == 0)
-        rc = recover_locked(s, out);
+        rc = storage_recover_locked(s, out);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
@@ -936,8 +630,7 @@ static int op_save_term_vote(void *ctx, uint64_t term, int32_t voted_for)
     return rc;
 }
 
-static int op_append(void *ctx, uint64_t first_index, const struct raft_entry *entries,
-                     size_t n)
+static int op_append(void *ctx, uint64_t first_index, const struct raft_entry *entries, size_t n)
 {
     struct file_storage *s = ctx;
     pthread_mutex_lock(&s->mu);
@@ -1021,9 +714,8 @@ static int make_dirs(const struct storage_io *io, const char *dir)
     return rc;
 }
 
-int file_storage_open_with_io(struct file_storage **out, const char *dir,
-                              file_storage_log_fn log, void *log_ctx,
-                              const struct storage_io *io)
+int file_storage_open_with_io(struct file_storage **out, const char *dir, file_storage_log_fn log,
+                              void *log_ctx, const struct storage_io *io)
 {
     *out = NULL;
     size_t len = strlen(dir);
@@ -1048,8 +740,8 @@ int file_storage_open_with_io(struct file_storage **out, const char *dir,
     s->tail_fd = -1;
     int rc = make_dirs(io, s->dir);
     if (rc) {
-        say(s, RAFT_LOG_ERROR, "%s: cannot create the data directory (%s)", s->dir,
-            strerror(-rc));
+        storage_say(s, RAFT_LOG_ERROR, "%s: cannot create the data directory (%s)", s->dir,
+                    strerror(-rc));
         free(s->dir);
         free(s);
         return rc;
@@ -1069,7 +761,7 @@ void file_storage_close(struct file_storage *s)
 {
     if (!s)
         return;
-    close_tail(s);
+    storage_close_tail(s);
     pthread_mutex_destroy(&s->mu);
     free(s->segs);
     free(s->buf);

@@ -242,7 +242,7 @@ static int list_segments(const char *dir, uint64_t **firsts, size_t *n)
         (*firsts)[(*n)++] = first;
     }
     closedir(d);
-    if (rc == 0)
+    if (rc == 0 && *n > 1)
         qsort(*firsts, *n, sizeof(**firsts), cmp_u64);
     return rc;
 }

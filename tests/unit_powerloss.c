@@ -41,7 +41,9 @@
 #define SIM_MAX_FILES 64
 #define SIM_MAX_FDS 16
 #define SIM_NAME_MAX 32
-#define SEEDS 100
+#ifndef SEEDS
+#define SEEDS 100 /* per crash point; build with -DSEEDS=N to search longer */
+#endif
 
 /* ---- the simulated disk ---- */
 
@@ -112,6 +114,8 @@ static unsigned pick(struct sim *s, unsigned n)
 /* Writes data at off into a growable buffer, zero-filling any hole. */
 static void buf_write(uint8_t **buf, size_t *len, off_t off, const uint8_t *data, size_t n)
 {
+    if (n == 0)
+        return;
     size_t end = (size_t)off + n;
     if (end > *len) {
         *buf = realloc(*buf, end);
@@ -219,7 +223,8 @@ static void tear_into_sectors(struct sim *s, struct inode *in, const struct file
         size_t n = (next < end ? next : end) - pos;
         unsigned what = pick(s, 3);
         if (what == 0) {
-            buf_write(&in->durable, &in->durable_len, (off_t)pos, c->data + (pos - (size_t)c->off), n);
+            const uint8_t *src = c->data + (pos - (size_t)c->off);
+            buf_write(&in->durable, &in->durable_len, (off_t)pos, src, n);
         } else if (what == 1) {
             uint8_t junk[64];
             for (size_t i = 0; i < n; i++)
@@ -249,7 +254,8 @@ static void crash_file(struct sim *s, struct inode *in)
             buf_write(&in->durable, &in->durable_len, c->off, c->data, c->len);
             break;
         case 2: /* a prefix */
-            buf_write(&in->durable, &in->durable_len, c->off, c->data, pick(s, (unsigned)c->len + 1));
+            buf_write(&in->durable, &in->durable_len, c->off, c->data,
+                      pick(s, (unsigned)c->len + 1));
             break;
         default:
             tear_into_sectors(s, in, c);

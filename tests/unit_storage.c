@@ -584,7 +584,7 @@ static void test_junk_after_valid_records_is_cut(void **state)
 }
 
 /* A segment created, with nothing in it yet, when the power went. */
-static void test_empty_last_segment_is_removed(void **state)
+static void test_empty_last_segment_is_reused(void **state)
 {
     struct fixture *f = *state;
     append_range(f, 1, 3, 1, 3);
@@ -971,7 +971,8 @@ static void test_dump_prints_the_directory(void **state)
     assert_non_null(strstr(text, "\nvoted for: n1\n"));
     assert_non_null(strstr(text, "\nsnapshot: index 2, term 2, 5 bytes\n"));
     assert_non_null(strstr(text, "\nlog-0000000000000001: "));
-    assert_non_null(strstr(text, "\n         1      2  command        9  \"k1=v1-t2'\"  (in the snapshot)\n"));
+    assert_non_null(
+        strstr(text, "\n         1      2  command        9  \"k1=v1-t2'\"  (in the snapshot)\n"));
     assert_non_null(strstr(text, "  (in the snapshot)\n         3      2  command"));
     assert_non_null(strstr(text, "\n         5      2  noop          13  \"k5=v5-t2\\xa3\\xa4"));
     assert_non_null(strstr(text, "a record header cut short, a torn write: load will cut "
@@ -1048,33 +1049,36 @@ static void test_concurrent_append_and_snapshot(void **state)
     free_persisted(&p);
 }
 
+/* Every test below runs in its own fresh directory. */
+#define IN_FRESH_DIR(test) cmocka_unit_test_setup_teardown(test, setup, teardown)
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc32c_matches_known_values),
-        cmocka_unit_test_setup_teardown(test_empty_directory_loads_as_new_node, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_term_and_vote_round_trip, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_append_load_round_trip_across_segments, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_append_must_continue_the_log, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_truncate_then_append_then_load, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_truncate_everything, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_snapshot_then_load, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_snapshot_beyond_log_end, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_leftover_covered_segments_are_ignored, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_every_torn_tail_is_cut, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_torn_batch_keeps_its_whole_records, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_checksum_in_last_record_is_cut, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_junk_after_valid_records_is_cut, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_empty_last_segment_is_removed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flipped_byte_in_earlier_record_fails, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_corruption_in_earlier_segment_fails, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_length_corruption_is_not_mistaken_for_a_torn_tail, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_missing_segment_is_a_gap, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_corrupt_meta_fails_clearly, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_corrupt_snapshot_fails_clearly, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_disk_error_at_every_call_fails_cleanly, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_dump_prints_the_directory, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_concurrent_append_and_snapshot, setup, teardown),
+        IN_FRESH_DIR(test_empty_directory_loads_as_new_node),
+        IN_FRESH_DIR(test_term_and_vote_round_trip),
+        IN_FRESH_DIR(test_append_load_round_trip_across_segments),
+        IN_FRESH_DIR(test_append_must_continue_the_log),
+        IN_FRESH_DIR(test_truncate_then_append_then_load),
+        IN_FRESH_DIR(test_truncate_everything),
+        IN_FRESH_DIR(test_snapshot_then_load),
+        IN_FRESH_DIR(test_snapshot_beyond_log_end),
+        IN_FRESH_DIR(test_leftover_covered_segments_are_ignored),
+        IN_FRESH_DIR(test_every_torn_tail_is_cut),
+        IN_FRESH_DIR(test_torn_batch_keeps_its_whole_records),
+        IN_FRESH_DIR(test_bad_checksum_in_last_record_is_cut),
+        IN_FRESH_DIR(test_junk_after_valid_records_is_cut),
+        IN_FRESH_DIR(test_empty_last_segment_is_reused),
+        IN_FRESH_DIR(test_flipped_byte_in_earlier_record_fails),
+        IN_FRESH_DIR(test_corruption_in_earlier_segment_fails),
+        IN_FRESH_DIR(test_length_corruption_is_not_mistaken_for_a_torn_tail),
+        IN_FRESH_DIR(test_missing_segment_is_a_gap),
+        IN_FRESH_DIR(test_corrupt_meta_fails_clearly),
+        IN_FRESH_DIR(test_corrupt_snapshot_fails_clearly),
+        IN_FRESH_DIR(test_disk_error_at_every_call_fails_cleanly),
+        IN_FRESH_DIR(test_dump_prints_the_directory),
+        IN_FRESH_DIR(test_concurrent_append_and_snapshot),
     };
     return cmocka_run_group_tests_name("unit_storage", tests, NULL, NULL);
 }

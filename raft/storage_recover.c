@@ -1,0 +1,316 @@
+/*
+ * storage_recover.c - load(): read a data directory back after a restart.
+ *
+ * The rules (what is a torn write, what is corruption) are set out at the
+ * top of storage.c, next to the format they apply to. In short: meta and
+ * snapshot must be whole; segments must hold consecutive indices that
+ * continue from the snapshot; a damaged record is cut only when it can be
+ * the unsynced last append, and anything else stops the node with the file
+ * and offset named.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "raft/crc32c.h"
+#include "raft/storage_format.h"
+#include "raft/storage_internal.h"
+
+static void reset_state(struct file_storage *s)
+{
+    storage_close_tail(s);
+    s->n_segs = 0;
+    s->recovered = false;
+    s->snapshot_index = s->snapshot_term = s->last_index = 0;
+}
+
+static int load_meta(struct file_storage *s, uint64_t *term, int32_t *vote)
+{
+    char path[PATH_MAX];
+    storage_path(s, FMT_META_NAME, path);
+    uint8_t *buf;
+    size_t len;
+    int rc = storage_read_file(s, path, &buf, &len);
+    if (rc == -ENOENT)
+        return 0; /* a new node: term 0, no vote */
+    if (rc)
+        return storage_errorf(s, rc, "%s: cannot read (%s)", path, strerror(-rc));
+    const char *why;
+    size_t off;
+    rc = fmt_meta_decode(buf, len, term, vote, &why, &off);
+    free(buf);
+    if (rc)
+        return storage_errorf(s, rc,
+                              "%s: %s at offset %zu; currentTerm and votedFor are lost, "
+                              "so the node must not start",
+                              path, why, off);
+    return 0;
+}
+
+static int load_snapshot(struct file_storage *s, struct raft_persisted *p)
+{
+    char path[PATH_MAX];
+    storage_path(s, FMT_SNAPSHOT_NAME, path);
+    uint8_t *buf;
+    size_t len;
+    int rc = storage_read_file(s, path, &buf, &len);
+    if (rc == -ENOENT)
+        return 0;
+    if (rc)
+        return storage_errorf(s, rc, "%s: cannot read (%s)", path, strerror(-rc));
+    struct fmt_snapshot_header h;
+    const char *why;
+    size_t off;
+    rc = fmt_snapshot_header_decode(buf, len, &h, &why, &off);
+    if (rc == 0 && crc32c(0, buf + FMT_SNAPSHOT_HEADER_SIZE, h.len) != h.data_crc) {
+        rc = -EBADMSG;
+        why = "bad checksum in the data";
+        off = FMT_SNAPSHOT_HEADER_SIZE;
+    }
+    if (rc) {
+        free(buf);
+        return storage_errorf(s, rc, "%s: %s at offset %zu", path, why, off);
+    }
+    /* The data moves to the front of the buffer we already have. */
+    memmove(buf, buf + FMT_SNAPSHOT_HEADER_SIZE, h.len);
+    p->snapshot = buf;
+    p->snapshot_len = h.len;
+    p->snapshot_index = h.index;
+    p->snapshot_term = h.term;
+    return 0;
+}
+
+static int cmp_segment(const void *a, const void *b)
+{
+    const struct segment *x = a, *y = b;
+    return x->first < y->first ? -1 : x->first > y->first;
+}
+
+static int add_segment_name(void *arg, const char *name)
+{
+    struct file_storage *s = arg;
+    uint64_t first;
+    if (!fmt_parse_segment_name(name, &first))
+        return 0; /* meta, snapshot, *.tmp or a stranger's file */
+    if (first == 0)
+        return storage_errorf(s, -EBADMSG, "%s/%s: a segment cannot start at index 0", s->dir,
+                              name);
+    return storage_push_segment(s, first);
+}
+
+static int list_segments(struct file_storage *s)
+{
+    int rc = s->io->list_dir(s->io->ctx, s->dir, add_segment_name, s);
+    if (rc == -EBADMSG)
+        return rc; /* a bad segment name, already reported */
+    if (rc)
+        return storage_errorf(s, rc, "%s: cannot list the directory (%s)", s->dir, strerror(-rc));
+    if (s->n_segs > 1)
+        qsort(s->segs, s->n_segs, sizeof(*s->segs), cmp_segment);
+    return 0;
+}
+
+/* Collects entries above the snapshot into a growing array. */
+struct collector {
+    struct raft_persisted *p; /* NULL: validate only */
+    size_t cap;
+    uint64_t snapshot_index;
+};
+
+static int collect_entry(void *arg, const struct fmt_record *r)
+{
+    struct collector *c = arg;
+    if (!c->p || r->index <= c->snapshot_index)
+        return 0;
+    struct raft_persisted *p = c->p;
+    if (p->n_entries == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 64;
+        struct raft_entry *e = realloc(p->entries, cap * sizeof(*e));
+        if (!e)
+            return -ENOMEM;
+        p->entries = e;
+        c->cap = cap;
+    }
+    struct raft_entry *e = &p->entries[p->n_entries];
+    e->term = r->term;
+    e->type = r->type;
+    e->len = r->len;
+    e->data = NULL;
+    if (r->len) {
+        e->data = malloc(r->len);
+        if (!e->data)
+            return -ENOMEM;
+        memcpy(e->data, r->data, r->len);
+    }
+    p->n_entries++;
+    return 0;
+}
+
+/* The last segment ends in a torn write: cut it off (see the top of the
+ * file for why this is safe), durably, and say so. */
+static int cut_torn_tail(struct file_storage *s, struct segment *seg, const char *path,
+                         size_t file_len, const struct fmt_scan *scan)
+{
+    storage_say(s, RAFT_LOG_WARN,
+                "%s: cut a torn write at the tail: %zu bytes from offset %zu "
+                "(%s); they were never acknowledged",
+                path, file_len - scan->end, scan->end, fmt_status_text(scan->status));
+    int rc = storage_open_tail(s);
+    if (rc)
+        return rc;
+    rc = s->io->ftruncate(s->io->ctx, s->tail_fd, (off_t)scan->end);
+    if (rc)
+        return storage_fail(s, rc, "ftruncate", path);
+    seg->size = scan->end;
+    return 0;
+}
+
+/* Reads one segment that the snapshot does not wholly cover. */
+static int load_segment(struct file_storage *s, size_t i, struct collector *c)
+{
+    struct segment *seg = &s->segs[i];
+    bool is_last = i + 1 == s->n_segs;
+    char path[PATH_MAX];
+    storage_segment_path(s, seg->first, path);
+    uint8_t *buf;
+    size_t len;
+    int rc = storage_read_file(s, path, &buf, &len);
+    if (rc)
+        return storage_errorf(s, rc, "%s: cannot read (%s)", path, strerror(-rc));
+    struct fmt_scan scan;
+    rc = fmt_scan_segment(buf, len, seg->first, collect_entry, c, &scan);
+    size_t later;
+    if (rc) {
+        storage_errorf(s, rc, "%s: out of memory while loading", path);
+    } else if (scan.wrong_index) {
+        rc = storage_errorf(s, -EBADMSG,
+                            "%s: the record at offset %zu has index %" PRIu64 ", expected %" PRIu64,
+                            path, scan.end, scan.found_index, scan.next_index);
+    } else if (scan.status != FMT_END && !is_last) {
+        rc = storage_errorf(s, -EBADMSG,
+                            "%s: %s in the record at offset %zu, in a segment "
+                            "that later segments follow",
+                            path, fmt_status_text(scan.status), scan.end);
+    } else if (scan.status != FMT_END &&
+               fmt_later_batch_follows(buf, len, scan.end, scan.next_index, &later)) {
+        rc = storage_errorf(s, -EBADMSG,
+                            "%s: %s in the record at offset %zu, followed by "
+                            "records written after it (at offset %zu)",
+                            path, fmt_status_text(scan.status), scan.end, later);
+    } else if (scan.status != FMT_END) {
+        rc = cut_torn_tail(s, seg, path, len, &scan);
+    }
+    free(buf);
+    if (rc)
+        return rc;
+    seg->last = scan.next_index - 1;
+    seg->size = scan.end;
+    return 0;
+}
+
+/* Reads the segments in order and checks that they fit together: the
+ * first entry after the snapshot is snapshot_index + 1, and each segment
+ * starts where the one before it ends. */
+static int load_segments(struct file_storage *s, struct raft_persisted *p)
+{
+    struct collector c = { .p = p, .cap = 0, .snapshot_index = s->snapshot_index };
+    uint64_t next = 0; /* the index the next segment must start at; 0: none read yet */
+    for (size_t i = 0; i < s->n_segs; i++) {
+        struct segment *seg = &s->segs[i];
+        if (i + 1 < s->n_segs && s->segs[i + 1].first - 1 <= s->snapshot_index) {
+            /* Wholly covered by the snapshot (a crash during compaction
+             * left it): skip it unread, it is deleted below. */
+            seg->last = s->segs[i + 1].first - 1;
+            continue;
+        }
+        char path[PATH_MAX];
+        storage_segment_path(s, seg->first, path);
+        if (next == 0 && seg->first > s->snapshot_index + 1)
+            return storage_errorf(s, -EBADMSG,
+                                  "%s: the log starts at index %" PRIu64 " but the "
+                                  "snapshot ends at %" PRIu64 ": entries in between are missing",
+                                  path, seg->first, s->snapshot_index);
+        if (next != 0 && seg->first != next)
+            return storage_errorf(s, -EBADMSG,
+                                  "%s: starts at index %" PRIu64 " but the segment "
+                                  "before it ends at %" PRIu64 ": the log has a gap",
+                                  path, seg->first, next - 1);
+        int rc = load_segment(s, i, &c);
+        if (rc)
+            return rc;
+        next = seg->last + 1;
+    }
+    return 0;
+}
+
+/* Makes what load read durable: the last segment's data (the previous
+ * process may have died with it in the page cache) and every directory
+ * entry (renames, cuts, unlinks). Then it is safe to report as stored. */
+static int sync_recovered_state(struct file_storage *s)
+{
+    if (s->n_segs > 0) {
+        int rc = storage_open_tail(s);
+        if (rc)
+            return rc;
+        rc = s->io->fdatasync(s->io->ctx, s->tail_fd);
+        if (rc) {
+            char path[PATH_MAX];
+            storage_segment_path(s, storage_tail_segment(s)->first, path);
+            return storage_fail(s, rc, "fdatasync", path);
+        }
+    }
+    return storage_sync_dir(s);
+}
+
+static void free_persisted(struct raft_persisted *p)
+{
+    for (size_t i = 0; i < p->n_entries; i++)
+        free(p->entries[i].data);
+    free(p->entries);
+    free(p->snapshot);
+    memset(p, 0, sizeof(*p));
+}
+
+/* Reads the whole directory, repairs a torn tail, and sets up the state
+ * for appending. Fills *out when it is not NULL. */
+int storage_recover_locked(struct file_storage *s, struct raft_persisted *out)
+{
+    reset_state(s);
+    s->err[0] = '\0';
+    struct raft_persisted p;
+    memset(&p, 0, sizeof(p));
+    p.voted_for = RAFT_NO_NODE;
+    int rc = load_meta(s, &p.term, &p.voted_for);
+    if (rc == 0)
+        rc = load_snapshot(s, &p);
+    if (rc == 0) {
+        s->snapshot_index = p.snapshot_index;
+        s->snapshot_term = p.snapshot_term;
+        rc = list_segments(s);
+    }
+    if (rc == 0)
+        rc = load_segments(s, out ? &p : NULL);
+    if (rc == 0)
+        rc = storage_drop_compacted(s); /* a crash during compaction left them */
+    if (rc == 0)
+        rc = sync_recovered_state(s);
+    if (rc) {
+        free_persisted(&p);
+        reset_state(s);
+        return rc;
+    }
+    struct segment *tail = storage_tail_segment(s);
+    s->last_index = tail ? tail->last : s->snapshot_index;
+    s->recovered = true;
+    storage_say(s, RAFT_LOG_INFO,
+                "%s: recovered term %" PRIu64 ", vote %d, snapshot up to %" PRIu64 " (term %" PRIu64
+                "), log %" PRIu64 "..%" PRIu64 " in %zu segments",
+                s->dir, p.term, p.voted_for, s->snapshot_index, s->snapshot_term,
+                s->snapshot_index + 1, s->last_index, s->n_segs);
+    if (out)
+        *out = p;
+    else
+        free_persisted(&p);
+    return 0;
+}
