@@ -1,0 +1,1099 @@
+/*
+ * tcp.c - frames over TCP: the outbound transport, the server, client helpers.
+ *
+ * Every socket is non-blocking with TCP_NODELAY, and every wait is a poll()
+ * bounded by a deadline on CLOCK_MONOTONIC, so that no call can hang past
+ * its timeout and a stopping server can wake its threads by shutting their
+ * sockets down.
+ *
+ * Outbound, each peer has one connection and one mutex held for a whole call:
+ * request and reply alternate on the connection, and any failure closes it so
+ * that a late reply can never be read as the answer to the next request.
+ *
+ * Inbound, a listener thread accepts and starts one thread per connection.
+ * A finished connection thread marks itself done and pokes the listener
+ * through a pipe; the listener joins it and closes its socket. A socket is
+ * closed only after its thread is joined, so tcp_server_stop() can shut down
+ * every listed socket without racing a close and a reused descriptor.
+ */
+#include "net/tcp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TCP_BACKOFF_MIN_MS 10
+#define TCP_BACKOFF_MAX_MS 1000
+#define TCP_DEFAULT_MAX_CONNECTIONS 256
+#define TCP_DEFAULT_IDLE_MS 30000
+#define TCP_LISTEN_BACKLOG 128
+#define TCP_HOST_MAX 256
+#define TCP_PEER_NAME_MAX (NI_MAXHOST + NI_MAXSERV + 4) /* "[host]:serv" */
+/* After accept() fails for lack of descriptors or memory, wait this long
+ * rather than spin on a listener that stays readable. */
+#define TCP_ACCEPT_PAUSE_MS 100
+
+#ifdef SOCK_CLOEXEC
+#define TCP_SOCK_FLAGS SOCK_CLOEXEC
+#else
+#define TCP_SOCK_FLAGS 0
+#endif
+
+typedef void (*tcp_log_fn)(void *ctx, enum raft_log_level lvl,
+                           const char *msg);
+
+/* ---- small helpers ---- */
+
+static void tcp_log(tcp_log_fn log, void *ctx, enum raft_log_level lvl,
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void tcp_log(tcp_log_fn log, void *ctx, enum raft_log_level lvl,
+                    const char *fmt, ...)
+{
+    if (log == NULL)
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    log(ctx, lvl, line);
+}
+
+/* strerror() may share a static buffer between threads; this does not. */
+static const char *tcp_errstr(int err, char *buf, size_t cap)
+{
+    if (strerror_r(err < 0 ? -err : err, buf, cap) != 0)
+        snprintf(buf, cap, "error %d", err);
+    return buf;
+}
+
+static int64_t tcp_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int tcp_reserve(uint8_t **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap > 0 ? *cap : 4096;
+    while (n < need)
+        n *= 2;
+    uint8_t *p = realloc(*buf, n);
+    if (p == NULL)
+        return -ENOMEM;
+    *buf = p;
+    *cap = n;
+    return 0;
+}
+
+static int tcp_set_nonblock(int fd)
+{
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Non-blocking, close-on-exec, and TCP_NODELAY: a request is one small write
+ * awaiting a reply, exactly the case Nagle's algorithm would delay. */
+static int tcp_socket_setup(int fd)
+{
+    int one = 1;
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || tcp_set_nonblock(fd) < 0)
+        return -errno;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
+        return -errno;
+    return 0;
+}
+
+static int tcp_gai_errno(int rc)
+{
+    switch (rc) {
+    case EAI_SYSTEM:
+        return errno != 0 ? -errno : -EIO;
+    case EAI_MEMORY:
+        return -ENOMEM;
+    case EAI_AGAIN:
+        return -EAGAIN;
+    default:
+        return -EHOSTUNREACH; /* no such host, or no usable address */
+    }
+}
+
+/* "addr:port", or "[addr]:port" for IPv6, for log lines. */
+static void tcp_format_addr(const struct sockaddr *sa, socklen_t len,
+                            char *out, size_t cap)
+{
+    char host[NI_MAXHOST], serv[NI_MAXSERV];
+    if (getnameinfo(sa, len, host, sizeof host, serv, sizeof serv,
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+        snprintf(out, cap, "(unknown address)");
+        return;
+    }
+    if (sa->sa_family == AF_INET6)
+        snprintf(out, cap, "[%s]:%s", host, serv);
+    else
+        snprintf(out, cap, "%s:%s", host, serv);
+}
+
+/* ---- addresses ---- */
+
+static int tcp_parse_port(const char *s, uint16_t *port)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 5 || strspn(s, "0123456789") != n)
+        return -EINVAL;
+    long v = strtol(s, NULL, 10);
+    if (v < 1 || v > 65535)
+        return -EINVAL;
+    *port = (uint16_t)v;
+    return 0;
+}
+
+int tcp_parse_addr(const char *host_port, char *host, size_t host_cap,
+                   uint16_t *port)
+{
+    if (host_port == NULL || host == NULL || port == NULL || host_cap == 0)
+        return -EINVAL;
+    const char *h = host_port;
+    const char *colon;
+    size_t hlen;
+    if (h[0] == '[') {
+        const char *end = strchr(h, ']');
+        if (end == NULL || end[1] != ':')
+            return -EINVAL;
+        h++;
+        hlen = (size_t)(end - h);
+        colon = end + 1;
+    } else {
+        colon = strrchr(h, ':');
+        if (colon == NULL)
+            return -EINVAL;
+        hlen = (size_t)(colon - h);
+        if (memchr(h, ':', hlen) != NULL)
+            return -EINVAL; /* a bare IPv6 address needs its brackets */
+    }
+    if (hlen == 0 || hlen >= host_cap)
+        return -EINVAL;
+    int rc = tcp_parse_port(colon + 1, port);
+    if (rc < 0)
+        return rc;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    return 0;
+}
+
+/* ---- bounded I/O ---- */
+
+/* Waits until fd is ready for `events` (or in error: the next I/O call says
+ * which) or the deadline passes. */
+static int tcp_wait(int fd, short events, int64_t deadline)
+{
+    for (;;) {
+        int64_t left = deadline - tcp_now_ms();
+        if (left <= 0)
+            return -ETIMEDOUT;
+        struct pollfd p = { .fd = fd, .events = events };
+        int rc = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (rc > 0)
+            return 0;
+        if (rc == 0)
+            return -ETIMEDOUT;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+static int tcp_send_all(int fd, const uint8_t *p, size_t n, int64_t deadline)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = send(fd, p + done, n - done, MSG_NOSIGNAL);
+        if (w >= 0) {
+            done += (size_t)w;
+            continue;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        int rc = tcp_wait(fd, POLLOUT, deadline);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Reads exactly n bytes. *got says how many arrived, so that a caller can
+ * tell a peer that closed between frames from one that stopped mid-frame.
+ * End of stream is -ECONNRESET. */
+static int tcp_recv_all(int fd, uint8_t *p, size_t n, int64_t deadline,
+                        size_t *got)
+{
+    size_t done = 0;
+    int rc = 0;
+    while (done < n) {
+        ssize_t r = recv(fd, p + done, n - done, 0);
+        if (r > 0) {
+            done += (size_t)r;
+            continue;
+        }
+        if (r == 0) {
+            rc = -ECONNRESET;
+            break;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            rc = -errno;
+            break;
+        }
+        rc = tcp_wait(fd, POLLIN, deadline);
+        if (rc < 0)
+            break;
+    }
+    *got = done;
+    return rc;
+}
+
+/* Reads a frame's length field into *buf. Returns the frame size, or an I/O
+ * error, or -EBADMSG / -EMSGSIZE for a length no frame can have. */
+static long tcp_recv_header(int fd, uint8_t **buf, size_t *cap,
+                            int64_t deadline, size_t *got)
+{
+    *got = 0;
+    int rc = tcp_reserve(buf, cap, 4);
+    if (rc < 0)
+        return rc;
+    rc = tcp_recv_all(fd, *buf, 4, deadline, got);
+    if (rc < 0)
+        return rc;
+    return wire_frame_size(*buf);
+}
+
+/* Reads the rest of a frame of `size` bytes whose length field is in *buf. */
+static int tcp_recv_body(int fd, uint8_t **buf, size_t *cap, long size,
+                         int64_t deadline)
+{
+    size_t got;
+    int rc = tcp_reserve(buf, cap, (size_t)size);
+    if (rc < 0)
+        return rc;
+    return tcp_recv_all(fd, *buf + 4, (size_t)size - 4, deadline, &got);
+}
+
+/* Encodes req into *buf, sends it, and reads and decodes one reply frame
+ * into *buf: reply points into *buf afterwards. */
+static int tcp_exchange(int fd, const struct wire_msg *req,
+                        struct wire_msg *reply, uint8_t **buf, size_t *cap,
+                        int64_t deadline)
+{
+    size_t size = wire_size(req);
+    if (size == 0)
+        return -EINVAL;
+    if (size > WIRE_MAX_FRAME)
+        return -EMSGSIZE;
+    int rc = tcp_reserve(buf, cap, size);
+    if (rc < 0)
+        return rc;
+    long n = wire_encode(req, *buf, *cap);
+    if (n < 0)
+        return (int)n;
+    rc = tcp_send_all(fd, *buf, (size_t)n, deadline);
+    if (rc < 0)
+        return rc;
+    size_t got;
+    long frame = tcp_recv_header(fd, buf, cap, deadline, &got);
+    if (frame < 0)
+        return (int)frame;
+    rc = tcp_recv_body(fd, buf, cap, frame, deadline);
+    if (rc < 0)
+        return rc;
+    return wire_decode(*buf, (size_t)frame, reply);
+}
+
+/* ---- connecting ---- */
+
+static int tcp_connect_addr(const struct addrinfo *ai, int64_t deadline)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | TCP_SOCK_FLAGS,
+                    ai->ai_protocol);
+    if (fd < 0)
+        return -errno;
+    int rc = tcp_socket_setup(fd);
+    if (rc < 0)
+        goto err;
+    /* Non-blocking connect: wait for writability, then read the outcome. An
+     * EINTR leaves the connect going on in the background, like EINPROGRESS. */
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+        return fd;
+    if (errno != EINPROGRESS && errno != EINTR) {
+        rc = -errno;
+        goto err;
+    }
+    rc = tcp_wait(fd, POLLOUT, deadline);
+    if (rc < 0)
+        goto err;
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+        soerr = errno;
+    if (soerr == 0)
+        return fd;
+    rc = -soerr;
+err:
+    close(fd);
+    return rc;
+}
+
+/* Tries each address of host in turn until one connects or time runs out.
+ * Returns the fd or -errno. (Name lookup itself is not bounded by the
+ * deadline; peers are normally given as numeric addresses.) */
+static int tcp_connect(const char *host, uint16_t port, int64_t deadline)
+{
+    char serv[8];
+    snprintf(serv, sizeof serv, "%u", (unsigned)port);
+    struct addrinfo hints = { .ai_family = AF_UNSPEC,
+                              .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_NUMERICSERV };
+    struct addrinfo *list;
+    int rc = getaddrinfo(host, serv, &hints, &list);
+    if (rc != 0)
+        return tcp_gai_errno(rc);
+    rc = -EHOSTUNREACH;
+    for (struct addrinfo *ai = list; ai != NULL; ai = ai->ai_next) {
+        rc = tcp_connect_addr(ai, deadline);
+        if (rc >= 0 || rc == -ETIMEDOUT)
+            break;
+    }
+    freeaddrinfo(list);
+    return rc;
+}
+
+int tcp_dial(const char *host_port, unsigned timeout_ms)
+{
+    char host[TCP_HOST_MAX];
+    uint16_t port;
+    int rc = tcp_parse_addr(host_port, host, sizeof host, &port);
+    if (rc < 0)
+        return rc;
+    return tcp_connect(host, port, tcp_now_ms() + timeout_ms);
+}
+
+int tcp_roundtrip(int fd, const struct wire_msg *req, struct wire_msg *reply,
+                  uint8_t **buf, size_t *cap, unsigned timeout_ms)
+{
+    if (fd < 0 || req == NULL || reply == NULL || buf == NULL || cap == NULL)
+        return -EINVAL;
+    memset(reply, 0, sizeof *reply);
+    return tcp_exchange(fd, req, reply, buf, cap, tcp_now_ms() + timeout_ms);
+}
+
+/* ---- outbound: the transport ---- */
+
+struct tcp_peer {
+    char host[TCP_HOST_MAX]; /* immutable after create */
+    uint16_t port;
+    /* Held for a whole call, so one request at a time is in flight on the
+     * connection; guards everything below. */
+    pthread_mutex_t mu;
+    int fd;              /* -1 when not connected */
+    uint8_t *buf;        /* request, then reply; reused by every call */
+    size_t cap;
+    unsigned backoff_ms; /* wait after the next failed connect */
+    int64_t retry_at;    /* monotonic ms: no connect attempt before this */
+    int last_err;        /* returned at once while backing off */
+    bool failing;        /* a failure was logged and nothing worked since */
+};
+
+struct tcp_transport {
+    uint32_t self_id;
+    uint32_t n_peers;
+    tcp_log_fn log;
+    void *log_ctx;
+    struct tcp_peer peers[]; /* index = node id */
+};
+
+/* Logs the first failure only; the next success logs "reconnected". */
+static void tcp_peer_failed_locked(struct tcp_transport *t, uint32_t id,
+                                   const char *what, int err)
+{
+    struct tcp_peer *p = &t->peers[id];
+    if (p->failing)
+        return;
+    p->failing = true;
+    char e[96];
+    tcp_log(t->log, t->log_ctx, RAFT_LOG_WARN,
+            "%s n%u at %s:%u: %s (retrying with backoff; logged again when "
+            "it answers)", what, (unsigned)id, p->host, (unsigned)p->port,
+            tcp_errstr(err, e, sizeof e));
+}
+
+static int tcp_peer_connect_locked(struct tcp_transport *t, uint32_t id,
+                                   int64_t deadline)
+{
+    struct tcp_peer *p = &t->peers[id];
+    /* Backing off: fail fast instead of hammering a peer that is down. */
+    if (tcp_now_ms() < p->retry_at)
+        return p->last_err;
+    int fd = tcp_connect(p->host, p->port, deadline);
+    if (fd >= 0) {
+        p->fd = fd;
+        p->backoff_ms = TCP_BACKOFF_MIN_MS;
+        p->retry_at = 0;
+        return 0;
+    }
+    p->last_err = fd;
+    p->retry_at = tcp_now_ms() + p->backoff_ms;
+    p->backoff_ms = p->backoff_ms * 2 > TCP_BACKOFF_MAX_MS
+                        ? TCP_BACKOFF_MAX_MS : p->backoff_ms * 2;
+    tcp_peer_failed_locked(t, id, "cannot connect to", fd);
+    return fd;
+}
+
+/* A reply must answer the request sent, and come from the node asked: a
+ * mismatch means a misconfigured address list or a confused peer. */
+static int tcp_check_reply(const struct raft_msg *req, uint32_t peer,
+                           const struct wire_msg *w)
+{
+    if (w->type != req->type + 1 || w->from != peer)
+        return -EPROTO;
+    return 0;
+}
+
+static int tcp_peer_call_locked(struct tcp_transport *t, uint32_t id,
+                                const struct raft_msg *req,
+                                struct raft_msg *reply, int64_t deadline)
+{
+    struct tcp_peer *p = &t->peers[id];
+    struct wire_msg w, r;
+    wire_from_raft(&w, req);
+    w.from = t->self_id;
+    w.u.raft.from = t->self_id;
+    /* Our own mistake: refuse it here, before it can cost the connection. */
+    if (wire_size(&w) > WIRE_MAX_FRAME)
+        return -EMSGSIZE;
+    int rc = 0;
+    if (p->fd < 0)
+        rc = tcp_peer_connect_locked(t, id, deadline);
+    if (rc < 0)
+        return rc;
+
+    rc = tcp_exchange(p->fd, &w, &r, &p->buf, &p->cap, deadline);
+    bool bad_reply = rc == -EBADMSG || rc == -EMSGSIZE || rc == -EPROTO;
+    if (rc == 0) {
+        rc = tcp_check_reply(req, id, &r);
+        bad_reply = rc < 0;
+        if (rc == 0)
+            *reply = r.u.raft; /* Raft replies hold no pointers into buf */
+    }
+    wire_msg_release(&r);
+
+    if (rc < 0) {
+        /* Close, so that a late reply is never taken for the next one. */
+        close(p->fd);
+        p->fd = -1;
+        char e[96];
+        tcp_log(t->log, t->log_ctx, RAFT_LOG_DEBUG,
+                "call to n%u failed: %s; connection closed", (unsigned)id,
+                tcp_errstr(rc, e, sizeof e));
+        if (bad_reply)
+            tcp_peer_failed_locked(t, id, "bad reply from", rc);
+        return rc;
+    }
+    if (p->failing) {
+        p->failing = false;
+        tcp_log(t->log, t->log_ctx, RAFT_LOG_INFO, "reconnected to n%u at %s:%u",
+                (unsigned)id, p->host, (unsigned)p->port);
+    }
+    return 0;
+}
+
+/* Waits for the peer's mutex no longer than the call may take. The wait is
+ * on CLOCK_REALTIME (all pthread_mutex_timedlock offers); it only matters if
+ * two threads ever call the same peer at once. */
+static int tcp_lock_within(pthread_mutex_t *mu, unsigned timeout_ms)
+{
+    if (pthread_mutex_trylock(mu) == 0)
+        return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    int rc = pthread_mutex_timedlock(mu, &ts);
+    return rc == 0 ? 0 : -rc;
+}
+
+static bool tcp_is_raft_request(uint8_t type)
+{
+    return type == RAFT_MSG_REQUEST_VOTE || type == RAFT_MSG_APPEND_ENTRIES ||
+           type == RAFT_MSG_INSTALL_SNAPSHOT;
+}
+
+static int tcp_transport_call(void *ctx, uint32_t peer,
+                              const struct raft_msg *req,
+                              struct raft_msg *reply, unsigned timeout_ms)
+{
+    struct tcp_transport *t = ctx;
+    if (peer >= t->n_peers || peer == t->self_id || req == NULL ||
+        reply == NULL || !tcp_is_raft_request(req->type))
+        return -EINVAL;
+    int64_t deadline = tcp_now_ms() + timeout_ms;
+    struct tcp_peer *p = &t->peers[peer];
+    int rc = tcp_lock_within(&p->mu, timeout_ms);
+    if (rc < 0)
+        return rc;
+    rc = tcp_peer_call_locked(t, peer, req, reply, deadline);
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+static void tcp_transport_free(struct tcp_transport *t, uint32_t n_inited)
+{
+    for (uint32_t i = 0; i < n_inited; i++) {
+        struct tcp_peer *p = &t->peers[i];
+        if (p->fd >= 0)
+            close(p->fd);
+        free(p->buf);
+        pthread_mutex_destroy(&p->mu);
+    }
+    free(t);
+}
+
+int tcp_transport_create(struct tcp_transport **out, uint32_t self_id,
+                         char *const *peer_addrs, uint32_t n_peers,
+                         void (*log)(void *ctx, enum raft_log_level lvl,
+                                     const char *msg),
+                         void *log_ctx)
+{
+    if (out == NULL || peer_addrs == NULL || self_id >= n_peers)
+        return -EINVAL;
+    struct tcp_transport *t =
+        calloc(1, sizeof *t + (size_t)n_peers * sizeof t->peers[0]);
+    if (t == NULL)
+        return -ENOMEM;
+    t->self_id = self_id;
+    t->n_peers = n_peers;
+    t->log = log;
+    t->log_ctx = log_ctx;
+    for (uint32_t i = 0; i < n_peers; i++) {
+        struct tcp_peer *p = &t->peers[i];
+        int rc = 0;
+        if (i != self_id)
+            rc = tcp_parse_addr(peer_addrs[i], p->host, sizeof p->host,
+                                &p->port);
+        if (rc < 0)
+            tcp_log(log, log_ctx, RAFT_LOG_ERROR,
+                    "address of n%u \"%s\" is not host:port", (unsigned)i,
+                    peer_addrs[i] ? peer_addrs[i] : "(null)");
+        if (rc == 0)
+            rc = -pthread_mutex_init(&p->mu, NULL);
+        if (rc < 0) {
+            tcp_transport_free(t, i);
+            return rc;
+        }
+        p->fd = -1;
+        p->backoff_ms = TCP_BACKOFF_MIN_MS;
+        p->last_err = -ECONNREFUSED;
+    }
+    *out = t;
+    return 0;
+}
+
+void tcp_transport_destroy(struct tcp_transport *t)
+{
+    if (t != NULL)
+        tcp_transport_free(t, t->n_peers);
+}
+
+struct raft_transport tcp_transport_ops(struct tcp_transport *t)
+{
+    return (struct raft_transport){ .ctx = t, .call = tcp_transport_call };
+}
+
+/* ---- inbound: the server ---- */
+
+struct tcp_conn {
+    struct tcp_server *srv;
+    int fd;            /* closed by whoever joins the thread, never before */
+    pthread_t thread;
+    char peer[TCP_PEER_NAME_MAX]; /* "addr:port", for log lines */
+    uint8_t *in, *out; /* request and reply frames; the thread's own */
+    size_t in_cap, out_cap;
+    bool done;              /* srv->mu: the thread is about to return */
+    struct tcp_conn *next;  /* srv->mu */
+};
+
+struct tcp_server {
+    struct tcp_server_options opt; /* immutable; opt.host not kept */
+    int listen_fd;
+    uint16_t port;
+    int wake[2]; /* pipe: a byte wakes the listener (stop, or a conn done) */
+    pthread_t listener;
+    pthread_mutex_t mu; /* guards everything below */
+    struct tcp_conn *conns;
+    unsigned n_open;    /* connections whose thread has not finished */
+    bool stopping;
+    bool refusing;      /* the connection limit was logged; reset on a close */
+};
+
+static void tcp_server_wake(struct tcp_server *s)
+{
+    /* A full pipe already guarantees a wake-up, so EAGAIN is fine. */
+    ssize_t rc;
+    do
+        rc = write(s->wake[1], "", 1);
+    while (rc < 0 && errno == EINTR);
+}
+
+static bool tcp_server_stopping(struct tcp_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    bool stopping = s->stopping;
+    pthread_mutex_unlock(&s->mu);
+    return stopping;
+}
+
+/* Logs why a connection is being closed: at warn level when the peer did
+ * something wrong, at debug level when it merely went away or was idle. */
+static void tcp_conn_log(struct tcp_conn *c, bool peer_at_fault,
+                         const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void tcp_conn_log(struct tcp_conn *c, bool peer_at_fault,
+                         const char *fmt, ...)
+{
+    struct tcp_server *s = c->srv;
+    if (s->opt.log == NULL)
+        return;
+    char why[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    /* While stopping, every connection ends in an error: not worth a warn. */
+    enum raft_log_level lvl = peer_at_fault && !tcp_server_stopping(s)
+                                  ? RAFT_LOG_WARN : RAFT_LOG_DEBUG;
+    tcp_log(s->opt.log, s->opt.log_ctx, lvl, "closing connection from %s: %s",
+            c->peer, why);
+}
+
+static const char *tcp_decode_reason(int rc)
+{
+    switch (rc) {
+    case -EPROTO:
+        return "unknown version or message type";
+    case -EMSGSIZE:
+        return "a field is over its size limit";
+    case -ENOMEM:
+        return "out of memory decoding it";
+    default:
+        return "truncated or inconsistent fields";
+    }
+}
+
+static void tcp_conn_read_failed(struct tcp_conn *c, int rc, size_t got,
+                                 const uint8_t *header)
+{
+    struct tcp_server *s = c->srv;
+    char e[96];
+    if (rc == -EBADMSG || rc == -EMSGSIZE) {
+        unsigned long len = (unsigned long)header[0] << 24 |
+                            (unsigned long)header[1] << 16 |
+                            (unsigned long)header[2] << 8 | header[3];
+        tcp_conn_log(c, true, "bad frame length %lu (%s)", len,
+                     rc == -EMSGSIZE ? "over the maximum" : "too short");
+    } else if (got == 0 && rc == -ECONNRESET) {
+        tcp_conn_log(c, false, "closed by the peer");
+    } else if (got == 0 && rc == -ETIMEDOUT) {
+        tcp_conn_log(c, false, "idle for %u ms", s->opt.idle_timeout_ms);
+    } else if (rc == -ETIMEDOUT) {
+        tcp_conn_log(c, true, "silent for %u ms in the middle of a frame",
+                     s->opt.idle_timeout_ms);
+    } else {
+        tcp_conn_log(c, got > 0, "%s%s", tcp_errstr(rc, e, sizeof e),
+                     got > 0 ? " in the middle of a frame" : "");
+    }
+}
+
+static int tcp_conn_send_reply(struct tcp_conn *c, const struct wire_msg *reply)
+{
+    size_t size = wire_size(reply);
+    int rc = size == 0 ? -EPROTO : size > WIRE_MAX_FRAME ? -EMSGSIZE : 0;
+    if (rc == 0)
+        rc = tcp_reserve(&c->out, &c->out_cap, size);
+    long n = rc == 0 ? wire_encode(reply, c->out, c->out_cap) : rc;
+    if (n < 0) {
+        char e[96];
+        tcp_log(c->srv->opt.log, c->srv->opt.log_ctx, RAFT_LOG_ERROR,
+                "cannot encode the reply (type %u) to %s: %s; closing",
+                (unsigned)reply->type, c->peer, tcp_errstr((int)n, e, sizeof e));
+        return (int)n;
+    }
+    int64_t deadline = tcp_now_ms() + c->srv->opt.idle_timeout_ms;
+    rc = tcp_send_all(c->fd, c->out, (size_t)n, deadline);
+    if (rc < 0) {
+        char e[96];
+        tcp_conn_log(c, rc == -ETIMEDOUT, "sending the reply: %s",
+                     tcp_errstr(rc, e, sizeof e));
+    }
+    return rc;
+}
+
+/* Reads one request, has the handler answer it, writes the reply. */
+static int tcp_conn_serve_one(struct tcp_conn *c)
+{
+    struct tcp_server *s = c->srv;
+    size_t got;
+    long size = tcp_recv_header(c->fd, &c->in, &c->in_cap,
+                                tcp_now_ms() + s->opt.idle_timeout_ms, &got);
+    if (size < 0) {
+        tcp_conn_read_failed(c, (int)size, got, c->in);
+        return (int)size;
+    }
+    /* The idle clock restarts once a frame has begun to arrive. */
+    int rc = tcp_recv_body(c->fd, &c->in, &c->in_cap, size,
+                           tcp_now_ms() + s->opt.idle_timeout_ms);
+    if (rc < 0) {
+        tcp_conn_read_failed(c, rc, 4, c->in);
+        return rc;
+    }
+
+    struct wire_msg req, reply;
+    rc = wire_decode(c->in, (size_t)size, &req);
+    if (rc < 0) {
+        tcp_conn_log(c, true, "malformed frame (type %u, %ld bytes): %s",
+                     (unsigned)c->in[5], size, tcp_decode_reason(rc));
+        return rc;
+    }
+    memset(&reply, 0, sizeof reply);
+    rc = s->opt.handler(s->opt.handler_ctx, &req, &reply);
+    wire_msg_release(&req);
+    if (rc == 0)
+        rc = tcp_conn_send_reply(c, &reply);
+    else
+        tcp_conn_log(c, false, "the handler refused a request of type %u",
+                     (unsigned)req.type);
+    /* transport.h: a client reply's value belongs to the transport now. */
+    if (reply.type == WIRE_CLIENT_REPLY)
+        free(reply.u.reply.value);
+    return rc;
+}
+
+static void *tcp_conn_main(void *arg)
+{
+    struct tcp_conn *c = arg;
+    struct tcp_server *s = c->srv;
+    /* One iteration: one request in, one reply out. Any error ends it. */
+    while (tcp_conn_serve_one(c) == 0)
+        ;
+    free(c->in);
+    free(c->out);
+    c->in = c->out = NULL;
+
+    pthread_mutex_lock(&s->mu);
+    c->done = true;
+    s->n_open--;
+    s->refusing = false;
+    pthread_mutex_unlock(&s->mu);
+    tcp_server_wake(s); /* so that the listener joins this thread soon */
+    return NULL;
+}
+
+/* Joins and frees the finished connections, or all of them. */
+static void tcp_server_reap(struct tcp_server *s, bool all)
+{
+    struct tcp_conn *dead = NULL;
+    pthread_mutex_lock(&s->mu);
+    for (struct tcp_conn **pp = &s->conns; *pp != NULL;) {
+        struct tcp_conn *c = *pp;
+        if (!all && !c->done) {
+            pp = &c->next;
+            continue;
+        }
+        *pp = c->next;
+        c->next = dead;
+        dead = c;
+    }
+    pthread_mutex_unlock(&s->mu);
+    while (dead != NULL) {
+        struct tcp_conn *c = dead;
+        dead = c->next;
+        pthread_join(c->thread, NULL);
+        close(c->fd);
+        free(c);
+    }
+}
+
+/* Over the limit: accept and close at once, so that the client learns now
+ * rather than waiting in the backlog. Logged once until a connection ends. */
+static bool tcp_server_admit_locked(struct tcp_server *s, const char *peer)
+{
+    if (s->n_open < s->opt.max_connections)
+        return true;
+    if (!s->refusing) {
+        s->refusing = true;
+        tcp_log(s->opt.log, s->opt.log_ctx, RAFT_LOG_WARN,
+                "connection limit (%u) reached: refusing %s and any other new "
+                "connection until one closes", s->opt.max_connections, peer);
+    }
+    return false;
+}
+
+static int tcp_server_add_conn(struct tcp_server *s, int fd, const char *peer)
+{
+    struct tcp_conn *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return -ENOMEM;
+    c->srv = s;
+    c->fd = fd;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    /* Linked before the thread can finish, so its wake-up finds it listed. */
+    pthread_mutex_lock(&s->mu);
+    int rc = -pthread_create(&c->thread, NULL, tcp_conn_main, c);
+    if (rc == 0) {
+        c->next = s->conns;
+        s->conns = c;
+        s->n_open++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (rc < 0)
+        free(c);
+    return rc;
+}
+
+/* Returns 0, or -errno from accept() for the listener to act on. */
+static int tcp_server_accept(struct tcp_server *s)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    int fd = accept(s->listen_fd, (struct sockaddr *)&sa, &len);
+    if (fd < 0)
+        return -errno;
+    char peer[TCP_PEER_NAME_MAX];
+    tcp_format_addr((struct sockaddr *)&sa, len, peer, sizeof peer);
+
+    pthread_mutex_lock(&s->mu);
+    bool admit = tcp_server_admit_locked(s, peer);
+    pthread_mutex_unlock(&s->mu);
+    int rc = admit ? tcp_socket_setup(fd) : 0;
+    if (admit && rc == 0)
+        rc = tcp_server_add_conn(s, fd, peer);
+    if (admit && rc == 0)
+        return 0;
+    if (rc < 0) {
+        char e[96];
+        tcp_log(s->opt.log, s->opt.log_ctx, RAFT_LOG_ERROR,
+                "cannot serve connection from %s: %s", peer,
+                tcp_errstr(rc, e, sizeof e));
+    }
+    close(fd);
+    return 0;
+}
+
+static void tcp_drain(int fd)
+{
+    char junk[64];
+    while (read(fd, junk, sizeof junk) > 0)
+        ;
+}
+
+static void *tcp_listener_main(void *arg)
+{
+    struct tcp_server *s = arg;
+    bool paused = false; /* accept() lacked descriptors or memory */
+    bool logged_pause = false;
+    /* One iteration: wait for a connection or a wake-up, join finished
+     * connection threads, then accept or stop. */
+    for (;;) {
+        struct pollfd fds[2] = {
+            { .fd = paused ? -1 : s->listen_fd, .events = POLLIN },
+            { .fd = s->wake[0], .events = POLLIN },
+        };
+        int n = poll(fds, 2, paused ? TCP_ACCEPT_PAUSE_MS : -1);
+        paused = false;
+        if (n < 0 && errno != EINTR)
+            paused = true; /* cannot happen with valid fds; do not spin */
+        if (n > 0 && fds[1].revents != 0)
+            tcp_drain(s->wake[0]);
+        tcp_server_reap(s, false);
+        if (tcp_server_stopping(s))
+            break;
+        if (n <= 0 || (fds[0].revents & POLLIN) == 0)
+            continue;
+        int rc = tcp_server_accept(s);
+        if (rc == -EMFILE || rc == -ENFILE || rc == -ENOBUFS || rc == -ENOMEM) {
+            paused = true;
+            if (!logged_pause) {
+                char e[96];
+                tcp_log(s->opt.log, s->opt.log_ctx, RAFT_LOG_ERROR,
+                        "accept failed: %s; pausing new connections briefly",
+                        tcp_errstr(rc, e, sizeof e));
+            }
+            logged_pause = true;
+        } else if (rc == 0) {
+            logged_pause = false;
+        }
+    }
+    return NULL;
+}
+
+/* Binds the first address of host that works. Returns the fd or -errno. */
+static int tcp_listen(const char *host, uint16_t port, uint16_t *bound)
+{
+    char serv[8];
+    snprintf(serv, sizeof serv, "%u", (unsigned)port);
+    struct addrinfo hints = { .ai_family = AF_UNSPEC,
+                              .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+    struct addrinfo *list;
+    int rc = getaddrinfo(host != NULL && host[0] != '\0' ? host : NULL, serv,
+                         &hints, &list);
+    if (rc != 0)
+        return tcp_gai_errno(rc);
+    rc = -EADDRNOTAVAIL;
+    int fd = -1;
+    for (struct addrinfo *ai = list; ai != NULL && fd < 0; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | TCP_SOCK_FLAGS,
+                    ai->ai_protocol);
+        if (fd < 0) {
+            rc = -errno;
+            continue;
+        }
+        /* A restarted node can rebind at once despite TIME_WAIT sockets. */
+        int one = 1;
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+            bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 ||
+            listen(fd, TCP_LISTEN_BACKLOG) < 0) {
+            rc = -errno;
+            close(fd);
+            fd = -1;
+            continue;
+        }
+        rc = tcp_set_nonblock(fd); /* accept() must not block after poll() */
+        if (rc < 0) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(list);
+    if (fd < 0)
+        return rc;
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    if (getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+        *bound = ntohs(sa.ss_family == AF_INET6
+                           ? ((struct sockaddr_in6 *)&sa)->sin6_port
+                           : ((struct sockaddr_in *)&sa)->sin_port);
+    return fd;
+}
+
+static int tcp_make_wake_pipe(int p[2])
+{
+    if (pipe(p) < 0)
+        return -errno;
+    for (int i = 0; i < 2; i++) {
+        if (fcntl(p[i], F_SETFD, FD_CLOEXEC) < 0 || tcp_set_nonblock(p[i]) < 0) {
+            int rc = -errno;
+            close(p[0]);
+            close(p[1]);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int tcp_server_start(struct tcp_server **out,
+                     const struct tcp_server_options *opt)
+{
+    if (out == NULL || opt == NULL || opt->handler == NULL)
+        return -EINVAL;
+    struct tcp_server *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return -ENOMEM;
+    s->opt = *opt;
+    s->opt.host = NULL; /* the caller's string need not outlive this call */
+    if (s->opt.max_connections == 0)
+        s->opt.max_connections = TCP_DEFAULT_MAX_CONNECTIONS;
+    if (s->opt.idle_timeout_ms == 0)
+        s->opt.idle_timeout_ms = TCP_DEFAULT_IDLE_MS;
+
+    int rc = tcp_listen(opt->host, opt->port, &s->port);
+    if (rc < 0)
+        goto err_after_alloc;
+    s->listen_fd = rc;
+    rc = tcp_make_wake_pipe(s->wake);
+    if (rc < 0)
+        goto err_after_listen;
+    rc = -pthread_mutex_init(&s->mu, NULL);
+    if (rc < 0)
+        goto err_after_pipe;
+    rc = -pthread_create(&s->listener, NULL, tcp_listener_main, s);
+    if (rc < 0)
+        goto err_after_mutex;
+    *out = s;
+    return 0;
+
+err_after_mutex:
+    pthread_mutex_destroy(&s->mu);
+err_after_pipe:
+    close(s->wake[0]);
+    close(s->wake[1]);
+err_after_listen:
+    close(s->listen_fd);
+err_after_alloc:
+    free(s);
+    return rc;
+}
+
+uint16_t tcp_server_port(const struct tcp_server *s)
+{
+    return s->port;
+}
+
+void tcp_server_stop(struct tcp_server *s)
+{
+    if (s == NULL)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_mutex_unlock(&s->mu);
+    tcp_server_wake(s);
+    pthread_join(s->listener, NULL);
+    close(s->listen_fd);
+
+    /* Wake every connection thread: its poll() sees the shutdown, and a
+     * handler still running finds its reply undeliverable. The descriptors
+     * stay open (and so cannot be reused) until the threads are joined. */
+    pthread_mutex_lock(&s->mu);
+    for (struct tcp_conn *c = s->conns; c != NULL; c = c->next)
+        shutdown(c->fd, SHUT_RDWR);
+    pthread_mutex_unlock(&s->mu);
+    tcp_server_reap(s, true);
+
+    close(s->wake[0]);
+    close(s->wake[1]);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
