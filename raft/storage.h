@@ -59,8 +59,9 @@ struct raft_storage file_storage_ops(struct file_storage *s);
 void file_storage_set_segment_size(struct file_storage *s, size_t bytes);
 
 /* The last error as one plain sentence naming the file and byte offset, e.g.
- * "data/node-0/log-0000000000000001: bad checksum in the record at offset
- * 4096"; "" when nothing failed. Valid until the next call on s. */
+ * "data/node-0/log-0000000000000001: a bad checksum in the record at offset
+ * 4096, in a segment that later segments follow"; "" when nothing failed.
+ * Valid until the next call on s. */
 const char *file_storage_error(const struct file_storage *s);
 
 /* Prints the data directory as text (`raft dump DIR`): term, vote, snapshot,

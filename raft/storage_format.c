@@ -100,9 +100,9 @@ const char *fmt_status_text(enum fmt_status st)
     switch (st) {
     case FMT_OK: return "a good record";
     case FMT_END: return "the end of the file";
-    case FMT_SHORT_HEADER: return "a record header cut short";
-    case FMT_BAD_LENGTH: return "an impossible record length";
-    case FMT_SHORT_RECORD: return "a record cut short";
+    case FMT_SHORT_HEADER: return "a header cut short";
+    case FMT_BAD_LENGTH: return "an impossible length";
+    case FMT_SHORT_RECORD: return "a length past the end of the file";
     case FMT_BAD_CHECKSUM: return "a bad checksum";
     }
     return "an unknown defect";

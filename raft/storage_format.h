@@ -57,7 +57,8 @@ enum fmt_status {
     FMT_BAD_CHECKSUM,
 };
 
-/* "a bad checksum", "a record cut short", ... for error messages. */
+/* "a bad checksum", "a header cut short", ... for "<text> in the record at
+ * offset N". */
 const char *fmt_status_text(enum fmt_status st);
 
 struct fmt_record {

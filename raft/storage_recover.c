@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -272,6 +273,22 @@ static void free_persisted(struct raft_persisted *p)
     memset(p, 0, sizeof(*p));
 }
 
+/* One line for the log, readable without the format in mind. */
+static void log_recovered(struct file_storage *s, const struct raft_persisted *p)
+{
+    char vote[16] = "none", snap[64] = "no snapshot", log[64] = "log empty";
+    if (p->voted_for != RAFT_NO_NODE)
+        snprintf(vote, sizeof(vote), "n%d", p->voted_for);
+    if (s->snapshot_index > 0)
+        snprintf(snap, sizeof(snap), "snapshot up to %" PRIu64 "@T%" PRIu64, s->snapshot_index,
+                 s->snapshot_term);
+    if (s->last_index > s->snapshot_index)
+        snprintf(log, sizeof(log), "log %" PRIu64 "..%" PRIu64 " in %zu segment%s",
+                 s->snapshot_index + 1, s->last_index, s->n_segs, s->n_segs == 1 ? "" : "s");
+    storage_say(s, RAFT_LOG_INFO, "%s: recovered term %" PRIu64 ", vote %s, %s, %s", s->dir,
+                p->term, vote, snap, log);
+}
+
 /* Reads the whole directory, repairs a torn tail, and sets up the state
  * for appending. Fills *out when it is not NULL. */
 int storage_recover_locked(struct file_storage *s, struct raft_persisted *out)
@@ -303,11 +320,7 @@ int storage_recover_locked(struct file_storage *s, struct raft_persisted *out)
     struct segment *tail = storage_tail_segment(s);
     s->last_index = tail ? tail->last : s->snapshot_index;
     s->recovered = true;
-    storage_say(s, RAFT_LOG_INFO,
-                "%s: recovered term %" PRIu64 ", vote %d, snapshot up to %" PRIu64 " (term %" PRIu64
-                "), log %" PRIu64 "..%" PRIu64 " in %zu segments",
-                s->dir, p.term, p.voted_for, s->snapshot_index, s->snapshot_term,
-                s->snapshot_index + 1, s->last_index, s->n_segs);
+    log_recovered(s, &p);
     if (out)
         *out = p;
     else

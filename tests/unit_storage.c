@@ -975,7 +975,7 @@ static void test_dump_prints_the_directory(void **state)
         strstr(text, "\n         1      2  command        9  \"k1=v1-t2'\"  (in the snapshot)\n"));
     assert_non_null(strstr(text, "  (in the snapshot)\n         3      2  command"));
     assert_non_null(strstr(text, "\n         5      2  noop          13  \"k5=v5-t2\\xa3\\xa4"));
-    assert_non_null(strstr(text, "a record header cut short, a torn write: load will cut "
+    assert_non_null(strstr(text, "a header cut short, a torn write: load will cut "
                                  "these 4 bytes\n"));
     free(text);
     /* Corruption makes it say so, and fail. */
