@@ -12,17 +12,17 @@ CC      ?= cc
 BUILD   ?= build
 SAN     ?=
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Werror -I. -pthread
+override CFLAGS += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Werror -I. -pthread
 LDLIBS  += -pthread
 ifneq ($(SAN),)
-CFLAGS  += -fsanitize=$(SAN) -fno-omit-frame-pointer -DRAFT_CHECK_INVARIANTS
+override CFLAGS += -fsanitize=$(SAN) -fno-omit-frame-pointer -DRAFT_CHECK_INVARIANTS
 LDFLAGS += -fsanitize=$(SAN)
 endif
 
 LIB_SRC  := $(wildcard raft/*.c net/*.c kv/*.c)
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 SUPPORT_SRC := $(wildcard tests/support/*.c)
-SUPPORT_OBJ := $(SUPPORT_SRC:%.c=$(BUILD)/%.o)
+SUPPORT_OBJ := $(SUPPORT_SRC:%.c=$(BUILD)/obj/%.o)
 # Suites run in this order: fast unit suites, the lab parts, the TCP system suite.
 SUITES   := $(basename $(notdir $(wildcard tests/unit_*.c) $(wildcard tests/lab_*.c) $(wildcard tests/system_*.c)))
 SUITES   := $(filter unit_%,$(SUITES)) $(filter lab_%,$(SUITES)) $(filter system_%,$(SUITES))
@@ -34,14 +34,15 @@ SUITE_BIN := $(SUITES:%=$(BUILD)/tests/%)
 .PHONY: all run test check bench fuzz clean cmocka
 all: $(BUILD)/raft
 
-$(BUILD)/raft: $(BUILD)/main.o $(LIB_OBJ)
+$(BUILD)/raft: $(BUILD)/obj/main.o $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/%.o: %.c
+$(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(SUPPORT_OBJ) $(LIB_OBJ)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(SUPPORT_OBJ) $(LIB_OBJ)
+	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 run: $(BUILD)/raft

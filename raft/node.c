@@ -248,6 +248,23 @@ void node_wait_not_syncing_locked(struct raft_node *n)
         pthread_cond_wait(&n->changed_cond, &n->mu);
 }
 
+/* Before a follower reads or changes its log: entries appended as leader
+ * but not yet written are dropped. They were never acknowledged to anyone
+ * (the leader counts its own copy only once durable), so losing them is
+ * what a crash would do, and the log in memory matches the log on disk.
+ * Answering "match" for entries that exist only in memory would break
+ * Figure 2's rule of persisting before responding. */
+void node_settle_log_locked(struct raft_node *n)
+{
+    node_wait_not_syncing_locked(n);
+    if (n->role != RAFT_LEADER && n->durable_index < log_last_index(&n->log)) {
+        node_log(n, RAFT_LOG_INFO, "dropping unwritten entries %llu..%llu appended as leader",
+                 (unsigned long long)n->durable_index + 1,
+                 (unsigned long long)log_last_index(&n->log));
+        log_truncate(&n->log, n->durable_index + 1);
+    }
+}
+
 /* ---- entry points ---- */
 
 int raft_receive(struct raft_node *n, const struct raft_msg *req,

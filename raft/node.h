@@ -123,6 +123,7 @@ int node_persist_term_vote_locked(struct raft_node *n, uint64_t term,
 void node_become_follower_locked(struct raft_node *n, uint64_t term,
                                  int32_t leader, const char *why);
 void node_wait_not_syncing_locked(struct raft_node *n);
+void node_settle_log_locked(struct raft_node *n);
 void node_disk_failed_locked(struct raft_node *n, const char *what, int rc);
 bool node_is_stale_term_locked(struct raft_node *n, uint64_t term,
                                uint32_t from);

@@ -241,9 +241,10 @@ void *peer_replicator_main(void *arg)
     return NULL;
 }
 
-/* One iteration: when this node leads and has entries not yet on its disk,
- * write them all with one append (group commit) without the lock, then let
- * them count towards commitment. */
+/* One iteration: when the node has entries its leader role appended but not
+ * yet written, write them all with one append (group commit) without the
+ * lock, then let them count towards commitment. Followers write their
+ * entries themselves before answering, so only (ex-)leaders need this. */
 void *disk_syncer_main(void *arg)
 {
     struct raft_node *n = arg;
@@ -252,7 +253,7 @@ void *disk_syncer_main(void *arg)
     pthread_mutex_lock(&n->mu);
     while (!n->stopping) {
         uint64_t last = log_last_index(&n->log);
-        if (n->role != RAFT_LEADER || n->disk_failed || n->durable_index >= last) {
+        if (n->disk_failed || n->durable_index >= last) {
             pthread_cond_wait(&n->syncer_cond, &n->mu);
             continue;
         }
@@ -378,7 +379,7 @@ int replication_recv_append_entries_locked(struct raft_node *n, const struct raf
                                            struct raft_msg *reply)
 {
     const struct raft_append_entries *ae = &req->u.ae;
-    node_wait_not_syncing_locked(n);
+    node_settle_log_locked(n);
     /* Rule 1: reply false if term < currentTerm. */
     if (node_is_stale_term_locked(n, ae->term, req->from) || ae->term < n->current_term) {
         if (n->disk_failed)

@@ -334,7 +334,7 @@ int snapshot_recv_install_locked(struct raft_node *n, const struct raft_msg *req
     if (is->total > MAX_SNAPSHOT_BYTES || is->offset > is->total ||
         is->len > is->total - is->offset)
         return -EINVAL;
-    node_wait_not_syncing_locked(n);
+    node_settle_log_locked(n);
     while (n->snapshotting)
         pthread_cond_wait(&n->changed_cond, &n->mu);
     /* Rule 1: reply immediately if term < currentTerm. */
