@@ -718,7 +718,9 @@ static void tcp_conn_read_failed(struct tcp_conn *c, int rc, size_t got,
 {
     struct tcp_server *s = c->srv;
     char e[96];
-    if (rc == -EBADMSG || rc == -EMSGSIZE) {
+    if (tcp_server_stopping(s)) {
+        tcp_conn_log(c, false, "the server is stopping");
+    } else if (rc == -EBADMSG || rc == -EMSGSIZE) {
         unsigned long len = (unsigned long)header[0] << 24 |
                             (unsigned long)header[1] << 16 |
                             (unsigned long)header[2] << 8 | header[3];

@@ -1,0 +1,588 @@
+/*
+ * unit_tcp.c - the TCP transport and server (net/tcp.c) over loopback.
+ *
+ * Each test starts its own server on a free port of 127.0.0.1 and talks to it
+ * through the Raft transport, tcp_roundtrip(), or a raw socket that sends
+ * whatever bytes the test wants. Tests whose names end in _timing_sensitive
+ * assert elapsed wall-clock time, with generous bounds.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "net/tcp.h"
+
+/* ---- fixtures ---- */
+
+struct log_capture {
+    pthread_mutex_t mu;
+    int warns; /* lines at warn level or worse */
+    char last_warn[512];
+    int verbose; /* TCP_TEST_LOG set: echo every line to stderr */
+};
+
+static void capture_log(void *ctx, enum raft_log_level lvl, const char *msg)
+{
+    struct log_capture *cap = ctx;
+    pthread_mutex_lock(&cap->mu);
+    if (lvl <= RAFT_LOG_WARN) {
+        cap->warns++;
+        snprintf(cap->last_warn, sizeof cap->last_warn, "%s", msg);
+    }
+    if (cap->verbose)
+        fprintf(stderr, "    [log %d] %s\n", (int)lvl, msg);
+    pthread_mutex_unlock(&cap->mu);
+}
+
+static int warn_count(struct log_capture *cap)
+{
+    pthread_mutex_lock(&cap->mu);
+    int n = cap->warns;
+    pthread_mutex_unlock(&cap->mu);
+    return n;
+}
+
+/* The handler answers every Raft request with the matching reply, computed
+ * from the request so the test can tell which request a reply answers. */
+struct echo {
+    uint32_t id;              /* the node id the replies carry */
+    unsigned sleep_first_ms;  /* the first request is answered this late */
+    atomic_int calls;
+};
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = { .tv_sec = ms / 1000,
+                           .tv_nsec = (long)(ms % 1000) * 1000000 };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void echo_raft(const struct raft_msg *req, struct raft_msg *reply)
+{
+    reply->type = req->type + 1;
+    switch (req->type) {
+    case RAFT_MSG_REQUEST_VOTE:
+        reply->u.rv_reply.term = req->u.rv.term + 1;
+        reply->u.rv_reply.vote_granted = 1;
+        reply->u.rv_reply.pre_vote = req->u.rv.pre_vote;
+        break;
+    case RAFT_MSG_APPEND_ENTRIES: {
+        uint64_t bytes = 0;
+        for (uint32_t i = 0; i < req->u.ae.n_entries; i++)
+            bytes += req->u.ae.entries[i].len;
+        reply->u.ae_reply.term = req->u.ae.term;
+        reply->u.ae_reply.success = 1;
+        reply->u.ae_reply.match_index =
+            req->u.ae.prev_log_index + req->u.ae.n_entries;
+        reply->u.ae_reply.conflict_index = bytes;
+        break;
+    }
+    default:
+        reply->u.is_reply.term = req->u.is.term;
+        reply->u.is_reply.next_offset = req->u.is.offset + req->u.is.len;
+        break;
+    }
+}
+
+static int echo_handler(void *ctx, const struct wire_msg *req,
+                        struct wire_msg *reply)
+{
+    struct echo *e = ctx;
+    if (atomic_fetch_add(&e->calls, 1) == 0 && e->sleep_first_ms > 0)
+        sleep_ms(e->sleep_first_ms);
+    if (req->type == WIRE_CLIENT_REQUEST) {
+        /* The value is malloc'd: the server must free it (LSan checks). */
+        const struct client_request *q = &req->u.request;
+        reply->type = WIRE_CLIENT_REPLY;
+        reply->from = e->id;
+        reply->u.reply.status = CLIENT_OK;
+        reply->u.reply.leader_hint = (int32_t)e->id;
+        reply->u.reply.value = malloc(q->key_len + 1);
+        if (reply->u.reply.value == NULL)
+            return -ENOMEM;
+        if (q->key_len > 0)
+            memcpy(reply->u.reply.value, q->key, q->key_len);
+        reply->u.reply.value_len = q->key_len;
+        return 0;
+    }
+    if (req->type == WIRE_CLIENT_REPLY)
+        return -EINVAL;
+    struct raft_msg r;
+    memset(&r, 0, sizeof r);
+    echo_raft(&req->u.raft, &r);
+    r.from = e->id;
+    wire_from_raft(reply, &r);
+    return 0;
+}
+
+struct fixture {
+    struct log_capture log;
+    struct echo echo;
+    struct tcp_server *server;
+    uint16_t port;
+    char addr[32];
+};
+
+static unsigned port_seed(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (unsigned)ts.tv_nsec ^ (unsigned)getpid() * 2654435761u;
+}
+
+/* Tries ports from a random base until one binds. */
+static void start_server(struct fixture *f, unsigned max_conns,
+                         unsigned idle_ms)
+{
+    struct tcp_server_options opt = {
+        .host = "127.0.0.1", .max_connections = max_conns,
+        .idle_timeout_ms = idle_ms, .handler = echo_handler,
+        .handler_ctx = &f->echo, .log = capture_log, .log_ctx = &f->log };
+    unsigned base = 20000 + port_seed() % 30000;
+    int rc = -EADDRINUSE;
+    for (unsigned i = 0; i < 200 && rc == -EADDRINUSE; i++) {
+        opt.port = (uint16_t)(base + i);
+        rc = tcp_server_start(&f->server, &opt);
+    }
+    assert_int_equal(rc, 0);
+    f->port = tcp_server_port(f->server);
+    assert_int_equal(f->port, opt.port);
+    snprintf(f->addr, sizeof f->addr, "127.0.0.1:%u", (unsigned)f->port);
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return -1;
+    pthread_mutex_init(&f->log.mu, NULL);
+    f->log.verbose = getenv("TCP_TEST_LOG") != NULL;
+    f->echo.id = 1;
+    atomic_init(&f->echo.calls, 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    tcp_server_stop(f->server);
+    pthread_mutex_destroy(&f->log.mu);
+    free(f);
+    return 0;
+}
+
+/* A transport of node 0 whose peer 1 is addr. */
+static struct tcp_transport *transport_to(struct fixture *f, const char *addr)
+{
+    char *peers[2] = { "127.0.0.1:1", (char *)addr };
+    struct tcp_transport *t;
+    assert_int_equal(tcp_transport_create(&t, 0, peers, 2, capture_log,
+                                          &f->log), 0);
+    return t;
+}
+
+static struct raft_msg request_vote(uint64_t term)
+{
+    struct raft_msg m = { .type = RAFT_MSG_REQUEST_VOTE, .from = 0 };
+    m.u.rv.term = term;
+    m.u.rv.last_log_index = 4;
+    m.u.rv.last_log_term = 2;
+    return m;
+}
+
+/* Waits for the peer to close fd; returns the wait in ms, or -1 on timeout. */
+static int64_t wait_closed(int fd, unsigned timeout_ms)
+{
+    int64_t start = now_ms(), deadline = start + timeout_ms;
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            return -1;
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, (int)left) <= 0)
+            continue;
+        char b[256];
+        ssize_t n = recv(fd, b, sizeof b, 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            return now_ms() - start;
+    }
+}
+
+static void send_raw(int fd, const void *p, size_t n)
+{
+    assert_int_equal(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+static int client_get(int fd, const char *key, unsigned timeout_ms)
+{
+    struct wire_msg req = { .type = WIRE_CLIENT_REQUEST,
+                            .from = WIRE_FROM_CLIENT };
+    req.u.request.op = CLIENT_GET;
+    req.u.request.key = (uint8_t *)key;
+    req.u.request.key_len = (uint32_t)strlen(key);
+    struct wire_msg reply;
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    int rc = tcp_roundtrip(fd, &req, &reply, &buf, &cap, timeout_ms);
+    if (rc == 0) {
+        assert_int_equal(reply.type, WIRE_CLIENT_REPLY);
+        assert_int_equal(reply.u.reply.value_len, strlen(key));
+        assert_memory_equal(reply.u.reply.value, key, strlen(key));
+        wire_msg_release(&reply);
+    }
+    free(buf);
+    return rc;
+}
+
+/* ---- tests ---- */
+
+static void test_call_roundtrip_through_transport(void **state)
+{
+    struct fixture *f = *state;
+    start_server(f, 0, 0);
+    struct tcp_transport *t = transport_to(f, f->addr);
+    struct raft_transport ops = tcp_transport_ops(t);
+
+    struct raft_msg req = request_vote(7), reply;
+    assert_int_equal(ops.call(ops.ctx, 1, &req, &reply, 2000), 0);
+    assert_int_equal(reply.type, RAFT_MSG_REQUEST_VOTE_REPLY);
+    assert_int_equal(reply.from, 1);
+    assert_true(reply.u.rv_reply.term == 8);
+    assert_int_equal(reply.u.rv_reply.vote_granted, 1);
+
+    /* AppendEntries with entries, on the same connection. */
+    uint8_t data[3000];
+    memset(data, 0xab, sizeof data);
+    struct raft_entry entries[3] = {
+        { .term = 7, .type = RAFT_ENTRY_NOOP },
+        { .term = 7, .type = RAFT_ENTRY_COMMAND, .len = 1000, .data = data },
+        { .term = 7, .type = RAFT_ENTRY_COMMAND, .len = 2000, .data = data },
+    };
+    req = (struct raft_msg){ .type = RAFT_MSG_APPEND_ENTRIES };
+    req.u.ae = (struct raft_append_entries){ .term = 7, .prev_log_index = 10,
+                                             .n_entries = 3,
+                                             .entries = entries };
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(ops.call(ops.ctx, 1, &req, &reply, 2000), 0);
+        assert_int_equal(reply.type, RAFT_MSG_APPEND_ENTRIES_REPLY);
+        assert_true(reply.u.ae_reply.match_index == 13);
+        assert_true(reply.u.ae_reply.conflict_index == 3000);
+    }
+
+    req = (struct raft_msg){ .type = RAFT_MSG_INSTALL_SNAPSHOT };
+    req.u.is = (struct raft_install_snapshot){ .term = 7, .offset = 100,
+                                               .len = sizeof data,
+                                               .data = data, .done = 1 };
+    assert_int_equal(ops.call(ops.ctx, 1, &req, &reply, 2000), 0);
+    assert_int_equal(reply.type, RAFT_MSG_INSTALL_SNAPSHOT_REPLY);
+    assert_true(reply.u.is_reply.next_offset == 100 + sizeof data);
+    assert_int_equal(warn_count(&f->log), 0);
+    tcp_transport_destroy(t);
+}
+
+static void test_call_refuses_bad_peer_or_type(void **state)
+{
+    struct fixture *f = *state;
+    struct tcp_transport *t = transport_to(f, "127.0.0.1:9");
+    struct raft_transport ops = tcp_transport_ops(t);
+    struct raft_msg req = request_vote(1), reply;
+    assert_int_equal(ops.call(ops.ctx, 0, &req, &reply, 100), -EINVAL);
+    assert_int_equal(ops.call(ops.ctx, 2, &req, &reply, 100), -EINVAL);
+    req.type = RAFT_MSG_REQUEST_VOTE_REPLY;
+    assert_int_equal(ops.call(ops.ctx, 1, &req, &reply, 100), -EINVAL);
+    tcp_transport_destroy(t);
+
+    char *bad[2] = { "127.0.0.1:1", "no-port" };
+    assert_int_equal(tcp_transport_create(&t, 0, bad, 2, NULL, NULL), -EINVAL);
+    assert_int_equal(tcp_transport_create(&t, 2, bad, 2, NULL, NULL), -EINVAL);
+}
+
+/* A port that was free a moment ago: bound by the kernel's choice, closed. */
+static uint16_t unused_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    socklen_t len = sizeof sa;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static void test_call_to_closed_port_fails_fast_timing_sensitive(void **state)
+{
+    struct fixture *f = *state;
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)unused_port());
+    struct tcp_transport *t = transport_to(f, addr);
+    struct raft_transport ops = tcp_transport_ops(t);
+    struct raft_msg req = request_vote(1), reply;
+
+    for (int i = 0; i < 5; i++) {
+        int64_t start = now_ms();
+        int rc = ops.call(ops.ctx, 1, &req, &reply, 3000);
+        assert_true(rc < 0);
+        assert_true(now_ms() - start < 1000);
+    }
+    /* Repeated failures are logged once, not once per attempt. */
+    assert_int_equal(warn_count(&f->log), 1);
+    tcp_transport_destroy(t);
+}
+
+static void test_reconnects_after_server_restart(void **state)
+{
+    struct fixture *f = *state;
+    start_server(f, 0, 0);
+    struct tcp_transport *t = transport_to(f, f->addr);
+    struct raft_transport ops = tcp_transport_ops(t);
+    struct raft_msg req = request_vote(1), reply;
+    assert_int_equal(ops.call(ops.ctx, 1, &req, &reply, 2000), 0);
+
+    struct tcp_server_options opt = {
+        .host = "127.0.0.1", .port = f->port, .handler = echo_handler,
+        .handler_ctx = &f->echo, .log = capture_log, .log_ctx = &f->log };
+    tcp_server_stop(f->server);
+    f->server = NULL;
+    assert_true(ops.call(ops.ctx, 1, &req, &reply, 500) < 0);
+    assert_int_equal(tcp_server_start(&f->server, &opt), 0);
+    /* Within a few backoff periods the transport reconnects by itself. */
+    int rc = -1;
+    for (int i = 0; i < 100 && rc != 0; i++) {
+        rc = ops.call(ops.ctx, 1, &req, &reply, 500);
+        if (rc != 0)
+            sleep_ms(20);
+    }
+    assert_int_equal(rc, 0);
+    assert_true(reply.u.rv_reply.term == 2);
+    tcp_transport_destroy(t);
+}
+
+static void test_call_times_out_when_handler_is_slow_timing_sensitive(
+    void **state)
+{
+    struct fixture *f = *state;
+    f->echo.sleep_first_ms = 800;
+    start_server(f, 0, 0);
+    struct tcp_transport *t = transport_to(f, f->addr);
+    struct raft_transport ops = tcp_transport_ops(t);
+
+    struct raft_msg req = request_vote(1), reply;
+    int64_t start = now_ms();
+    assert_int_equal(ops.call(ops.ctx, 1, &req, &reply, 200), -ETIMEDOUT);
+    int64_t took = now_ms() - start;
+    assert_true(took >= 150 && took < 700);
+
+    /* The late answer to term 1 must not be taken for the answer to term 5:
+     * the timed-out connection was closed, the next call uses a new one. */
+    req = request_vote(5);
+    assert_int_equal(ops.call(ops.ctx, 1, &req, &reply, 3000), 0);
+    assert_true(reply.u.rv_reply.term == 6);
+    tcp_transport_destroy(t);
+}
+
+static void test_garbage_frame_closes_only_that_connection(void **state)
+{
+    struct fixture *f = *state;
+    start_server(f, 0, 0);
+    int good = tcp_dial(f->addr, 2000);
+    assert_true(good >= 0);
+    assert_int_equal(client_get(good, "before", 2000), 0);
+
+    /* A well-framed message of an unknown version. */
+    int bad = tcp_dial(f->addr, 2000);
+    assert_true(bad >= 0);
+    static const uint8_t wrong_version[] = { 0, 0, 0, 6, 9, 1, 0, 0, 0, 0 };
+    send_raw(bad, wrong_version, sizeof wrong_version);
+    assert_true(wait_closed(bad, 2000) >= 0);
+    close(bad);
+    assert_int_equal(warn_count(&f->log), 1);
+    assert_non_null(strstr(f->log.last_warn, "127.0.0.1"));
+
+    /* A length field no frame can have. */
+    bad = tcp_dial(f->addr, 2000);
+    assert_true(bad >= 0);
+    static const uint8_t huge[] = { 0xff, 0xff, 0xff, 0xff, 1, 1 };
+    send_raw(bad, huge, sizeof huge);
+    assert_true(wait_closed(bad, 2000) >= 0);
+    close(bad);
+    assert_int_equal(warn_count(&f->log), 2);
+
+    /* The other connection, and new ones, are served as before. */
+    assert_int_equal(client_get(good, "after", 2000), 0);
+    close(good);
+    struct tcp_transport *t = transport_to(f, f->addr);
+    struct raft_transport ops = tcp_transport_ops(t);
+    struct raft_msg req = request_vote(3), reply;
+    assert_int_equal(ops.call(ops.ctx, 1, &req, &reply, 2000), 0);
+    tcp_transport_destroy(t);
+}
+
+static void test_half_frame_then_silence_is_closed_timing_sensitive(
+    void **state)
+{
+    struct fixture *f = *state;
+    start_server(f, 0, 300);
+    int fd = tcp_dial(f->addr, 2000);
+    assert_true(fd >= 0);
+    /* A whole header announcing 100 bytes, then 3 of them, then nothing. */
+    static const uint8_t half[] = { 0, 0, 0, 100, WIRE_VERSION, 1, 0, 0, 0, 0,
+                                    1, 2, 3 };
+    send_raw(fd, half, sizeof half);
+    int64_t took = wait_closed(fd, 3000);
+    assert_true(took >= 200 && took < 2000);
+    close(fd);
+    assert_int_equal(warn_count(&f->log), 1);
+}
+
+static void test_connection_limit_refuses_extra_connections(void **state)
+{
+    struct fixture *f = *state;
+    start_server(f, 2, 0);
+    int a = tcp_dial(f->addr, 2000), b = tcp_dial(f->addr, 2000);
+    assert_true(a >= 0 && b >= 0);
+    /* Answered, so both are being served (and counted) by now. */
+    assert_int_equal(client_get(a, "a", 2000), 0);
+    assert_int_equal(client_get(b, "b", 2000), 0);
+
+    for (int i = 0; i < 3; i++) {
+        int extra = tcp_dial(f->addr, 2000);
+        assert_true(extra >= 0); /* accepted by the kernel... */
+        assert_true(wait_closed(extra, 2000) >= 0); /* ...then closed */
+        close(extra);
+    }
+    assert_int_equal(warn_count(&f->log), 1); /* one line, not three */
+    assert_int_equal(client_get(a, "a again", 2000), 0);
+
+    /* Once a connection ends, its slot is free again. */
+    close(b);
+    int rc = -1;
+    for (int i = 0; i < 100 && rc != 0; i++) {
+        int c = tcp_dial(f->addr, 2000);
+        assert_true(c >= 0);
+        rc = client_get(c, "c", 2000);
+        close(c);
+        if (rc != 0)
+            sleep_ms(20);
+    }
+    assert_int_equal(rc, 0);
+    close(a);
+}
+
+static void test_stop_with_idle_connections_is_prompt_timing_sensitive(
+    void **state)
+{
+    struct fixture *f = *state;
+    start_server(f, 0, 0); /* idle timeout: the default 30 s */
+    int fds[5];
+    for (int i = 0; i < 5; i++) {
+        fds[i] = tcp_dial(f->addr, 2000);
+        assert_true(fds[i] >= 0);
+        assert_int_equal(client_get(fds[i], "k", 2000), 0);
+    }
+    int64_t start = now_ms();
+    tcp_server_stop(f->server);
+    f->server = NULL;
+    assert_true(now_ms() - start < 1000);
+    for (int i = 0; i < 5; i++) {
+        assert_true(wait_closed(fds[i], 1000) >= 0);
+        close(fds[i]);
+    }
+}
+
+static void test_start_on_busy_port_fails_cleanly(void **state)
+{
+    struct fixture *f = *state;
+    start_server(f, 0, 0);
+    struct tcp_server_options opt = { .host = "127.0.0.1", .port = f->port,
+                                      .handler = echo_handler,
+                                      .handler_ctx = &f->echo };
+    struct tcp_server *second = NULL;
+    assert_int_equal(tcp_server_start(&second, &opt), -EADDRINUSE);
+    assert_null(second);
+    opt.handler = NULL;
+    assert_int_equal(tcp_server_start(&second, &opt), -EINVAL);
+}
+
+static void test_parse_addr(void **state)
+{
+    (void)state;
+    char host[64];
+    uint16_t port;
+    assert_int_equal(tcp_parse_addr("127.0.0.1:8000", host, sizeof host,
+                                    &port), 0);
+    assert_string_equal(host, "127.0.0.1");
+    assert_int_equal(port, 8000);
+    assert_int_equal(tcp_parse_addr("[::1]:65535", host, sizeof host, &port),
+                     0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(port, 65535);
+    assert_int_equal(tcp_parse_addr("localhost:1", host, sizeof host, &port),
+                     0);
+
+    static const char *bad[] = { "", "host", "host:", ":80", "host:0",
+                                 "host:65536", "host:80x", "host:-1",
+                                 "::1:80", "[::1]80", "[::1:80",
+                                 "host:123456" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(tcp_parse_addr(bad[i], host, sizeof host, &port),
+                         -EINVAL);
+    assert_int_equal(tcp_parse_addr("abcdef:1", host, 6, &port), -EINVAL);
+    assert_int_equal(tcp_dial("nonsense", 100), -EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_call_roundtrip_through_transport,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_call_refuses_bad_peer_or_type,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_call_to_closed_port_fails_fast_timing_sensitive, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(test_reconnects_after_server_restart,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_call_times_out_when_handler_is_slow_timing_sensitive, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_garbage_frame_closes_only_that_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_half_frame_then_silence_is_closed_timing_sensitive, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_connection_limit_refuses_extra_connections, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_stop_with_idle_connections_is_prompt_timing_sensitive, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(test_start_on_busy_port_fails_cleanly,
+                                        setup, teardown),
+        cmocka_unit_test(test_parse_addr),
+    };
+    return cmocka_run_group_tests_name("unit_tcp", tests, NULL, NULL);
+}
