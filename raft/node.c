@@ -468,15 +468,15 @@ static int recover(struct raft_node *n)
     }
     n->durable_index = log_last_index(&n->log);
     raft_persisted_free(&p);
-    node_log(n, RAFT_LOG_INFO, "started: recovered term %llu, vote %s%d, log %llu..%llu "
-             "(snapshot up to %llu), seed %llu",
-             (unsigned long long)n->current_term,
-             n->voted_for == RAFT_NO_NODE ? "none" : "n",
-             n->voted_for == RAFT_NO_NODE ? 0 : n->voted_for,
-             (unsigned long long)n->log.base_index + 1,
-             (unsigned long long)log_last_index(&n->log),
-             (unsigned long long)n->log.base_index,
-             (unsigned long long)n->cfg.seed);
+    char vote[16] = "none", entries[48] = "empty";
+    if (n->voted_for != RAFT_NO_NODE)
+        snprintf(vote, sizeof(vote), "n%d", n->voted_for);
+    if (n->log.n)
+        snprintf(entries, sizeof(entries), "%llu..%llu", (unsigned long long)n->log.base_index + 1,
+                 (unsigned long long)log_last_index(&n->log));
+    node_log(n, RAFT_LOG_INFO, "started: recovered term %llu, vote %s, log %s, snapshot up to "
+             "%llu (election timer seed %llu)", (unsigned long long)n->current_term, vote,
+             entries, (unsigned long long)n->log.base_index, (unsigned long long)n->cfg.seed);
     return 0;
 }
 
@@ -555,6 +555,7 @@ int raft_start(struct raft_node **out, const struct raft_config *cfg,
         free_node(n);
         return rc;
     }
+    n->last_leader_contact_ms = raft_now_ms();
     election_reset_timer_locked(n);
     rc = start_threads(n);
     if (rc) {
