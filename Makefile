@@ -32,6 +32,7 @@ endif
 SUITE_BIN := $(SUITES:%=$(BUILD)/tests/%)
 
 .PHONY: all run test check bench fuzz clean cmocka
+.SECONDARY:
 all: $(BUILD)/raft
 
 $(BUILD)/raft: $(BUILD)/obj/main.o $(LIB_OBJ)
