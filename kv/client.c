@@ -13,9 +13,10 @@
 #include "net/tcp.h"
 
 #define RETRY_PAUSE_MS 20
+#define MAX_ADDRS (2 * RAFT_MAX_NODES)
 
 struct kv_client {
-    char *const *addrs;
+    char *addrs[MAX_ADDRS]; /* given, then learnt from leader hints (owned) */
     uint32_t n_addrs;
     unsigned timeout_ms;
     uint32_t target; /* the node it believes leads */
@@ -65,8 +66,14 @@ int kv_client_open(struct kv_client **out, char *const *addrs, uint32_t n_addrs,
     struct kv_client *c = calloc(1, sizeof(*c));
     if (!c)
         return -ENOMEM;
-    c->addrs = addrs;
-    c->n_addrs = n_addrs;
+    for (uint32_t i = 0; i < n_addrs && i < MAX_ADDRS; i++) {
+        c->addrs[i] = strdup(addrs[i]);
+        if (!c->addrs[i]) {
+            kv_client_close(c);
+            return -ENOMEM;
+        }
+        c->n_addrs++;
+    }
     c->timeout_ms = timeout_ms;
     c->fd = -1;
     c->client_id = new_client_id();
@@ -87,14 +94,35 @@ void kv_client_close(struct kv_client *c)
     if (!c)
         return;
     disconnect(c);
+    for (uint32_t i = 0; i < c->n_addrs; i++)
+        free(c->addrs[i]);
     free(c->buf);
     free(c);
 }
 
-static void move_on(struct kv_client *c, int32_t hint)
+/* The position of a leader's address in the list, added if new (the
+ * client may have been given one node only); -1 if unusable. */
+static int learn_addr(struct kv_client *c, const uint8_t *addr, uint32_t len)
+{
+    if (len == 0)
+        return -1;
+    for (uint32_t i = 0; i < c->n_addrs; i++)
+        if (strlen(c->addrs[i]) == len && memcmp(c->addrs[i], addr, len) == 0)
+            return (int)i;
+    if (c->n_addrs == MAX_ADDRS)
+        return -1;
+    char *copy = strndup((const char *)addr, len);
+    if (!copy)
+        return -1;
+    c->addrs[c->n_addrs] = copy;
+    return (int)c->n_addrs++;
+}
+
+/* Next try: the hinted leader if there is one, else the next address. */
+static void move_on(struct kv_client *c, int hint)
 {
     disconnect(c);
-    if (hint >= 0 && (uint32_t)hint < c->n_addrs && (uint32_t)hint != c->target)
+    if (hint >= 0 && (uint32_t)hint != c->target)
         c->target = (uint32_t)hint;
     else
         c->target = (c->target + 1) % c->n_addrs;
@@ -130,7 +158,9 @@ static int call_leader(struct kv_client *c, const struct wire_msg *req, struct w
         uint8_t status = reply->u.reply.status;
         if (status == CLIENT_OK || status == CLIENT_NOT_FOUND || status == CLIENT_BAD_REQUEST)
             return 0;
-        int32_t hint = status == CLIENT_NOT_LEADER ? reply->u.reply.leader_hint : -1;
+        int hint = status == CLIENT_NOT_LEADER
+                       ? learn_addr(c, reply->u.reply.leader_addr, reply->u.reply.leader_addr_len)
+                       : -1;
         bool knows_leader = hint >= 0 && (uint32_t)hint != c->target;
         move_on(c, hint);
         if (!knows_leader)

@@ -71,6 +71,17 @@ static void reply_status(struct client_reply *r, uint8_t status, int32_t hint)
     r->leader_hint = hint;
 }
 
+/* Redirects the client: the leader's id and its address, which the client
+ * may not have been given. */
+static void reply_not_leader(struct kv_server *s, struct client_reply *r, int32_t hint)
+{
+    reply_status(r, CLIENT_NOT_LEADER, hint);
+    if (hint >= 0 && (uint32_t)hint < s->cfg.raft.n_nodes) {
+        r->leader_addr = (uint8_t *)s->cfg.peers[hint];
+        r->leader_addr_len = (uint32_t)strlen(s->cfg.peers[hint]);
+    }
+}
+
 static void handle_put(struct kv_server *s, const struct client_request *q,
                        struct client_reply *r)
 {
@@ -96,7 +107,7 @@ static void handle_put(struct kv_server *s, const struct client_request *q,
     int rc = raft_propose(s->node, cmd, (uint32_t)len, &index, &term, &hint);
     free(cmd);
     if (rc == -EPERM) {
-        reply_status(r, CLIENT_NOT_LEADER, hint);
+        reply_not_leader(s, r, hint);
         return;
     }
     if (rc == 0)
@@ -115,7 +126,7 @@ static void handle_get(struct kv_server *s, const struct client_request *q,
     int32_t hint;
     int rc = raft_read_barrier(s->node, CLIENT_WAIT_MS, &hint);
     if (rc == -EPERM) {
-        reply_status(r, CLIENT_NOT_LEADER, hint);
+        reply_not_leader(s, r, hint);
         return;
     }
     if (rc != 0) {

@@ -18,7 +18,8 @@
  *   6  InstallSnapshot reply  u64 term, u64 next_offset             (16 bytes)
  *  16  client request      u8 op, u64 client_id, u64 seq, bytes key,
  *                          bytes value
- *  17  client reply        u8 status, i32 leader_hint, bytes value, u32 id,
+ *  17  client reply        u8 status, i32 leader_hint, bytes leader_addr,
+ *                          bytes value, u32 id,
  *                          u8 role, u64 term, i32 leader, u64 commit,
  *                          u64 applied, u64 last_index
  *
@@ -189,7 +190,8 @@ static uint64_t wire_body_size(const struct wire_msg *m)
         return 1 + 8 + 8 + 4 + (uint64_t)m->u.request.key_len + 4 +
                m->u.request.value_len;
     case WIRE_CLIENT_REPLY:
-        return 1 + 4 + 4 + (uint64_t)m->u.reply.value_len + 4 + 1 + 8 + 4 +
+        return 1 + 4 + 4 + (uint64_t)m->u.reply.leader_addr_len +
+               4 + (uint64_t)m->u.reply.value_len + 4 + 1 + 8 + 4 +
                3 * 8;
     default:
         return 0;
@@ -272,6 +274,7 @@ static uint8_t *wire_put_reply(uint8_t *p, const struct client_reply *r)
 {
     p = wire_put_u8(p, r->status);
     p = wire_put_u32(p, (uint32_t)r->leader_hint);
+    p = wire_put_bytes(p, r->leader_addr, r->leader_addr_len);
     p = wire_put_bytes(p, r->value, r->value_len);
     p = wire_put_u32(p, r->id);
     p = wire_put_u8(p, r->role);
@@ -290,7 +293,8 @@ static int wire_check_limits(const struct wire_msg *msg)
          msg->u.request.value_len > CLIENT_MAX_VALUE))
         return -EMSGSIZE;
     if (msg->type == WIRE_CLIENT_REPLY &&
-        msg->u.reply.value_len > CLIENT_MAX_VALUE)
+        (msg->u.reply.value_len > CLIENT_MAX_VALUE ||
+         msg->u.reply.leader_addr_len > CLIENT_MAX_ADDR))
         return -EMSGSIZE;
     return 0;
 }
@@ -417,6 +421,7 @@ static int wire_get_reply(struct wire_reader *r, struct client_reply *c)
 {
     c->status = wire_get_u8(r);
     c->leader_hint = (int32_t)wire_get_u32(r);
+    wire_get_bytes(r, CLIENT_MAX_ADDR, &c->leader_addr_len, &c->leader_addr);
     wire_get_bytes(r, CLIENT_MAX_VALUE, &c->value_len, &c->value);
     c->id = wire_get_u32(r);
     c->role = wire_get_u8(r);

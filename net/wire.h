@@ -50,6 +50,7 @@ enum client_status {
 
 #define CLIENT_MAX_KEY 1024
 #define CLIENT_MAX_VALUE (1u << 20)
+#define CLIENT_MAX_ADDR 255
 
 struct client_request {
     uint8_t op; /* enum client_op */
@@ -64,6 +65,8 @@ struct client_request {
 struct client_reply {
     uint8_t status;      /* enum client_status */
     int32_t leader_hint; /* RAFT_NO_NODE when unknown */
+    uint32_t leader_addr_len;
+    uint8_t *leader_addr; /* "host:port" of leader_hint as this node knows it; borrowed */
     uint32_t value_len;
     uint8_t *value; /* borrowed */
     /* filled in for CLIENT_STATUS */

@@ -528,9 +528,10 @@ int raft_start(struct raft_node **out, const struct raft_config *cfg,
     if (!n)
         return -ENOMEM;
     n->cfg = *cfg;
-    if (n->cfg.max_batch_bytes == 0)
+    /* Batches and chunks must fit in one wire frame (8 MiB). */
+    if (n->cfg.max_batch_bytes == 0 || n->cfg.max_batch_bytes > (4u << 20))
         n->cfg.max_batch_bytes = 1u << 20;
-    if (n->cfg.snapshot_chunk_bytes == 0)
+    if (n->cfg.snapshot_chunk_bytes == 0 || n->cfg.snapshot_chunk_bytes > (4u << 20))
         n->cfg.snapshot_chunk_bytes = 512u << 10;
     n->transport = *transport;
     n->storage = *storage;

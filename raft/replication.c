@@ -69,9 +69,11 @@ static uint32_t copy_batch_locked(struct raft_node *n, struct peer *p, uint64_t 
     size_t count = 0, bytes = 0;
     while (from + count <= last) {
         const struct raft_entry *e = log_get(&n->log, from + count);
-        if (count > 0 && bytes + e->len > n->cfg.max_batch_bytes)
+        /* Count each entry's framing too, so a batch of many small
+         * entries also stays within one frame. */
+        if (count > 0 && bytes + e->len + 16 > n->cfg.max_batch_bytes)
             break;
-        bytes += e->len;
+        bytes += e->len + 16;
         count++;
     }
     if (count > p->batch_cap) {
@@ -81,7 +83,7 @@ static uint32_t copy_batch_locked(struct raft_node *n, struct peer *p, uint64_t 
         p->batch = b;
         p->batch_cap = count;
     }
-    if (bytes > p->bytes_cap) {
+    if (bytes > p->bytes_cap) { /* a little more than needed: framing was counted */
         uint8_t *b = realloc(p->bytes, bytes);
         if (!b)
             return 0;

@@ -301,6 +301,7 @@ static void test_client_reply_roundtrip(void **state)
     struct wire_msg m = { .type = WIRE_CLIENT_REPLY, .from = 2 };
     m.u.reply = (struct client_reply){
         .status = CLIENT_NOT_LEADER, .leader_hint = RAFT_NO_NODE,
+        .leader_addr_len = 14, .leader_addr = (uint8_t *)"127.0.0.1:8001",
         .value_len = sizeof value - 1, .value = (uint8_t *)value, .id = 2,
         .role = RAFT_LEADER, .term = 12, .leader = -1, .commit = 99,
         .applied = 98, .last_index = 100 };
@@ -313,6 +314,8 @@ static void test_client_reply_roundtrip(void **state)
     assert_int_equal(out.from, 2);
     assert_int_equal(r->status, CLIENT_NOT_LEADER);
     assert_int_equal(r->leader_hint, RAFT_NO_NODE);
+    assert_int_equal(r->leader_addr_len, 14);
+    assert_memory_equal(r->leader_addr, "127.0.0.1:8001", 14);
     assert_int_equal(r->value_len, sizeof value - 1);
     assert_memory_equal(r->value, value, sizeof value - 1);
     assert_int_equal(r->id, 2);
@@ -510,8 +513,8 @@ static void test_key_and_value_over_max_are_refused(void **state)
     assert_int_equal(decode_exact(f, size, &out), -EMSGSIZE);
     free(f);
 
-    /* A reply's value has the same limit: its length field follows status
-     * and leader_hint. */
+    /* A reply's value has the same limit: its length field follows status,
+     * leader_hint and an empty leader_addr. */
     static uint8_t value[CLIENT_MAX_VALUE + 1];
     struct wire_msg w = { .type = WIRE_CLIENT_REPLY };
     w.u.reply.value_len = CLIENT_MAX_VALUE;
@@ -519,7 +522,7 @@ static void test_key_and_value_over_max_are_refused(void **state)
     uint8_t *frame = encode_new(&w, &size);
     uint8_t *longer = calloc(1, size + 1);
     assert_non_null(longer);
-    const size_t len_at = WIRE_HEADER + 1 + 4;
+    const size_t len_at = WIRE_HEADER + 1 + 4 + 4;
     memcpy(longer, frame, len_at + 4 + CLIENT_MAX_VALUE);
     memcpy(longer + len_at + 4 + CLIENT_MAX_VALUE + 1,
            frame + len_at + 4 + CLIENT_MAX_VALUE,
