@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "kv/client.h"
+#include "net/tcp.h"
 
 #define NODES 3
 
@@ -294,12 +295,79 @@ static void test_client_exit_codes(void **state)
     cluster_stop(c);
 }
 
+/* Sends one put with a chosen session and sequence number straight over
+ * the wire, to the leader. */
+static uint8_t raw_put(const char *addr, uint64_t client, uint64_t seq, const char *key,
+                       const char *value)
+{
+    int fd = tcp_dial(addr, 1000);
+    assert_true(fd >= 0);
+    struct wire_msg req = {.type = WIRE_CLIENT_REQUEST, .from = WIRE_FROM_CLIENT}, reply;
+    req.u.request = (struct client_request){
+        .op = CLIENT_PUT, .client_id = client, .seq = seq,
+        .key_len = (uint32_t)strlen(key), .key = (uint8_t *)key,
+        .value_len = (uint32_t)strlen(value), .value = (uint8_t *)value};
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    assert_int_equal(tcp_roundtrip(fd, &req, &reply, &buf, &cap, 5000), 0);
+    uint8_t status = reply.u.reply.status;
+    free(buf);
+    close(fd);
+    return status;
+}
+
+/* Thesis §6.3: a put retried with the same session and sequence number
+ * takes effect once, and is answered as the first was. */
+static void test_retried_put_applies_once(void **state)
+{
+    (void)state;
+    struct cluster *c = cluster_start();
+    int leader = wait_for_leader(c, 10000);
+    assert_true(leader >= 0);
+    const char *addr = c->addrs[leader];
+    assert_int_equal(raw_put(addr, 4242, 1, "once", "first"), CLIENT_OK);
+    assert_int_equal(raw_put(addr, 4242, 2, "once", "second"), CLIENT_OK);
+    /* A late duplicate of request 1 must not undo request 2. */
+    assert_int_equal(raw_put(addr, 4242, 1, "once", "first"), CLIENT_OK);
+    struct kv_client *kc;
+    assert_int_equal(kv_client_open(&kc, c->addrs, NODES, 5000), 0);
+    get_equals(kc, "once", "second");
+    kv_client_close(kc);
+    cluster_stop(c);
+}
+
+/* make test runs the benchmark for a second as a smoke test: it must run
+ * and complete operations; its numbers are not asserted. */
+static void test_bench_smoke(void **state)
+{
+    (void)state;
+    struct cluster *c = cluster_start();
+    assert_true(wait_for_leader(c, 10000) >= 0);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "%s bench --cluster %s --clients 4 --seconds 1 --json",
+             c->bin, c->peers);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char line[512] = "";
+    if (!fgets(line, sizeof(line), p))
+        line[0] = '\0';
+    int status = pclose(p);
+    printf("bench: %s", line);
+    assert_int_equal(WEXITSTATUS(status), 0);
+    unsigned long long ops = 0;
+    assert_int_equal(sscanf(line, "{\"ops\": %llu", &ops), 1);
+    assert_true(ops > 0);
+    cluster_stop(c);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kill_leader_and_restart_it),
         cmocka_unit_test(test_client_exit_codes),
+        cmocka_unit_test(test_retried_put_applies_once),
+        cmocka_unit_test(test_bench_smoke),
     };
     return cmocka_run_group_tests_name("system: three raft node processes over TCP", tests,
                                        NULL, NULL);
