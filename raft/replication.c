@@ -208,11 +208,13 @@ static bool has_work_locked(struct raft_node *n, struct peer *p, uint64_t now)
            n->read_round > p->sent_round;
 }
 
+/* When to look again if there is no work now (0: only when woken). Must
+ * agree with has_work_locked, or the thread would spin. */
 static uint64_t next_wakeup_locked(struct raft_node *n, struct peer *p)
 {
     if (n->role == RAFT_LEADER)
         return p->retry_at_ms > p->heartbeat_due_ms ? p->retry_at_ms : p->heartbeat_due_ms;
-    if (p->vote_needed)
+    if ((n->role == RAFT_PRE_CANDIDATE || n->role == RAFT_CANDIDATE) && p->vote_needed)
         return p->retry_at_ms;
     return 0;
 }
