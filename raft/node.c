@@ -168,6 +168,25 @@ void node_wake_all_locked(struct raft_node *n)
     pthread_cond_broadcast(&n->applier_cond);
     pthread_cond_broadcast(&n->syncer_cond);
     pthread_cond_broadcast(&n->changed_cond);
+    pthread_cond_broadcast(&n->clients_cond);
+}
+
+/* A peer answered a request sent at read round `round` in the current term.
+ * Wakes readers only when a majority has confirmed a newer round, so that
+ * one heartbeat round costs one wake-up per waiting reader. */
+void node_note_read_ack_locked(struct raft_node *n, struct peer *p, uint64_t round)
+{
+    if (round <= p->acked_round)
+        return;
+    p->acked_round = round;
+    uint64_t acked[RAFT_MAX_NODES];
+    for (uint32_t i = 0; i < n->cfg.n_nodes; i++)
+        acked[i] = i == n->cfg.id ? n->read_round : n->peers[i].acked_round;
+    uint64_t confirmed = commit_quorum_index(acked, n->cfg.n_nodes);
+    if (confirmed > n->confirmed_round) {
+        n->confirmed_round = confirmed;
+        pthread_cond_broadcast(&n->clients_cond);
+    }
 }
 
 /* ---- persistence and role changes ---- */
@@ -347,22 +366,13 @@ int raft_wait_applied(struct raft_node *n, uint64_t index, uint64_t term,
             rc = -ECANCELED;
             break;
         }
-        if (node_wait_until_locked(n, &n->changed_cond, deadline) == ETIMEDOUT) {
+        if (node_wait_until_locked(n, &n->clients_cond, deadline) == ETIMEDOUT) {
             rc = -ETIMEDOUT;
             break;
         }
     }
     node_unlock(n);
     return rc;
-}
-
-static unsigned confirmed_locked(struct raft_node *n, uint64_t round)
-{
-    unsigned acks = 1; /* the leader itself */
-    for (uint32_t i = 0; i < n->cfg.n_nodes; i++)
-        if (i != n->cfg.id && n->peers[i].acked_round >= round)
-            acks++;
-    return acks;
 }
 
 /* Thesis §6.4 (ReadIndex): note the commit index, confirm leadership with a
@@ -386,22 +396,24 @@ int raft_read_barrier(struct raft_node *n, unsigned timeout_ms,
     while (rc == 0 && n->commit_index < n->leader_first_index) {
         if (n->role != RAFT_LEADER || n->current_term != term || n->stopping)
             rc = -EPERM;
-        else if (node_wait_until_locked(n, &n->changed_cond, deadline) == ETIMEDOUT)
+        else if (node_wait_until_locked(n, &n->clients_cond, deadline) == ETIMEDOUT)
             rc = -ETIMEDOUT;
     }
     uint64_t read_index = n->commit_index;
     uint64_t round = ++n->read_round;
+    if (n->majority == 1)
+        n->confirmed_round = round; /* a one-node cluster confirms itself */
     pthread_cond_broadcast(&n->peers_cond);
-    while (rc == 0 && confirmed_locked(n, round) < n->majority) {
+    while (rc == 0 && n->confirmed_round < round) {
         if (n->role != RAFT_LEADER || n->current_term != term || n->stopping)
             rc = -EPERM;
-        else if (node_wait_until_locked(n, &n->changed_cond, deadline) == ETIMEDOUT)
+        else if (node_wait_until_locked(n, &n->clients_cond, deadline) == ETIMEDOUT)
             rc = -ETIMEDOUT;
     }
     while (rc == 0 && n->last_applied < read_index) {
         if (n->stopping)
             rc = -ECANCELED;
-        else if (node_wait_until_locked(n, &n->changed_cond, deadline) == ETIMEDOUT)
+        else if (node_wait_until_locked(n, &n->clients_cond, deadline) == ETIMEDOUT)
             rc = -ETIMEDOUT;
     }
     *leader_hint = n->leader_id;
@@ -417,7 +429,7 @@ static int init_sync(struct raft_node *n)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_t *conds[] = {&n->timer_cond, &n->peers_cond, &n->applier_cond,
-                               &n->syncer_cond, &n->changed_cond};
+                               &n->syncer_cond, &n->changed_cond, &n->clients_cond};
     for (size_t i = 0; i < sizeof(conds) / sizeof(conds[0]); i++)
         pthread_cond_init(conds[i], &ca);
     pthread_condattr_destroy(&ca);
@@ -431,6 +443,7 @@ static void destroy_sync(struct raft_node *n)
     pthread_cond_destroy(&n->applier_cond);
     pthread_cond_destroy(&n->syncer_cond);
     pthread_cond_destroy(&n->changed_cond);
+    pthread_cond_destroy(&n->clients_cond);
     pthread_mutex_destroy(&n->mu);
 }
 

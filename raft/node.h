@@ -68,7 +68,8 @@ struct raft_node {
     pthread_cond_t peers_cond;   /* replicators: entries, role change, reads */
     pthread_cond_t applier_cond; /* applier: commit advanced, snapshot arrived */
     pthread_cond_t syncer_cond;  /* syncer: leader has unsynced entries */
-    pthread_cond_t changed_cond; /* waiters: apply, commit, role, term, disk */
+    pthread_cond_t changed_cond; /* internal waiters: disk write or snapshot done */
+    pthread_cond_t clients_cond; /* client waiters: applied, committed, read confirmed, role */
 
     /* mu guards everything below */
     bool stopping;
@@ -98,7 +99,8 @@ struct raft_node {
     uint64_t leader_first_index; /* index of this term's no-op */
 
     /* ReadIndex (thesis §6.4): reads wait for a round of heartbeats */
-    uint64_t read_round;
+    uint64_t read_round;      /* the latest round a read asked for */
+    uint64_t confirmed_round; /* the latest round a majority acknowledged */
 
     /* Snapshots (§7) */
     struct snapshot_ref *snapshot;  /* latest, or NULL */
@@ -128,6 +130,7 @@ void node_disk_failed_locked(struct raft_node *n, const char *what, int rc);
 bool node_is_stale_term_locked(struct raft_node *n, uint64_t term,
                                uint32_t from);
 void node_wake_all_locked(struct raft_node *n);
+void node_note_read_ack_locked(struct raft_node *n, struct peer *p, uint64_t round);
 
 /* ---- election.c ---- */
 void *election_timer_main(void *arg);

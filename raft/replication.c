@@ -55,9 +55,12 @@ void replication_advance_commit_locked(struct raft_node *n)
         return;
     node_log(n, RAFT_LOG_INFO, "commit %llu -> %llu (stored on a majority)",
              (unsigned long long)n->commit_index, (unsigned long long)next);
+    bool noop_committed = n->commit_index < n->leader_first_index &&
+                          next >= n->leader_first_index;
     n->commit_index = next;
     pthread_cond_signal(&n->applier_cond);
-    pthread_cond_broadcast(&n->changed_cond);
+    if (noop_committed)
+        pthread_cond_broadcast(&n->clients_cond); /* reads wait for the no-op */
 }
 
 /* Copies entries next_index.. (up to max_batch_bytes, at least one) into the
@@ -137,10 +140,7 @@ static void note_ack_locked(struct raft_node *n, struct peer *p, uint64_t round)
 {
     p->failures = 0;
     p->last_ack_ms = raft_now_ms();
-    if (round > p->acked_round) {
-        p->acked_round = round;
-        pthread_cond_broadcast(&n->changed_cond);
-    }
+    node_note_read_ack_locked(n, p, round);
 }
 
 static void send_append_entries_locked(struct raft_node *n, struct peer *p)
@@ -429,7 +429,6 @@ int replication_recv_append_entries_locked(struct raft_node *n, const struct raf
                  (unsigned long long)n->commit_index, (unsigned long long)commit, req->from);
         n->commit_index = commit;
         pthread_cond_signal(&n->applier_cond);
-        pthread_cond_broadcast(&n->changed_cond);
     }
     return reply_append(n, reply, true, last_new, 0, 0);
 }

@@ -124,7 +124,7 @@ static void restore_locked(struct raft_node *n)
     else if (s->index > n->last_applied)
         n->last_applied = s->index;
     snapshot_release(s);
-    pthread_cond_broadcast(&n->changed_cond);
+    pthread_cond_broadcast(&n->clients_cond);
 }
 
 /* One iteration: load a received snapshot, or hand the next committed
@@ -155,7 +155,7 @@ void *applier_main(void *arg)
         pthread_mutex_lock(&n->mu);
         if (n->last_applied == from - 1)
             n->last_applied = from + count - 1;
-        pthread_cond_broadcast(&n->changed_cond);
+        pthread_cond_broadcast(&n->clients_cond);
         maybe_snapshot_locked(n); /* also under steady load, or the log grows unbounded */
     }
     node_unlock(n);
@@ -218,10 +218,7 @@ void snapshot_send_locked(struct raft_node *n, struct peer *p)
     }
     p->failures = 0;
     p->last_ack_ms = raft_now_ms();
-    if (round > p->acked_round) {
-        p->acked_round = round;
-        pthread_cond_broadcast(&n->changed_cond);
-    }
+    node_note_read_ack_locked(n, p, round);
     if (reply.u.is_reply.next_offset < is->total) {
         p->snapshot_offset = reply.u.is_reply.next_offset;
         return;
