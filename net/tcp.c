@@ -36,7 +36,7 @@
 #include <unistd.h>
 
 #define TCP_BACKOFF_MIN_MS 10
-#define TCP_BACKOFF_MAX_MS 1000
+#define TCP_BACKOFF_MAX_MS 200 /* below the election timeout: a restarted peer hears heartbeats in time */
 #define TCP_DEFAULT_MAX_CONNECTIONS 256
 #define TCP_DEFAULT_IDLE_MS 30000
 #define TCP_LISTEN_BACKLOG 128

@@ -240,6 +240,8 @@ static int recv_pre_vote_locked(struct raft_node *n, const struct raft_request_v
     const char *denied = NULL;
     if (rv->term < n->current_term)
         denied = "its term is behind mine";
+    else if (n->role == RAFT_LEADER)
+        denied = "I am the leader of this term";
     else if (heard_from_leader_recently_locked(n))
         denied = "I still hear from a leader";
     else if (!election_log_up_to_date(my_term, my_index, rv->last_log_term, rv->last_log_index))
