@@ -1,0 +1,145 @@
+/*
+ * cluster_internal.h - what cluster.c (life cycle, faults, lab helpers) and
+ * checks.c (the state machine, the safety checks, the monitor thread)
+ * share. Not for test files: they use cluster.h.
+ *
+ * Locks, in the order they may nest (a thread holding one may take only
+ * those below it):
+ *   slot->lock (rwlock)   guards slot->node against a crash freeing it
+ *   node->mu              the node's own lock (raft/node.h)
+ *   c->leaders_mu         Election Safety table
+ *   c->ck                 applied entries (the checker)
+ *   memstore's lock       (its violation callback takes fail_mu)
+ *   c->fail_mu            the first failure and its report
+ *   ring->mu              node log lines (a leaf)
+ * Violations found while holding node->mu are reported after unlocking it.
+ */
+#ifndef TESTS_SUPPORT_CLUSTER_INTERNAL_H
+#define TESTS_SUPPORT_CLUSTER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "tests/support/cluster.h"
+
+#define RING_LINES 40
+#define RING_LINE_MAX 256
+
+/* The last RING_LINES log lines of one node (or of the harness). */
+struct ring {
+    pthread_mutex_t mu;
+    char lines[RING_LINES][RING_LINE_MAX];
+    unsigned next, count;
+};
+
+/* One node's state machine, for one incarnation. */
+struct lab_fsm {
+    struct cluster *c;
+    unsigned id;
+    unsigned incarnation;
+    /* c->ck guards the two below */
+    uint64_t applied; /* last index applied or restored */
+    uint64_t chain;   /* hash chain over entries 1..applied */
+    struct lab_fsm *next; /* all of them, freed with the cluster */
+};
+
+/* What the monitor remembers of one entry of a leader's log. */
+struct seen_entry {
+    uint64_t term;
+    uint8_t type;
+    uint32_t len;
+    uint64_t hash;
+};
+
+struct slot {
+    unsigned id;
+    struct cluster *c;
+    pthread_rwlock_t lock;
+    struct raft_node *node; /* under lock; NULL while crashed */
+    unsigned incarnation;   /* changed only by the test thread */
+    struct memstore *store;
+    struct ring ring;
+
+    /* Monitor thread only: Leader Append-Only and Leader Completeness. */
+    uint64_t la_term;        /* term it leads, as last sampled; 0: not leader */
+    unsigned la_incarnation;
+    uint64_t la_last;        /* entries 1..la_last remembered (above the base) */
+    struct seen_entry *la;   /* indexed by log index */
+    size_t la_cap;
+    unsigned la_rotor;       /* which entries get their data re-hashed */
+    uint64_t lc_term;        /* Leader Completeness checked for this term */
+    unsigned lc_incarnation;
+};
+
+/* The entry applied at one index, the same on every node that applied it. */
+struct applied_entry {
+    bool set;
+    bool prefix_known;
+    uint8_t type;
+    uint32_t len;
+    uint64_t term;
+    uint8_t *data;
+    uint64_t fp;     /* fingerprint of (term, type, data) */
+    uint64_t prefix; /* hash chain over entries 1..index */
+    uint32_t nodes;  /* bit i: node i applied it */
+};
+
+struct cluster {
+    char part[16], desc[96];
+    struct cluster_opts opts;
+    unsigned n;
+    uint64_t seed;
+    uint64_t rng; /* test thread only */
+    double scale;
+    int verbose;
+    enum raft_log_level level;
+    uint64_t t0_ms;
+    uint64_t rpcs0, bytes0, max0;
+
+    struct simnet *net;
+    struct slot slots[RAFT_MAX_NODES];
+    struct ring events; /* the harness's own steps */
+
+    pthread_mutex_t ck; /* guards the fields up to fsms */
+    struct applied_entry *applied;
+    size_t applied_cap;
+    uint64_t max_index;
+    uint64_t max_applied[RAFT_MAX_NODES]; /* per node, across restarts */
+    struct lab_fsm *fsms;
+
+    pthread_mutex_t leaders_mu;
+    int8_t *leader_of_term; /* -1: none seen */
+    size_t leaders_cap;
+
+    pthread_mutex_t fail_mu;
+    atomic_bool failed;
+    char fail_msg[1024];
+    unsigned violations;
+
+    pthread_t monitor;
+    pthread_mutex_t mon_mu;
+    pthread_cond_t mon_cond;
+    bool mon_stop; /* under mon_mu */
+};
+
+uint64_t lab_now_ms(void);
+void ring_push(struct ring *r, const char *line);
+void ring_print(struct ring *r, const char *title);
+
+/* Records a failed check from any thread and prints its report at once
+ * (seed, message, the log lines of the nodes in `nodes`, a bit mask). */
+void cluster_violation(struct cluster *c, uint32_t nodes, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* checks.c */
+struct raft_fsm lab_fsm_new(struct cluster *c, unsigned id, unsigned incarnation);
+void checks_free(struct cluster *c);
+void checks_record_leader(struct cluster *c, unsigned id, uint64_t term);
+void checks_log_matching(struct cluster *c);
+void checks_describe_cmd(uint8_t type, const uint8_t *data, uint32_t len,
+                         char *buf, size_t cap);
+void monitor_start(struct cluster *c);
+void monitor_stop(struct cluster *c);
+void checks_storage_violation(void *ctx, unsigned id, const char *what);
+
+#endif
