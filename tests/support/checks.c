@@ -292,10 +292,12 @@ void checks_record_leader(struct cluster *c, unsigned id, uint64_t term)
         c->leader_of_term = t;
         c->leaders_cap = cap;
     }
-    if (c->leader_of_term[term] < 0)
+    if (c->leader_of_term[term] == -1) {
         c->leader_of_term[term] = (int8_t)id;
-    else if (c->leader_of_term[term] != (int8_t)id)
+    } else if (c->leader_of_term[term] >= 0 && c->leader_of_term[term] != (int8_t)id) {
         other = c->leader_of_term[term];
+        c->leader_of_term[term] = -2; /* reported */
+    }
     pthread_mutex_unlock(&c->leaders_mu);
     if (other >= 0)
         cluster_violation(c, 1u << id | 1u << other, "Election Safety: term %llu has two "
@@ -446,6 +448,7 @@ static void leader_append_only_locked(struct slot *s, struct raft_node *n, char 
         snprintf(msg, cap, "Leader Append-Only: n%u, leader of T%llu, held entries up to %llu "
                  "and now only up to %llu", s->id, (unsigned long long)n->current_term,
                  (unsigned long long)s->la_last, (unsigned long long)last);
+        s->la_term = 0;
         return;
     } else {
         /* Terms, types and lengths every sample; data for a few entries a
@@ -459,12 +462,15 @@ static void leader_append_only_locked(struct slot *s, struct raft_node *n, char 
                 (!rehash || memstore_hash(e->data, e->len) == was->hash))
                 continue;
             snprintf(msg, cap, "Leader Append-Only: n%u, leader of T%llu, held %s@T%llu "
-                     "(%u bytes) at index %llu and now holds %s@T%llu (%u bytes) there",
-                     s->id, (unsigned long long)n->current_term,
+                     "(%u bytes, hash %016llx) at index %llu and now holds %s@T%llu "
+                     "(%u bytes, hash %016llx) there", s->id,
+                     (unsigned long long)n->current_term,
                      was->type == RAFT_ENTRY_NOOP ? "no-op" : "cmd",
-                     (unsigned long long)was->term, was->len, (unsigned long long)i,
-                     e->type == RAFT_ENTRY_NOOP ? "no-op" : "cmd",
-                     (unsigned long long)e->term, e->len);
+                     (unsigned long long)was->term, was->len, (unsigned long long)was->hash,
+                     (unsigned long long)i, e->type == RAFT_ENTRY_NOOP ? "no-op" : "cmd",
+                     (unsigned long long)e->term, e->len,
+                     (unsigned long long)memstore_hash(e->data, e->len));
+            s->la_term = 0; /* start over: report each change once */
             return;
         }
         s->la_rotor += REHASH_PER_SAMPLE;

@@ -108,7 +108,7 @@ struct cluster {
     struct lab_fsm *fsms;
 
     pthread_mutex_t leaders_mu;
-    int8_t *leader_of_term; /* -1: none seen */
+    int8_t *leader_of_term; /* -1: none seen; -2: two seen, reported */
     size_t leaders_cap;
 
     pthread_mutex_t fail_mu;

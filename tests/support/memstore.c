@@ -149,13 +149,17 @@ static int ms_save_term_vote(void *ctx, uint64_t term, int32_t voted_for)
     struct memstore *s = h->s;
     if (!begin_write(h))
         return -EIO;
+    char now[16];
+    if (voted_for == RAFT_NO_NODE)
+        snprintf(now, sizeof(now), "nobody");
+    else
+        snprintf(now, sizeof(now), "n%d", voted_for);
     if (term < s->term)
         report_locked(s, "storage: term goes back from T%llu to T%llu",
                       (unsigned long long)s->term, (unsigned long long)term);
     else if (term == s->term && s->voted_for != RAFT_NO_NODE && voted_for != s->voted_for)
-        report_locked(s, "storage: second vote in T%llu: voted for n%d, now %s%d",
-                      (unsigned long long)term, s->voted_for,
-                      voted_for == RAFT_NO_NODE ? "none " : "n", voted_for);
+        report_locked(s, "storage: second vote in T%llu: voted for n%d, now for %s",
+                      (unsigned long long)term, s->voted_for, now);
     s->term = term;
     s->voted_for = voted_for;
     s->counts.term_votes++;
