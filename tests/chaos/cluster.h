@@ -1,0 +1,107 @@
+/*
+ * cluster.h - real `raft node` processes wired through fault-injecting
+ * proxies, for the multi-process chaos and hostile-input suites.
+ *
+ * Every directed link i -> j (i != j) gets its own proxy (tests/chaos/
+ * proxy.h) that forwards to node j. Node i is started with a --peers list
+ * that names its own address at position i and, at every other position j,
+ * the proxy for i -> j. So the test can cut, delay or reset any link in
+ * either direction, while clients (and the test's status polls) reach
+ * every node directly at its own address.
+ *
+ * Nodes run the binary named by $RAFT_BIN (default build/raft), each with
+ * its log in DIR/node-I.log and its data in DIR/node-I, DIR being a fresh
+ * directory under /tmp that chaos_cluster_stop() removes, unless
+ * chaos_cluster_failed() was called or $CHAOS_KEEP is set (then its path is
+ * printed, logs and data intact).
+ */
+#ifndef TESTS_CHAOS_CLUSTER_H
+#define TESTS_CHAOS_CLUSTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "kv/client.h"
+#include "tests/chaos/proxy.h"
+
+#define CHAOS_MAX_NODES 7
+
+struct chaos_cluster_options {
+    unsigned nodes;           /* 3 or 5, at most CHAOS_MAX_NODES */
+    unsigned election_min_ms; /* --election-timeout MIN-MAX; 0: the node's default */
+    unsigned election_max_ms;
+    unsigned heartbeat_ms;    /* --heartbeat; 0: the node's default */
+    const char *log_level;    /* NULL: "info" */
+    uint64_t seed;            /* for the proxies */
+};
+
+struct chaos_cluster {
+    struct chaos_cluster_options opt;
+    unsigned n;
+    const char *bin;
+    char dir[64];
+    char addr[CHAOS_MAX_NODES][32]; /* where node i listens */
+    char *addrs[CHAOS_MAX_NODES + 1]; /* the same, for kv_client_open() */
+    struct chaos_proxy *link[CHAOS_MAX_NODES][CHAOS_MAX_NODES]; /* i -> j */
+    char peers[CHAOS_MAX_NODES][CHAOS_MAX_NODES * 32];          /* node i's --peers */
+    pid_t pids[CHAOS_MAX_NODES]; /* 0: not running */
+    bool failed;
+};
+
+/* Starts the proxies and every node. Returns 0 or a negative errno. */
+int chaos_cluster_start(struct chaos_cluster **out, const struct chaos_cluster_options *opt);
+
+/* SIGTERM to every node (and waits), stops the proxies, removes the
+ * directory unless the cluster failed or $CHAOS_KEEP is set. */
+void chaos_cluster_stop(struct chaos_cluster *c);
+
+/* Marks the run as failed: the directory is kept, and the last lines of
+ * every node's log are printed now. */
+void chaos_cluster_failed(struct chaos_cluster *c, const char *why);
+
+/* Starts node i (again) on its data directory. */
+int chaos_cluster_start_node(struct chaos_cluster *c, unsigned i);
+
+/* Sends sig to node i and, for SIGKILL and SIGTERM, waits for it to end.
+ * Returns its exit status as waitpid() gives it, or -1 if it was not
+ * running. */
+int chaos_cluster_kill(struct chaos_cluster *c, unsigned i, int sig);
+
+/* Network faults. A partition cuts every link, both directions, between a
+ * node in `side` (a bitmask of node ids) and a node outside it; links
+ * inside each side are left as they are. */
+void chaos_cluster_partition(struct chaos_cluster *c, uint32_t side);
+void chaos_cluster_isolate(struct chaos_cluster *c, unsigned i);
+/* Cuts (or heals) both directions between nodes i and j. */
+void chaos_cluster_cut_pair(struct chaos_cluster *c, unsigned i, unsigned j, bool cut);
+/* Heals every link (delays stay as they are). */
+void chaos_cluster_heal(struct chaos_cluster *c);
+/* Every link delays its data by min..max ms (0, 0: none). */
+void chaos_cluster_set_delay(struct chaos_cluster *c, unsigned min_ms, unsigned max_ms);
+/* Resets about `percent` % of the connections of every link. */
+unsigned chaos_cluster_reset_links(struct chaos_cluster *c, unsigned percent);
+
+/* Node i's own view (role, term, leader, commit...), asked directly. */
+int chaos_cluster_status(struct chaos_cluster *c, unsigned i, unsigned timeout_ms,
+                         struct client_reply *out);
+
+/* Waits until, among the running nodes in `among` (bitmask), one claims to
+ * lead in the highest term any of them reports, in a term >= min_term, and
+ * a majority of the whole cluster is in that term and agrees on it (so that
+ * it can commit). Returns its id, or -1 after timeout_ms. *term_out (if not
+ * NULL) receives its term. */
+int chaos_cluster_wait_leader(struct chaos_cluster *c, uint32_t among, uint64_t min_term,
+                              unsigned timeout_ms, uint64_t *term_out);
+
+/* All node ids as a bitmask. */
+uint32_t chaos_cluster_all(const struct chaos_cluster *c);
+
+/* Milliseconds on CLOCK_MONOTONIC; and a sleep. */
+uint64_t chaos_now_ms(void);
+void chaos_sleep_ms(unsigned ms);
+
+/* $CHAOS_ROUNDS, or dflt when unset or not a number. */
+unsigned chaos_rounds(unsigned dflt);
+
+#endif

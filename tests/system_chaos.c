@@ -1,0 +1,362 @@
+/*
+ * system_chaos.c - `raft node` processes over real TCP, through one
+ * fault-injecting proxy per directed link, under a concurrent client load
+ * whose history must be linearizable and must keep every acknowledged put.
+ *
+ * Scenarios (RELIABILITY.md section 8 numbers in brackets):
+ *   a  the leader cut off from both followers: check-quorum makes it step
+ *      down within about one election timeout, the majority elects a new
+ *      leader that serves, and the old one acknowledges nothing [3, 21]
+ *   b  a follower cut off, then healed: pre-vote keeps its term, and the
+ *      leader and term are unchanged after the heal [4]
+ *   c  five nodes split 2 | 3 (symmetric partitions): the majority side
+ *      serves, the minority side's leader steps down [16]
+ *   d  a bridge: five nodes, two halves that cannot see each other and one
+ *      node that sees both: a stable leader, writes continue [5, 6]
+ *   e  SIGKILL and restart of the leader, then of a random node [2, 28]
+ *   f  every link delayed 50-200 ms, connections reset at random [13, 48]
+ *
+ * Each scenario runs CHAOS_ROUNDS rounds (default 2; `make check` sets 20).
+ * Timing bounds are generous: the machine may be loaded and the nodes may
+ * run under a sanitizer. Logs and data of a failed run stay in
+ * /tmp/raft-chaos-*; CHAOS_KEEP=1 keeps them always; CHAOS_SEED=N repeats
+ * the proxies' random choices.
+ *
+ * Runs the binary named by $RAFT_BIN (make test sets it).
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <cmocka.h>
+
+#include "raft/raft.h"
+#include "tests/chaos/scenario.h"
+
+/* Election timeouts of the nodes, ms; short, so that the suite is quick,
+ * but several heartbeats long, so that a loaded machine does not flap. */
+#define ET_MIN 200
+#define ET_MAX 400
+#define HEARTBEAT 50
+/* ---- a: the leader isolated ---- */
+
+static void test_isolated_leader_steps_down_and_majority_serves(void **state)
+{
+    struct scenario *t = *state;
+    scenario_start_cluster(t, 3, ET_MIN, ET_MAX, HEARTBEAT);
+    uint64_t term;
+    int leader = scenario_leader(t, chaos_cluster_all(t->c), 0, &term);
+    scenario_start_clients(t, 4, 2000);
+    scenario_progress(t, 10, "before any fault");
+    unsigned rounds = chaos_rounds(2);
+    for (unsigned round = 1; round <= rounds; round++) {
+        uint64_t t0 = chaos_now_ms();
+        chaos_cluster_isolate(t->c, (unsigned)leader);
+        /* Thesis §6.2: without a majority answering for an election
+         * timeout, the leader steps down. The check runs once per
+         * (maximum) election timeout, so allow a few. */
+        uint64_t stepped = 0;
+        struct client_reply r;
+        while (chaos_now_ms() - t0 < 6 * ET_MAX + 2000) {
+            if (chaos_cluster_status(t->c, (unsigned)leader, 300, &r) == 0 &&
+                r.role != RAFT_LEADER) {
+                stepped = chaos_now_ms() - t0;
+                break;
+            }
+            chaos_sleep_ms(10);
+        }
+        scenario_expect(t, stepped > 0, "round %u: isolated leader n%d still leads after %u ms",
+                        round, leader, 6 * ET_MAX + 2000);
+        uint64_t new_term;
+        uint32_t others = chaos_cluster_all(t->c) & ~(1u << leader);
+        int next = scenario_leader(t, others, term + 1, &new_term);
+        uint64_t elected = chaos_now_ms() - t0;
+        scenario_progress(t, 1, "after the leader was isolated");
+        uint64_t first_ack = chaos_now_ms() - t0;
+        scenario_progress(t, 10, "after the leader was isolated");
+        uint64_t serving = chaos_now_ms() - t0;
+        /* Pre-vote: cut off, the old leader cannot win pre-votes, so its
+         * term stays where it was. */
+        scenario_expect(t, chaos_cluster_status(t->c, (unsigned)leader, 1000, &r) == 0,
+                        "round %u: the isolated old leader n%d does not answer status", round,
+                        leader);
+        scenario_expect(t, r.term == term,
+                        "round %u: the isolated old leader n%d moved from term %llu to %llu", round,
+                        leader, (unsigned long long)term, (unsigned long long)r.term);
+        printf("    round %u: n%d isolated -> stepped down after %llu ms (election timeout "
+               "%u-%u); n%d elected in T%llu after %llu ms; first put acknowledged after %llu "
+               "ms, 10 after %llu ms\n",
+               round, leader, (unsigned long long)stepped, ET_MIN, ET_MAX, next,
+               (unsigned long long)new_term, (unsigned long long)elected,
+               (unsigned long long)first_ack, (unsigned long long)serving);
+        chaos_cluster_heal(t->c);
+        scenario_expect(t, scenario_follows(t, (unsigned)leader, next, new_term, 10000),
+                        "round %u: after the heal, n%d does not follow n%d in T%llu", round, leader,
+                        next, (unsigned long long)new_term);
+        leader = next;
+        term = new_term;
+    }
+    scenario_finish(t);
+}
+
+/* ---- b: a follower isolated and healed ---- */
+
+static void test_isolated_follower_rejoins_without_disruption(void **state)
+{
+    struct scenario *t = *state;
+    scenario_start_cluster(t, 3, ET_MIN, ET_MAX, HEARTBEAT);
+    scenario_start_clients(t, 4, 2000);
+    unsigned rounds = chaos_rounds(2);
+    for (unsigned round = 1; round <= rounds; round++) {
+        uint64_t term;
+        int leader = scenario_leader(t, chaos_cluster_all(t->c), 0, &term);
+        scenario_progress(t, 5, "before the follower was cut off");
+        unsigned f = ((unsigned)leader + 1 + (unsigned)(scenario_rand(t) % 2)) % 3;
+        chaos_cluster_isolate(t->c, f);
+        /* Long enough for its election timer to fire several times. */
+        chaos_sleep_ms(5 * ET_MAX);
+        struct client_reply r;
+        int rc = chaos_cluster_status(t->c, f, 1000, &r);
+        scenario_expect(t, rc == 0, "round %u: cut-off follower n%u does not answer status", round,
+                        f);
+        scenario_expect(
+            t, r.term == term,
+            "round %u: cut-off follower n%u went from term %llu to %llu (pre-vote should "
+            "keep it)",
+            round, f, (unsigned long long)term, (unsigned long long)r.term);
+        const char *role = raft_role_name((enum raft_role)r.role);
+        scenario_progress(t, 5, "with one follower cut off");
+        chaos_cluster_heal(t->c);
+        uint64_t t0 = chaos_now_ms();
+        scenario_expect(t, scenario_follows(t, f, leader, term, 10000),
+                        "round %u: healed follower n%u does not follow n%d in T%llu", round, f,
+                        leader, (unsigned long long)term);
+        uint64_t back = chaos_now_ms() - t0;
+        chaos_sleep_ms(2 * ET_MAX);
+        scenario_expect(
+            t,
+            chaos_cluster_status(t->c, (unsigned)leader, 300, &r) == 0 && r.role == RAFT_LEADER &&
+                r.term == term,
+            "round %u: after the heal the leader n%d is %s in T%llu (was leader in T%llu)", round,
+            leader, raft_role_name((enum raft_role)r.role), (unsigned long long)r.term,
+            (unsigned long long)term);
+        printf("    round %u: n%u cut off for %u ms (it was %s, still T%llu); after the heal "
+               "it follows n%d again within %llu ms; leader and term unchanged\n",
+               round, f, 5 * ET_MAX, role, (unsigned long long)term, leader,
+               (unsigned long long)back);
+    }
+    scenario_finish(t);
+}
+
+/* ---- c: symmetric splits of five nodes ---- */
+
+/* A random set of `k` of the n nodes. */
+static uint32_t random_set(struct scenario *t, unsigned n, unsigned k)
+{
+    uint32_t set = 0;
+    while ((unsigned)__builtin_popcount(set) < k)
+        set |= 1u << (scenario_rand(t) % n);
+    return set;
+}
+
+static void test_symmetric_splits_of_five(void **state)
+{
+    struct scenario *t = *state;
+    scenario_start_cluster(t, 5, ET_MIN, ET_MAX, HEARTBEAT);
+    scenario_leader(t, chaos_cluster_all(t->c), 0, NULL);
+    scenario_start_clients(t, 5, 2000);
+    scenario_progress(t, 10, "before any fault");
+    unsigned rounds = chaos_rounds(2);
+    for (unsigned round = 1; round <= rounds; round++) {
+        uint64_t term;
+        int before = scenario_leader(t, chaos_cluster_all(t->c), 0, &term);
+        uint32_t minority = random_set(t, 5, 2);
+        uint32_t majority = chaos_cluster_all(t->c) & ~minority;
+        uint64_t t0 = chaos_now_ms();
+        chaos_cluster_partition(t->c, minority);
+        int leader = scenario_leader(t, majority, 0, NULL);
+        uint64_t elected = chaos_now_ms() - t0;
+        scenario_progress(t, 10, "with the majority side on its own");
+        /* Check-quorum: whoever leads on the minority side steps down. */
+        chaos_sleep_ms(3 * ET_MAX);
+        for (unsigned i = 0; i < 5; i++) {
+            struct client_reply r;
+            if (!((minority >> i) & 1) || chaos_cluster_status(t->c, i, 300, &r) != 0)
+                continue;
+            scenario_expect(
+                t, r.role != RAFT_LEADER,
+                "round %u: n%u, on the minority side 0x%x, still claims to lead in T%llu", round, i,
+                minority, (unsigned long long)r.term);
+        }
+        printf("    round %u: minority 0x%x cut off (leader was n%d) -> n%d leads the majority "
+               "after %llu ms; minority side has no leader\n",
+               round, minority, before, leader, (unsigned long long)elected);
+        chaos_cluster_heal(t->c);
+        scenario_progress(t, 5, "after the heal");
+    }
+    scenario_finish(t);
+}
+
+/* ---- d: a bridge ---- */
+
+static void test_bridge_partition_keeps_a_stable_leader(void **state)
+{
+    struct scenario *t = *state;
+    scenario_start_cluster(t, 5, ET_MIN, ET_MAX, HEARTBEAT);
+    scenario_leader(t, chaos_cluster_all(t->c), 0, NULL);
+    scenario_start_clients(t, 5, 2000);
+    scenario_progress(t, 10, "before any fault");
+    unsigned rounds = chaos_rounds(2);
+    for (unsigned round = 1; round <= rounds; round++) {
+        /* Two halves of two nodes that cannot see each other; the fifth
+         * node, the bridge, sees all. */
+        unsigned bridge = (unsigned)(scenario_rand(t) % 5);
+        uint32_t others = chaos_cluster_all(t->c) & ~(1u << bridge);
+        uint32_t half = 0;
+        while (__builtin_popcount(half) < 2)
+            half |= (1u << (scenario_rand(t) % 5)) & others;
+        uint32_t other_half = others & ~half;
+        for (unsigned i = 0; i < 5; i++)
+            for (unsigned j = 0; j < 5; j++)
+                if (((half >> i) & 1) && ((other_half >> j) & 1))
+                    chaos_cluster_cut_pair(t->c, i, j, true);
+        uint64_t t0 = chaos_now_ms();
+        uint64_t term;
+        int leader = scenario_leader(t, chaos_cluster_all(t->c), 0, &term);
+        scenario_progress(t, 10, "across the bridge partition");
+        uint64_t settled = chaos_now_ms() - t0;
+        /* Stable: the same leader in the same term a while later, with
+         * writes going on all along. */
+        leader = scenario_leader(t, chaos_cluster_all(t->c), 0, &term);
+        chaos_sleep_ms(6 * ET_MAX);
+        uint64_t later;
+        int still = scenario_leader(t, chaos_cluster_all(t->c), 0, &later);
+        scenario_expect(
+            t, still == leader && later == term,
+            "round %u: bridge n%u between 0x%x and 0x%x: the leader moved from n%d T%llu to "
+            "n%d T%llu with no change in the network",
+            round, bridge, half, other_half, leader, (unsigned long long)term, still,
+            (unsigned long long)later);
+        scenario_progress(t, 5, "across the bridge partition, later");
+        printf("    round %u: bridge n%u between 0x%x and 0x%x -> n%d leads in T%llu, writes "
+               "flowing after %llu ms, no change of leader for %u ms\n",
+               round, bridge, half, other_half, leader, (unsigned long long)term,
+               (unsigned long long)settled, 6 * ET_MAX);
+        chaos_cluster_heal(t->c);
+    }
+    scenario_finish(t);
+}
+
+/* ---- e: SIGKILL and restart ---- */
+
+static void test_kill_and_restart_leader_and_random_nodes(void **state)
+{
+    struct scenario *t = *state;
+    scenario_start_cluster(t, 3, ET_MIN, ET_MAX, HEARTBEAT);
+    scenario_leader(t, chaos_cluster_all(t->c), 0, NULL);
+    scenario_start_clients(t, 4, 2000);
+    scenario_progress(t, 10, "before any fault");
+    unsigned rounds = chaos_rounds(2);
+    for (unsigned round = 1; round <= rounds; round++) {
+        uint64_t term;
+        int leader = scenario_leader(t, chaos_cluster_all(t->c), 0, &term);
+        uint64_t t0 = chaos_now_ms();
+        chaos_cluster_kill(t->c, (unsigned)leader, SIGKILL);
+        int next = scenario_leader(t, chaos_cluster_all(t->c) & ~(1u << leader), term + 1, NULL);
+        uint64_t elected = chaos_now_ms() - t0;
+        scenario_progress(t, 10, "after SIGKILL of the leader");
+        uint64_t serving = chaos_now_ms() - t0;
+        scenario_expect(t, chaos_cluster_start_node(t->c, (unsigned)leader) == 0,
+                        "could not restart n%d", leader);
+        unsigned victim = (unsigned)(scenario_rand(t) % 3);
+        /* Let the restarted node rejoin before the next kill, so that two
+         * nodes stay up. */
+        scenario_leader(t, chaos_cluster_all(t->c), 0, NULL);
+        chaos_cluster_kill(t->c, victim, SIGKILL);
+        scenario_progress(t, 5, "after SIGKILL of a random node");
+        scenario_expect(t, chaos_cluster_start_node(t->c, victim) == 0, "could not restart n%u",
+                        victim);
+        printf("    round %u: SIGKILL leader n%d -> n%d elected after %llu ms, serving after "
+               "%llu ms; restarted; then SIGKILL n%u and restart\n",
+               round, leader, next, (unsigned long long)elected, (unsigned long long)serving,
+               victim);
+    }
+    /* Every node catches up with the leader's commit index. */
+    uint64_t term;
+    int leader = scenario_leader(t, chaos_cluster_all(t->c), 0, &term);
+    scenario_progress(t, 5, "after the last restart");
+    struct client_reply lr;
+    scenario_expect(t, chaos_cluster_status(t->c, (unsigned)leader, 300, &lr) == 0,
+                    "leader n%d does not answer", leader);
+    for (unsigned i = 0; i < 3; i++) {
+        uint64_t deadline = chaos_now_ms() + 10000;
+        struct client_reply r = {0};
+        while (chaos_now_ms() < deadline &&
+               (chaos_cluster_status(t->c, i, 300, &r) != 0 || r.applied < lr.commit))
+            chaos_sleep_ms(20);
+        scenario_expect(t, r.applied >= lr.commit,
+                        "n%u applied %llu, the leader had committed %llu", i,
+                        (unsigned long long)r.applied, (unsigned long long)lr.commit);
+    }
+    scenario_finish(t);
+}
+
+/* ---- f: slow links ---- */
+
+static void test_delayed_links_and_connection_resets(void **state)
+{
+    struct scenario *t = *state;
+    /* One-way delays of up to 200 ms make a round trip up to 400 ms:
+     * Raft needs broadcastTime << electionTimeout (§5.6), so the timeouts
+     * are raised for this scenario. */
+    scenario_start_cluster(t, 3, 1000, 2000, 100);
+    uint64_t term0;
+    scenario_leader(t, chaos_cluster_all(t->c), 0, &term0);
+    scenario_start_clients(t, 4, 4000);
+    scenario_progress(t, 10, "before any fault");
+    chaos_cluster_set_delay(t->c, 50, 200);
+    unsigned rounds = chaos_rounds(2);
+    unsigned resets = 0;
+    for (unsigned round = 1; round <= rounds; round++) {
+        uint64_t t0 = chaos_now_ms();
+        scenario_progress(t, 10, "with every link delayed 50-200 ms");
+        uint64_t took = chaos_now_ms() - t0;
+        unsigned n = chaos_cluster_reset_links(t->c, 50);
+        resets += n;
+        scenario_progress(t, 5, "after resetting connections");
+        printf("    round %u: 10 puts acknowledged in %llu ms over delayed links; reset %u "
+               "connections\n",
+               round, (unsigned long long)took, n);
+    }
+    uint64_t term1;
+    scenario_leader(t, chaos_cluster_all(t->c), 0, &term1);
+    printf("    terms went from %llu to %llu over %u rounds (%u connections reset)\n",
+           (unsigned long long)term0, (unsigned long long)term1, rounds, resets);
+    scenario_finish(t);
+}
+
+/* Every scenario gets a fresh cluster; teardown stops it whatever happened. */
+#define SCENARIO(f) cmocka_unit_test_setup_teardown(f, scenario_setup, scenario_teardown)
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const struct CMUnitTest tests[] = {
+        SCENARIO(test_isolated_leader_steps_down_and_majority_serves),
+        SCENARIO(test_isolated_follower_rejoins_without_disruption),
+        SCENARIO(test_symmetric_splits_of_five),
+        SCENARIO(test_bridge_partition_keeps_a_stable_leader),
+        SCENARIO(test_kill_and_restart_leader_and_random_nodes),
+        SCENARIO(test_delayed_links_and_connection_resets),
+    };
+    return cmocka_run_group_tests_name("system: chaos through fault-injecting proxies", tests, NULL,
+                                       NULL);
+}
