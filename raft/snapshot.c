@@ -143,7 +143,10 @@ void *applier_main(void *arg)
         }
         if (n->last_applied >= n->commit_index || n->disk_failed) {
             maybe_snapshot_locked(n);
-            if (!n->to_restore && n->last_applied >= n->commit_index && !n->stopping)
+            /* After a disk failure there is nothing to do even with entries
+             * left to apply: sleep, or this loop would spin holding mu. */
+            if (!n->to_restore && (n->last_applied >= n->commit_index || n->disk_failed) &&
+                !n->stopping)
                 pthread_cond_wait(&n->applier_cond, &n->mu);
             continue;
         }
