@@ -573,6 +573,77 @@ static void test_agreement_despite_duplicated_requests(void **state)
     cluster_end(c);
 }
 
+/* Not in the lab (RELIABILITY #20, thesis §10.2.1, etcd issue 14370): the
+ * leader may replicate before its own write lands, but its copy counts
+ * towards a majority only once it is on disk. With one follower cut off and
+ * the leader's disk slow, the command must wait for that disk. */
+static void test_leader_counts_its_own_entry_only_once_on_disk(void **state)
+{
+    struct cluster *c = start(state, "leader's own copy counts only once on disk", 3);
+    unsigned servers = cluster_n(c);
+    cluster_one_int(c, 1, servers, false);
+    unsigned leader = cluster_check_one_leader(c);
+    cluster_disconnect(c, (leader + 2) % servers);
+    struct memstore *disk = cluster_store(c, leader);
+    memstore_set_write_delay(disk, cluster_ms(c, 2000));
+
+    uint64_t index;
+    if (!cluster_start_int(c, leader, 20, &index, NULL))
+        cluster_fatal(c, "leader rejected Start()");
+    cluster_sleep(c, 1000); /* the follower has it; the leader's disk does not yet */
+    struct memstore_view v;
+    memstore_view(disk, &v);
+    bool on_disk = v.first_index + v.n_entries > index;
+    memstore_view_free(&v);
+    unsigned nd = cluster_n_committed(c, index);
+    if (!on_disk && nd > 0)
+        cluster_fatal(c, "index %llu committed on %u nodes with only the leader (not yet on "
+                      "its disk) and one follower", (unsigned long long)index, nd);
+
+    memstore_set_write_delay(disk, 0);
+    if (cluster_wait(c, index, 2, -1) != 20)
+        cluster_fatal(c, "index %llu is not command 20", (unsigned long long)index);
+    cluster_connect(c, (leader + 2) % servers);
+    cluster_one_int(c, 21, servers, true);
+    cluster_end(c);
+}
+
+/* Not in the lab: a leader deposed while some of its entries are still on
+ * their way to its disk, and committed meanwhile by its followers, later
+ * follows a new leader whose log matches them. It must write them before
+ * it acknowledges anything after them (storage checks that every append
+ * continues the stored log), and a restart must find them. A regression
+ * test for commit 73c156b. */
+static void test_deposed_leader_stores_its_entries_before_following(void **state)
+{
+    struct cluster *c = start(state, "deposed leader stores its entries before following", 3);
+    unsigned servers = cluster_n(c);
+    cluster_one_int(c, 1, servers, false);
+    unsigned leader = cluster_check_one_leader(c);
+    struct memstore *disk = cluster_store(c, leader);
+    memstore_set_write_delay(disk, cluster_ms(c, 2000));
+    uint64_t i10, i11;
+    if (!cluster_start_int(c, leader, 10, &i10, NULL))
+        cluster_fatal(c, "leader rejected Start()");
+    cluster_sleep(c, 30); /* its syncer is now writing 10, slowly */
+    if (!cluster_start_int(c, leader, 11, &i11, NULL))
+        cluster_fatal(c, "leader rejected Start()");
+    cluster_wait(c, i11, 2, -1); /* committed by the followers' copies */
+
+    cluster_disconnect(c, leader); /* check-quorum deposes it */
+    cluster_one_int(c, 12, servers - 1, true);
+    cluster_sleep(c, 2500); /* its slow write of 10 has landed */
+    memstore_set_write_delay(disk, 0);
+    cluster_connect(c, leader);
+    cluster_one_int(c, 13, servers, true);
+
+    cluster_crash(c, leader);
+    cluster_start1(c, leader);
+    cluster_connect(c, leader);
+    cluster_one_int(c, 14, servers, true);
+    cluster_end(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -587,6 +658,10 @@ int main(void)
         cmocka_unit_test_teardown(test_backup, cluster_teardown),
         cmocka_unit_test_teardown(test_count, cluster_teardown),
         cmocka_unit_test_teardown(test_agreement_despite_duplicated_requests, cluster_teardown),
+        cmocka_unit_test_teardown(test_leader_counts_its_own_entry_only_once_on_disk,
+                                  cluster_teardown),
+        cmocka_unit_test_teardown(test_deposed_leader_stores_its_entries_before_following,
+                                  cluster_teardown),
     };
     const char *only = getenv("RAFT_TEST");
     if (only && *only)

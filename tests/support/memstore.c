@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct stored_entry {
     uint64_t term;
@@ -44,6 +45,7 @@ struct memstore {
     struct stored_entry *entries; /* entries[0] has index snapshot_index + 1 */
     size_t n, cap;
     size_t log_bytes;
+    unsigned write_delay_ms; /* a slow disk */
     struct memstore_counts counts;
 };
 
@@ -82,14 +84,29 @@ static uint64_t last_index_locked(const struct memstore *s)
     return s->snapshot_index + s->n;
 }
 
-/* Locks the store for a write through handle h; false if h is dead. */
-static bool begin_write(struct handle *h)
+/* Locks the store for handle h; false (unlocked) if h is dead. */
+static bool lock_live(struct handle *h)
 {
     pthread_mutex_lock(&h->s->mu);
     if (h->incarnation == h->s->incarnation)
         return true;
     pthread_mutex_unlock(&h->s->mu);
     return false;
+}
+
+/* lock_live for a write. A slow disk makes the caller wait first: the write
+ * lands at the end of the wait, or not at all if the power goes meanwhile. */
+static bool begin_write(struct handle *h)
+{
+    pthread_mutex_lock(&h->s->mu);
+    unsigned delay = h->s->write_delay_ms;
+    pthread_mutex_unlock(&h->s->mu);
+    if (delay) {
+        struct timespec ts = {.tv_sec = delay / 1000, .tv_nsec = (long)(delay % 1000) * 1000000};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+    }
+    return lock_live(h);
 }
 
 static void drop_entries_locked(struct memstore *s, size_t from_pos)
@@ -108,7 +125,7 @@ static int ms_load(void *ctx, struct raft_persisted *out)
     struct handle *h = ctx;
     struct memstore *s = h->s;
     memset(out, 0, sizeof(*out));
-    if (!begin_write(h))
+    if (!lock_live(h))
         return -EIO;
     out->term = s->term;
     out->voted_for = s->voted_for;
@@ -363,6 +380,13 @@ void memstore_view_free(struct memstore_view *v)
 {
     free(v->entries);
     memset(v, 0, sizeof(*v));
+}
+
+void memstore_set_write_delay(struct memstore *s, unsigned ms)
+{
+    pthread_mutex_lock(&s->mu);
+    s->write_delay_ms = ms;
+    pthread_mutex_unlock(&s->mu);
 }
 
 void memstore_term_vote(struct memstore *s, uint64_t *term, int32_t *voted_for)

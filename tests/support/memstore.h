@@ -37,6 +37,9 @@ struct raft_storage memstore_storage(struct memstore *s);
 /* The power goes: writes through the handles given out so far fail. */
 void memstore_crash(struct memstore *s);
 
+/* Every write waits ms first (a slow disk; 0: none). Reads do not. */
+void memstore_set_write_delay(struct memstore *s, unsigned ms);
+
 /* The state as a checker sees it, copied under the store's lock. */
 struct memstore_entry {
     uint64_t term;
