@@ -912,8 +912,9 @@ static int start_in_foreground(struct cluster *c, int i, char *out, size_t cap)
     return run_to_file(argv, out, 10000);
 }
 
-/* The node refuses to start, exit code 4, naming the file and an offset. */
-static void expect_refusal(struct cluster *c, int i, const char *file)
+/* The node refuses to start, exit code 4, naming the file and an offset;
+ * the other two carry on. */
+static void expect_refusal(struct cluster *c, int i, const char *file, struct kv_client *kc)
 {
     char out[128];
     int code = start_in_foreground(c, i, out, sizeof(out));
@@ -922,6 +923,7 @@ static void expect_refusal(struct cluster *c, int i, const char *file)
     assert_int_equal(code, 4);
     assert_true(count_lines(out, file) >= 1);
     assert_true(count_lines(out, "offset") >= 1);
+    put_ok(kc, "while-one-refuses", "the majority serves", 19);
 }
 
 /* The offset of the middle of the last record of a segment. */
@@ -978,7 +980,7 @@ static void test_corrupt_segment_and_torn_tail(void **state)
     snprintf(path, sizeof(path), "%s/%s", dir, segs[0]);
     off_t mid = file_size(path) / 2;
     flip_byte(path, mid);
-    expect_refusal(c, f, path);
+    expect_refusal(c, f, path, kc);
     flip_byte(path, mid); /* repaired: it starts and catches up */
     node_start(c, f);
     assert_true(wait_caught_up(c, f, 20000) >= 0);
@@ -1025,12 +1027,12 @@ static void test_corrupt_snapshot_and_meta(void **state)
     off_t size = file_size(path);
     assert_true(size > 40);
     flip_byte(path, size / 2);
-    expect_refusal(c, f, path);
+    expect_refusal(c, f, path, kc);
     flip_byte(path, size / 2);
 
     snprintf(path, sizeof(path), "%s/meta", dir);
     flip_byte(path, 10); /* inside the term */
-    expect_refusal(c, f, path);
+    expect_refusal(c, f, path, kc);
     flip_byte(path, 10);
 
     node_start(c, f);
