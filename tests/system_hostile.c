@@ -324,6 +324,7 @@ static void test_unknown_client_operation_is_answered(void **state)
                     reply.u.reply.status);
     free(buf);
     close(fd);
+    scenario_shutdown(t);
 }
 
 /* Half a frame, then silence; a header announcing a large frame, then a

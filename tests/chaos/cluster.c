@@ -5,6 +5,7 @@
 #include "tests/chaos/cluster.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -202,6 +203,51 @@ void chaos_cluster_failed(struct chaos_cluster *c, const char *why)
     if (!c->failed)
         print_logs(c, 30);
     c->failed = true;
+}
+
+/* The first line of node i's log that holds `needle`, copied to line. */
+static bool log_has(struct chaos_cluster *c, unsigned i, const char *needle, char *line,
+                    size_t cap)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "%s/node-%u.log", c->dir, i);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    bool found = false;
+    while (!found && fgets(line, (int)cap, f))
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    if (found)
+        line[strcspn(line, "\n")] = '\0';
+    return found;
+}
+
+int chaos_cluster_shutdown(struct chaos_cluster *c, char *msg, size_t cap)
+{
+    int rc = 0;
+    msg[0] = '\0';
+    for (unsigned i = 0; i < c->n; i++) {
+        if (c->pids[i] <= 0)
+            continue;
+        int status = chaos_cluster_kill(c, i, SIGTERM);
+        if ((!WIFEXITED(status) || WEXITSTATUS(status) != 0) && rc == 0) {
+            snprintf(msg, cap, "node %u did not exit cleanly on SIGTERM (%s %d)", i,
+                     WIFEXITED(status) ? "exit status" : "signal",
+                     WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+            rc = -1;
+        }
+    }
+    static const char *const needles[] = {"Sanitizer", "runtime error:"};
+    for (unsigned i = 0; i < c->n && rc == 0; i++)
+        for (int k = 0; k < 2 && rc == 0; k++) {
+            char line[400];
+            if (log_has(c, i, needles[k], line, sizeof(line))) {
+                snprintf(msg, cap, "node %u's log has a sanitizer report: %s", i, line);
+                rc = -1;
+            }
+        }
+    return rc;
 }
 
 void chaos_cluster_stop(struct chaos_cluster *c)

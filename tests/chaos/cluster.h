@@ -19,6 +19,7 @@
 #define TESTS_CHAOS_CLUSTER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -55,6 +56,13 @@ int chaos_cluster_start(struct chaos_cluster **out, const struct chaos_cluster_o
 /* SIGTERM to every node (and waits), stops the proxies, removes the
  * directory unless the cluster failed or $CHAOS_KEEP is set. */
 void chaos_cluster_stop(struct chaos_cluster *c);
+
+/* Stops every running node with SIGTERM, then reads every node's log for
+ * sanitizer reports ("Sanitizer", "runtime error:"). Returns 0, or -1 with
+ * the first problem (a node that did not exit with status 0, or a report)
+ * described in msg. A node killed with SIGKILL never reaches its
+ * exit-time report, but what it reported while it ran is in its log. */
+int chaos_cluster_shutdown(struct chaos_cluster *c, char *msg, size_t cap);
 
 /* Marks the run as failed: the directory is kept, and the last lines of
  * every node's log are printed now. */

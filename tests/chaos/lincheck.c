@@ -560,8 +560,8 @@ static int check_key(const struct rec *const *recs, size_t n, size_t budget, uin
             char d[512];
             describe(x, t0, d, sizeof(d));
             snprintf(r->message, sizeof(r->message),
-                     "key %s: not linearizable: %s read a value that no put on this key ever "
-                     "wrote.", x->key, d);
+                     "key %.200s: not linearizable: %.600s read a value that no put on this key "
+                     "ever wrote.", x->key, d);
             rc = -1;
             goto out;
         }
@@ -579,15 +579,15 @@ static int check_key(const struct rec *const *recs, size_t n, size_t budget, uin
             snprintf(holds, sizeof(holds), "holds '%s'", values[s.state - 1]);
         if (rc == -1)
             snprintf(r->message, sizeof(r->message),
-                     "key %s: not linearizable. At most %zu of its %d operations can be put in "
-                     "one order that respects their call and return times; then %s cannot be "
-                     "placed: it must take effect before it returns, and no order of the "
-                     "operations before it makes that possible (in the longest order found, "
-                     "the key %s at that point).",
+                     "key %.100s: not linearizable. At most %zu of its %d operations can be "
+                     "put in one order that respects their call and return times; then %.400s "
+                     "cannot be placed: it must take effect before it returns, and no order of "
+                     "the operations before it makes that possible (in the longest order "
+                     "found, the key %.200s at that point).",
                      recs[0]->key, s.placed, m, d, holds);
         else
             snprintf(r->message, sizeof(r->message),
-                     "key %s: gave up after exploring %zu states (%d operations): raise the "
+                     "key %.200s: gave up after exploring %zu states (%d operations): raise the "
                      "budget or shorten the history.",
                      recs[0]->key, budget, m);
     }
@@ -627,7 +627,7 @@ int lincheck_check(struct lincheck_history *h, struct lincheck_result *r)
         if ((rc == -1 && worst != -1) || (rc == -E2BIG && worst == 0)) {
             worst = rc;
             snprintf(r->bad_key, sizeof(r->bad_key), "%s", recs[i]->key);
-            snprintf(r->message, sizeof(r->message), "%s", one.message);
+            memcpy(r->message, one.message, sizeof(r->message));
         }
         i = j;
     }

@@ -86,7 +86,7 @@ struct lincheck_result {
     size_t n_keys;
     size_t n_unknown;     /* puts with an unknown outcome */
     char bad_key[128];    /* the first key that failed, "" when ok */
-    char message[1024];   /* one paragraph explaining the failure, "" when ok */
+    char message[2048];   /* one paragraph explaining the failure, "" when ok */
 };
 
 /* Checks every key. Returns 0 when the history is linearizable, -1 when it

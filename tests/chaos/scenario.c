@@ -146,4 +146,12 @@ void scenario_finish(struct scenario *t)
     printf("    history: %zu operations on %zu keys, linearizable, every acknowledged put kept "
            "(%s; final reads and check took %llu ms)\n",
            r.n_ops, r.n_keys, d, (unsigned long long)took);
+    scenario_shutdown(t);
+}
+
+void scenario_shutdown(struct scenario *t)
+{
+    char msg[600];
+    int rc = chaos_cluster_shutdown(t->c, msg, sizeof(msg));
+    scenario_expect(t, rc == 0, "%s", msg);
 }

@@ -63,7 +63,11 @@ bool scenario_follows(struct scenario *t, unsigned i, int leader, uint64_t term,
                       unsigned timeout_ms);
 
 /* Heals the network, stops the clients, waits for a leader, then the
- * final reads and the history check. */
+ * final reads and the history check; then scenario_shutdown(). */
 void scenario_finish(struct scenario *t);
+
+/* Stops the nodes with SIGTERM: each must exit with status 0 and no
+ * sanitizer may have reported anything in its log. */
+void scenario_shutdown(struct scenario *t);
 
 #endif
