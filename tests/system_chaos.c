@@ -18,9 +18,11 @@
  *
  * Each scenario runs CHAOS_ROUNDS rounds (default 2; `make check` sets 20).
  * Timing bounds are generous: the machine may be loaded and the nodes may
- * run under a sanitizer. Logs and data of a failed run stay in
- * /tmp/raft-chaos-*; CHAOS_KEEP=1 keeps them always; CHAOS_SEED=N repeats
- * the proxies' random choices.
+ * run under a sanitizer (timeouts are multiplied by CHAOS_TIME_SCALE, 3 by
+ * default when $RAFT_BIN is a tsan build). Logs and data of a failed run
+ * stay in /tmp/raft-chaos-*; CHAOS_KEEP=1 keeps them always; CHAOS_SEED=N
+ * repeats the random choices (partitions, victims, the proxies' delays);
+ * CHAOS_ONLY='*bridge*' runs the matching scenarios alone.
  *
  * Runs the binary named by $RAFT_BIN (make test sets it).
  */
@@ -41,7 +43,8 @@
 #include "tests/chaos/scenario.h"
 
 /* Election timeouts of the nodes, ms; short, so that the suite is quick,
- * but several heartbeats long, so that a loaded machine does not flap. */
+ * but several heartbeats long, so that a loaded machine does not flap.
+ * Scaled by chaos_time_scale() (3 under ThreadSanitizer). */
 #define ET_MIN 200
 #define ET_MAX 400
 #define HEARTBEAT 50
@@ -64,7 +67,7 @@ static void test_isolated_leader_steps_down_and_majority_serves(void **state)
          * (maximum) election timeout, so allow a few. */
         uint64_t stepped = 0;
         struct client_reply r;
-        while (chaos_now_ms() - t0 < 6 * ET_MAX + 2000) {
+        while (chaos_now_ms() - t0 < 6 * t->et_max + 2000 * t->scale) {
             if (chaos_cluster_status(t->c, (unsigned)leader, 300, &r) == 0 &&
                 r.role != RAFT_LEADER) {
                 stepped = chaos_now_ms() - t0;
@@ -73,7 +76,7 @@ static void test_isolated_leader_steps_down_and_majority_serves(void **state)
             chaos_sleep_ms(10);
         }
         scenario_expect(t, stepped > 0, "round %u: isolated leader n%d still leads after %u ms",
-                        round, leader, 6 * ET_MAX + 2000);
+                        round, leader, 6 * t->et_max + 2000 * t->scale);
         uint64_t new_term;
         uint32_t others = chaos_cluster_all(t->c) & ~(1u << leader);
         int next = scenario_leader(t, others, term + 1, &new_term);
@@ -93,11 +96,11 @@ static void test_isolated_leader_steps_down_and_majority_serves(void **state)
         printf("    round %u: n%d isolated -> stepped down after %llu ms (election timeout "
                "%u-%u); n%d elected in T%llu after %llu ms; first put acknowledged after %llu "
                "ms, 10 after %llu ms\n",
-               round, leader, (unsigned long long)stepped, ET_MIN, ET_MAX, next,
+               round, leader, (unsigned long long)stepped, t->et_min, t->et_max, next,
                (unsigned long long)new_term, (unsigned long long)elected,
                (unsigned long long)first_ack, (unsigned long long)serving);
         chaos_cluster_heal(t->c);
-        scenario_expect(t, scenario_follows(t, (unsigned)leader, next, new_term, 10000),
+        scenario_expect(t, scenario_follows(t, (unsigned)leader, next, new_term, 10000 * t->scale),
                         "round %u: after the heal, n%d does not follow n%d in T%llu", round, leader,
                         next, (unsigned long long)new_term);
         leader = next;
@@ -121,7 +124,7 @@ static void test_isolated_follower_rejoins_without_disruption(void **state)
         unsigned f = ((unsigned)leader + 1 + (unsigned)(scenario_rand(t) % 2)) % 3;
         chaos_cluster_isolate(t->c, f);
         /* Long enough for its election timer to fire several times. */
-        chaos_sleep_ms(5 * ET_MAX);
+        chaos_sleep_ms(5 * t->et_max);
         struct client_reply r;
         int rc = chaos_cluster_status(t->c, f, 1000, &r);
         scenario_expect(t, rc == 0, "round %u: cut-off follower n%u does not answer status", round,
@@ -135,11 +138,11 @@ static void test_isolated_follower_rejoins_without_disruption(void **state)
         scenario_progress(t, 5, "with one follower cut off");
         chaos_cluster_heal(t->c);
         uint64_t t0 = chaos_now_ms();
-        scenario_expect(t, scenario_follows(t, f, leader, term, 10000),
+        scenario_expect(t, scenario_follows(t, f, leader, term, 10000 * t->scale),
                         "round %u: healed follower n%u does not follow n%d in T%llu", round, f,
                         leader, (unsigned long long)term);
         uint64_t back = chaos_now_ms() - t0;
-        chaos_sleep_ms(2 * ET_MAX);
+        chaos_sleep_ms(2 * t->et_max);
         scenario_expect(
             t,
             chaos_cluster_status(t->c, (unsigned)leader, 300, &r) == 0 && r.role == RAFT_LEADER &&
@@ -149,7 +152,7 @@ static void test_isolated_follower_rejoins_without_disruption(void **state)
             (unsigned long long)term);
         printf("    round %u: n%u cut off for %u ms (it was %s, still T%llu); after the heal "
                "it follows n%d again within %llu ms; leader and term unchanged\n",
-               round, f, 5 * ET_MAX, role, (unsigned long long)term, leader,
+               round, f, 5 * t->et_max, role, (unsigned long long)term, leader,
                (unsigned long long)back);
     }
     scenario_finish(t);
@@ -185,7 +188,7 @@ static void test_symmetric_splits_of_five(void **state)
         uint64_t elected = chaos_now_ms() - t0;
         scenario_progress(t, 10, "with the majority side on its own");
         /* Check-quorum: whoever leads on the minority side steps down. */
-        chaos_sleep_ms(3 * ET_MAX);
+        chaos_sleep_ms(3 * t->et_max);
         for (unsigned i = 0; i < 5; i++) {
             struct client_reply r;
             if (!((minority >> i) & 1) || chaos_cluster_status(t->c, i, 300, &r) != 0)
@@ -235,7 +238,7 @@ static void test_bridge_partition_keeps_a_stable_leader(void **state)
         /* Stable: the same leader in the same term a while later, with
          * writes going on all along. */
         leader = scenario_leader(t, chaos_cluster_all(t->c), 0, &term);
-        chaos_sleep_ms(6 * ET_MAX);
+        chaos_sleep_ms(6 * t->et_max);
         uint64_t later;
         int still = scenario_leader(t, chaos_cluster_all(t->c), 0, &later);
         scenario_expect(
@@ -248,7 +251,7 @@ static void test_bridge_partition_keeps_a_stable_leader(void **state)
         printf("    round %u: bridge n%u between 0x%x and 0x%x -> n%d leads in T%llu, writes "
                "flowing after %llu ms, no change of leader for %u ms\n",
                round, bridge, half, other_half, leader, (unsigned long long)term,
-               (unsigned long long)settled, 6 * ET_MAX);
+               (unsigned long long)settled, 6 * t->et_max);
         chaos_cluster_heal(t->c);
     }
     scenario_finish(t);
@@ -296,7 +299,7 @@ static void test_kill_and_restart_leader_and_random_nodes(void **state)
     scenario_expect(t, chaos_cluster_status(t->c, (unsigned)leader, 300, &lr) == 0,
                     "leader n%d does not answer", leader);
     for (unsigned i = 0; i < 3; i++) {
-        uint64_t deadline = chaos_now_ms() + 10000;
+        uint64_t deadline = chaos_now_ms() + 10000 * t->scale;
         struct client_reply r = {0};
         while (chaos_now_ms() < deadline &&
                (chaos_cluster_status(t->c, i, 300, &r) != 0 || r.applied < lr.commit))
@@ -349,6 +352,8 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (getenv("CHAOS_ONLY"))
+        cmocka_set_test_filter(getenv("CHAOS_ONLY")); /* e.g. CHAOS_ONLY='*bridge*' */
     const struct CMUnitTest tests[] = {
         SCENARIO(test_isolated_leader_steps_down_and_majority_serves),
         SCENARIO(test_isolated_follower_rejoins_without_disruption),

@@ -42,6 +42,17 @@ unsigned chaos_rounds(unsigned dflt)
     return s && *s && !*end && v > 0 && v < 100000 ? (unsigned)v : dflt;
 }
 
+unsigned chaos_time_scale(void)
+{
+    const char *s = getenv("CHAOS_TIME_SCALE");
+    char *end;
+    long v = s ? strtol(s, &end, 10) : -1;
+    if (s && *s && !*end && v >= 1 && v <= 20)
+        return (unsigned)v;
+    const char *bin = getenv("RAFT_BIN");
+    return bin && strstr(bin, "tsan") ? 3 : 1;
+}
+
 uint32_t chaos_cluster_all(const struct chaos_cluster *c)
 {
     return (1u << c->n) - 1;

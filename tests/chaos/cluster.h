@@ -112,4 +112,10 @@ void chaos_sleep_ms(unsigned ms);
 /* $CHAOS_ROUNDS, or dflt when unset or not a number. */
 unsigned chaos_rounds(unsigned dflt);
 
+/* How much slower than native the nodes run: $CHAOS_TIME_SCALE (1-20), else
+ * 3 when $RAFT_BIN names a ThreadSanitizer build ("tsan" in its path), else
+ * 1. Suites multiply election timeouts, heartbeats and waits by it, so
+ * that a sanitizer's slowness is not mistaken for a failure. */
+unsigned chaos_time_scale(void);
+
 #endif

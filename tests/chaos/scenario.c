@@ -23,6 +23,7 @@ int scenario_setup(void **state)
     const char *s = getenv("CHAOS_SEED");
     t->seed = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
     t->rng = t->seed * 2654435761u + 1;
+    t->scale = chaos_time_scale();
     *state = t;
     return 0;
 }
@@ -62,20 +63,24 @@ void scenario_expect(struct scenario *t, bool ok, const char *fmt, ...)
 void scenario_start_cluster(struct scenario *t, unsigned nodes, unsigned et_min,
                             unsigned et_max, unsigned heartbeat)
 {
-    struct chaos_cluster_options o = {.nodes = nodes, .election_min_ms = et_min,
-                                      .election_max_ms = et_max, .heartbeat_ms = heartbeat,
-                                      .seed = t->seed};
+    t->et_min = et_min * t->scale;
+    t->et_max = et_max * t->scale;
+    t->heartbeat = heartbeat * t->scale;
+    struct chaos_cluster_options o = {.nodes = nodes, .election_min_ms = t->et_min,
+                                      .election_max_ms = t->et_max,
+                                      .heartbeat_ms = t->heartbeat, .seed = t->seed};
     int rc = chaos_cluster_start(&t->c, &o);
     scenario_expect(t, rc == 0, "could not start %u nodes and their proxies: %s", nodes,
                     strerror(-rc));
-    printf("    %u nodes in %s (seed %llu, election timeout %u-%u ms)\n", nodes, t->c->dir,
-           (unsigned long long)t->seed, et_min, et_max);
+    printf("    %u nodes in %s (seed %llu, election timeout %u-%u ms, heartbeat %u ms)\n",
+           nodes, t->c->dir, (unsigned long long)t->seed, t->et_min, t->et_max, t->heartbeat);
 }
 
 void scenario_start_clients(struct scenario *t, unsigned clients, unsigned op_timeout_ms)
 {
     t->h = lincheck_new();
-    struct chaos_workload_options o = {.clients = clients, .op_timeout_ms = op_timeout_ms,
+    struct chaos_workload_options o = {.clients = clients,
+                                       .op_timeout_ms = op_timeout_ms * t->scale,
                                        .seed = t->seed};
     int rc = t->h ? chaos_workload_start(&t->w, t->c->addrs, t->c->n, &o, t->h) : -1;
     scenario_expect(t, rc == 0, "could not start the client threads");
@@ -83,20 +88,22 @@ void scenario_start_clients(struct scenario *t, unsigned clients, unsigned op_ti
 
 int scenario_leader(struct scenario *t, uint32_t among, uint64_t min_term, uint64_t *term)
 {
-    int l = chaos_cluster_wait_leader(t->c, among, min_term, SCENARIO_WAIT_LEADER_MS, term);
+    unsigned wait = SCENARIO_WAIT_LEADER_MS * t->scale;
+    int l = chaos_cluster_wait_leader(t->c, among, min_term, wait, term);
     scenario_expect(t, l >= 0,
                     "no leader with a majority among nodes 0x%x (term >= %llu) within %u ms",
-                    among, (unsigned long long)min_term, SCENARIO_WAIT_LEADER_MS);
+                    among, (unsigned long long)min_term, wait);
     return l;
 }
 
 void scenario_progress(struct scenario *t, unsigned puts, const char *when)
 {
-    int rc = chaos_workload_wait_progress(t->w, puts, SCENARIO_WAIT_PROGRESS_MS);
+    unsigned wait = SCENARIO_WAIT_PROGRESS_MS * t->scale;
+    int rc = chaos_workload_wait_progress(t->w, puts, wait);
     char d[256];
     chaos_workload_describe(t->w, d, sizeof(d));
     scenario_expect(t, rc == 0, "%s: fewer than %u puts acknowledged within %u ms (%s)", when,
-                    puts, SCENARIO_WAIT_PROGRESS_MS, d);
+                    puts, wait, d);
 }
 
 bool scenario_follows(struct scenario *t, unsigned i, int leader, uint64_t term,

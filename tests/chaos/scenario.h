@@ -26,6 +26,7 @@
 #include "tests/chaos/lincheck.h"
 #include "tests/chaos/workload.h"
 
+/* Waits for a leader or for progress, times chaos_time_scale(). */
 #define SCENARIO_WAIT_LEADER_MS 15000
 #define SCENARIO_WAIT_PROGRESS_MS 15000
 
@@ -35,6 +36,10 @@ struct scenario {
     struct chaos_workload *w;
     uint64_t seed; /* $CHAOS_SEED, else the time */
     uint64_t rng;
+    unsigned scale; /* chaos_time_scale() */
+    /* The nodes' timing, as asked for times scale (set by
+     * scenario_start_cluster): what timing bounds should be built from. */
+    unsigned et_min, et_max, heartbeat;
 };
 
 int scenario_setup(void **state);
@@ -47,8 +52,12 @@ uint64_t scenario_rand(struct scenario *t);
 void scenario_expect(struct scenario *t, bool ok, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Starts the nodes with election timeouts et_min..et_max and heartbeat
+ * (ms, each times t->scale). */
 void scenario_start_cluster(struct scenario *t, unsigned nodes, unsigned et_min,
                             unsigned et_max, unsigned heartbeat);
+/* Starts the recorded client load; op_timeout_ms (times t->scale) bounds
+ * each operation, retries included. */
 void scenario_start_clients(struct scenario *t, unsigned clients, unsigned op_timeout_ms);
 
 /* A leader with a majority among `among` in a term >= min_term, or the
