@@ -27,6 +27,10 @@
  * power-loss tests use, so that an execution costs microseconds rather than
  * real mkdir/write/fsync/unlink calls, and nothing is left behind. Recovery
  * does all its reads through that table, so it sees exactly these bytes.
+ * With FUZZ_STORAGE_DIR=/some/dir set, each input is written instead as
+ * real files in a fresh directory under /some/dir (emptied after each run)
+ * and recovered through the POSIX table, as the `raft` program does: slower,
+ * for replaying a corpus or a crash against the real file system.
  *
  * PROPERTIES checked beyond "no crash, no leak, no bad access":
  *   1. a failed load leaves an error message (file_storage_error is not "");
@@ -45,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "raft/storage.h"
 
@@ -52,7 +57,7 @@
 #define MEMFS_MAX_NAMES 64
 #define MEMFS_MAX_FDS 32
 #define MEMFS_MAX_FILE_SIZE ((size_t)64 << 20)
-#define DATA_DIR "/fuzz/data"
+#define MEM_DATA_DIR "/fuzz/data"
 
 /* ---- an in-memory file system for struct storage_io ---- */
 
@@ -319,6 +324,8 @@ static int mem_list_dir(void *ctx, const char *path, int (*each)(void *arg, cons
 }
 
 static struct memfs the_fs;
+static char data_dir[256] = MEM_DATA_DIR;
+static const struct storage_io *io; /* mem_io, or the POSIX table */
 
 static const struct storage_io mem_io = {
     .ctx = &the_fs,
@@ -363,20 +370,66 @@ static uint64_t be(const uint8_t *p, int n)
 
 static void write_file(const char *name, const uint8_t *data, size_t len)
 {
-    char path[128];
-    snprintf(path, sizeof(path), "%s/%s", DATA_DIR, name);
-    int fd = mem_open(&the_fs, path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    char path[320];
+    snprintf(path, sizeof(path), "%s/%s", data_dir, name);
+    int fd = io->open(io->ctx, path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0)
         return; /* out of names: the directory simply has fewer files */
-    if (len)
-        mem_pwrite(&the_fs, fd, data, len, 0);
-    mem_close(&the_fs, fd);
+    if (len && io->pwrite(io->ctx, fd, data, len, 0) != (ssize_t)len)
+        abort(); /* the fuzzer's own file system failed */
+    io->close(io->ctx, fd);
+}
+
+/* Empties the data directory (storage never makes subdirectories). */
+static int unlink_one(void *arg, const char *name)
+{
+    (void)arg;
+    char path[320];
+    snprintf(path, sizeof(path), "%s/%s", data_dir, name);
+    io->unlink(io->ctx, path);
+    return 0;
+}
+
+static void clear_data_dir(void)
+{
+    if (io == &mem_io)
+        memfs_clear(&the_fs);
+    else
+        io->list_dir(io->ctx, data_dir, unlink_one, NULL);
+}
+
+static void remove_data_dir(void)
+{
+    clear_data_dir();
+    rmdir(data_dir);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc, (void)argv;
+    io = &mem_io;
+    const char *base = getenv("FUZZ_STORAGE_DIR");
+    if (base && *base) {
+        snprintf(data_dir, sizeof(data_dir), "%s/fuzz-storage-XXXXXX", base);
+        if (!mkdtemp(data_dir)) {
+            fprintf(stderr, "fuzz_storage: cannot make a directory under %s\n", base);
+            exit(1);
+        }
+        io = storage_io_posix();
+        atexit(remove_data_dir);
+        fprintf(stderr, "fuzz_storage: data directories in %s (real files)\n", data_dir);
+    }
+    return 0;
 }
 
 static void unpack(const uint8_t *data, size_t size)
 {
-    mem_mkdir(&the_fs, "/fuzz", 0755);
-    mem_mkdir(&the_fs, DATA_DIR, 0755);
+    if (io == &mem_io) {
+        mem_mkdir(&the_fs, "/fuzz", 0755);
+        mem_mkdir(&the_fs, MEM_DATA_DIR, 0755);
+    }
     struct reader r = {data, size};
     for (int i = 0; i < MAX_FILES && r.left > 0; i++) {
         const uint8_t *p;
@@ -461,7 +514,7 @@ static bool persisted_prefix_equal(const struct raft_persisted *a, const struct 
 static int open_and_load(struct file_storage **s, struct raft_persisted *out)
 {
     memset(out, 0, sizeof(*out));
-    int rc = file_storage_open_with_io(s, DATA_DIR, quiet, NULL, &mem_io);
+    int rc = file_storage_open_with_io(s, data_dir, quiet, NULL, io);
     if (rc) {
         *s = NULL;
         return rc;
@@ -529,6 +582,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_recovered(&p);
         free_persisted(&p);
     }
-    memfs_clear(&the_fs);
+    clear_data_dir();
     return 0;
 }
