@@ -6,6 +6,7 @@
 #   FUZZ_SECONDS=600 tests/fuzz/run.sh wire
 #   FUZZ_RUNS=10000000 tests/fuzz/run.sh storage   stop after that many inputs
 #   FUZZ_JOBS=2 ...                     that many fuzzing processes per target
+#   FUZZ_STORAGE_DIR=/dev/shm ...       storage inputs as real files (default: in memory)
 #
 # The committed seeds (tests/fuzz/corpus/TARGET) are read, never written:
 # new inputs go to $BUILD/fuzz/corpus-TARGET, and a crash is saved as
