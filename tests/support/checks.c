@@ -523,6 +523,30 @@ static void leader_completeness(struct cluster *c, struct slot *s, uint64_t term
         cluster_violation(c, involved, "%s", msg);
 }
 
+/* The monitor never blocks on a node: if its lock stays taken for this
+ * long, the node is reported as stuck (a deadlock, or a call that blocks
+ * under the lock), and the process aborts a while later if the test thread
+ * is stuck with it. */
+#define STUCK_MS 10000
+#define STUCK_ABORT_MS 30000
+
+/* Notes whether node s's lock was free at this sample; returns true when it
+ * has just been found stuck. */
+static bool note_busy(struct cluster *c, struct slot *s, bool busy)
+{
+    uint64_t now = lab_now_ms();
+    if (!busy) {
+        s->busy_since_ms = 0;
+        return false;
+    }
+    if (s->busy_since_ms == 0)
+        s->busy_since_ms = now;
+    if (s->busy_reported || now - s->busy_since_ms < (uint64_t)(STUCK_MS * c->scale))
+        return false;
+    s->busy_reported = true;
+    return true;
+}
+
 static void sample(struct cluster *c, struct slot *s)
 {
     pthread_mutex_lock(&c->ck);
@@ -533,10 +557,19 @@ static void sample(struct cluster *c, struct slot *s)
     struct seen_entry *copy = NULL;
     uint64_t term = 0, base = 0, last = 0;
     bool leader = false, check_completeness = false;
-    pthread_rwlock_rdlock(&s->lock);
+    if (pthread_rwlock_tryrdlock(&s->lock) != 0)
+        return; /* the test thread is swapping the node */
     struct raft_node *n = s->node;
-    if (n) {
-        pthread_mutex_lock(&n->mu);
+    bool busy = n && pthread_mutex_trylock(&n->mu) != 0;
+    if (note_busy(c, s, busy)) {
+        pthread_rwlock_unlock(&s->lock);
+        cluster_violation(c, 1u << s->id, "n%u has held its lock for %u ms: a deadlock, or a "
+                          "call that blocks under the lock", s->id,
+                          (unsigned)(STUCK_MS * c->scale));
+        c->stuck_at_ms = lab_now_ms();
+        return;
+    }
+    if (n && !busy) {
         leader = n->role == RAFT_LEADER;
         term = n->current_term;
         if (leader) {
@@ -592,6 +625,19 @@ static void *monitor_main(void *arg)
             over = true;
             cluster_violation(c, (1u << c->n) - 1, "test took longer than %.0f seconds",
                               limit_ms / 1000.0);
+        }
+        int stopping = atomic_load(&c->stopping_node);
+        if (stopping >= 0 && !c->stuck_at_ms &&
+            lab_now_ms() - atomic_load(&c->stopping_since_ms) > STUCK_MS * c->scale) {
+            cluster_violation(c, 1u << stopping, "raft_stop(n%d) has not returned after %u ms: "
+                              "a thread of the node does not stop", stopping,
+                              (unsigned)(STUCK_MS * c->scale));
+            c->stuck_at_ms = lab_now_ms();
+        }
+        if (c->stuck_at_ms && lab_now_ms() - c->stuck_at_ms > STUCK_ABORT_MS) {
+            fprintf(stderr, "a node has been stuck for %u s more and the test did not end: "
+                    "aborting\n", STUCK_ABORT_MS / 1000);
+            abort();
         }
         if (elapsed > limit_ms + 60000) {
             fprintf(stderr, "the test thread did not notice the failure for 60 s: "

@@ -297,7 +297,10 @@ void cluster_crash(struct cluster *c, unsigned i)
     pthread_rwlock_wrlock(&s->lock);
     s->node = NULL;
     pthread_rwlock_unlock(&s->lock);
+    atomic_store(&c->stopping_since_ms, lab_now_ms());
+    atomic_store(&c->stopping_node, (int)i);
     raft_stop(n);
+    atomic_store(&c->stopping_node, -1);
 }
 
 void cluster_start1(struct cluster *c, unsigned i)
@@ -413,6 +416,8 @@ struct cluster *cluster_new(void **state, const char *part, const char *desc,
     pthread_cond_init(&c->mon_cond, &ca);
     pthread_condattr_destroy(&ca);
     atomic_init(&c->failed, false);
+    atomic_init(&c->stopping_node, -1);
+    atomic_init(&c->stopping_since_ms, 0);
     ring_init(&c->events);
     for (unsigned i = 0; i < c->n; i++) {
         struct slot *s = &c->slots[i];

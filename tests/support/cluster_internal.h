@@ -69,6 +69,8 @@ struct slot {
     unsigned la_rotor;       /* which entries get their data re-hashed */
     uint64_t lc_term;        /* Leader Completeness checked for this term */
     unsigned lc_incarnation;
+    uint64_t busy_since_ms;  /* its lock was taken at every sample since */
+    bool busy_reported;
 };
 
 /* The entry applied at one index, the same on every node that applied it. */
@@ -116,6 +118,10 @@ struct cluster {
     char fail_msg[1024];
     unsigned violations;
 
+    uint64_t stuck_at_ms; /* monitor only: when a stuck node was reported */
+    /* Set by the test thread around raft_stop, watched by the monitor. */
+    atomic_int stopping_node; /* -1: none */
+    atomic_ullong stopping_since_ms;
     pthread_t monitor;
     pthread_mutex_t mon_mu;
     pthread_cond_t mon_cond;
