@@ -151,6 +151,19 @@ void cluster_violation(struct cluster *c, uint32_t nodes, const char *fmt, ...)
     pthread_mutex_unlock(&c->fail_mu);
 }
 
+/* cmocka's failure unwinds the test thread; any other thread that finds a
+ * failure just ends, and the test fails at its next check (it joins its
+ * threads first). */
+static void fail_here(struct cluster *c, const char *msg) __attribute__((noreturn));
+
+static void fail_here(struct cluster *c, const char *msg)
+{
+    if (!pthread_equal(pthread_self(), c->test_thread))
+        pthread_exit(NULL);
+    fail_msg("%s (seed %llu)", msg, (unsigned long long)c->seed);
+    abort(); /* fail_msg does not return */
+}
+
 void cluster_check(struct cluster *c)
 {
     if (atomic_load(&c->failed)) {
@@ -158,7 +171,7 @@ void cluster_check(struct cluster *c)
         pthread_mutex_lock(&c->fail_mu);
         snprintf(msg, sizeof(msg), "%s", c->fail_msg);
         pthread_mutex_unlock(&c->fail_mu);
-        fail_msg("%s (seed %llu)", msg, (unsigned long long)c->seed);
+        fail_here(c, msg);
     }
 }
 
@@ -203,8 +216,7 @@ void cluster_fatal(struct cluster *c, const char *fmt, ...)
         atomic_store(&c->failed, true);
     }
     pthread_mutex_unlock(&c->fail_mu);
-    fail_msg("%s (seed %llu)", msg, (unsigned long long)c->seed);
-    abort(); /* fail_msg does not return */
+    fail_here(c, msg);
 }
 
 /* ---- parameters ---- */
@@ -221,7 +233,10 @@ uint64_t cluster_seed(struct cluster *c)
 
 unsigned cluster_rand(struct cluster *c, unsigned bound)
 {
-    return bound ? (unsigned)(splitmix(&c->rng) % bound) : 0;
+    pthread_mutex_lock(&c->rng_mu);
+    uint64_t x = splitmix(&c->rng);
+    pthread_mutex_unlock(&c->rng_mu);
+    return bound ? (unsigned)(x % bound) : 0;
 }
 
 unsigned cluster_ms(struct cluster *c, unsigned lab_ms)
@@ -341,7 +356,11 @@ void cluster_disconnect(struct cluster *c, unsigned i)
 
 bool cluster_alive(struct cluster *c, unsigned i)
 {
-    return c->slots[i].node != NULL; /* only the test thread changes it */
+    struct slot *s = &c->slots[i];
+    pthread_rwlock_rdlock(&s->lock);
+    bool up = s->node != NULL;
+    pthread_rwlock_unlock(&s->lock);
+    return up;
 }
 
 bool cluster_connected(struct cluster *c, unsigned i)
@@ -402,6 +421,8 @@ struct cluster *cluster_new(void **state, const char *part, const char *desc,
     snprintf(c->desc, sizeof(c->desc), "%s", desc);
     c->seed = pick_seed();
     c->rng = c->seed;
+    c->test_thread = pthread_self();
+    pthread_mutex_init(&c->rng_mu, NULL);
     c->scale = env_scale();
     const char *v = getenv("RAFT_VERBOSE");
     c->verbose = v && *v ? atoi(v) : 0;
@@ -462,6 +483,7 @@ static void cluster_free(struct cluster *c)
     checks_free(c);
     pthread_mutex_destroy(&c->events.mu);
     pthread_mutex_destroy(&c->ck);
+    pthread_mutex_destroy(&c->rng_mu);
     pthread_mutex_destroy(&c->leaders_mu);
     pthread_mutex_destroy(&c->fail_mu);
     pthread_mutex_destroy(&c->mon_mu);

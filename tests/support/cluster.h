@@ -41,7 +41,11 @@
  *   RAFT_TIME_SCALE=x  stretch every timing by x (slow machines, valgrind)
  *   RAFT_VERBOSE=1|2|3 print node logs live at info | debug | trace
  *
- * Only the thread running the cmocka test calls these functions.
+ * Threads: the thread running the cmocka test creates, crashes, restarts,
+ * connects and frees. Observation, Start and the lab helpers (one, wait,
+ * n_committed, ...) may also run on threads the test starts, as the lab's
+ * goroutines do: a helper that fails there ends its thread (pthread_exit),
+ * and the test thread fails at its next check, after joining it.
  */
 #ifndef TESTS_SUPPORT_CLUSTER_H
 #define TESTS_SUPPORT_CLUSTER_H

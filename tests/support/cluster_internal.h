@@ -91,7 +91,9 @@ struct cluster {
     struct cluster_opts opts;
     unsigned n;
     uint64_t seed;
-    uint64_t rng; /* test thread only */
+    pthread_t test_thread; /* the one that may fail the cmocka test */
+    pthread_mutex_t rng_mu;
+    uint64_t rng; /* under rng_mu */
     double scale;
     int verbose;
     enum raft_log_level level;
