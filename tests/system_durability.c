@@ -38,6 +38,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <sys/wait.h>
 #include <netinet/in.h>
 #include <time.h>
@@ -265,6 +268,10 @@ static void node_start(struct cluster *c, int i)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
+#ifdef __linux__
+        /* If the test itself is killed (a timeout), its nodes go with it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+#endif
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
             _exit(127);
