@@ -480,6 +480,12 @@ int main(int argc, char **argv)
     if (argc < 2)
         return usage(NULL, NULL);
     const char *cmd = argv[1];
+    if (!strcmp(cmd, "cluster") || !strcmp(cmd, "node")) {
+        /* From the first instant, so that a stop signal arriving while the
+         * nodes start is still a clean stop, not a kill. */
+        sigset_t set;
+        block_stop_signals(&set);
+    }
     if (!strcmp(cmd, "cluster")) return cmd_cluster(argc, argv);
     if (!strcmp(cmd, "node")) return cmd_node(argc, argv);
     if (!strcmp(cmd, "client")) return cmd_client(argc, argv);

@@ -13,6 +13,7 @@
 #include "net/tcp.h"
 
 #define RETRY_PAUSE_MS 20
+#define ATTEMPT_MS 1500 /* longest wait for one node's answer */
 #define MAX_ADDRS (2 * RAFT_MAX_NODES)
 
 struct kv_client {
@@ -147,7 +148,10 @@ static int call_leader(struct kv_client *c, const struct wire_msg *req, struct w
             }
             c->fd = fd;
         }
-        int rc = tcp_roundtrip(c->fd, req, reply, &c->buf, &c->cap, left);
+        /* A node that stopped answering (frozen, cut off) costs one attempt,
+         * not the whole timeout: another node may lead by now. */
+        int rc = tcp_roundtrip(c->fd, req, reply, &c->buf, &c->cap,
+                               left < ATTEMPT_MS ? left : ATTEMPT_MS);
         if (rc != 0 || reply->type != WIRE_CLIENT_REPLY) {
             if (rc == 0)
                 wire_msg_release(reply);

@@ -23,7 +23,7 @@
 #include "net/tcp.h"
 #include "raft/storage.h"
 
-#define CLIENT_WAIT_MS 3000 /* how long a request may wait on the cluster */
+#define CLIENT_WAIT_MS 1000 /* how long a request may wait on the cluster; under kv/client.c ATTEMPT_MS */
 
 struct kv_server {
     struct kv_server_config cfg;

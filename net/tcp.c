@@ -26,6 +26,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -39,6 +40,9 @@
 #define TCP_BACKOFF_MAX_MS 200 /* below the election timeout: a restarted peer hears heartbeats in time */
 #define TCP_DEFAULT_MAX_CONNECTIONS 256
 #define TCP_DEFAULT_IDLE_MS 30000
+/* At the connection limit, a connection that has waited this long for its
+ * next request gives its place to a new one (see tcp_server_admit_locked). */
+#define TCP_EVICT_IDLE_MS 500
 #define TCP_LISTEN_BACKLOG 128
 #define TCP_HOST_MAX 256
 #define TCP_PEER_NAME_MAX (NI_MAXHOST + NI_MAXSERV + 4) /* "[host]:serv" */
@@ -641,6 +645,9 @@ struct tcp_conn {
     char peer[TCP_PEER_NAME_MAX]; /* "addr:port", for log lines */
     uint8_t *in, *out; /* request and reply frames; the thread's own */
     size_t in_cap, out_cap;
+    /* When it began waiting for its next request; 0 while serving one. */
+    atomic_llong waiting_since_ms;
+    bool evicted;           /* srv->mu: shut down to make room */
     bool done;              /* srv->mu: the thread is about to return */
     struct tcp_conn *next;  /* srv->mu */
 };
@@ -654,6 +661,7 @@ struct tcp_server {
     pthread_mutex_t mu; /* guards everything below */
     struct tcp_conn *conns;
     unsigned n_open;    /* connections whose thread has not finished */
+    unsigned n_evicting; /* of those, shut down to make room and ending */
     bool stopping;
     bool refusing;      /* the connection limit was logged; reset on a close */
 };
@@ -768,8 +776,10 @@ static int tcp_conn_serve_one(struct tcp_conn *c)
 {
     struct tcp_server *s = c->srv;
     size_t got;
-    long size = tcp_recv_header(c->fd, &c->in, &c->in_cap,
-                                tcp_now_ms() + s->opt.idle_timeout_ms, &got);
+    int64_t now = tcp_now_ms();
+    atomic_store_explicit(&c->waiting_since_ms, now, memory_order_relaxed);
+    long size = tcp_recv_header(c->fd, &c->in, &c->in_cap, now + s->opt.idle_timeout_ms, &got);
+    atomic_store_explicit(&c->waiting_since_ms, 0, memory_order_relaxed);
     if (size < 0) {
         tcp_conn_read_failed(c, (int)size, got, c->in);
         return (int)size;
@@ -817,6 +827,8 @@ static void *tcp_conn_main(void *arg)
     pthread_mutex_lock(&s->mu);
     c->done = true;
     s->n_open--;
+    if (c->evicted)
+        s->n_evicting--;
     s->refusing = false;
     pthread_mutex_unlock(&s->mu);
     tcp_server_wake(s); /* so that the listener joins this thread soon */
@@ -848,12 +860,46 @@ static void tcp_server_reap(struct tcp_server *s, bool all)
     }
 }
 
-/* Over the limit: accept and close at once, so that the client learns now
- * rather than waiting in the backlog. Logged once until a connection ends. */
+/* The connection that has waited longest for a request, if that is at
+ * least TCP_EVICT_IDLE_MS; NULL if none. */
+static struct tcp_conn *tcp_server_longest_idle_locked(struct tcp_server *s, int64_t *idle_ms)
+{
+    struct tcp_conn *oldest = NULL;
+    int64_t now = tcp_now_ms();
+    *idle_ms = TCP_EVICT_IDLE_MS - 1;
+    for (struct tcp_conn *c = s->conns; c != NULL; c = c->next) {
+        int64_t since = atomic_load_explicit(&c->waiting_since_ms, memory_order_relaxed);
+        if (since == 0 || c->done || c->evicted || now - since <= *idle_ms)
+            continue;
+        oldest = c;
+        *idle_ms = now - since;
+    }
+    return oldest;
+}
+
+/* At the limit, the connection idle longest makes room, so that connections
+ * that never send anything cannot lock the node's peers and clients out.
+ * If every connection is busy, the new one is accepted and closed at once,
+ * so that the client learns now rather than waiting in the backlog; that is
+ * logged once until a connection ends. */
 static bool tcp_server_admit_locked(struct tcp_server *s, const char *peer)
 {
-    if (s->n_open < s->opt.max_connections)
+    if (s->n_open < s->opt.max_connections + s->n_evicting)
         return true;
+    int64_t idle_ms;
+    struct tcp_conn *idle = tcp_server_longest_idle_locked(s, &idle_ms);
+    if (idle != NULL) {
+        /* Its thread sees end-of-file and ends; the fd stays open until it
+         * is joined, so this cannot touch a reused descriptor. */
+        shutdown(idle->fd, SHUT_RDWR);
+        idle->evicted = true;
+        s->n_evicting++;
+        tcp_log(s->opt.log, s->opt.log_ctx, RAFT_LOG_INFO,
+                "connection limit (%u) reached: closing the connection from %s, idle "
+                "for %lld ms, to admit %s", s->opt.max_connections, idle->peer,
+                (long long)idle_ms, peer);
+        return true;
+    }
     if (!s->refusing) {
         s->refusing = true;
         tcp_log(s->opt.log, s->opt.log_ctx, RAFT_LOG_WARN,

@@ -362,7 +362,14 @@ int raft_wait_applied(struct raft_node *n, uint64_t index, uint64_t term,
     int rc = 0;
     pthread_mutex_lock(&n->mu);
     while (n->last_applied < index) {
-        if (n->stopping || n->current_term != term) {
+        if (n->disk_failed) {
+            rc = -EIO;
+            break;
+        }
+        /* Leadership lost (a new term, or a check-quorum step-down within
+         * the same term): a later leader may replace the entry, so the
+         * caller must not wait for it here (§5.4.2). */
+        if (n->stopping || n->current_term != term || n->role != RAFT_LEADER) {
             rc = -ECANCELED;
             break;
         }

@@ -256,9 +256,10 @@ void raft_get_status(struct raft_node *n, struct raft_status *st);
 int raft_read_barrier(struct raft_node *n, unsigned timeout_ms,
                       int32_t *leader_hint);
 
-/* Waits until the entry at `index` is applied (0) or can no longer be the
- * entry of `term` (-ECANCELED: leadership lost and the entry may have been
- * replaced), or timeout_ms passes (-ETIMEDOUT). */
+/* Waits until the entry at `index` is applied (0), or this node stops
+ * leading `term` (-ECANCELED: the entry may be replaced; the client should
+ * retry with the same session and sequence number), or its disk failed
+ * (-EIO), or timeout_ms passes (-ETIMEDOUT). */
 int raft_wait_applied(struct raft_node *n, uint64_t index, uint64_t term,
                       unsigned timeout_ms);
 

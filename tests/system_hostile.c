@@ -389,8 +389,9 @@ static void test_half_frames_and_silence(void **state)
 
 /* Hundreds of connections that never send a byte, against a follower: the
  * node's connection limit turns the excess away at once; the cluster keeps
- * committing (the leader's connection to it was opened before); and once
- * they go, the follower answers again. */
+ * committing (the leader's connection to it was opened before); a new
+ * connection half a second later is served, the longest idle one making
+ * room for it; and once they go, the follower answers again. */
 static void test_hundreds_of_idle_connections(void **state)
 {
     struct scenario *t = *state;
@@ -418,6 +419,8 @@ static void test_hundreds_of_idle_connections(void **state)
     }
     struct client_reply r;
     int during = chaos_cluster_status(t->c, f, 1000, &r);
+    scenario_expect(t, during == 0, "follower n%u refuses a new connection while idle "
+                    "connections hold every slot", f);
     scenario_progress(t, 20, "while a follower holds hundreds of idle connections");
     uint64_t t_term;
     int still = scenario_leader(t, chaos_cluster_all(t->c), 0, &t_term);

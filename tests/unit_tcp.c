@@ -493,6 +493,30 @@ static void test_connection_limit_refuses_extra_connections(void **state)
     close(a);
 }
 
+/* Connections that sit idle do not lock the server: at the limit, the one
+ * idle longest (over half a second) is closed to admit a new one, while a
+ * connection that keeps asking is never the one closed. */
+static void test_connection_limit_evicts_the_longest_idle(void **state)
+{
+    struct fixture *f = *state;
+    start_server(f, 2, 0);
+    int idle = tcp_dial(f->addr, 2000), busy = tcp_dial(f->addr, 2000);
+    assert_true(idle >= 0 && busy >= 0);
+    assert_int_equal(client_get(idle, "idle", 2000), 0);
+    for (int i = 0; i < 12; i++) { /* 600 ms during which busy keeps asking */
+        assert_int_equal(client_get(busy, "busy", 2000), 0);
+        sleep_ms(50);
+    }
+    int fresh = tcp_dial(f->addr, 2000);
+    assert_true(fresh >= 0);
+    assert_int_equal(client_get(fresh, "fresh", 2000), 0); /* admitted */
+    assert_true(wait_closed(idle, 2000) >= 0);                /* made room */
+    assert_int_equal(client_get(busy, "busy again", 2000), 0); /* untouched */
+    close(idle);
+    close(busy);
+    close(fresh);
+}
+
 static void test_stop_with_idle_connections_is_prompt_timing_sensitive(
     void **state)
 {
@@ -577,6 +601,8 @@ int main(void)
             teardown),
         cmocka_unit_test_setup_teardown(
             test_connection_limit_refuses_extra_connections, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_connection_limit_evicts_the_longest_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_stop_with_idle_connections_is_prompt_timing_sensitive, setup,
             teardown),
