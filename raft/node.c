@@ -1,6 +1,6 @@
 /*
  * node.c - a node's life: start, stop, the lock, logging, role changes, and
- * the entry points that other threads call (receive, propose, status, reads).
+ * the entry points that other threads call (receive, propose, status).
  */
 #include "raft/node.h"
 
@@ -168,7 +168,7 @@ void node_wake_all_locked(struct raft_node *n)
     pthread_cond_broadcast(&n->applier_cond);
     pthread_cond_broadcast(&n->syncer_cond);
     pthread_cond_broadcast(&n->changed_cond);
-    pthread_cond_broadcast(&n->clients_cond);
+    node_wake_clients_locked(n, true);
 }
 
 /* A peer answered a request sent at read round `round` in the current term.
@@ -185,7 +185,7 @@ void node_note_read_ack_locked(struct raft_node *n, struct peer *p, uint64_t rou
     uint64_t confirmed = commit_quorum_index(acked, n->cfg.n_nodes);
     if (confirmed > n->confirmed_round) {
         n->confirmed_round = confirmed;
-        pthread_cond_broadcast(&n->clients_cond);
+        node_wake_clients_locked(n, false);
     }
 }
 
@@ -355,79 +355,6 @@ void raft_get_status(struct raft_node *n, struct raft_status *st)
     node_unlock(n);
 }
 
-int raft_wait_applied(struct raft_node *n, uint64_t index, uint64_t term,
-                      unsigned timeout_ms)
-{
-    uint64_t deadline = raft_now_ms() + timeout_ms;
-    int rc = 0;
-    pthread_mutex_lock(&n->mu);
-    while (n->last_applied < index) {
-        if (n->disk_failed) {
-            rc = -EIO;
-            break;
-        }
-        /* Leadership lost (a new term, or a check-quorum step-down within
-         * the same term): a later leader may replace the entry, so the
-         * caller must not wait for it here (§5.4.2). */
-        if (n->stopping || n->current_term != term || n->role != RAFT_LEADER) {
-            rc = -ECANCELED;
-            break;
-        }
-        if (node_wait_until_locked(n, &n->clients_cond, deadline) == ETIMEDOUT) {
-            rc = -ETIMEDOUT;
-            break;
-        }
-    }
-    node_unlock(n);
-    return rc;
-}
-
-/* Thesis §6.4 (ReadIndex): note the commit index, confirm leadership with a
- * round of heartbeats acknowledged by a majority, then wait until that index
- * is applied. Concurrent reads share rounds: one heartbeat confirms every
- * read that started before it was sent. */
-int raft_read_barrier(struct raft_node *n, unsigned timeout_ms,
-                      int32_t *leader_hint)
-{
-    uint64_t deadline = raft_now_ms() + timeout_ms;
-    int rc = 0;
-    pthread_mutex_lock(&n->mu);
-    uint64_t term = n->current_term;
-    *leader_hint = n->leader_id;
-    if (n->role != RAFT_LEADER || n->disk_failed) {
-        node_unlock(n);
-        return -EPERM;
-    }
-    /* §6.4 step 1: a new leader's commit index is only known to be current
-     * once an entry of its own term (the no-op) has committed. */
-    while (rc == 0 && n->commit_index < n->leader_first_index) {
-        if (n->role != RAFT_LEADER || n->current_term != term || n->stopping)
-            rc = -EPERM;
-        else if (node_wait_until_locked(n, &n->clients_cond, deadline) == ETIMEDOUT)
-            rc = -ETIMEDOUT;
-    }
-    uint64_t read_index = n->commit_index;
-    uint64_t round = ++n->read_round;
-    if (n->majority == 1)
-        n->confirmed_round = round; /* a one-node cluster confirms itself */
-    pthread_cond_broadcast(&n->peers_cond);
-    while (rc == 0 && n->confirmed_round < round) {
-        if (n->role != RAFT_LEADER || n->current_term != term || n->stopping)
-            rc = -EPERM;
-        else if (node_wait_until_locked(n, &n->clients_cond, deadline) == ETIMEDOUT)
-            rc = -ETIMEDOUT;
-    }
-    while (rc == 0 && n->last_applied < read_index) {
-        if (n->stopping)
-            rc = -ECANCELED;
-        else if (node_wait_until_locked(n, &n->clients_cond, deadline) == ETIMEDOUT)
-            rc = -ETIMEDOUT;
-    }
-    *leader_hint = n->leader_id;
-    node_unlock(n);
-    return rc;
-}
-
 /* ---- start and stop ---- */
 
 static int init_sync(struct raft_node *n)
@@ -436,7 +363,7 @@ static int init_sync(struct raft_node *n)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_t *conds[] = {&n->timer_cond, &n->peers_cond, &n->applier_cond,
-                               &n->syncer_cond, &n->changed_cond, &n->clients_cond};
+                               &n->syncer_cond, &n->changed_cond};
     for (size_t i = 0; i < sizeof(conds) / sizeof(conds[0]); i++)
         pthread_cond_init(conds[i], &ca);
     pthread_condattr_destroy(&ca);
@@ -450,7 +377,6 @@ static void destroy_sync(struct raft_node *n)
     pthread_cond_destroy(&n->applier_cond);
     pthread_cond_destroy(&n->syncer_cond);
     pthread_cond_destroy(&n->changed_cond);
-    pthread_cond_destroy(&n->clients_cond);
     pthread_mutex_destroy(&n->mu);
 }
 

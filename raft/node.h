@@ -69,7 +69,6 @@ struct raft_node {
     pthread_cond_t applier_cond; /* applier: commit advanced, snapshot arrived */
     pthread_cond_t syncer_cond;  /* syncer: leader has unsynced entries */
     pthread_cond_t changed_cond; /* internal waiters: disk write or snapshot done */
-    pthread_cond_t clients_cond; /* client waiters: applied, committed, read confirmed, role */
 
     /* mu guards everything below */
     bool stopping;
@@ -101,6 +100,7 @@ struct raft_node {
     /* ReadIndex (thesis §6.4): reads wait for a round of heartbeats */
     uint64_t read_round;      /* the latest round a read asked for */
     uint64_t confirmed_round; /* the latest round a majority acknowledged */
+    struct client_waiter *waiters; /* client threads waiting (clients.c) */
 
     /* Snapshots (§7) */
     struct snapshot_ref *snapshot;  /* latest, or NULL */
@@ -112,6 +112,19 @@ struct raft_node {
 
     struct peer peers[RAFT_MAX_NODES];
 };
+
+/* A client thread waiting in raft_wait_applied or raft_read_barrier. */
+struct client_waiter {
+    pthread_cond_t cond;
+    uint64_t applied; /* woken once last_applied reaches it (0: no) */
+    uint64_t round;   /* woken once confirmed_round reaches it (0: no) */
+    struct client_waiter *prev, *next;
+};
+
+/* ---- clients.c ---- */
+/* Wakes the client threads whose wait is over, or all of them (a role
+ * change, a stop, a disk failure, a new leader's no-op committed). */
+void node_wake_clients_locked(struct raft_node *n, bool all);
 
 /* ---- node.c ---- */
 uint64_t raft_now_ms(void);

@@ -60,7 +60,7 @@ void replication_advance_commit_locked(struct raft_node *n)
     n->commit_index = next;
     pthread_cond_signal(&n->applier_cond);
     if (noop_committed)
-        pthread_cond_broadcast(&n->clients_cond); /* reads wait for the no-op */
+        node_wake_clients_locked(n, true); /* reads wait for the no-op */
 }
 
 /* Copies entries next_index.. (up to max_batch_bytes, at least one) into the

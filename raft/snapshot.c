@@ -124,7 +124,7 @@ static void restore_locked(struct raft_node *n)
     else if (s->index > n->last_applied)
         n->last_applied = s->index;
     snapshot_release(s);
-    pthread_cond_broadcast(&n->clients_cond);
+    node_wake_clients_locked(n, false);
 }
 
 /* One iteration: load a received snapshot, or hand the next committed
@@ -158,7 +158,7 @@ void *applier_main(void *arg)
         pthread_mutex_lock(&n->mu);
         if (n->last_applied == from - 1)
             n->last_applied = from + count - 1;
-        pthread_cond_broadcast(&n->clients_cond);
+        node_wake_clients_locked(n, false);
         maybe_snapshot_locked(n); /* also under steady load, or the log grows unbounded */
     }
     node_unlock(n);
