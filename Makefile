@@ -6,6 +6,8 @@
 #   make test PART=election   one suite (any part of its name)
 #   make check      the suites under ASan+UBSan, then under TSan
 #   make bench      throughput and latency of a local 3-node cluster
+#   make bench-etcd the same load against a local 3-member etcd cluster
+#   make bench-compare   both, back to back, and the ratio of ops/s
 #   make fuzz       the libFuzzer targets, for a bounded time each
 
 CC      ?= cc
@@ -35,7 +37,7 @@ SUITES   := $(foreach s,$(SUITES),$(if $(findstring $(PART),$(s)),$(s)))
 endif
 SUITE_BIN := $(SUITES:%=$(BUILD)/tests/%)
 
-.PHONY: all run test check bench fuzz clean cmocka
+.PHONY: all run test check bench bench-etcd bench-compare fuzz clean cmocka
 .SECONDARY:
 all: $(BUILD)/raft $(BUILD)/raft-proxy
 
@@ -71,6 +73,12 @@ check: cmocka
 
 bench: $(BUILD)/raft
 	bench/run.sh $(BUILD)/raft
+
+bench-etcd:
+	BUILD=$(BUILD) CC="$(CC)" bench/etcd.sh
+
+bench-compare: $(BUILD)/raft
+	BUILD=$(BUILD) CC="$(CC)" bench/compare.sh $(BUILD)/raft
 
 fuzz:
 	tests/fuzz/run.sh

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "kv/bench_stats.h" /* struct bench_result, bench_print */
+
 struct bench_options {
     char *const *addrs;
     uint32_t n_addrs;
@@ -20,15 +22,6 @@ struct bench_options {
     unsigned timeout_ms; /* per request, retries included */
 };
 
-struct bench_result {
-    uint64_t ops;
-    uint64_t errors;
-    double seconds;
-    double ops_per_sec;
-    double p50_ms, p90_ms, p99_ms, max_ms;
-};
-
 int bench_run(const struct bench_options *opt, struct bench_result *out);
-void bench_print(const struct bench_result *r, bool json, FILE *out);
 
 #endif

@@ -1,0 +1,678 @@
+/*
+ * etcd_load.c - the load of `raft bench`, sent to etcd's v3 HTTP/JSON gateway.
+ *
+ *   etcd-load --cluster HOST:PORT,... [--clients C] [--seconds T] [--value-size B]
+ *             [--keys K] [--read-ratio R] [--spread] [--json] [--cpu]
+ *
+ * The same shape as `raft bench`: C client threads, each with one persistent
+ * HTTP/1.1 keep-alive connection (TCP_NODELAY) and one request in flight,
+ * for T seconds; values of B bytes (default 64) over K keys (default 1000)
+ * named "key-N", N and the read-or-write choice drawn from the same
+ * per-thread xorshift sequence. A write is POST /v3/kv/put {"key", "value"};
+ * a read is POST /v3/kv/range {"key"}, etcd's default linearizable read (a
+ * ReadIndex round, as `raft bench` reads with). Keys and values are base64,
+ * as the gateway wants bytes fields.
+ *
+ * Where the clients send: `raft bench` clients start at some member and
+ * follow the leader hint, so all its load lands on the leader. To match, by
+ * default every client here sends to etcd's leader, found at start from
+ * POST /v3/maintenance/status on each member. With --spread, client i sends
+ * to member i mod n instead, and etcd forwards followers' puts to the leader.
+ *
+ * Results go through kv/bench_stats.c, the code `raft bench` uses, and are
+ * printed the same way (one JSON object with --json). Every response's
+ * status is checked: a non-2xx status, a reply that is not HTTP or whose
+ * body is not a JSON object with a "header", a timeout (5 s, like
+ * `raft bench`) or a lost connection counts as one error, and the operation
+ * is not timed. After a broken or malformed reply the connection is
+ * redialled. With --cpu, the generator's own CPU time goes to stderr at the
+ * end, one line: "generator cpu: user U s, sys S s, P% of one core over T s".
+ *
+ * Exit status: 0; 2 for bad usage; 3 if no request succeeded.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kv/bench_stats.h"
+
+#define MAX_ENDPOINTS 16
+#define TIMEOUT_MS 5000      /* per request, as `raft bench` */
+#define REDIAL_PAUSE_MS 20   /* after a failed dial, so as not to spin */
+#define MAX_REPLY (1u << 20) /* a larger reply is malformed here */
+
+struct endpoint {
+    char host_port[128]; /* for the Host header */
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+};
+
+struct options {
+    struct endpoint ep[MAX_ENDPOINTS];
+    unsigned n_ep;
+    unsigned clients, value_size, keys;
+    double seconds, read_ratio;
+    bool spread, json, cpu;
+    int leader; /* index into ep, or -1 when spreading */
+};
+
+/* One keep-alive connection and its reply buffer. */
+struct conn {
+    const struct endpoint *ep;
+    int fd;       /* -1 when not connected */
+    char *buf;    /* bytes read and not yet consumed */
+    size_t len, cap;
+    char *body;   /* the last reply's body, decoded if it came chunked */
+    size_t body_len, body_cap;
+};
+
+struct worker {
+    const struct options *opt;
+    pthread_t thread;
+    unsigned index;
+    uint64_t stop_ns;
+    struct bench_samples lat;
+    uint64_t errors;
+    int rc;
+};
+
+/* ---- small helpers ---- */
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static size_t base64_encode(const uint8_t *in, size_t n, char *out)
+{
+    static const char abc[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= in[i + 2];
+        out[o++] = abc[(v >> 18) & 63];
+        out[o++] = abc[(v >> 12) & 63];
+        out[o++] = i + 1 < n ? abc[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < n ? abc[v & 63] : '=';
+    }
+    out[o] = '\0';
+    return o;
+}
+
+/* The first occurrence of needle in h[0..n), or NULL (memmem is not C11). */
+static const char *find(const char *h, size_t n, const char *needle)
+{
+    size_t k = strlen(needle);
+    for (size_t i = 0; h && i + k <= n; i++)
+        if (h[i] == needle[0] && memcmp(h + i, needle, k) == 0)
+            return h + i;
+    return NULL;
+}
+
+static int grow(char **p, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : 4096;
+    while (c < need)
+        c *= 2;
+    char *q = realloc(*p, c);
+    if (!q)
+        return -ENOMEM;
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+/* "host:port" (the last colon splits) to a socket address. */
+static int resolve(const char *s, struct endpoint *ep)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s || !colon[1] || strlen(s) >= sizeof(ep->host_port))
+        return -1;
+    char host[128];
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - s), s);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res;
+    if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
+        return -1;
+    memcpy(&ep->addr, res->ai_addr, res->ai_addrlen);
+    ep->addr_len = res->ai_addrlen;
+    freeaddrinfo(res);
+    snprintf(ep->host_port, sizeof(ep->host_port), "%s", s);
+    return 0;
+}
+
+/* ---- HTTP/1.1 over one connection ---- */
+
+static void conn_close(struct conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    c->len = 0;
+}
+
+static int conn_dial(struct conn *c)
+{
+    int fd = socket(c->ep->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    /* SO_SNDTIMEO also bounds connect() on Linux. */
+    struct timeval tv = {.tv_sec = TIMEOUT_MS / 1000, .tv_usec = (TIMEOUT_MS % 1000) * 1000};
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(fd, (const struct sockaddr *)&c->ep->addr, c->ep->addr_len) != 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    c->fd = fd;
+    c->len = 0;
+    return 0;
+}
+
+static int send_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return k < 0 ? -errno : -EPIPE;
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Reads more bytes into c->buf before the deadline: >0 bytes, 0 at end of
+ * stream, <0 an error (-ETIMEDOUT when the deadline passes). */
+static ssize_t conn_fill(struct conn *c, uint64_t deadline_ns)
+{
+    if (c->len >= MAX_REPLY)
+        return -EMSGSIZE;
+    if (grow(&c->buf, &c->cap, c->len + 4096))
+        return -ENOMEM;
+    for (;;) {
+        uint64_t now = bench_now_ns();
+        if (now >= deadline_ns)
+            return -ETIMEDOUT;
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        int r = poll(&p, 1, (int)((deadline_ns - now + 999999) / 1000000));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        if (r == 0)
+            continue; /* the deadline check above ends it */
+        ssize_t k = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return -errno;
+        c->len += (size_t)k;
+        return k;
+    }
+}
+
+/* Decodes a chunked body starting at p[0..n) into c->body. Returns the bytes
+ * it spans (trailers included) once complete, 0 if more are needed, -1 if
+ * malformed. */
+static long decode_chunked(struct conn *c, const char *p, size_t n)
+{
+    size_t i = 0;
+    c->body_len = 0;
+    for (;;) {
+        const char *eol = find(p + i, n - i, "\r\n");
+        if (!eol)
+            return n - i > 32 ? -1 : 0;
+        char *end;
+        errno = 0;
+        unsigned long size = strtoul(p + i, &end, 16);
+        if (end == p + i || errno || size > MAX_REPLY || (*end != '\r' && *end != ';'))
+            return -1;
+        i = (size_t)(eol - p) + 2;
+        if (size == 0)
+            break;
+        if (n - i < size + 2)
+            return 0;
+        if (p[i + size] != '\r' || p[i + size + 1] != '\n')
+            return -1;
+        if (grow(&c->body, &c->body_cap, c->body_len + size + 1))
+            return -1;
+        memcpy(c->body + c->body_len, p + i, size);
+        c->body_len += size;
+        i += size + 2;
+    }
+    /* Trailer fields, if any, then an empty line. */
+    for (;;) {
+        const char *eol = find(p + i, n - i, "\r\n");
+        if (!eol)
+            return 0;
+        bool empty = eol == p + i;
+        i = (size_t)(eol - p) + 2;
+        if (empty)
+            return (long)i;
+    }
+}
+
+/* The value of header `name` in the header block h[0..n), or NULL. */
+static const char *header_value(const char *h, size_t n, const char *name, size_t *len)
+{
+    size_t nl = strlen(name);
+    const char *line = find(h, n, "\r\n"); /* skip the status line */
+    while (line && (size_t)(line - h) + 2 < n) {
+        line += 2;
+        const char *eol = find(line, n - (size_t)(line - h), "\r\n");
+        if (!eol)
+            break;
+        if ((size_t)(eol - line) > nl && line[nl] == ':' && strncasecmp(line, name, nl) == 0) {
+            const char *v = line + nl + 1;
+            while (v < eol && (*v == ' ' || *v == '\t'))
+                v++;
+            *len = (size_t)(eol - v);
+            return v;
+        }
+        line = eol;
+    }
+    return NULL;
+}
+
+/*
+ * Sends one request (POST path, JSON body) and reads its reply. Returns the
+ * HTTP status with the body in c->body, or <0 when the connection broke,
+ * timed out or the reply is not HTTP/1.x; then the connection is closed.
+ */
+static int http_post(struct conn *c, const char *path, const char *json, size_t json_len,
+                     char **req, size_t *req_cap)
+{
+    uint64_t deadline = bench_now_ns() + (uint64_t)TIMEOUT_MS * 1000000;
+    size_t need = json_len + strlen(path) + strlen(c->ep->host_port) + 200;
+    if (grow(req, req_cap, need))
+        return -ENOMEM;
+    int hl = snprintf(*req, *req_cap,
+                      "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\n\r\n", path, c->ep->host_port, json_len);
+    memcpy(*req + hl, json, json_len);
+    int rc = send_all(c->fd, *req, (size_t)hl + json_len);
+    if (rc)
+        goto broken;
+
+    /* The header block. */
+    const char *hend;
+    while (!(hend = find(c->buf, c->len, "\r\n\r\n"))) {
+        ssize_t k = conn_fill(c, deadline);
+        if (k <= 0) {
+            rc = k < 0 ? (int)k : -ECONNRESET;
+            goto broken;
+        }
+    }
+    size_t head_len = (size_t)(hend - c->buf) + 4;
+    /* "HTTP/1.x NNN reason\r\n"; the block's "\r\n\r\n" keeps these in range. */
+    const char *s = c->buf;
+    if (head_len < 16 || memcmp(s, "HTTP/1.", 7) != 0 || s[8] != ' ' ||
+        s[9] < '1' || s[9] > '5' || s[10] < '0' || s[10] > '9' || s[11] < '0' ||
+        s[11] > '9' || (s[12] != ' ' && s[12] != '\r'))
+        goto malformed;
+    int status = (s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0');
+    size_t vl;
+    const char *v;
+    bool close_after = false, chunked = false;
+    long long content_length = -1;
+    if ((v = header_value(c->buf, head_len, "Connection", &vl)) && vl >= 5 &&
+        strncasecmp(v, "close", 5) == 0)
+        close_after = true;
+    if ((v = header_value(c->buf, head_len, "Transfer-Encoding", &vl)) && vl >= 7 &&
+        strncasecmp(v + vl - 7, "chunked", 7) == 0)
+        chunked = true;
+    if ((v = header_value(c->buf, head_len, "Content-Length", &vl))) {
+        char *end;
+        content_length = strtoll(v, &end, 10);
+        if (end == v || content_length < 0 || content_length > MAX_REPLY)
+            goto malformed;
+    }
+
+    /* The body: chunked, or Content-Length bytes, or up to end of stream. */
+    size_t span;
+    if (chunked) {
+        long got;
+        while ((got = decode_chunked(c, c->buf + head_len, c->len - head_len)) == 0) {
+            ssize_t k = conn_fill(c, deadline);
+            if (k <= 0) {
+                rc = k < 0 ? (int)k : -ECONNRESET;
+                goto broken;
+            }
+        }
+        if (got < 0)
+            goto malformed;
+        span = head_len + (size_t)got;
+    } else {
+        bool to_eof = content_length < 0 && status != 204 && status != 304;
+        size_t want = content_length < 0 ? 0 : (size_t)content_length;
+        for (;;) {
+            if (!to_eof && c->len - head_len >= want)
+                break;
+            ssize_t k = conn_fill(c, deadline);
+            if (k == 0 && to_eof)
+                break;
+            if (k <= 0) {
+                rc = k < 0 ? (int)k : -ECONNRESET;
+                goto broken;
+            }
+        }
+        if (to_eof) {
+            want = c->len - head_len;
+            close_after = true;
+        }
+        if (grow(&c->body, &c->body_cap, want + 1))
+            goto malformed;
+        memcpy(c->body, c->buf + head_len, want);
+        c->body_len = want;
+        span = head_len + want;
+    }
+    c->body[c->body_len] = '\0';
+    /* Keep whatever follows (nothing, with one request in flight). */
+    memmove(c->buf, c->buf + span, c->len - span);
+    c->len -= span;
+    if (close_after)
+        conn_close(c);
+    return status;
+
+malformed:
+    rc = -EPROTO;
+broken:
+    conn_close(c);
+    return rc;
+}
+
+/* A reply etcd's gateway gives on success: a JSON object with a header. */
+static bool reply_ok(int status, const struct conn *c)
+{
+    return status >= 200 && status < 300 && c->body_len > 0 && c->body[0] == '{' &&
+           strstr(c->body, "\"header\"") != NULL;
+}
+
+/* ---- the load ---- */
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    const struct options *opt = w->opt;
+    unsigned target = opt->leader >= 0 ? (unsigned)opt->leader : w->index % opt->n_ep;
+    struct conn c = {.ep = &opt->ep[target], .fd = -1};
+    size_t b64_value_len = 4 * ((opt->value_size + 2) / 3);
+    uint8_t *value = malloc(opt->value_size + 1);
+    char *value_b64 = malloc(b64_value_len + 1);
+    char *json = malloc(b64_value_len + 128);
+    char *req = NULL;
+    size_t req_cap = 0;
+    if (!value || !value_b64 || !json) {
+        w->rc = -ENOMEM;
+        goto out;
+    }
+    memset(value, 'a' + (int)(w->index % 26), opt->value_size);
+    base64_encode(value, opt->value_size, value_b64);
+    uint64_t rng = 0x9e3779b97f4a7c15ull * (w->index + 1);
+    while (bench_now_ns() < w->stop_ns) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        char key[32], key_b64[48];
+        int key_len = snprintf(key, sizeof(key), "key-%llu",
+                               (unsigned long long)(rng % opt->keys));
+        bool read = (double)(rng >> 11) / (double)(1ull << 53) < opt->read_ratio;
+        base64_encode((const uint8_t *)key, (size_t)key_len, key_b64);
+        int json_len = read ? sprintf(json, "{\"key\":\"%s\"}", key_b64)
+                            : sprintf(json, "{\"key\":\"%s\",\"value\":\"%s\"}", key_b64,
+                                      value_b64);
+        if (c.fd < 0 && conn_dial(&c)) {
+            w->errors++;
+            sleep_ms(REDIAL_PAUSE_MS);
+            continue;
+        }
+        uint64_t start = bench_now_ns();
+        int status = http_post(&c, read ? "/v3/kv/range" : "/v3/kv/put", json,
+                               (size_t)json_len, &req, &req_cap);
+        if (status == -ENOMEM) {
+            w->rc = -ENOMEM;
+            break;
+        }
+        if (!reply_ok(status, &c)) {
+            w->errors++;
+            continue;
+        }
+        if (bench_samples_add(&w->lat, (double)(bench_now_ns() - start) / 1e6)) {
+            w->rc = -ENOMEM;
+            break;
+        }
+    }
+out:
+    conn_close(&c);
+    free(c.buf);
+    free(c.body);
+    free(req);
+    free(json);
+    free(value_b64);
+    free(value);
+    return NULL;
+}
+
+/* Copies the string value of "field":"..." in a JSON text to out. */
+static bool json_string_field(const char *json, const char *field, char *out, size_t n)
+{
+    char pat[64];
+    snprintf(pat, sizeof(pat), "\"%s\":\"", field);
+    const char *p = strstr(json, pat);
+    if (!p)
+        return false;
+    p += strlen(pat);
+    const char *q = strchr(p, '"');
+    if (!q || (size_t)(q - p) >= n)
+        return false;
+    memcpy(out, p, (size_t)(q - p));
+    out[q - p] = '\0';
+    return true;
+}
+
+/* The member that says it is the leader ("member_id" equal to "leader" in
+ * its status), asked for up to 10 s while an election may be going on. */
+static int find_leader(const struct options *opt)
+{
+    uint64_t give_up = bench_now_ns() + 10ull * 1000000000;
+    char *req = NULL;
+    size_t req_cap = 0;
+    int found = -1;
+    while (found < 0 && bench_now_ns() < give_up) {
+        for (unsigned i = 0; i < opt->n_ep && found < 0; i++) {
+            struct conn c = {.ep = &opt->ep[i], .fd = -1};
+            char id[32], leader[32];
+            if (conn_dial(&c) == 0 &&
+                reply_ok(http_post(&c, "/v3/maintenance/status", "{}", 2, &req, &req_cap), &c) &&
+                json_string_field(c.body, "member_id", id, sizeof(id)) &&
+                json_string_field(c.body, "leader", leader, sizeof(leader)) &&
+                strcmp(id, leader) == 0)
+                found = (int)i;
+            conn_close(&c);
+            free(c.buf);
+            free(c.body);
+        }
+        if (found < 0)
+            sleep_ms(100);
+    }
+    free(req);
+    return found;
+}
+
+static int run(const struct options *opt, struct bench_result *out)
+{
+    struct worker *w = calloc(opt->clients, sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    uint64_t start = bench_now_ns();
+    uint64_t stop = start + (uint64_t)(opt->seconds * 1e9);
+    unsigned started = 0;
+    int rc = 0;
+    for (; started < opt->clients; started++) {
+        w[started] = (struct worker){.opt = opt, .index = started, .stop_ns = stop};
+        if (pthread_create(&w[started].thread, NULL, worker_main, &w[started])) {
+            rc = -EAGAIN;
+            break;
+        }
+    }
+    size_t total = 0;
+    uint64_t errors = 0;
+    for (unsigned i = 0; i < started; i++) {
+        pthread_join(w[i].thread, NULL);
+        if (w[i].rc && !rc)
+            rc = w[i].rc;
+        total += w[i].lat.n;
+        errors += w[i].errors;
+    }
+    double seconds = (double)(bench_now_ns() - start) / 1e9;
+    double *all = malloc((total ? total : 1) * sizeof(*all));
+    size_t k = 0;
+    for (unsigned i = 0; i < started && all; i++) {
+        memcpy(all + k, w[i].lat.ms, w[i].lat.n * sizeof(*all));
+        k += w[i].lat.n;
+    }
+    bench_summarise(all, total, errors, seconds, out);
+    free(all);
+    for (unsigned i = 0; i < started; i++)
+        free(w[i].lat.ms);
+    free(w);
+    return rc;
+}
+
+/* ---- command line ---- */
+
+static int usage(const char *why, const char *what)
+{
+    fprintf(stderr, "etcd-load: %s%s%s\n", why, what ? " " : "", what ? what : "");
+    fprintf(stderr, "usage: etcd-load --cluster HOST:PORT,... [--clients C] [--seconds T]\n"
+                    "                 [--value-size B] [--keys K] [--read-ratio R] [--spread] [--json]\n"
+                    "                 [--cpu]\n");
+    return 2;
+}
+
+static bool parse_uint(const char *s, unsigned long min, unsigned long max, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (*s == '-' || end == s || *end || errno || v < min || v > max)
+        return false;
+    *out = (unsigned)v;
+    return true;
+}
+
+static bool parse_real(const char *s, double min, double max, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !(v >= min && v <= max))
+        return false;
+    *out = v;
+    return true;
+}
+
+static int parse_cluster(char *list, struct options *opt)
+{
+    for (char *save = NULL, *a = strtok_r(list, ",", &save); a; a = strtok_r(NULL, ",", &save)) {
+        if (opt->n_ep == MAX_ENDPOINTS || resolve(a, &opt->ep[opt->n_ep]))
+            return -1;
+        opt->n_ep++;
+    }
+    return opt->n_ep ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    static struct options opt = {.clients = 16, .seconds = 5, .value_size = 64, .keys = 1000,
+                                 .leader = -1};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = true;
+        if (!strcmp(a, "--json")) {
+            opt.json = true;
+            continue;
+        }
+        if (!strcmp(a, "--spread")) {
+            opt.spread = true;
+            continue;
+        }
+        if (!strcmp(a, "--cpu")) {
+            opt.cpu = true;
+            continue;
+        }
+        if (!v)
+            return usage("missing value for", a);
+        i++;
+        if (!strcmp(a, "--cluster"))
+            ok = parse_cluster(argv[i], &opt) == 0;
+        else if (!strcmp(a, "--clients"))
+            ok = parse_uint(v, 1, 10000, &opt.clients);
+        else if (!strcmp(a, "--seconds"))
+            ok = parse_real(v, 0.001, 86400, &opt.seconds);
+        else if (!strcmp(a, "--value-size"))
+            ok = parse_uint(v, 0, 1u << 20, &opt.value_size);
+        else if (!strcmp(a, "--keys"))
+            ok = parse_uint(v, 1, 1u << 30, &opt.keys);
+        else if (!strcmp(a, "--read-ratio"))
+            ok = parse_real(v, 0, 1, &opt.read_ratio);
+        else
+            return usage("unknown option", a);
+        if (!ok)
+            return usage("bad value for", a);
+    }
+    if (!opt.n_ep)
+        return usage("needs --cluster", NULL);
+
+    if (!opt.spread) {
+        opt.leader = find_leader(&opt);
+        if (opt.leader < 0) {
+            fprintf(stderr, "etcd-load: no member says it leads; spreading clients instead.\n");
+            opt.spread = true;
+        }
+    }
+    struct bench_result r;
+    int rc = run(&opt, &r);
+    bench_print(&r, opt.json, stdout);
+
+    if (opt.cpu) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        double user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
+        double sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+        fprintf(stderr, "generator cpu: user %.2f s, sys %.2f s, %.0f%% of one core over "
+                "%.2f s\n", user, sys, r.seconds > 0 ? 100 * (user + sys) / r.seconds : 0,
+                r.seconds);
+    }
+    if (rc) {
+        fprintf(stderr, "The benchmark could not run: %s.\n", strerror(-rc));
+        return 3;
+    }
+    if (r.ops == 0) {
+        fprintf(stderr, "No request succeeded: is etcd up?\n");
+        return 3;
+    }
+    return 0;
+}
