@@ -7,7 +7,9 @@
  * same index. Its snapshot is the hash chain over the entries it covers
  * (plus optional filler bytes), which lets a restore be checked against
  * the committed entries and lets the in-order check continue from the
- * snapshot's index.
+ * snapshot's index. With opts.kv it also applies each checked entry to
+ * the node's key-value store (kv/kv.h), which a test reads through
+ * cluster_kv.
  */
 #include "tests/support/cluster_internal.h"
 
@@ -18,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kv/kv.h"
 #include "raft/node.h" /* the monitor reads a leader's log under its lock */
 
 #define SNAP_MAGIC 0x3150414e5342414cull /* "LABSNAP1" */
@@ -151,6 +154,8 @@ static void fsm_apply(void *ctx, uint64_t index, const struct raft_entry *e)
     pthread_mutex_unlock(&c->ck);
     if (msg[0])
         cluster_violation(c, involved, "%s", msg);
+    else if (f->kv)
+        kv_fsm(f->kv).apply(f->kv, index, e); /* in order: checked just above */
 }
 
 static void put64(uint8_t *p, uint64_t x)
@@ -251,6 +256,8 @@ struct raft_fsm lab_fsm_new(struct cluster *c, unsigned id, unsigned incarnation
     f->c = c;
     f->id = id;
     f->incarnation = incarnation;
+    if (c->opts.kv && !(f->kv = kv_new(KV_DEFAULT_SESSION_TIMEOUT_MS)))
+        abort();
     pthread_mutex_lock(&c->ck);
     f->next = c->fsms;
     c->fsms = f;
@@ -265,6 +272,7 @@ void checks_free(struct cluster *c)
     while (c->fsms) {
         struct lab_fsm *f = c->fsms;
         c->fsms = f->next;
+        kv_free(f->kv);
         free(f);
     }
     for (size_t i = 0; i < c->applied_cap; i++)

@@ -332,6 +332,7 @@ void cluster_start1(struct cluster *c, unsigned i)
     struct raft_node *n = NULL;
     pthread_rwlock_wrlock(&s->lock);
     s->incarnation = incarnation;
+    s->kv = ((struct lab_fsm *)fsm.ctx)->kv;
     pthread_rwlock_unlock(&s->lock);
     int rc = raft_start(&n, &cfg, &transport, &storage, &fsm);
     if (rc)
@@ -417,6 +418,8 @@ struct cluster *cluster_new(void **state, const char *part, const char *desc,
     c->opts = *opts;
     c->n = opts->n;
     assert_true(c->n >= 1 && c->n <= RAFT_MAX_NODES);
+    /* A snapshot holds only the checker's state, not the key-value store. */
+    assert_true(!opts->kv || opts->snapshot_every == 0);
     snprintf(c->part, sizeof(c->part), "%s", part);
     snprintf(c->desc, sizeof(c->desc), "%s", desc);
     c->seed = pick_seed();
@@ -546,6 +549,40 @@ int cluster_deliver(struct cluster *c, unsigned i, const struct raft_msg *req,
     struct slot *s = &c->slots[i];
     pthread_rwlock_rdlock(&s->lock);
     int rc = s->node ? raft_receive(s->node, req, reply) : -ESHUTDOWN;
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+}
+
+struct kv *cluster_kv(struct cluster *c, unsigned i)
+{
+    struct slot *s = &c->slots[i];
+    pthread_rwlock_rdlock(&s->lock);
+    struct kv *kv = s->kv;
+    pthread_rwlock_unlock(&s->lock);
+    if (!kv)
+        cluster_fatal(c, "cluster_kv(n%u) without opts.kv", i);
+    return kv;
+}
+
+/* A crash takes the slot's write lock only after raft_begin_stop, which
+ * makes these calls return: holding the read lock while they block is safe. */
+int cluster_read_barrier(struct cluster *c, unsigned i, unsigned timeout_ms,
+                         int32_t *leader_hint)
+{
+    struct slot *s = &c->slots[i];
+    *leader_hint = RAFT_NO_NODE;
+    pthread_rwlock_rdlock(&s->lock);
+    int rc = s->node ? raft_read_barrier(s->node, timeout_ms, leader_hint) : -ESHUTDOWN;
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+}
+
+int cluster_wait_applied(struct cluster *c, unsigned i, uint64_t index, uint64_t term,
+                         unsigned timeout_ms)
+{
+    struct slot *s = &c->slots[i];
+    pthread_rwlock_rdlock(&s->lock);
+    int rc = s->node ? raft_wait_applied(s->node, index, term, timeout_ms) : -ESHUTDOWN;
     pthread_rwlock_unlock(&s->lock);
     return rc;
 }

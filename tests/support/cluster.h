@@ -74,6 +74,11 @@ struct cluster_opts {
     uint32_t snapshot_chunk_bytes; /* 0: the node's default */
     bool no_pre_vote;
     bool no_check_quorum;
+    /* Each node's state machine also applies every committed entry to its
+     * own key-value store (kv/kv.h; see cluster_kv). Commands must then be
+     * kv puts (kv_encode_put); the checks run on every entry as always.
+     * Snapshots carry only the checker's state, so snapshot_every must be 0. */
+    bool kv;
 };
 
 struct cluster;
@@ -121,6 +126,18 @@ struct simnet *cluster_net(struct cluster *c);
 struct memstore *cluster_store(struct cluster *c, unsigned i);
 
 /* ---- observation ---- */
+
+struct kv;
+/* Node i's key-value store (opts.kv): that of its current incarnation, or
+ * of its last one while it is crashed. A restarted node starts an empty one
+ * and replays its log into it. Valid until the cluster is freed. */
+struct kv *cluster_kv(struct cluster *c, unsigned i);
+/* raft_read_barrier and raft_wait_applied on node i (-ESHUTDOWN when it is
+ * crashed). They block; a crash of node i makes them return at once. */
+int cluster_read_barrier(struct cluster *c, unsigned i, unsigned timeout_ms,
+                         int32_t *leader_hint);
+int cluster_wait_applied(struct cluster *c, unsigned i, uint64_t index, uint64_t term,
+                         unsigned timeout_ms);
 
 /* Node i's status; false when it is crashed. Records leaders it sees. */
 bool cluster_status(struct cluster *c, unsigned i, struct raft_status *st);

@@ -12,6 +12,7 @@
  *   memstore's lock       (its violation callback takes fail_mu)
  *   c->fail_mu            the first failure and its report
  *   ring->mu              node log lines (a leaf)
+ *   kv->mu                a node's key-value store (a leaf; opts.kv)
  * Violations found while holding node->mu are reported after unlocking it.
  */
 #ifndef TESTS_SUPPORT_CLUSTER_INTERNAL_H
@@ -40,6 +41,7 @@ struct lab_fsm {
     /* c->ck guards the two below */
     uint64_t applied; /* last index applied or restored */
     uint64_t chain;   /* hash chain over entries 1..applied */
+    struct kv *kv;    /* opts.kv: applied to after the checks; else NULL */
     struct lab_fsm *next; /* all of them, freed with the cluster */
 };
 
@@ -56,6 +58,7 @@ struct slot {
     struct cluster *c;
     pthread_rwlock_t lock;
     struct raft_node *node; /* under lock; NULL while crashed */
+    struct kv *kv;          /* under lock: its latest incarnation's (opts.kv) */
     unsigned incarnation;   /* changed only by the test thread */
     struct memstore *store;
     struct ring ring;
