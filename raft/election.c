@@ -27,8 +27,14 @@ void election_reset_timer_locked(struct raft_node *n)
 {
     unsigned lo = n->cfg.election_timeout_min_ms;
     unsigned span = n->cfg.election_timeout_max_ms - lo + 1;
+    uint64_t old = n->election_deadline_ms;
     n->election_deadline_ms = raft_now_ms() + lo + next_random(n) % span;
-    pthread_cond_signal(&n->timer_cond);
+    /* The timer thread sleeps until the old deadline and then looks again,
+     * so it needs waking only when the deadline moved earlier: a follower
+     * resets its timer on every AppendEntries, and waking the thread each
+     * time would cost a context switch per message. */
+    if (n->election_deadline_ms < old)
+        pthread_cond_signal(&n->timer_cond);
 }
 
 /* §5.4.1: "If the logs have last entries with different terms, then the log
