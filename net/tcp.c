@@ -305,6 +305,42 @@ static int tcp_recv_body(int fd, uint8_t **buf, size_t *cap, long size,
 
 /* Encodes req into *buf, sends it, and reads and decodes one reply frame
  * into *buf: reply points into *buf afterwards. */
+/* Reads the one reply to a request just sent. The reply cannot be there yet,
+ * so it waits first, then takes whatever has arrived in one recv: usually
+ * the whole frame, so a reply costs one poll and one recv. A peer that sends
+ * more than one frame breaks the protocol (one reply per request).
+ * Returns the frame's size, or -errno. */
+static long tcp_recv_reply(int fd, uint8_t **buf, size_t *cap, int64_t deadline)
+{
+    size_t got = 0;
+    long size = 0;
+    while (size == 0 || got < (size_t)size) {
+        int rc = tcp_wait(fd, POLLIN, deadline);
+        if (rc < 0)
+            return rc;
+        ssize_t r = recv(fd, *buf + got, *cap - got, 0);
+        if (r == 0)
+            return -ECONNRESET;
+        if (r < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+                continue;
+            return -errno;
+        }
+        got += (size_t)r;
+        if (size == 0 && got >= 4) {
+            size = wire_frame_size(*buf);
+            if (size < 0)
+                return size;
+            rc = tcp_reserve(buf, cap, (size_t)size);
+            if (rc < 0)
+                return rc;
+        }
+        if (size > 0 && got > (size_t)size)
+            return -EPROTO;
+    }
+    return size;
+}
+
 static int tcp_exchange(int fd, const struct wire_msg *req,
                         struct wire_msg *reply, uint8_t **buf, size_t *cap,
                         int64_t deadline)
@@ -323,13 +359,9 @@ static int tcp_exchange(int fd, const struct wire_msg *req,
     rc = tcp_send_all(fd, *buf, (size_t)n, deadline);
     if (rc < 0)
         return rc;
-    size_t got;
-    long frame = tcp_recv_header(fd, buf, cap, deadline, &got);
+    long frame = tcp_recv_reply(fd, buf, cap, deadline);
     if (frame < 0)
         return (int)frame;
-    rc = tcp_recv_body(fd, buf, cap, frame, deadline);
-    if (rc < 0)
-        return rc;
     return wire_decode(*buf, (size_t)frame, reply);
 }
 
