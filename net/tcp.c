@@ -245,100 +245,45 @@ static int tcp_send_all(int fd, const uint8_t *p, size_t n, int64_t deadline)
     return 0;
 }
 
-/* Reads exactly n bytes. *got says how many arrived, so that a caller can
- * tell a peer that closed between frames from one that stopped mid-frame.
- * End of stream is -ECONNRESET. */
-static int tcp_recv_all(int fd, uint8_t *p, size_t n, int64_t deadline,
-                        size_t *got)
+/* Reads until at least `want` bytes are in *buf (*have so far), taking
+ * whatever else has arrived too, so that a small frame costs one recv.
+ * The data may be there already: recv first, poll only when it is not. */
+static int tcp_recv_at_least(int fd, uint8_t **buf, size_t *cap, size_t *have,
+                             size_t want, int64_t deadline)
 {
-    size_t done = 0;
-    int rc = 0;
-    while (done < n) {
-        ssize_t r = recv(fd, p + done, n - done, 0);
-        if (r > 0) {
-            done += (size_t)r;
-            continue;
-        }
-        if (r == 0) {
+    int rc = tcp_reserve(buf, cap, want);
+    while (rc == 0 && *have < want) {
+        ssize_t r = recv(fd, *buf + *have, *cap - *have, 0);
+        if (r > 0)
+            *have += (size_t)r;
+        else if (r == 0)
             rc = -ECONNRESET;
-            break;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        else if (errno == EAGAIN || errno == EWOULDBLOCK)
+            rc = tcp_wait(fd, POLLIN, deadline);
+        else if (errno != EINTR)
             rc = -errno;
-            break;
-        }
-        rc = tcp_wait(fd, POLLIN, deadline);
-        if (rc < 0)
-            break;
     }
-    *got = done;
     return rc;
-}
-
-/* Reads a frame's length field into *buf. Returns the frame size, or an I/O
- * error, or -EBADMSG / -EMSGSIZE for a length no frame can have. */
-static long tcp_recv_header(int fd, uint8_t **buf, size_t *cap,
-                            int64_t deadline, size_t *got)
-{
-    *got = 0;
-    int rc = tcp_reserve(buf, cap, 4);
-    if (rc < 0)
-        return rc;
-    rc = tcp_recv_all(fd, *buf, 4, deadline, got);
-    if (rc < 0)
-        return rc;
-    return wire_frame_size(*buf);
-}
-
-/* Reads the rest of a frame of `size` bytes whose length field is in *buf. */
-static int tcp_recv_body(int fd, uint8_t **buf, size_t *cap, long size,
-                         int64_t deadline)
-{
-    size_t got;
-    int rc = tcp_reserve(buf, cap, (size_t)size);
-    if (rc < 0)
-        return rc;
-    return tcp_recv_all(fd, *buf + 4, (size_t)size - 4, deadline, &got);
 }
 
 /* Encodes req into *buf, sends it, and reads and decodes one reply frame
  * into *buf: reply points into *buf afterwards. */
 /* Reads the one reply to a request just sent. The reply cannot be there yet,
- * so it waits first, then takes whatever has arrived in one recv: usually
- * the whole frame, so a reply costs one poll and one recv. A peer that sends
- * more than one frame breaks the protocol (one reply per request).
- * Returns the frame's size, or -errno. */
+ * so it waits first, then takes whatever has arrived: usually the whole
+ * frame in one recv. A peer that sends more than one frame breaks the
+ * protocol (one reply per request). Returns the frame's size, or -errno. */
 static long tcp_recv_reply(int fd, uint8_t **buf, size_t *cap, int64_t deadline)
 {
-    size_t got = 0;
-    long size = 0;
-    while (size == 0 || got < (size_t)size) {
-        int rc = tcp_wait(fd, POLLIN, deadline);
-        if (rc < 0)
-            return rc;
-        ssize_t r = recv(fd, *buf + got, *cap - got, 0);
-        if (r == 0)
-            return -ECONNRESET;
-        if (r < 0) {
-            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
-                continue;
-            return -errno;
-        }
-        got += (size_t)r;
-        if (size == 0 && got >= 4) {
-            size = wire_frame_size(*buf);
-            if (size < 0)
-                return size;
-            rc = tcp_reserve(buf, cap, (size_t)size);
-            if (rc < 0)
-                return rc;
-        }
-        if (size > 0 && got > (size_t)size)
-            return -EPROTO;
-    }
-    return size;
+    size_t have = 0;
+    int rc = tcp_wait(fd, POLLIN, deadline);
+    if (rc == 0)
+        rc = tcp_recv_at_least(fd, buf, cap, &have, 4, deadline);
+    long size = rc < 0 ? rc : wire_frame_size(*buf);
+    if (size > 0)
+        rc = tcp_recv_at_least(fd, buf, cap, &have, (size_t)size, deadline);
+    if (rc < 0)
+        return rc;
+    return size > 0 && have > (size_t)size ? -EPROTO : size;
 }
 
 static int tcp_exchange(int fd, const struct wire_msg *req,
@@ -677,6 +622,7 @@ struct tcp_conn {
     char peer[TCP_PEER_NAME_MAX]; /* "addr:port", for log lines */
     uint8_t *in, *out; /* request and reply frames; the thread's own */
     size_t in_cap, out_cap;
+    size_t in_have;    /* bytes received into in, maybe past one frame */
     /* When it began waiting for its next request; 0 while serving one. */
     atomic_llong waiting_since_ms;
     bool evicted;           /* srv->mu: shut down to make room */
@@ -807,20 +753,21 @@ static int tcp_conn_send_reply(struct tcp_conn *c, const struct wire_msg *reply)
 static int tcp_conn_serve_one(struct tcp_conn *c)
 {
     struct tcp_server *s = c->srv;
-    size_t got;
     int64_t now = tcp_now_ms();
     atomic_store_explicit(&c->waiting_since_ms, now, memory_order_relaxed);
-    long size = tcp_recv_header(c->fd, &c->in, &c->in_cap, now + s->opt.idle_timeout_ms, &got);
+    int rc = tcp_recv_at_least(c->fd, &c->in, &c->in_cap, &c->in_have, 4,
+                               now + s->opt.idle_timeout_ms);
     atomic_store_explicit(&c->waiting_since_ms, 0, memory_order_relaxed);
+    long size = rc < 0 ? rc : wire_frame_size(c->in);
     if (size < 0) {
-        tcp_conn_read_failed(c, (int)size, got, c->in);
+        tcp_conn_read_failed(c, (int)size, c->in_have, c->in);
         return (int)size;
     }
     /* The idle clock restarts once a frame has begun to arrive. */
-    int rc = tcp_recv_body(c->fd, &c->in, &c->in_cap, size,
+    rc = tcp_recv_at_least(c->fd, &c->in, &c->in_cap, &c->in_have, (size_t)size,
                            tcp_now_ms() + s->opt.idle_timeout_ms);
     if (rc < 0) {
-        tcp_conn_read_failed(c, rc, 4, c->in);
+        tcp_conn_read_failed(c, rc, c->in_have, c->in);
         return rc;
     }
 
@@ -842,6 +789,9 @@ static int tcp_conn_serve_one(struct tcp_conn *c)
     /* transport.h: a client reply's value belongs to the transport now. */
     if (reply.type == WIRE_CLIENT_REPLY)
         free(reply.u.reply.value);
+    /* Keep what arrived after this frame: the start of the next one. */
+    c->in_have -= (size_t)size;
+    memmove(c->in, c->in + size, c->in_have);
     return rc;
 }
 

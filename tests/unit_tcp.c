@@ -257,7 +257,73 @@ static int client_get(int fd, const char *key, unsigned timeout_ms)
     return rc;
 }
 
+/* Encodes a client get of key at buf; returns the frame's size. */
+static size_t encode_get(uint8_t *buf, size_t cap, const char *key)
+{
+    struct wire_msg req = { .type = WIRE_CLIENT_REQUEST,
+                            .from = WIRE_FROM_CLIENT };
+    req.u.request.op = CLIENT_GET;
+    req.u.request.key = (uint8_t *)key;
+    req.u.request.key_len = (uint32_t)strlen(key);
+    long n = wire_encode(&req, buf, cap);
+    assert_true(n > 0);
+    return (size_t)n;
+}
+
+/* Reads one reply frame from fd and checks it echoes key. */
+static void expect_echo(int fd, const char *key)
+{
+    uint8_t buf[256];
+    size_t have = 0, size = 0;
+    while (size == 0 || have < size) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        assert_true(poll(&p, 1, 2000) == 1);
+        /* Exactly one frame: read the header, then the rest of it. */
+        ssize_t n = recv(fd, buf + have, (size == 0 ? 4 : size) - have, 0);
+        assert_true(n > 0);
+        have += (size_t)n;
+        if (size == 0 && have == 4) {
+            long len = wire_frame_size(buf);
+            assert_true(len > 4 && (size_t)len <= sizeof buf);
+            size = (size_t)len;
+        }
+    }
+    struct wire_msg reply;
+    assert_int_equal(wire_decode(buf, size, &reply), 0);
+    assert_int_equal(reply.type, WIRE_CLIENT_REPLY);
+    assert_int_equal(reply.u.reply.value_len, strlen(key));
+    assert_memory_equal(reply.u.reply.value, key, strlen(key));
+    wire_msg_release(&reply);
+}
+
 /* ---- tests ---- */
+
+/* The server reads whatever has arrived: two requests in one segment are
+ * both answered, in order, and a request trickling in byte by byte is
+ * answered once whole. */
+static void test_requests_in_one_write_and_byte_by_byte(void **state)
+{
+    struct fixture *f = *state;
+    start_server(f, 0, 0);
+    int fd = tcp_dial(f->addr, 2000);
+    assert_true(fd >= 0);
+    uint8_t buf[512];
+    size_t a = encode_get(buf, sizeof buf, "first");
+    size_t b = encode_get(buf + a, sizeof buf - a, "second");
+    send_raw(fd, buf, a + b);
+    expect_echo(fd, "first");
+    expect_echo(fd, "second");
+
+    size_t c = encode_get(buf, sizeof buf, "slowly");
+    for (size_t i = 0; i < c; i++) {
+        send_raw(fd, buf + i, 1);
+        sleep_ms(2);
+    }
+    expect_echo(fd, "slowly");
+    assert_int_equal(client_get(fd, "and again", 2000), 0);
+    close(fd);
+    assert_int_equal(warn_count(&f->log), 0);
+}
 
 static void test_call_roundtrip_through_transport(void **state)
 {
@@ -603,6 +669,8 @@ int main(void)
             test_connection_limit_refuses_extra_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_connection_limit_evicts_the_longest_idle, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_requests_in_one_write_and_byte_by_byte, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_stop_with_idle_connections_is_prompt_timing_sensitive, setup,
             teardown),
