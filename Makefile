@@ -5,7 +5,7 @@
 #   make test       every cmocka suite: unit, then lab parts, then system
 #   make test PART=election   one suite (any part of its name)
 #   make check      the suites under ASan+UBSan, then under TSan
-#   make bench      throughput and latency of a local 3-node cluster
+#   make bench      the commit floor, then throughput and latency of a local 3-node cluster
 #   make bench-etcd the same load against a local 3-member etcd cluster
 #   make bench-compare   both, back to back, and the ratio of ops/s
 #   make fuzz       the libFuzzer targets, for a bounded time each
@@ -71,8 +71,14 @@ check: cmocka
 	CHAOS_ROUNDS=20 $(MAKE) --no-print-directory test BUILD=build/asan SAN=address,undefined CFLAGS="-O1 -g"
 	CHAOS_ROUNDS=6 $(MAKE) --no-print-directory test BUILD=build/tsan SAN=thread CFLAGS="-O1 -g"
 
-bench: $(BUILD)/raft
+# The floor first (one loopback round trip, one fdatasync), then the table.
+bench: $(BUILD)/raft $(BUILD)/floor
+	$(BUILD)/floor /tmp
 	bench/run.sh $(BUILD)/raft
+
+$(BUILD)/floor: bench/floor.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -Wall -Wextra -Werror -pthread -o $@ $<
 
 bench-etcd:
 	BUILD=$(BUILD) CC="$(CC)" bench/etcd.sh
