@@ -287,6 +287,10 @@ void *disk_syncer_main(void *arg)
             continue;
         }
         n->durable_index = from + count - 1;
+        /* A snapshot put off until these applied entries were stored
+         * (maybe_snapshot_locked) can be taken now. */
+        if (from <= n->last_applied)
+            pthread_cond_signal(&n->applier_cond);
         if (n->role == RAFT_LEADER)
             replication_advance_commit_locked(n);
     }

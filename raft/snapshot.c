@@ -88,6 +88,16 @@ static void maybe_snapshot_locked(struct raft_node *n)
     if (n->cfg.snapshot_every == 0 || n->snapshotting || n->disk_failed ||
         index - n->log.base_index < n->cfg.snapshot_every)
         return;
+    /* A leader's followers can commit entries before the leader's own copy
+     * is on its disk (thesis §10.2.1: its copy counts only once durable),
+     * so it may apply entries its syncer has not written yet. Snapshot
+     * only entries this node has stored itself (§7: a snapshot replaces a
+     * prefix of the stored log): compacting past durable_index would take
+     * them from under the syncer, which would then read a compacted entry
+     * or append them behind the snapshot. The syncer wakes the applier
+     * once it has written them. */
+    if (index > n->durable_index)
+        return;
     uint64_t term = log_term_at(&n->log, index);
     n->snapshotting = true;
     node_unlock(n);

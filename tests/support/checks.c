@@ -235,6 +235,7 @@ static int fsm_restore(void *ctx, uint64_t index, const uint8_t *data, size_t le
                      (unsigned long long)index);
         f->applied = index;
         f->chain = chain;
+        c->restored[f->id]++;
         if (index > c->max_applied[f->id])
             c->max_applied[f->id] = index;
         if (index > c->max_index)
@@ -246,6 +247,14 @@ static int fsm_restore(void *ctx, uint64_t index, const uint8_t *data, size_t le
         return -EINVAL;
     }
     return 0;
+}
+
+uint64_t cluster_snapshots_restored(struct cluster *c, unsigned i)
+{
+    pthread_mutex_lock(&c->ck);
+    uint64_t n = c->restored[i];
+    pthread_mutex_unlock(&c->ck);
+    return n;
 }
 
 struct raft_fsm lab_fsm_new(struct cluster *c, unsigned id, unsigned incarnation)

@@ -198,5 +198,9 @@ uint64_t cluster_rpc_total(struct cluster *c);
 uint64_t cluster_bytes_total(struct cluster *c);
 /* The lab's LogSize: the largest durable Raft state (no snapshot). */
 size_t cluster_log_size(struct cluster *c);
+/* How many times node i's state machine was loaded from a snapshot, over
+ * all its incarnations: from its own storage when it starts, or one it
+ * received by InstallSnapshot (§7). */
+uint64_t cluster_snapshots_restored(struct cluster *c, unsigned i);
 
 #endif

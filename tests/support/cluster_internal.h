@@ -112,6 +112,7 @@ struct cluster {
     size_t applied_cap;
     uint64_t max_index;
     uint64_t max_applied[RAFT_MAX_NODES]; /* per node, across restarts */
+    uint64_t restored[RAFT_MAX_NODES];    /* per node: snapshots loaded, across restarts */
     struct lab_fsm *fsms;
 
     pthread_mutex_t leaders_mu;
