@@ -268,19 +268,36 @@ void node_wait_not_syncing_locked(struct raft_node *n)
 }
 
 /* Before a follower reads or changes its log: entries appended as leader
- * but not yet written are dropped. They were never acknowledged to anyone
- * (the leader counts its own copy only once durable), so losing them is
- * what a crash would do, and the log in memory matches the log on disk.
- * Answering "match" for entries that exist only in memory would break
- * Figure 2's rule of persisting before responding. */
+ * but not yet written are settled, so that the log in memory matches the
+ * log on disk (answering "match" for entries that exist only in memory
+ * would break Figure 2's rule of persisting before responding).
+ * - Committed ones are written now, as a follower writes what it receives:
+ *   the followers can commit an entry before the leader's own copy is on
+ *   its disk (thesis §10.2.1), and it may even have been applied here, so
+ *   it must stay in the log (commitIndex never passes the log's end).
+ * - The rest were never acknowledged to anyone (the leader counts its own
+ *   copy only once durable), so they are dropped, as a crash would. */
 void node_settle_log_locked(struct raft_node *n)
 {
     node_wait_not_syncing_locked(n);
-    if (n->role != RAFT_LEADER && n->durable_index < log_last_index(&n->log)) {
+    uint64_t last = log_last_index(&n->log);
+    if (n->role == RAFT_LEADER || n->durable_index >= last || n->disk_failed)
+        return;
+    uint64_t keep = n->commit_index < last ? n->commit_index : last;
+    if (keep > n->durable_index) {
+        uint64_t from = n->durable_index + 1;
+        int rc = n->storage.append(n->storage.ctx, from, log_get(&n->log, from),
+                                   (size_t)(keep - n->durable_index));
+        if (rc) {
+            node_disk_failed_locked(n, "appending to the log", rc);
+            return;
+        }
+        n->durable_index = keep;
+    }
+    if (keep < last) {
         node_log(n, RAFT_LOG_INFO, "dropping unwritten entries %llu..%llu appended as leader",
-                 (unsigned long long)n->durable_index + 1,
-                 (unsigned long long)log_last_index(&n->log));
-        log_truncate(&n->log, n->durable_index + 1);
+                 (unsigned long long)keep + 1, (unsigned long long)last);
+        log_truncate(&n->log, keep + 1);
     }
 }
 

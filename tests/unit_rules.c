@@ -343,6 +343,31 @@ static void test_follower_commit_is_capped_by_the_last_new_entry(void **state)
     assert_int_equal(st.commit, 2);
 }
 
+/* A leader's followers committed (and it applied) entries its own disk
+ * write had not covered yet, then it was deposed (thesis §10.2.1). As a
+ * follower it writes the committed ones and drops only the rest: its log
+ * never ends below its commit index. */
+static void test_deposed_leader_keeps_committed_unwritten_entries(void **state)
+{
+    struct raft_node *n = *state;
+    pthread_mutex_lock(&n->mu);
+    n->current_term = 1;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(log_append(&n->log, 1, RAFT_ENTRY_COMMAND, (const uint8_t *)"z", 1), 0);
+    n->durable_index = 0; /* nothing written yet; the syncer was not woken */
+    n->commit_index = n->last_applied = 2;
+    node_unlock(n);
+
+    struct raft_msg rep, hb = append_request(2, 0, 0, 0, NULL, 0);
+    assert_int_equal(raft_receive(n, &hb, &rep), 0);
+    assert_true(rep.u.ae_reply.success);
+    struct raft_status st;
+    raft_get_status(n, &st);
+    assert_int_equal(st.last_index, 2); /* entry 3 was never acknowledged */
+    assert_int_equal(st.commit, 2);
+    assert_int_equal(fake.stored_last, 2); /* written before answering */
+}
+
 static void test_stale_term_append_is_refused(void **state)
 {
     struct raft_node *n = *state;
@@ -384,6 +409,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_conflict_truncates_and_reports_the_term,
                                         start_follower, stop_node),
         cmocka_unit_test_setup_teardown(test_follower_commit_is_capped_by_the_last_new_entry,
+                                        start_follower, stop_node),
+        cmocka_unit_test_setup_teardown(test_deposed_leader_keeps_committed_unwritten_entries,
                                         start_follower, stop_node),
         cmocka_unit_test_setup_teardown(test_stale_term_append_is_refused,
                                         start_follower, stop_node),
