@@ -23,7 +23,9 @@
 #include "net/tcp.h"
 #include "raft/storage.h"
 
-#define CLIENT_WAIT_MS 1000 /* how long a request may wait on the cluster; under kv/client.c ATTEMPT_MS */
+/* How long a request may wait on the cluster: less than a client waits for
+ * one answer (kv/client.c ATTEMPT_MS), so that it hears "retry" first. */
+#define CLIENT_WAIT_MS 1000
 
 struct kv_server {
     struct kv_server_config cfg;

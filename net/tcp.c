@@ -266,8 +266,6 @@ static int tcp_recv_at_least(int fd, uint8_t **buf, size_t *cap, size_t *have,
     return rc;
 }
 
-/* Encodes req into *buf, sends it, and reads and decodes one reply frame
- * into *buf: reply points into *buf afterwards. */
 /* Reads the one reply to a request just sent. The reply cannot be there yet,
  * so it waits first, then takes whatever has arrived: usually the whole
  * frame in one recv. A peer that sends more than one frame breaks the
@@ -286,6 +284,8 @@ static long tcp_recv_reply(int fd, uint8_t **buf, size_t *cap, int64_t deadline)
     return size > 0 && have > (size_t)size ? -EPROTO : size;
 }
 
+/* Encodes req into *buf, sends it, and reads and decodes one reply frame
+ * into *buf: reply points into *buf afterwards. */
 static int tcp_exchange(int fd, const struct wire_msg *req,
                         struct wire_msg *reply, uint8_t **buf, size_t *cap,
                         int64_t deadline)
