@@ -267,8 +267,9 @@ void node_wait_not_syncing_locked(struct raft_node *n)
         pthread_cond_wait(&n->changed_cond, &n->mu);
 }
 
-/* Before a follower reads or changes its log: entries appended as leader
- * but not yet written are settled, so that the log in memory matches the
+/* Before a follower reads or changes its log (after any step-down the
+ * message caused): entries appended as leader but not yet written are
+ * settled, so that the log in memory matches the
  * log on disk (answering "match" for entries that exist only in memory
  * would break Figure 2's rule of persisting before responding).
  * - Committed ones are written now, as a follower writes what it receives:
@@ -284,6 +285,8 @@ void node_settle_log_locked(struct raft_node *n)
     if (n->role == RAFT_LEADER || n->durable_index >= last || n->disk_failed)
         return;
     uint64_t keep = n->commit_index < last ? n->commit_index : last;
+    if (keep < n->durable_index)
+        keep = n->durable_index; /* what is on disk stays in memory too */
     if (keep > n->durable_index) {
         uint64_t from = n->durable_index + 1;
         int rc = n->storage.append(n->storage.ctx, from, log_get(&n->log, from),
@@ -293,6 +296,10 @@ void node_settle_log_locked(struct raft_node *n)
             return;
         }
         n->durable_index = keep;
+        /* A snapshot put off until applied entries were stored
+         * (maybe_snapshot_locked) can be taken now. */
+        if (from <= n->last_applied)
+            pthread_cond_signal(&n->applier_cond);
     }
     if (keep < last) {
         node_log(n, RAFT_LOG_INFO, "dropping unwritten entries %llu..%llu appended as leader",

@@ -387,7 +387,6 @@ int replication_recv_append_entries_locked(struct raft_node *n, const struct raf
                                            struct raft_msg *reply)
 {
     const struct raft_append_entries *ae = &req->u.ae;
-    node_settle_log_locked(n);
     /* Rule 1: reply false if term < currentTerm. */
     if (node_is_stale_term_locked(n, ae->term, req->from) || ae->term < n->current_term) {
         if (n->disk_failed)
@@ -406,6 +405,14 @@ int replication_recv_append_entries_locked(struct raft_node *n, const struct raf
     n->leader_id = (int32_t)req->from;
     n->last_leader_contact_ms = raft_now_ms();
     election_reset_timer_locked(n);
+    /* Only now: this very message may have deposed this node as leader.
+     * Settling may wait for the disk syncer without the lock, so look at
+     * the node again afterwards. */
+    node_settle_log_locked(n);
+    if (n->disk_failed)
+        return -EIO;
+    if (n->current_term != ae->term || n->role != RAFT_FOLLOWER)
+        return reply_append(n, reply, false, 0, 0, ae->prev_log_index); /* try again */
 
     uint64_t prev = ae->prev_log_index, prev_term = ae->prev_log_term;
     uint32_t count = ae->n_entries;

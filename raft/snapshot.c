@@ -344,9 +344,6 @@ int snapshot_recv_install_locked(struct raft_node *n, const struct raft_msg *req
     if (is->total > MAX_SNAPSHOT_BYTES || is->offset > is->total ||
         is->len > is->total - is->offset)
         return -EINVAL;
-    node_settle_log_locked(n);
-    while (n->snapshotting)
-        pthread_cond_wait(&n->changed_cond, &n->mu);
     /* Rule 1: reply immediately if term < currentTerm. */
     if (node_is_stale_term_locked(n, is->term, req->from) || is->term < n->current_term) {
         if (n->disk_failed)
@@ -361,6 +358,15 @@ int snapshot_recv_install_locked(struct raft_node *n, const struct raft_msg *req
     n->leader_id = (int32_t)req->from;
     n->last_leader_contact_ms = raft_now_ms();
     election_reset_timer_locked(n);
+    /* Only now: this very message may have deposed this node as leader.
+     * Both waits may drop the lock, so look at the node again afterwards. */
+    node_settle_log_locked(n);
+    while (n->snapshotting)
+        pthread_cond_wait(&n->changed_cond, &n->mu);
+    if (n->disk_failed)
+        return -EIO;
+    if (n->current_term != is->term || n->role != RAFT_FOLLOWER)
+        return reply_install(n, reply, 0);
     /* Already covered by what this node has committed: nothing to do. */
     if (is->last_index <= n->commit_index)
         return reply_install(n, reply, is->total);

@@ -117,6 +117,7 @@ struct fake {
     unsigned term_vote_saves;
     unsigned truncates;
     uint64_t stored_last;
+    unsigned misplaced_appends; /* storage contract: first == stored last + 1 */
 };
 
 static struct fake fake;
@@ -148,6 +149,8 @@ static int fake_save(void *ctx, uint64_t term, int32_t vote)
 static int fake_append(void *ctx, uint64_t first, const struct raft_entry *e, size_t n)
 {
     (void)ctx, (void)e;
+    if (first != fake.stored_last + 1)
+        fake.misplaced_appends++;
     fake.stored_last = first + n - 1;
     return 0;
 }
@@ -366,6 +369,58 @@ static void test_deposed_leader_keeps_committed_unwritten_entries(void **state)
     assert_int_equal(st.last_index, 2); /* entry 3 was never acknowledged */
     assert_int_equal(st.commit, 2);
     assert_int_equal(fake.stored_last, 2); /* written before answering */
+    assert_int_equal(fake.misplaced_appends, 0);
+}
+
+/* Deposed with entries 1..2 on disk, 3 not yet, and only 1 committed: what
+ * is on disk stays in the log, so the next append goes where storage ends. */
+static void test_deposed_leader_keeps_what_its_disk_holds(void **state)
+{
+    struct raft_node *n = *state;
+    pthread_mutex_lock(&n->mu);
+    n->current_term = 1;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(log_append(&n->log, 1, RAFT_ENTRY_COMMAND, (const uint8_t *)"z", 1), 0);
+    n->durable_index = fake.stored_last = 2;
+    n->commit_index = n->last_applied = 1;
+    node_unlock(n);
+
+    struct raft_msg rep, hb = append_request(2, 0, 0, 0, NULL, 0);
+    assert_int_equal(raft_receive(n, &hb, &rep), 0);
+    struct raft_status st;
+    raft_get_status(n, &st);
+    assert_int_equal(st.last_index, 2);
+    struct raft_msg ae = append_request(2, 1, 1, 0, (uint64_t[]){2}, 1);
+    assert_int_equal(raft_receive(n, &ae, &rep), 0);
+    assert_true(rep.u.ae_reply.success);
+    assert_int_equal(fake.stored_last, 2);
+    assert_int_equal(fake.truncates, 1); /* its entry 2@T1 gave way to 2@T2 */
+    assert_int_equal(fake.misplaced_appends, 0);
+}
+
+/* A leader deposed by the very AppendEntries it receives settles its log
+ * before the consistency check: its unwritten entry 2 is not "matched". */
+static void test_leader_deposed_by_append_settles_first(void **state)
+{
+    struct raft_node *n = *state;
+    pthread_mutex_lock(&n->mu);
+    n->current_term = 1;
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(log_append(&n->log, 1, RAFT_ENTRY_COMMAND, (const uint8_t *)"z", 1), 0);
+    n->durable_index = fake.stored_last = 1;
+    n->role = RAFT_LEADER; /* its syncer has not been woken for entry 2 */
+    n->leader_id = 0;
+    node_unlock(n);
+
+    struct raft_msg rep, ae = append_request(2, 2, 1, 0, (uint64_t[]){2}, 1);
+    assert_int_equal(raft_receive(n, &ae, &rep), 0);
+    assert_false(rep.u.ae_reply.success); /* entry 2 was never stored */
+    struct raft_status st;
+    raft_get_status(n, &st);
+    assert_int_equal(st.role, RAFT_FOLLOWER);
+    assert_int_equal(st.last_index, 1);
+    assert_int_equal(fake.stored_last, 1);
+    assert_int_equal(fake.misplaced_appends, 0);
 }
 
 static void test_stale_term_append_is_refused(void **state)
@@ -411,6 +466,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_follower_commit_is_capped_by_the_last_new_entry,
                                         start_follower, stop_node),
         cmocka_unit_test_setup_teardown(test_deposed_leader_keeps_committed_unwritten_entries,
+                                        start_follower, stop_node),
+        cmocka_unit_test_setup_teardown(test_deposed_leader_keeps_what_its_disk_holds,
+                                        start_follower, stop_node),
+        cmocka_unit_test_setup_teardown(test_leader_deposed_by_append_settles_first,
                                         start_follower, stop_node),
         cmocka_unit_test_setup_teardown(test_stale_term_append_is_refused,
                                         start_follower, stop_node),
