@@ -410,6 +410,7 @@ static void test_leader_deposed_by_append_settles_first(void **state)
     n->durable_index = fake.stored_last = 1;
     n->role = RAFT_LEADER; /* its syncer has not been woken for entry 2 */
     n->leader_id = 0;
+    n->voted_for = 0; /* a leader voted for itself */
     node_unlock(n);
 
     struct raft_msg rep, ae = append_request(2, 2, 1, 0, (uint64_t[]){2}, 1);
