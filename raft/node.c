@@ -298,8 +298,10 @@ void node_settle_log_locked(struct raft_node *n)
         n->durable_index = keep;
         /* A snapshot put off until applied entries were stored
          * (maybe_snapshot_locked) can be taken now. */
-        if (from <= n->last_applied)
+        if (from <= n->last_applied) {
             pthread_cond_signal(&n->applier_cond);
+            pthread_cond_broadcast(&n->changed_cond);
+        }
     }
     if (keep < last) {
         node_log(n, RAFT_LOG_INFO, "dropping unwritten entries %llu..%llu appended as leader",

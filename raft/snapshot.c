@@ -95,9 +95,17 @@ static void maybe_snapshot_locked(struct raft_node *n)
      * prefix of the stored log): compacting past durable_index would take
      * them from under the syncer, which would then read a compacted entry
      * or append them behind the snapshot. The syncer wakes the applier
-     * once it has written them. */
-    if (index > n->durable_index)
-        return;
+     * once it has written them. If its disk keeps lagging under a steady
+     * load, the snapshot could be put off at every turn: once the log holds
+     * twice the limit, stop applying until the disk catches up. */
+    if (index > n->durable_index) {
+        if (index - n->log.base_index < 2 * n->cfg.snapshot_every)
+            return;
+        while (index > n->durable_index && !n->stopping && !n->disk_failed)
+            pthread_cond_wait(&n->changed_cond, &n->mu);
+        if (n->stopping || n->disk_failed || n->snapshotting)
+            return;
+    }
     uint64_t term = log_term_at(&n->log, index);
     n->snapshotting = true;
     node_unlock(n);
