@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "raft/node.h"
@@ -122,11 +123,69 @@ struct fake {
 
 static struct fake fake;
 
+/* The fake network refuses every call, unless a test holds the calls at the
+ * gate: then they wait until it opens and get the answers it was given, as
+ * late replies do, while the test changes the node's term meanwhile. */
+static struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool holding;  /* new calls wait at the gate */
+    bool open;     /* waiting calls return the answers below */
+    unsigned held; /* calls waiting now */
+    struct raft_msg vote_answer, append_answer;
+} gate = {.mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
 static int fake_call(void *ctx, uint32_t peer, const struct raft_msg *req,
                      struct raft_msg *reply, unsigned timeout_ms)
 {
-    (void)ctx, (void)peer, (void)req, (void)reply, (void)timeout_ms;
-    return -ECONNREFUSED;
+    (void)ctx, (void)timeout_ms;
+    pthread_mutex_lock(&gate.mu);
+    if (!gate.holding) {
+        pthread_mutex_unlock(&gate.mu);
+        return -ECONNREFUSED;
+    }
+    gate.held++;
+    pthread_cond_broadcast(&gate.cond);
+    while (!gate.open)
+        pthread_cond_wait(&gate.cond, &gate.mu);
+    gate.held--;
+    *reply = req->type == RAFT_MSG_REQUEST_VOTE ? gate.vote_answer : gate.append_answer;
+    reply->from = peer;
+    pthread_cond_broadcast(&gate.cond);
+    pthread_mutex_unlock(&gate.mu);
+    return 0;
+}
+
+static void gate_hold(void)
+{
+    pthread_mutex_lock(&gate.mu);
+    gate.holding = true;
+    gate.open = false;
+    pthread_mutex_unlock(&gate.mu);
+}
+
+/* Waits (up to 2 s) until `count` calls wait at the gate. */
+static void gate_wait_held(unsigned count)
+{
+    pthread_mutex_lock(&gate.mu);
+    for (int i = 0; i < 200 && gate.held != count; i++) {
+        pthread_mutex_unlock(&gate.mu);
+        nanosleep(&(struct timespec){.tv_nsec = 10000000}, NULL);
+        pthread_mutex_lock(&gate.mu);
+    }
+    unsigned held = gate.held;
+    pthread_mutex_unlock(&gate.mu);
+    assert_int_equal(held, count);
+}
+
+/* Lets the waiting calls return their answers; later calls are refused. */
+static void gate_open(void)
+{
+    pthread_mutex_lock(&gate.mu);
+    gate.holding = false;
+    gate.open = true;
+    pthread_cond_broadcast(&gate.cond);
+    pthread_mutex_unlock(&gate.mu);
 }
 
 static int fake_load(void *ctx, struct raft_persisted *out)
@@ -209,6 +268,7 @@ static int start_follower(void **state)
 
 static int stop_node(void **state)
 {
+    gate_open(); /* no replicator may stay blocked at the gate */
     raft_stop(*state);
     return 0;
 }
@@ -424,6 +484,71 @@ static void test_leader_deposed_by_append_settles_first(void **state)
     assert_int_equal(fake.misplaced_appends, 0);
 }
 
+/* LABS: "drop a reply if currentTerm differs from the term it was sent in".
+ * A candidate of T1 asks both peers; before they answer, it has moved on to
+ * an election for T2. Their grants are for T1 and must not make it leader
+ * of T2. */
+static void test_vote_reply_from_an_older_term_is_not_counted(void **state)
+{
+    struct raft_node *n = *state;
+    gate.vote_answer = (struct raft_msg){.type = RAFT_MSG_REQUEST_VOTE_REPLY};
+    gate.vote_answer.u.rv_reply = (struct raft_request_vote_reply){.term = 1, .vote_granted = 1};
+    gate_hold();
+    pthread_mutex_lock(&n->mu);
+    n->current_term = 1;
+    n->voted_for = 0;
+    n->role = RAFT_CANDIDATE;
+    n->votes = 1u << 0;
+    n->peers[1].vote_needed = n->peers[2].vote_needed = true;
+    pthread_cond_broadcast(&n->peers_cond);
+    node_unlock(n);
+    gate_wait_held(2);
+
+    pthread_mutex_lock(&n->mu);
+    n->current_term = 2; /* its next election, with only its own vote so far */
+    n->votes = 1u << 0;
+    node_unlock(n);
+    gate_open();
+    gate_wait_held(0);
+    nanosleep(&(struct timespec){.tv_nsec = 100000000}, NULL); /* replies handled */
+    struct raft_status st;
+    raft_get_status(n, &st);
+    assert_int_equal(st.term, 2);
+    assert_int_equal(st.role, RAFT_CANDIDATE);
+}
+
+/* A leader of T1 sends AppendEntries; before the answers come back it has
+ * been deposed and elected again, for T3. Success for the T1 requests says
+ * nothing about its T3 log: matchIndex must not move. */
+static void test_append_reply_from_an_older_term_is_ignored(void **state)
+{
+    struct raft_node *n = *state;
+    gate.append_answer = (struct raft_msg){.type = RAFT_MSG_APPEND_ENTRIES_REPLY};
+    gate.append_answer.u.ae_reply = (struct raft_append_entries_reply){.term = 1, .success = 1};
+    gate_hold();
+    pthread_mutex_lock(&n->mu);
+    n->current_term = 1;
+    n->voted_for = 0;
+    n->role = RAFT_LEADER;
+    n->leader_id = 0;
+    replication_become_leader_locked(n); /* sends its no-op to both peers */
+    node_unlock(n);
+    gate_wait_held(2);
+
+    pthread_mutex_lock(&n->mu);
+    n->current_term = 3;
+    replication_become_leader_locked(n);
+    node_unlock(n);
+    gate_open();
+    gate_wait_held(0);
+    nanosleep(&(struct timespec){.tv_nsec = 100000000}, NULL); /* replies handled */
+    pthread_mutex_lock(&n->mu);
+    uint64_t m1 = n->peers[1].match_index, m2 = n->peers[2].match_index;
+    node_unlock(n);
+    assert_int_equal(m1, 0);
+    assert_int_equal(m2, 0);
+}
+
 static void test_stale_term_append_is_refused(void **state)
 {
     struct raft_node *n = *state;
@@ -471,6 +596,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deposed_leader_keeps_what_its_disk_holds,
                                         start_follower, stop_node),
         cmocka_unit_test_setup_teardown(test_leader_deposed_by_append_settles_first,
+                                        start_follower, stop_node),
+        cmocka_unit_test_setup_teardown(test_vote_reply_from_an_older_term_is_not_counted,
+                                        start_follower, stop_node),
+        cmocka_unit_test_setup_teardown(test_append_reply_from_an_older_term_is_ignored,
                                         start_follower, stop_node),
         cmocka_unit_test_setup_teardown(test_stale_term_append_is_refused,
                                         start_follower, stop_node),
