@@ -424,6 +424,37 @@ void checks_storage_violation(void *ctx, unsigned id, const char *what)
     cluster_violation(s->c, 1u << id, "n%u %s", id, what);
 }
 
+/* ---- what memstore checks truncates and snapshots against ---- */
+
+static void committed_lock(void *ctx)
+{
+    struct cluster *c = ctx;
+    pthread_mutex_lock(&c->ck);
+}
+
+static void committed_unlock(void *ctx)
+{
+    struct cluster *c = ctx;
+    pthread_mutex_unlock(&c->ck);
+}
+
+/* c->ck held. Every entry applied anywhere is committed. */
+static uint64_t committed_term_at(void *ctx, uint64_t index)
+{
+    struct cluster *c = ctx;
+    if (index >= c->applied_cap || !c->applied[index].set)
+        return 0;
+    return c->applied[index].term;
+}
+
+void checks_watch_store(struct cluster *c, struct memstore *store)
+{
+    struct memstore_committed committed = {.ctx = c, .lock = committed_lock,
+                                           .unlock = committed_unlock,
+                                           .term_at = committed_term_at};
+    memstore_set_committed(store, &committed);
+}
+
 /* ---- the monitor: Election Safety, Leader Append-Only, Leader Completeness ---- */
 
 static void la_reserve(struct slot *s, uint64_t index)

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,6 +218,91 @@ void cluster_fatal(struct cluster *c, const char *fmt, ...)
     }
     pthread_mutex_unlock(&c->fail_mu);
     fail_here(c, msg);
+}
+
+/* ---- fatal signals ----
+ *
+ * A crash in any thread (a node's, the network's, the monitor's) ends the
+ * whole suite binary; the handler names the test that was running before
+ * the process dies. It only write(2)s a buffer cluster_new filled, then
+ * restores the default action and re-raises the signal, so the exit status
+ * still shows the crash. cmocka 1.1 sets its own handlers for SIGSEGV,
+ * SIGBUS, SIGFPE and SIGILL around every test, setup and teardown, and puts
+ * back the previous ones after each: cluster_new and cluster_teardown
+ * therefore install this one again each time. */
+
+static char fatal_banner[512];
+static atomic_size_t fatal_banner_len;
+static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+
+static void write_all(const char *p, size_t len)
+{
+    while (len) {
+        ssize_t k = write(STDERR_FILENO, p, len);
+        if (k <= 0)
+            return;
+        p += k;
+        len -= (size_t)k;
+    }
+}
+
+static void write_str(const char *p)
+{
+    size_t len = 0;
+    while (p[len])
+        len++;
+    write_all(p, len);
+}
+
+static void on_fatal_signal(int sig)
+{
+    const char *name = sig == SIGSEGV ? "SIGSEGV" : sig == SIGBUS ? "SIGBUS"
+                       : sig == SIGFPE ? "SIGFPE" : sig == SIGILL ? "SIGILL"
+                       : sig == SIGABRT ? "SIGABRT" : "signal";
+    char num[8];
+    size_t k = sizeof(num);
+    num[--k] = '\0';
+    unsigned v = (unsigned)sig;
+    do
+        num[--k] = (char)('0' + v % 10);
+    while ((v /= 10) && k);
+    write_str("\n=== FATAL ");
+    write_str(name);
+    write_str(" (signal ");
+    write_str(num + k);
+    write_str(") in the test:\n");
+    size_t len = atomic_load(&fatal_banner_len);
+    if (len)
+        write_all(fatal_banner, len);
+    else
+        write_str("    (no test was running)\n");
+    write_str("=== the process dies of it; the tests after this one do not run\n");
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void install_fatal_handler(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_fatal_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_NODEFER; /* the re-raise takes effect at once */
+    for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(fatal_signals[0]); i++)
+        sigaction(fatal_signals[i], &sa, NULL);
+}
+
+/* What the handler prints: the banner and seed cluster_new printed. */
+static void set_fatal_banner(struct cluster *c)
+{
+    atomic_store(&fatal_banner_len, 0);
+    int k = snprintf(fatal_banner, sizeof(fatal_banner),
+                     "    Test (%s): %s\n    seed %llu (replay: RAFT_SEED=%llu)\n", c->part,
+                     c->desc, (unsigned long long)c->seed, (unsigned long long)c->seed);
+    if (k < 0)
+        return;
+    atomic_store(&fatal_banner_len, (size_t)k < sizeof(fatal_banner) ? (size_t)k
+                                                                     : sizeof(fatal_banner) - 1);
 }
 
 /* ---- parameters ---- */
@@ -450,12 +536,15 @@ struct cluster *cluster_new(void **state, const char *part, const char *desc,
         pthread_rwlock_init(&s->lock, NULL);
         ring_init(&s->ring);
         s->store = memstore_new(i, checks_storage_violation, s);
+        checks_watch_store(c, s->store);
     }
     c->net = simnet_new(c->n, c->seed, c->scale);
     if (!c->net)
         abort();
     simnet_set_reliable(c->net, !opts->unreliable);
     *state = c;
+    set_fatal_banner(c);
+    install_fatal_handler();
 
     printf("Test (%s): %s ...\n", part, desc);
     printf("  seed %llu (replay: RAFT_SEED=%llu)%s\n", (unsigned long long)c->seed,
@@ -497,8 +586,11 @@ static void cluster_free(struct cluster *c)
 int cluster_teardown(void **state)
 {
     struct cluster *c = *state;
-    if (c)
+    if (c) {
+        install_fatal_handler(); /* cmocka's own is in place again (see above) */
         cluster_free(c);
+    }
+    atomic_store(&fatal_banner_len, 0);
     *state = NULL;
     return 0;
 }

@@ -30,6 +30,18 @@
  *                         (or covered by its snapshot).
  *   Storage contract      see memstore.h (a second vote in one term, an
  *                         append that leaves a hole, ...).
+ *   No deleted commits    memstore, on every truncate: no follower deletes
+ *                         a stored entry with the index and term of an
+ *                         entry applied anywhere (Figure 2, AppendEntries
+ *                         rule 3), except a whole-log discard followed by a
+ *                         snapshot that covers it (Figure 13 rule 7).
+ *   Snapshot term         memstore, on every save_snapshot and load: the
+ *                         last included term is the term of the entry
+ *                         applied at the snapshot's index.
+ *
+ * A fatal signal in any thread (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT)
+ * prints the running test's banner and seed (write(2) only), then kills the
+ * process with the same signal.
  *
  * Time: nodes run with heartbeat 50 ms and election timeout 300-600 ms;
  * every harness duration is in "lab milliseconds" (LAB_ET is the lab's

@@ -8,7 +8,9 @@
  *   slot->lock (rwlock)   guards slot->node against a crash freeing it
  *   node->mu              the node's own lock (raft/node.h)
  *   c->leaders_mu         Election Safety table
- *   c->ck                 applied entries (the checker)
+ *   c->ck                 applied entries (the checker); memstore's
+ *                         truncate, save_snapshot and load take it before
+ *                         their own lock (checks_watch_store)
  *   memstore's lock       (its violation callback takes fail_mu)
  *   c->fail_mu            the first failure and its report
  *   ring->mu              node log lines (a leaf)
@@ -153,5 +155,8 @@ void checks_describe_cmd(uint8_t type, const uint8_t *data, uint32_t len,
 void monitor_start(struct cluster *c);
 void monitor_stop(struct cluster *c);
 void checks_storage_violation(void *ctx, unsigned id, const char *what);
+/* Lets store check its truncates and snapshots against the entries applied
+ * anywhere (memstore_set_committed). */
+void checks_watch_store(struct cluster *c, struct memstore *store);
 
 #endif

@@ -47,6 +47,12 @@ struct memstore {
     size_t log_bytes;
     unsigned write_delay_ms; /* a slow disk */
     struct memstore_counts counts;
+    /* A truncate of the whole log deleted committed entries
+     * discard_lo..discard_hi (0: none): allowed only if the next write is a
+     * snapshot that covers them (Figure 13 rule 7). */
+    uint64_t discard_from, discard_last, discard_lo, discard_lo_term, discard_hi;
+
+    struct memstore_committed committed; /* set before the first handle */
 };
 
 uint64_t memstore_hash(const void *data, size_t len)
@@ -70,7 +76,7 @@ static void report_locked(struct memstore *s, const char *fmt, ...)
 
 static void report_locked(struct memstore *s, const char *fmt, ...)
 {
-    char msg[256];
+    char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -84,19 +90,51 @@ static uint64_t last_index_locked(const struct memstore *s)
     return s->snapshot_index + s->n;
 }
 
-/* Locks the store for handle h; false (unlocked) if h is dead. */
-static bool lock_live(struct handle *h)
+/* The harness's committed entries: its lock is taken before the store's. */
+static void committed_lock(struct memstore *s)
 {
+    if (s->committed.lock)
+        s->committed.lock(s->committed.ctx);
+}
+
+static void committed_unlock(struct memstore *s)
+{
+    if (s->committed.unlock)
+        s->committed.unlock(s->committed.ctx);
+}
+
+/* With both locks held: the term of the entry committed at index, 0 if
+ * none is known. */
+static uint64_t committed_term_locked(struct memstore *s, uint64_t index)
+{
+    return s->committed.term_at ? s->committed.term_at(s->committed.ctx, index) : 0;
+}
+
+/* Locks the store for handle h (after the committed entries' lock when
+ * `committed`); false, with nothing locked, if h is dead. */
+static bool lock_live(struct handle *h, bool committed)
+{
+    if (committed)
+        committed_lock(h->s);
     pthread_mutex_lock(&h->s->mu);
     if (h->incarnation == h->s->incarnation)
         return true;
     pthread_mutex_unlock(&h->s->mu);
+    if (committed)
+        committed_unlock(h->s);
     return false;
+}
+
+static void unlock_live(struct memstore *s, bool committed)
+{
+    pthread_mutex_unlock(&s->mu);
+    if (committed)
+        committed_unlock(s);
 }
 
 /* lock_live for a write. A slow disk makes the caller wait first: the write
  * lands at the end of the wait, or not at all if the power goes meanwhile. */
-static bool begin_write(struct handle *h)
+static bool begin_write(struct handle *h, bool committed)
 {
     pthread_mutex_lock(&h->s->mu);
     unsigned delay = h->s->write_delay_ms;
@@ -106,7 +144,74 @@ static bool begin_write(struct handle *h)
         while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
             ;
     }
-    return lock_live(h);
+    return lock_live(h, committed);
+}
+
+/* Before every write: a whole-log truncate that deleted committed entries
+ * must be followed by a snapshot covering them (snapshot_index; 0 when this
+ * write is not a snapshot). `what` names this write. */
+static void settle_discard_locked(struct memstore *s, const char *what, uint64_t snapshot_index)
+{
+    if (!s->discard_hi)
+        return;
+    if (snapshot_index < s->discard_hi)
+        report_locked(s, "storage: truncate from %llu (the whole log, up to %llu) deleted the "
+                      "committed entry %llu@T%llu, and the next write was %s, not a snapshot "
+                      "covering up to %llu: a follower deletes only entries that conflict with "
+                      "the leader's, and a committed entry conflicts with none (Figure 2, "
+                      "AppendEntries rule 3)", (unsigned long long)s->discard_from,
+                      (unsigned long long)s->discard_last, (unsigned long long)s->discard_lo,
+                      (unsigned long long)s->discard_lo_term, what,
+                      (unsigned long long)s->discard_hi);
+    s->discard_hi = 0;
+}
+
+/* truncate(from) is about to drop from..last: no committed entry may be
+ * among them, except when the whole log goes (see settle_discard_locked). */
+static void check_truncate_locked(struct memstore *s, uint64_t from, uint64_t last)
+{
+    uint64_t lo = 0, lo_term = 0, hi = 0, count = 0;
+    for (uint64_t i = from; i <= last; i++) {
+        uint64_t term = s->entries[i - s->snapshot_index - 1].term;
+        if (committed_term_locked(s, i) != term)
+            continue;
+        if (!lo) {
+            lo = i;
+            lo_term = term;
+        }
+        hi = i;
+        count++;
+    }
+    if (!count)
+        return;
+    if (from == s->snapshot_index + 1) {
+        s->discard_from = from;
+        s->discard_last = last;
+        s->discard_lo = lo;
+        s->discard_lo_term = lo_term;
+        s->discard_hi = hi;
+        return;
+    }
+    report_locked(s, "storage: truncate from %llu deletes the committed entry %llu@T%llu "
+                  "(%llu committed entries among %llu..%llu): a follower deletes only entries "
+                  "that conflict with the leader's, and a committed entry conflicts with none "
+                  "(Figure 2, AppendEntries rule 3)", (unsigned long long)from,
+                  (unsigned long long)lo, (unsigned long long)lo_term,
+                  (unsigned long long)count, (unsigned long long)from,
+                  (unsigned long long)last);
+}
+
+/* A snapshot's last included term is the term of the committed entry at
+ * its index. `how`: "saves" or "loads". */
+static void check_snapshot_term_locked(struct memstore *s, const char *how, uint64_t index,
+                                       uint64_t term)
+{
+    uint64_t want = index ? committed_term_locked(s, index) : 0;
+    if (want && want != term)
+        report_locked(s, "storage: %s a snapshot at %llu with last included term T%llu, but the "
+                      "committed entry at %llu is of T%llu", how, (unsigned long long)index,
+                      (unsigned long long)term, (unsigned long long)index,
+                      (unsigned long long)want);
 }
 
 static void drop_entries_locked(struct memstore *s, size_t from_pos)
@@ -125,8 +230,9 @@ static int ms_load(void *ctx, struct raft_persisted *out)
     struct handle *h = ctx;
     struct memstore *s = h->s;
     memset(out, 0, sizeof(*out));
-    if (!lock_live(h))
+    if (!lock_live(h, true))
         return -EIO;
+    check_snapshot_term_locked(s, "loads", s->snapshot_index, s->snapshot_term);
     out->term = s->term;
     out->voted_for = s->voted_for;
     out->snapshot_index = s->snapshot_index;
@@ -156,7 +262,7 @@ static int ms_load(void *ctx, struct raft_persisted *out)
         }
         out->n_entries = s->n;
     }
-    pthread_mutex_unlock(&s->mu);
+    unlock_live(s, true);
     return 0;
 }
 
@@ -164,8 +270,9 @@ static int ms_save_term_vote(void *ctx, uint64_t term, int32_t voted_for)
 {
     struct handle *h = ctx;
     struct memstore *s = h->s;
-    if (!begin_write(h))
+    if (!begin_write(h, false))
         return -EIO;
+    settle_discard_locked(s, "a term and vote", 0);
     char now[16];
     if (voted_for == RAFT_NO_NODE)
         snprintf(now, sizeof(now), "nobody");
@@ -188,8 +295,11 @@ static int ms_append(void *ctx, uint64_t first_index, const struct raft_entry *e
 {
     struct handle *h = ctx;
     struct memstore *s = h->s;
-    if (!begin_write(h))
+    if (!begin_write(h, false))
         return -EIO;
+    char what[48];
+    snprintf(what, sizeof(what), "an append at %llu", (unsigned long long)first_index);
+    settle_discard_locked(s, what, 0);
     if (first_index != last_index_locked(s) + 1) {
         report_locked(s, "storage: append at %llu but the stored log ends at %llu "
                       "(contract: first_index = stored last index + 1)",
@@ -234,18 +344,23 @@ static int ms_truncate(void *ctx, uint64_t from_index)
 {
     struct handle *h = ctx;
     struct memstore *s = h->s;
-    if (!begin_write(h))
+    if (!begin_write(h, true))
         return -EIO;
+    char what[48];
+    snprintf(what, sizeof(what), "a truncate from %llu", (unsigned long long)from_index);
+    settle_discard_locked(s, what, 0);
     if (from_index <= s->snapshot_index) {
         report_locked(s, "storage: truncate from %llu reaches into the snapshot (up to %llu)",
                       (unsigned long long)from_index, (unsigned long long)s->snapshot_index);
-        pthread_mutex_unlock(&s->mu);
+        unlock_live(s, true);
         return -EIO;
     }
-    if (from_index <= last_index_locked(s))
+    if (from_index <= last_index_locked(s)) {
+        check_truncate_locked(s, from_index, last_index_locked(s));
         drop_entries_locked(s, (size_t)(from_index - s->snapshot_index - 1));
+    }
     s->counts.truncates++;
-    pthread_mutex_unlock(&s->mu);
+    unlock_live(s, true);
     return 0;
 }
 
@@ -254,14 +369,18 @@ static int ms_save_snapshot(void *ctx, uint64_t index, uint64_t term,
 {
     struct handle *h = ctx;
     struct memstore *s = h->s;
-    if (!begin_write(h))
+    if (!begin_write(h, true))
         return -EIO;
+    char what[48];
+    snprintf(what, sizeof(what), "a snapshot at %llu", (unsigned long long)index);
+    settle_discard_locked(s, what, index);
     if (index < s->snapshot_index) {
         report_locked(s, "storage: snapshot at %llu replaces a newer one at %llu",
                       (unsigned long long)index, (unsigned long long)s->snapshot_index);
-        pthread_mutex_unlock(&s->mu);
+        unlock_live(s, true);
         return -EIO;
     }
+    check_snapshot_term_locked(s, "saves", index, term);
     uint8_t *copy = NULL;
     if (len) {
         copy = malloc(len);
@@ -287,7 +406,7 @@ static int ms_save_snapshot(void *ctx, uint64_t index, uint64_t term,
     s->snapshot_index = index;
     s->snapshot_term = term;
     s->counts.snapshots++;
-    pthread_mutex_unlock(&s->mu);
+    unlock_live(s, true);
     return 0;
 }
 
@@ -348,6 +467,16 @@ void memstore_crash(struct memstore *s)
 {
     pthread_mutex_lock(&s->mu);
     s->incarnation++;
+    /* A crash between a whole-log discard and the snapshot that follows it
+     * leaves a shorter log, which is allowed (memstore.h). */
+    s->discard_hi = 0;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void memstore_set_committed(struct memstore *s, const struct memstore_committed *committed)
+{
+    pthread_mutex_lock(&s->mu);
+    s->committed = *committed;
     pthread_mutex_unlock(&s->mu);
 }
 

@@ -14,6 +14,18 @@
  *   - the term never goes back, and within one term the vote never changes
  *     from one candidate to another (a second vote in a term);
  *   - a snapshot never replaces a newer one.
+ * and, given what the harness knows to be committed (memstore_set_committed):
+ *   - truncate never deletes a committed entry (a stored entry with the
+ *     index and term of an entry the cluster applied). Figure 2,
+ *     AppendEntries rule 3: a follower deletes only an entry that conflicts
+ *     with the leader's, and a committed entry conflicts with no leader's.
+ *     One exception, Figure 13 rule 7: an InstallSnapshot whose last entry
+ *     the log lacks discards the whole log; the store then reports a
+ *     committed entry among those discarded only if its next write is not a
+ *     snapshot that covers it (a crash in between is allowed: the entries
+ *     are on the majority that committed the snapshot);
+ *   - a snapshot's last included term, when it is saved or loaded, is the
+ *     term of the committed entry at its index.
  */
 #ifndef TESTS_SUPPORT_MEMSTORE_H
 #define TESTS_SUPPORT_MEMSTORE_H
@@ -30,6 +42,21 @@ typedef void (*memstore_violation_fn)(void *ctx, unsigned id, const char *what);
 
 struct memstore *memstore_new(unsigned id, memstore_violation_fn violation, void *ctx);
 void memstore_free(struct memstore *s);
+
+/* What the harness knows to be committed. truncate, save_snapshot and load
+ * call lock() before taking the store's own lock (so the two checks see the
+ * committed entries and the stored log at one instant), term_at() with
+ * both held, and unlock() after releasing the store's lock. */
+struct memstore_committed {
+    void *ctx;
+    void (*lock)(void *ctx);
+    void (*unlock)(void *ctx);
+    /* The term of the entry committed at index; 0 if none is known. */
+    uint64_t (*term_at)(void *ctx, uint64_t index);
+};
+
+/* Set once, before the store's first storage table is handed out. */
+void memstore_set_committed(struct memstore *s, const struct memstore_committed *committed);
 
 /* A storage table for the next incarnation of the node. */
 struct raft_storage memstore_storage(struct memstore *s);
