@@ -15,6 +15,8 @@
  *      node that sees both: a stable leader, writes continue [5, 6]
  *   e  SIGKILL and restart of the leader, then of a random node [2, 28]
  *   f  every link delayed 50-200 ms, connections reset at random [13, 48]
+ *   g  the leader paused (SIGSTOP) for three election timeouts, then
+ *      resumed: it follows the new leader and answers nothing stale [10]
  *
  * Tests named *_timing_sensitive assert a bound on time or that nothing
  * changes for a while: a machine loaded enough to stall a node for an
@@ -357,6 +359,58 @@ static void test_delayed_links_and_connection_resets(void **state)
     scenario_finish(t);
 }
 
+/* ---- g: the leader paused ---- */
+
+/* The leader is frozen (SIGSTOP) for three election timeouts while the
+ * clients keep going, then resumed: the others elect a new leader and keep
+ * serving; the old one, waking up with requests queued on its connections,
+ * must learn of the new term and follow, and answer none of them as leader
+ * (no stale read, no put acknowledged without a majority: the history check
+ * at the end covers both). */
+static void test_paused_leader_resumes_as_a_follower(void **state)
+{
+    struct scenario *t = *state;
+    scenario_start_cluster(t, 3, ET_MIN, ET_MAX, HEARTBEAT);
+    scenario_leader(t, chaos_cluster_all(t->c), 0, NULL);
+    scenario_start_clients(t, 4, 2000);
+    scenario_progress(t, 10, "before any fault");
+    unsigned rounds = chaos_rounds(2);
+    for (unsigned round = 1; round <= rounds; round++) {
+        uint64_t term;
+        int leader = scenario_leader(t, chaos_cluster_all(t->c), 0, &term);
+        chaos_cluster_kill(t->c, (unsigned)leader, SIGSTOP);
+        uint64_t t0 = chaos_now_ms();
+        uint64_t new_term;
+        int next = scenario_leader(t, chaos_cluster_all(t->c) & ~(1u << leader), term + 1,
+                                   &new_term);
+        scenario_progress(t, 10, "while the old leader is paused");
+        uint64_t paused_for = 3 * (uint64_t)t->et_max;
+        uint64_t spent = chaos_now_ms() - t0;
+        if (spent < paused_for)
+            chaos_sleep_ms((unsigned)(paused_for - spent));
+        chaos_cluster_kill(t->c, (unsigned)leader, SIGCONT);
+        uint64_t t1 = chaos_now_ms(), deadline = t1 + 5000 * t->scale;
+        struct client_reply r = {0};
+        bool follows = false;
+        while (!follows && chaos_now_ms() < deadline) {
+            follows = chaos_cluster_status(t->c, (unsigned)leader, 300, &r) == 0 &&
+                      r.role == RAFT_FOLLOWER && r.term >= new_term;
+            if (!follows)
+                chaos_sleep_ms(10);
+        }
+        scenario_expect(t, follows, "n%d, resumed after a pause, is %s in T%llu, not a "
+                        "follower in T%llu or later", leader,
+                        raft_role_name((enum raft_role)r.role), (unsigned long long)r.term,
+                        (unsigned long long)new_term);
+        scenario_progress(t, 5, "after the old leader resumed");
+        printf("    round %u: n%d (T%llu) paused for %llu ms; n%d led T%llu; resumed, n%d "
+               "followed within %llu ms\n", round, leader, (unsigned long long)term,
+               (unsigned long long)(t1 - t0), next, (unsigned long long)new_term, leader,
+               (unsigned long long)(chaos_now_ms() - t1));
+    }
+    scenario_finish(t);
+}
+
 /* Every scenario gets a fresh cluster; teardown stops it whatever happened. */
 #define SCENARIO(f) cmocka_unit_test_setup_teardown(f, scenario_setup, scenario_teardown)
 
@@ -373,6 +427,7 @@ int main(void)
         SCENARIO(test_bridge_partition_keeps_a_stable_leader_timing_sensitive),
         SCENARIO(test_kill_and_restart_leader_and_random_nodes),
         SCENARIO(test_delayed_links_and_connection_resets),
+        SCENARIO(test_paused_leader_resumes_as_a_follower),
     };
     return cmocka_run_group_tests_name("system: chaos through fault-injecting proxies", tests, NULL,
                                        NULL);
