@@ -17,6 +17,8 @@
  *   f  every link delayed 50-200 ms, connections reset at random [13, 48]
  *   g  the leader paused (SIGSTOP) for three election timeouts, then
  *      resumed: it follows the new leader and answers nothing stale [10]
+ *   h  the leader's requests to one follower cut, the follower's own
+ *      requests still delivered: leader and term unchanged [7]
  *
  * Tests named *_timing_sensitive assert a bound on time or that nothing
  * changes for a while: a machine loaded enough to stall a node for an
@@ -411,6 +413,52 @@ static void test_paused_leader_resumes_as_a_follower(void **state)
     scenario_finish(t);
 }
 
+/* ---- h: a one-way cut ---- */
+
+/* The leader's requests stop reaching one follower, whose own requests (and
+ * the leader's answers to them) still get through. The follower hears no
+ * heartbeat and asks for pre-votes, which the leader and the other follower
+ * refuse (they still hear from a leader), so it never raises its term: the
+ * leader and its term stay, and it keeps committing with the other
+ * follower. After the heal the follower follows it again. */
+static void test_one_way_cut_keeps_the_leader_timing_sensitive(void **state)
+{
+    struct scenario *t = *state;
+    scenario_start_cluster(t, 3, ET_MIN, ET_MAX, HEARTBEAT);
+    scenario_leader(t, chaos_cluster_all(t->c), 0, NULL);
+    scenario_start_clients(t, 4, 2000);
+    scenario_progress(t, 10, "before any fault");
+    unsigned rounds = chaos_rounds(2);
+    for (unsigned round = 1; round <= rounds; round++) {
+        uint64_t term;
+        int leader = scenario_leader(t, chaos_cluster_all(t->c), 0, &term);
+        unsigned f = ((unsigned)leader + 1 + (unsigned)(scenario_rand(t) % 2)) % 3;
+        chaos_cluster_cut_link(t->c, (unsigned)leader, f, true);
+        scenario_progress(t, 20, "while the leader cannot reach a follower");
+        chaos_sleep_ms(2 * t->et_max);
+        struct client_reply r = {0};
+        scenario_expect(t, chaos_cluster_status(t->c, f, 1000, &r) == 0 &&
+                               r.role == RAFT_PRE_CANDIDATE && r.term == term,
+                        "n%u, cut off from its leader's heartbeats, is %s in T%llu, not a "
+                        "pre-candidate in T%llu", f, raft_role_name((enum raft_role)r.role),
+                        (unsigned long long)r.term, (unsigned long long)term);
+        uint64_t later;
+        int still = scenario_leader(t, chaos_cluster_all(t->c) & ~(1u << f), 0, &later);
+        scenario_expect(t, still == leader && later == term,
+                        "a one-way cut from n%d to n%u changed the leader: n%d in T%llu, was "
+                        "n%d in T%llu", leader, f, still, (unsigned long long)later, leader,
+                        (unsigned long long)term);
+        chaos_cluster_cut_link(t->c, (unsigned)leader, f, false);
+        scenario_expect(t, scenario_follows(t, f, leader, term, 5000 * t->scale),
+                        "n%u does not follow n%d in T%llu again after the heal", f, leader,
+                        (unsigned long long)term);
+        printf("    round %u: n%d could not reach n%u for %u ms; leader and term (T%llu) "
+               "unchanged; n%u follows again after the heal\n", round, leader, f,
+               2 * t->et_max, (unsigned long long)term, f);
+    }
+    scenario_finish(t);
+}
+
 /* Every scenario gets a fresh cluster; teardown stops it whatever happened. */
 #define SCENARIO(f) cmocka_unit_test_setup_teardown(f, scenario_setup, scenario_teardown)
 
@@ -428,6 +476,7 @@ int main(void)
         SCENARIO(test_kill_and_restart_leader_and_random_nodes),
         SCENARIO(test_delayed_links_and_connection_resets),
         SCENARIO(test_paused_leader_resumes_as_a_follower),
+        SCENARIO(test_one_way_cut_keeps_the_leader_timing_sensitive),
     };
     return cmocka_run_group_tests_name("system: chaos through fault-injecting proxies", tests, NULL,
                                        NULL);

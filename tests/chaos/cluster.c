@@ -286,17 +286,20 @@ void chaos_cluster_stop(struct chaos_cluster *c)
     free(c);
 }
 
-void chaos_cluster_cut_pair(struct chaos_cluster *c, unsigned i, unsigned j, bool cut)
+void chaos_cluster_cut_link(struct chaos_cluster *c, unsigned i, unsigned j, bool cut)
 {
     if (i == j)
         return;
-    if (cut) {
+    if (cut)
         chaos_proxy_cut(c->link[i][j]);
-        chaos_proxy_cut(c->link[j][i]);
-    } else {
+    else
         chaos_proxy_heal(c->link[i][j]);
-        chaos_proxy_heal(c->link[j][i]);
-    }
+}
+
+void chaos_cluster_cut_pair(struct chaos_cluster *c, unsigned i, unsigned j, bool cut)
+{
+    chaos_cluster_cut_link(c, i, j, cut);
+    chaos_cluster_cut_link(c, j, i, cut);
 }
 
 void chaos_cluster_partition(struct chaos_cluster *c, uint32_t side)

@@ -83,6 +83,9 @@ void chaos_cluster_partition(struct chaos_cluster *c, uint32_t side);
 void chaos_cluster_isolate(struct chaos_cluster *c, unsigned i);
 /* Cuts (or heals) both directions between nodes i and j. */
 void chaos_cluster_cut_pair(struct chaos_cluster *c, unsigned i, unsigned j, bool cut);
+/* Cuts (or heals) one direction: the requests node i sends to node j (and
+ * j's replies to them); j's own requests to i still get through. */
+void chaos_cluster_cut_link(struct chaos_cluster *c, unsigned i, unsigned j, bool cut);
 /* Heals every link (delays stay as they are). */
 void chaos_cluster_heal(struct chaos_cluster *c);
 /* Every link delays its data by min..max ms (0, 0: none). */
