@@ -72,11 +72,18 @@ static void ask_for_votes_locked(struct raft_node *n)
  * election timer, send RequestVote to all other servers. */
 static void start_real_election_locked(struct raft_node *n)
 {
+    bool split_vote = n->role == RAFT_CANDIDATE; /* its last election found no winner */
     if (node_persist_term_vote_locked(n, n->current_term + 1, (int32_t)n->cfg.id))
         return;
     n->role = RAFT_CANDIDATE;
     n->leader_id = RAFT_NO_NODE;
     election_reset_timer_locked(n);
+    /* §5.2 separates candidates by the random timeout alone. When the range
+     * is narrow (or MIN equals MAX), candidates that split the vote would
+     * split it again every round, in step: after a failed election, wait a
+     * further random part of the minimum timeout. */
+    if (split_vote)
+        n->election_deadline_ms += next_random(n) % (n->cfg.election_timeout_min_ms / 2 + 1);
     char peers[64];
     describe_peers(n, peers, sizeof(peers));
     node_log(n, RAFT_LOG_INFO, "election started: voted for self, asking%s (last log %llu@T%llu)",
