@@ -19,6 +19,7 @@
  *      resumed: it follows the new leader and answers nothing stale [10]
  *   h  the leader's requests to one follower cut, the follower's own
  *      requests still delivered: leader and term unchanged [7]
+ *   i  a rolling restart (SIGTERM, start again) of every node under load [50]
  *
  * Tests named *_timing_sensitive assert a bound on time or that nothing
  * changes for a while: a machine loaded enough to stall a node for an
@@ -459,6 +460,39 @@ static void test_one_way_cut_keeps_the_leader_timing_sensitive(void **state)
     scenario_finish(t);
 }
 
+/* ---- i: a rolling restart ---- */
+
+/* Every node in turn is stopped cleanly (SIGTERM, as an operator upgrading
+ * it would) and started again on its data directory, under client load:
+ * the cluster keeps serving throughout, each restarted node catches up, and
+ * nothing acknowledged is lost (the history check). */
+static void test_rolling_restart(void **state)
+{
+    struct scenario *t = *state;
+    scenario_start_cluster(t, 3, ET_MIN, ET_MAX, HEARTBEAT);
+    scenario_leader(t, chaos_cluster_all(t->c), 0, NULL);
+    scenario_start_clients(t, 4, 2000);
+    scenario_progress(t, 10, "before the restarts");
+    unsigned rounds = chaos_rounds(2);
+    for (unsigned round = 1; round <= rounds; round++) {
+        for (unsigned i = 0; i < 3; i++) {
+            int status = chaos_cluster_kill(t->c, i, SIGTERM);
+            scenario_expect(t, WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                            "n%u did not stop cleanly on SIGTERM", i);
+            scenario_progress(t, 5, "while a node is down for its restart");
+            scenario_expect(t, chaos_cluster_start_node(t->c, i) == 0, "could not restart n%u",
+                            i);
+            uint64_t term;
+            int leader = scenario_leader(t, chaos_cluster_all(t->c), 0, &term);
+            scenario_expect(t, scenario_follows(t, i, leader, term, 5000 * t->scale),
+                            "n%u does not rejoin (leader n%d, T%llu) after its restart", i,
+                            leader, (unsigned long long)term);
+        }
+        printf("    round %u: n0, n1, n2 stopped and restarted in turn under load\n", round);
+    }
+    scenario_finish(t);
+}
+
 /* Every scenario gets a fresh cluster; teardown stops it whatever happened. */
 #define SCENARIO(f) cmocka_unit_test_setup_teardown(f, scenario_setup, scenario_teardown)
 
@@ -477,6 +511,7 @@ int main(void)
         SCENARIO(test_delayed_links_and_connection_resets),
         SCENARIO(test_paused_leader_resumes_as_a_follower),
         SCENARIO(test_one_way_cut_keeps_the_leader_timing_sensitive),
+        SCENARIO(test_rolling_restart),
     };
     return cmocka_run_group_tests_name("system: chaos through fault-injecting proxies", tests, NULL,
                                        NULL);
