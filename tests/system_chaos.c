@@ -58,6 +58,16 @@
 #define ET_MIN 200
 #define ET_MAX 400
 #define HEARTBEAT 50
+/* Three nodes with a leader, four recording clients, and ten puts
+ * acknowledged: where most scenarios begin. */
+static void start_three_under_load(struct scenario *t)
+{
+    scenario_start_cluster(t, 3, ET_MIN, ET_MAX, HEARTBEAT);
+    scenario_leader(t, chaos_cluster_all(t->c), 0, NULL);
+    scenario_start_clients(t, 4, 2000);
+    scenario_progress(t, 10, "before any fault");
+}
+
 /* ---- a: the leader isolated ---- */
 
 static void test_isolated_leader_steps_down_and_majority_serves_timing_sensitive(void **state)
@@ -279,10 +289,7 @@ static void test_bridge_partition_keeps_a_stable_leader_timing_sensitive(void **
 static void test_kill_and_restart_leader_and_random_nodes(void **state)
 {
     struct scenario *t = *state;
-    scenario_start_cluster(t, 3, ET_MIN, ET_MAX, HEARTBEAT);
-    scenario_leader(t, chaos_cluster_all(t->c), 0, NULL);
-    scenario_start_clients(t, 4, 2000);
-    scenario_progress(t, 10, "before any fault");
+    start_three_under_load(t);
     unsigned rounds = chaos_rounds(2);
     for (unsigned round = 1; round <= rounds; round++) {
         uint64_t term;
@@ -373,10 +380,7 @@ static void test_delayed_links_and_connection_resets(void **state)
 static void test_paused_leader_resumes_as_a_follower(void **state)
 {
     struct scenario *t = *state;
-    scenario_start_cluster(t, 3, ET_MIN, ET_MAX, HEARTBEAT);
-    scenario_leader(t, chaos_cluster_all(t->c), 0, NULL);
-    scenario_start_clients(t, 4, 2000);
-    scenario_progress(t, 10, "before any fault");
+    start_three_under_load(t);
     unsigned rounds = chaos_rounds(2);
     for (unsigned round = 1; round <= rounds; round++) {
         uint64_t term;
@@ -425,10 +429,7 @@ static void test_paused_leader_resumes_as_a_follower(void **state)
 static void test_one_way_cut_keeps_the_leader_timing_sensitive(void **state)
 {
     struct scenario *t = *state;
-    scenario_start_cluster(t, 3, ET_MIN, ET_MAX, HEARTBEAT);
-    scenario_leader(t, chaos_cluster_all(t->c), 0, NULL);
-    scenario_start_clients(t, 4, 2000);
-    scenario_progress(t, 10, "before any fault");
+    start_three_under_load(t);
     unsigned rounds = chaos_rounds(2);
     for (unsigned round = 1; round <= rounds; round++) {
         uint64_t term;
@@ -469,10 +470,7 @@ static void test_one_way_cut_keeps_the_leader_timing_sensitive(void **state)
 static void test_rolling_restart(void **state)
 {
     struct scenario *t = *state;
-    scenario_start_cluster(t, 3, ET_MIN, ET_MAX, HEARTBEAT);
-    scenario_leader(t, chaos_cluster_all(t->c), 0, NULL);
-    scenario_start_clients(t, 4, 2000);
-    scenario_progress(t, 10, "before the restarts");
+    start_three_under_load(t);
     unsigned rounds = chaos_rounds(2);
     for (unsigned round = 1; round <= rounds; round++) {
         for (unsigned i = 0; i < 3; i++) {
