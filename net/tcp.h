@@ -3,7 +3,8 @@
  *
  *   outbound   struct tcp_transport implements struct raft_transport: one
  *              persistent connection per peer, reconnected lazily with
- *              exponential backoff, every call bounded by its timeout.
+ *              exponential backoff, every call bounded by its timeout, with
+ *              up to 8 requests in flight on it (send, then await).
  *   inbound    struct tcp_server: a listener thread and one handler thread
  *              per connection, each reading a request frame, calling the
  *              transport_handler and writing its reply, in a loop.
@@ -40,8 +41,9 @@ int tcp_transport_create(struct tcp_transport **out, uint32_t self_id,
 /* Closes every connection and frees t. No call may be in progress. */
 void tcp_transport_destroy(struct tcp_transport *t);
 
-/* The table to hand to raft_start(). Its call() sends req with from = self_id
- * and returns 0 with the peer's reply, or -EINVAL (bad peer or message type),
+/* The table to hand to raft_start(), with call(), send() and await(). A
+ * call sends req with from = self_id and returns 0 with the peer's reply,
+ * or -EINVAL (bad peer or message type),
  * -ETIMEDOUT, -ECONNREFUSED (while backing off after a failed connect, the
  * error of that connect, at once),
  * -EBADMSG / -EPROTO (a reply that is malformed, of the wrong type, or from

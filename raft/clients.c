@@ -117,10 +117,14 @@ int raft_read_barrier(struct raft_node *n, unsigned timeout_ms,
     }
     uint64_t read_index = n->commit_index;
     if (rc == 0) {
+        /* A replicator already woken for an earlier round has not sent yet
+         * and will carry this one too: one wake-up per round, not per read. */
+        bool was_sent = node_some_peer_sent_round_locked(n);
         w.round = ++n->read_round;
         if (n->majority == 1)
             n->confirmed_round = w.round; /* a one-node cluster confirms itself */
-        pthread_cond_broadcast(&n->peers_cond);
+        if (was_sent)
+            pthread_cond_broadcast(&n->peers_cond);
     }
     while (rc == 0 && n->confirmed_round < w.round) {
         rc = still_leading_locked(n, term);

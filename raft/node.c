@@ -35,6 +35,7 @@ void raft_config_defaults(struct raft_config *cfg, uint32_t id, uint32_t n_nodes
     cfg->pre_vote = true;
     cfg->check_quorum = true;
     cfg->max_batch_bytes = 1u << 20;
+    cfg->pipeline_depth = RAFT_DEFAULT_PIPELINE;
     cfg->snapshot_chunk_bytes = 512u << 10;
     cfg->log_level = RAFT_LOG_INFO;
 }
@@ -174,6 +175,24 @@ void node_wake_all_locked(struct raft_node *n)
 /* A peer answered a request sent at read round `round` in the current term.
  * Wakes readers only when a majority has confirmed a newer round, so that
  * one heartbeat round costs one wake-up per waiting reader. */
+bool node_some_peer_idle_locked(const struct raft_node *n)
+{
+    for (uint32_t i = 0; i < n->cfg.n_nodes; i++) {
+        const struct peer *p = &n->peers[i];
+        if (i != n->cfg.id && p->in_flight == 0 && p->next_index > log_last_index(&n->log))
+            return true;
+    }
+    return false;
+}
+
+bool node_some_peer_sent_round_locked(const struct raft_node *n)
+{
+    for (uint32_t i = 0; i < n->cfg.n_nodes; i++)
+        if (i != n->cfg.id && n->peers[i].sent_round >= n->read_round)
+            return true;
+    return false;
+}
+
 void node_note_read_ack_locked(struct raft_node *n, struct peer *p, uint64_t round)
 {
     if (round <= p->acked_round)
@@ -354,12 +373,17 @@ int raft_propose(struct raft_node *n, const uint8_t *data, uint32_t len,
     if (n->role == RAFT_LEADER && !n->disk_failed && !n->stopping) {
         /* Leader Append-Only: the leader only ever appends to its log. The
          * syncer makes it durable; replicators send it at once. */
+        bool some_idle = node_some_peer_idle_locked(n);
         rc = log_append(&n->log, n->current_term, RAFT_ENTRY_COMMAND, data, len);
         if (rc == 0) {
             *index = log_last_index(&n->log);
             *term = n->current_term;
             pthread_cond_signal(&n->syncer_cond);
-            pthread_cond_broadcast(&n->peers_cond);
+            /* A replicator already woken for earlier entries, or waiting
+             * for a reply, sends this one with them: one wake-up per batch,
+             * not per entry. */
+            if (some_idle)
+                pthread_cond_broadcast(&n->peers_cond);
         }
     }
     node_unlock(n);
@@ -464,19 +488,24 @@ static int start_threads(struct raft_node *n)
         struct peer *p = &n->peers[i];
         if (i == n->cfg.id)
             continue;
-        if (pthread_create(&p->thread, NULL, peer_replicator_main, p))
-            return -EAGAIN;
-        p->started = true;
+        for (uint32_t k = 0; k < n->cfg.pipeline_depth; k++) {
+            struct lane *l = &p->lanes[k];
+            l->peer = p;
+            if (pthread_create(&l->thread, NULL, peer_replicator_main, l))
+                return -EAGAIN;
+            l->started = true;
+        }
     }
     return 0;
 }
 
 static void free_node(struct raft_node *n)
 {
-    for (uint32_t i = 0; i < RAFT_MAX_NODES; i++) {
-        free(n->peers[i].batch);
-        free(n->peers[i].bytes);
-    }
+    for (uint32_t i = 0; i < RAFT_MAX_NODES; i++)
+        for (uint32_t k = 0; k < RAFT_MAX_PIPELINE; k++) {
+            free(n->peers[i].lanes[k].batch);
+            free(n->peers[i].lanes[k].bytes);
+        }
     if (n->snapshot)
         snapshot_release(n->snapshot);
     if (n->to_restore)
@@ -505,6 +534,10 @@ int raft_start(struct raft_node **out, const struct raft_config *cfg,
         n->cfg.max_batch_bytes = 1u << 20;
     if (n->cfg.snapshot_chunk_bytes == 0 || n->cfg.snapshot_chunk_bytes > (4u << 20))
         n->cfg.snapshot_chunk_bytes = 512u << 10;
+    if (n->cfg.pipeline_depth == 0 || n->cfg.pipeline_depth > RAFT_MAX_PIPELINE)
+        n->cfg.pipeline_depth = RAFT_DEFAULT_PIPELINE;
+    if (!transport->send || !transport->await)
+        n->cfg.pipeline_depth = 1;
     n->transport = *transport;
     n->storage = *storage;
     n->fsm = *fsm;
@@ -557,7 +590,8 @@ void raft_stop(struct raft_node *n)
         if (memcmp(&threads[i], &none, sizeof(none)) != 0)
             pthread_join(threads[i], NULL);
     for (uint32_t i = 0; i < n->cfg.n_nodes; i++)
-        if (n->peers[i].started)
-            pthread_join(n->peers[i].thread, NULL);
+        for (uint32_t k = 0; k < RAFT_MAX_PIPELINE; k++)
+            if (n->peers[i].lanes[k].started)
+                pthread_join(n->peers[i].lanes[k].thread, NULL);
     free_node(n);
 }

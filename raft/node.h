@@ -18,11 +18,32 @@
 #include "raft/raft.h"
 
 /* What the leader (or a candidate) knows about one other node. */
+/* One replicator thread of a peer, with at most one request in flight. A
+ * peer has cfg.pipeline_depth of them when the transport pipelines, so that
+ * several AppendEntries can be on their way to it at once. */
+struct lane {
+    struct peer *peer;
+    pthread_t thread;
+    bool started;
+    /* Reused request buffer: the entries of one AppendEntries, copied out of
+     * the log under the lock so the call can run without it. */
+    struct raft_entry *batch;
+    size_t batch_cap;
+    uint8_t *bytes;
+    size_t bytes_cap;
+};
+
 struct peer {
     struct raft_node *node;
     uint32_t id;
-    pthread_t thread; /* its replicator */
-    bool started;
+    struct lane lanes[RAFT_MAX_PIPELINE];
+    unsigned in_flight; /* lanes waiting for a reply from this peer */
+    bool sending;       /* a lane is handing its request to the transport:
+                         * the others wait, so requests leave in order */
+    bool replicating;   /* its last AppendEntries reply was a success: more
+                         * may be sent before the next reply (pipelining) */
+    bool backlog;       /* the last batch sent left entries behind (it was
+                         * full): the next may go before its reply */
 
     /* Figure 2, volatile state on leaders */
     uint64_t next_index;
@@ -36,13 +57,6 @@ struct peer {
     uint64_t acked_round;      /* highest read round it confirmed (ReadIndex) */
     uint64_t sent_round;       /* read round of the last request sent */
     uint64_t snapshot_offset;  /* InstallSnapshot progress */
-
-    /* Reused request buffer: the entries of one AppendEntries, copied out of
-     * the log under the lock so the call can run without it. */
-    struct raft_entry *batch;
-    size_t batch_cap;
-    uint8_t *bytes;
-    size_t bytes_cap;
 };
 
 /* The latest snapshot, kept in memory to send to lagging followers. */
@@ -143,6 +157,13 @@ void node_disk_failed_locked(struct raft_node *n, const char *what, int rc);
 bool node_is_stale_term_locked(struct raft_node *n, uint64_t term,
                                uint32_t from);
 void node_wake_all_locked(struct raft_node *n);
+/* Whether a broadcast on peers_cond is needed to get something new sent:
+ * some peer has been sent every entry and has no request in flight (for a
+ * new entry), or has been sent the latest read round (for a new round).
+ * Otherwise the replicators already woken, or waiting for a reply, send it
+ * with what they have pending. */
+bool node_some_peer_idle_locked(const struct raft_node *n);
+bool node_some_peer_sent_round_locked(const struct raft_node *n);
 void node_note_read_ack_locked(struct raft_node *n, struct peer *p, uint64_t round);
 
 /* ---- election.c ---- */

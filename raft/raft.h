@@ -25,6 +25,8 @@
 #include <stdint.h>
 
 #define RAFT_MAX_NODES 9
+#define RAFT_MAX_PIPELINE 8     /* AppendEntries in flight per follower, at most */
+#define RAFT_DEFAULT_PIPELINE 2
 #define RAFT_NO_NODE (-1) /* votedFor / leader when there is none */
 
 enum raft_role {
@@ -133,6 +135,16 @@ struct raft_transport {
      * node's lock, from several threads at once (one per peer). */
     int (*call)(void *ctx, uint32_t peer, const struct raft_msg *req,
                 struct raft_msg *reply, unsigned timeout_ms);
+    /* Optional, for pipelining (both or neither; without them a peer has
+     * one request in flight). send() hands req to the peer's connection and
+     * returns at once with a ticket; requests sent to a peer reach it in the
+     * order sent, as far as the network delivers them. await() waits for
+     * the reply to that ticket as call() does. Every ticket of a successful
+     * send must be awaited, once; a failed send has no ticket. */
+    int (*send)(void *ctx, uint32_t peer, const struct raft_msg *req,
+                uint64_t *ticket, unsigned timeout_ms);
+    int (*await)(void *ctx, uint32_t peer, uint64_t ticket,
+                 struct raft_msg *reply, unsigned timeout_ms);
 };
 
 /* What storage hands back on start. Everything is malloc'd; free it with
@@ -193,6 +205,9 @@ struct raft_config {
     bool pre_vote;           /* thesis §9.6 */
     bool check_quorum;       /* thesis §6.2 */
     uint32_t max_batch_bytes;    /* per AppendEntries; default 1 MiB */
+    /* AppendEntries in flight per follower when the transport pipelines
+     * (1..RAFT_MAX_PIPELINE); default RAFT_DEFAULT_PIPELINE. */
+    uint32_t pipeline_depth;
     uint32_t snapshot_chunk_bytes; /* per InstallSnapshot; default 512 KiB */
     /* Logging: lines at or below log_level go to log_line (stderr when NULL). */
     enum raft_log_level log_level;

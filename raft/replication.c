@@ -27,6 +27,7 @@ void replication_become_leader_locked(struct raft_node *n)
         p->retry_at_ms = 0;
         p->last_ack_ms = now;      /* check-quorum counts from here */
         p->snapshot_offset = 0;
+        p->replicating = false; /* one request at a time until one succeeds */
     }
     /* §8: a new leader commits a no-op entry of its term at once, so that
      * entries of earlier terms commit and reads know the commit index. */
@@ -64,9 +65,9 @@ void replication_advance_commit_locked(struct raft_node *n)
 }
 
 /* Copies entries next_index.. (up to max_batch_bytes, at least one) into the
- * peer's reusable buffers, so that the call can run without the lock while
+ * lane's reusable buffers, so that the call can run without the lock while
  * the log changes. Returns how many were copied. */
-static uint32_t copy_batch_locked(struct raft_node *n, struct peer *p, uint64_t from)
+static uint32_t copy_batch_locked(struct raft_node *n, struct lane *p, uint64_t from)
 {
     uint64_t last = log_last_index(&n->log);
     size_t count = 0, bytes = 0;
@@ -106,8 +107,8 @@ static uint32_t copy_batch_locked(struct raft_node *n, struct peer *p, uint64_t 
 }
 
 /* Fast backup (§5.3): skip the follower's whole conflicting term at once. */
-static void back_up_locked(struct raft_node *n, struct peer *p, uint64_t prev,
-                           const struct raft_append_entries_reply *r)
+static uint64_t back_up_locked(struct raft_node *n, struct peer *p, uint64_t prev,
+                               const struct raft_append_entries_reply *r)
 {
     uint64_t next = r->conflict_index;
     if (r->conflict_term != 0) {
@@ -122,7 +123,7 @@ static void back_up_locked(struct raft_node *n, struct peer *p, uint64_t prev,
     node_log(n, RAFT_LOG_DEBUG, "n%u rejected prev %llu (its conflict %llu@T%llu) -> next %llu",
              p->id, (unsigned long long)prev, (unsigned long long)r->conflict_index,
              (unsigned long long)r->conflict_term, (unsigned long long)next);
-    p->next_index = next;
+    return next;
 }
 
 static void note_call_failed_locked(struct raft_node *n, struct peer *p, int rc)
@@ -143,62 +144,30 @@ static void note_ack_locked(struct raft_node *n, struct peer *p, uint64_t round)
     node_note_read_ack_locked(n, p, round);
 }
 
-static void send_append_entries_locked(struct raft_node *n, struct peer *p)
+/* While a request to p is in flight, another lane may send an AppendEntries
+ * to a follower that is keeping up; probing for a match, snapshots and
+ * votes go one at a time. */
+static bool may_pipeline_locked(struct raft_node *n, struct peer *p)
 {
-    uint64_t prev = p->next_index - 1;
-    struct raft_msg req = {.type = RAFT_MSG_APPEND_ENTRIES, .from = n->cfg.id}, reply;
-    struct raft_append_entries *ae = &req.u.ae;
-    uint64_t term = n->current_term;
-    ae->term = term;
-    ae->prev_log_index = prev;
-    ae->prev_log_term = log_term_at(&n->log, prev);
-    ae->leader_commit = n->commit_index;
-    ae->n_entries = copy_batch_locked(n, p, p->next_index);
-    ae->entries = p->batch;
-    uint64_t round = n->read_round;
-    p->sent_round = round;
-    p->heartbeat_due_ms = raft_now_ms() + n->cfg.heartbeat_ms;
-    node_log(n, ae->n_entries ? RAFT_LOG_DEBUG : RAFT_LOG_TRACE,
-             "-> n%u AppendEntries prev %llu@T%llu, %u entries, commit %llu", p->id,
-             (unsigned long long)prev, (unsigned long long)ae->prev_log_term,
-             ae->n_entries, (unsigned long long)ae->leader_commit);
+    return n->role == RAFT_LEADER && p->replicating && p->next_index > n->log.base_index;
+}
 
-    node_unlock(n);
-    int rc = n->transport.call(n->transport.ctx, p->id, &req, &reply,
-                               n->cfg.election_timeout_min_ms);
-    pthread_mutex_lock(&n->mu);
-
-    /* Act on the reply only if nothing changed while unlocked (LABS: "drop
-     * a reply if currentTerm differs from the term it was sent in"). */
-    if (rc == 0 && reply.type == RAFT_MSG_APPEND_ENTRIES_REPLY &&
-        reply.u.ae_reply.term > n->current_term) {
-        node_is_stale_term_locked(n, reply.u.ae_reply.term, p->id);
-        return;
-    }
-    if (n->current_term != term || n->role != RAFT_LEADER)
-        return;
-    if (rc != 0 || reply.type != RAFT_MSG_APPEND_ENTRIES_REPLY) {
-        note_call_failed_locked(n, p, rc ? rc : -EPROTO);
-        return;
-    }
-    note_ack_locked(n, p, round);
-    const struct raft_append_entries_reply *r = &reply.u.ae_reply;
-    if (r->success) {
-        /* matchIndex comes from what was sent, never from current state. */
-        uint64_t match = prev + ae->n_entries;
-        if (match > p->match_index)
-            p->match_index = match;
-        if (p->match_index + 1 > p->next_index)
-            p->next_index = p->match_index + 1;
-        replication_advance_commit_locked(n);
-    } else {
-        back_up_locked(n, p, prev, r);
-    }
+/* What is worth sending before the reply to the request in flight: the
+ * rest of a backlog larger than one batch (a follower catching up), a read
+ * round, or a heartbeat that is due. Entries that trickle in meanwhile wait
+ * for the reply and then go together, so that the follower writes them
+ * with one fdatasync: on a fast network that beats sending each at once. */
+static bool worth_pipelining_locked(struct raft_node *n, struct peer *p, uint64_t now)
+{
+    return p->backlog || n->read_round > p->sent_round || now >= p->heartbeat_due_ms;
 }
 
 static bool has_work_locked(struct raft_node *n, struct peer *p, uint64_t now)
 {
-    if (now < p->retry_at_ms)
+    if (now < p->retry_at_ms || p->sending)
+        return false;
+    if (p->in_flight > 0 &&
+        (!may_pipeline_locked(n, p) || !worth_pipelining_locked(n, p, now)))
         return false;
     if (n->role == RAFT_PRE_CANDIDATE || n->role == RAFT_CANDIDATE)
         return p->vote_needed;
@@ -212,6 +181,8 @@ static bool has_work_locked(struct raft_node *n, struct peer *p, uint64_t now)
  * agree with has_work_locked, or the thread would spin. */
 static uint64_t next_wakeup_locked(struct raft_node *n, struct peer *p)
 {
+    if (p->sending || (p->in_flight > 0 && !may_pipeline_locked(n, p)))
+        return 0; /* the lane in flight does the rest */
     if (n->role == RAFT_LEADER)
         return p->retry_at_ms > p->heartbeat_due_ms ? p->retry_at_ms : p->heartbeat_due_ms;
     if ((n->role == RAFT_PRE_CANDIDATE || n->role == RAFT_CANDIDATE) && p->vote_needed)
@@ -219,13 +190,114 @@ static uint64_t next_wakeup_locked(struct raft_node *n, struct peer *p)
     return 0;
 }
 
-/* One iteration: wait until this peer needs something (a vote request, new
- * entries, a heartbeat, a read confirmation), then send it and handle the
- * reply. One request is in flight per peer; each carries every entry the
- * peer lacks (up to max_batch_bytes), so batches grow with load. */
+/* Sends req to p and waits for its reply, without the lock. With a
+ * pipelining transport, the request is handed over while p->sending is set,
+ * so requests to a peer leave in the order their lanes built them; the wait
+ * for the reply runs without it, so that other lanes may send meanwhile. */
+static int exchange_locked(struct raft_node *n, struct peer *p, const struct raft_msg *req,
+                           struct raft_msg *reply, unsigned timeout_ms)
+{
+    const struct raft_transport *t = &n->transport;
+    int rc;
+    if (n->cfg.pipeline_depth == 1) {
+        node_unlock(n);
+        rc = t->call(t->ctx, p->id, req, reply, timeout_ms);
+        pthread_mutex_lock(&n->mu);
+        return rc;
+    }
+    uint64_t ticket;
+    p->sending = true;
+    node_unlock(n);
+    rc = t->send(t->ctx, p->id, req, &ticket, timeout_ms);
+    pthread_mutex_lock(&n->mu);
+    p->sending = false;
+    if (has_work_locked(n, p, raft_now_ms()))
+        pthread_cond_broadcast(&n->peers_cond); /* for the next lane */
+    if (rc)
+        return rc;
+    node_unlock(n);
+    rc = t->await(t->ctx, p->id, ticket, reply, timeout_ms);
+    pthread_mutex_lock(&n->mu);
+    return rc;
+}
+
+/* After a failed or refused request, sending resumes from what it carried
+ * (or from the follower's hint), one request at a time; never below what
+ * the follower is known to hold. */
+static void stop_pipelining_locked(struct peer *p, uint64_t next)
+{
+    p->replicating = false;
+    if (next < p->next_index)
+        p->next_index = next;
+    if (p->next_index <= p->match_index)
+        p->next_index = p->match_index + 1;
+}
+
+static void send_append_entries_locked(struct raft_node *n, struct lane *l)
+{
+    struct peer *p = l->peer;
+    uint64_t prev = p->next_index - 1;
+    struct raft_msg req = {.type = RAFT_MSG_APPEND_ENTRIES, .from = n->cfg.id}, reply;
+    struct raft_append_entries *ae = &req.u.ae;
+    uint64_t term = n->current_term;
+    ae->term = term;
+    ae->prev_log_index = prev;
+    ae->prev_log_term = log_term_at(&n->log, prev);
+    ae->leader_commit = n->commit_index;
+    ae->n_entries = copy_batch_locked(n, l, p->next_index);
+    ae->entries = l->batch;
+    /* Pipelining: the next lane sends what follows this batch. */
+    p->next_index += ae->n_entries;
+    p->backlog = p->next_index <= log_last_index(&n->log);
+    uint64_t round = n->read_round;
+    p->sent_round = round;
+    p->heartbeat_due_ms = raft_now_ms() + n->cfg.heartbeat_ms;
+    node_log(n, ae->n_entries ? RAFT_LOG_DEBUG : RAFT_LOG_TRACE,
+             "-> n%u AppendEntries prev %llu@T%llu, %u entries, commit %llu", p->id,
+             (unsigned long long)prev, (unsigned long long)ae->prev_log_term,
+             ae->n_entries, (unsigned long long)ae->leader_commit);
+
+    int rc = exchange_locked(n, p, &req, &reply, n->cfg.election_timeout_min_ms);
+
+    /* Act on the reply only if nothing changed while unlocked (LABS: "drop
+     * a reply if currentTerm differs from the term it was sent in"). */
+    if (rc == 0 && reply.type == RAFT_MSG_APPEND_ENTRIES_REPLY &&
+        reply.u.ae_reply.term > n->current_term) {
+        node_is_stale_term_locked(n, reply.u.ae_reply.term, p->id);
+        return;
+    }
+    if (n->current_term != term || n->role != RAFT_LEADER)
+        return;
+    if (rc != 0 || reply.type != RAFT_MSG_APPEND_ENTRIES_REPLY) {
+        note_call_failed_locked(n, p, rc ? rc : -EPROTO);
+        stop_pipelining_locked(p, prev + 1);
+        return;
+    }
+    note_ack_locked(n, p, round);
+    const struct raft_append_entries_reply *r = &reply.u.ae_reply;
+    if (r->success) {
+        /* matchIndex comes from what was sent, never from current state. */
+        uint64_t match = prev + ae->n_entries;
+        if (match > p->match_index)
+            p->match_index = match;
+        if (p->match_index + 1 > p->next_index)
+            p->next_index = p->match_index + 1;
+        p->replicating = true;
+        replication_advance_commit_locked(n);
+    } else {
+        stop_pipelining_locked(p, back_up_locked(n, p, prev, r));
+    }
+}
+
+/* One iteration of a lane: wait until this peer needs something (a vote
+ * request, new entries, a heartbeat, a read confirmation), then send it and
+ * handle the reply. Each request carries every entry the peer lacks (up to
+ * max_batch_bytes), so batches grow with load; with pipelining, another lane
+ * sends what is appended meanwhile without waiting for this reply. */
 void *peer_replicator_main(void *arg)
 {
-    struct peer *p = arg;
+    struct lane *l = arg;
+    struct peer *p = l->peer;
     struct raft_node *n = p->node;
     pthread_mutex_lock(&n->mu);
     while (!n->stopping) {
@@ -234,12 +306,14 @@ void *peer_replicator_main(void *arg)
             node_wait_until_locked(n, &n->peers_cond, next_wakeup_locked(n, p));
             continue;
         }
+        p->in_flight++;
         if (n->role != RAFT_LEADER)
             election_send_vote_locked(n, p);
         else if (p->next_index <= n->log.base_index)
             snapshot_send_locked(n, p);
         else
-            send_append_entries_locked(n, p);
+            send_append_entries_locked(n, l);
+        p->in_flight--;
     }
     node_unlock(n);
     return NULL;

@@ -369,6 +369,115 @@ static void test_call_roundtrip_through_transport(void **state)
     tcp_transport_destroy(t);
 }
 
+static struct raft_msg append_entries(uint64_t prev, uint32_t n,
+                                      struct raft_entry *entries)
+{
+    struct raft_msg m = { .type = RAFT_MSG_APPEND_ENTRIES };
+    m.u.ae = (struct raft_append_entries){ .term = 3, .prev_log_index = prev,
+                                           .n_entries = n, .entries = entries };
+    return m;
+}
+
+/* Pipelining: eight requests go out before any reply is taken, over one
+ * connection (the server admits only one), and each ticket gets the reply
+ * to its own request even when they are awaited in the reverse order. */
+static void test_pipelined_requests_get_their_own_replies(void **state)
+{
+    struct fixture *f = *state;
+    start_server(f, 1, 0);
+    struct tcp_transport *t = transport_to(f, f->addr);
+    struct raft_transport ops = tcp_transport_ops(t);
+    uint8_t data[100] = {0};
+    struct raft_entry e[8];
+    for (int i = 0; i < 8; i++)
+        e[i] = (struct raft_entry){ .term = 3, .type = RAFT_ENTRY_COMMAND,
+                                    .len = sizeof data, .data = data };
+
+    for (int round = 0; round < 50; round++) {
+        uint64_t ticket[8];
+        for (uint32_t i = 0; i < 8; i++) {
+            struct raft_msg req = append_entries(100 * i, i + 1, e);
+            assert_int_equal(ops.send(ops.ctx, 1, &req, &ticket[i], 2000), 0);
+        }
+        for (int i = 7; i >= 0; i--) {
+            struct raft_msg reply;
+            assert_int_equal(ops.await(ops.ctx, 1, ticket[i], &reply, 2000), 0);
+            assert_int_equal(reply.type, RAFT_MSG_APPEND_ENTRIES_REPLY);
+            /* echo_raft: match = prev + n, conflict_index = bytes carried */
+            assert_true(reply.u.ae_reply.match_index == 100u * i + i + 1);
+            assert_true(reply.u.ae_reply.conflict_index == (i + 1) * sizeof data);
+        }
+    }
+    assert_int_equal(atomic_load(&f->echo.calls), 400);
+    assert_int_equal(warn_count(&f->log), 0);
+    tcp_transport_destroy(t);
+}
+
+struct caller {
+    struct raft_transport ops;
+    uint64_t first_term;
+    int wrong; /* replies that did not answer the caller's own request */
+};
+
+static void *call_many(void *arg)
+{
+    struct caller *c = arg;
+    for (uint64_t k = 0; k < 300; k++) {
+        struct raft_msg req = request_vote(c->first_term + k), reply;
+        if (c->ops.call(c->ops.ctx, 1, &req, &reply, 5000) != 0 ||
+            reply.u.rv_reply.term != c->first_term + k + 1)
+            c->wrong++;
+    }
+    return NULL;
+}
+
+/* Several threads calling one peer at once share its connection: whichever
+ * waits reads for all, and every reply reaches the thread that asked. */
+static void test_concurrent_callers_share_one_connection(void **state)
+{
+    struct fixture *f = *state;
+    start_server(f, 1, 0);
+    struct tcp_transport *t = transport_to(f, f->addr);
+    struct caller callers[4];
+    pthread_t threads[4];
+    for (int i = 0; i < 4; i++) {
+        callers[i] = (struct caller){ .ops = tcp_transport_ops(t),
+                                      .first_term = 1000u * (i + 1) };
+        assert_int_equal(pthread_create(&threads[i], NULL, call_many, &callers[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(threads[i], NULL);
+        assert_int_equal(callers[i].wrong, 0);
+    }
+    assert_int_equal(atomic_load(&f->echo.calls), 1200);
+    tcp_transport_destroy(t);
+}
+
+/* A reply that does not come in time fails every request in flight on the
+ * connection and closes it: the late replies are never taken for the
+ * answers to requests sent afterwards. */
+static void test_timeout_fails_every_request_in_flight_timing_sensitive(void **state)
+{
+    struct fixture *f = *state;
+    f->echo.sleep_first_ms = 800;
+    start_server(f, 0, 0);
+    struct tcp_transport *t = transport_to(f, f->addr);
+    struct raft_transport ops = tcp_transport_ops(t);
+    struct raft_msg a = request_vote(1), b = request_vote(2), reply;
+    uint64_t ta, tb;
+    assert_int_equal(ops.send(ops.ctx, 1, &a, &ta, 2000), 0);
+    assert_int_equal(ops.send(ops.ctx, 1, &b, &tb, 2000), 0);
+    int64_t start = now_ms();
+    assert_int_equal(ops.await(ops.ctx, 1, tb, &reply, 200), -ETIMEDOUT);
+    assert_true(now_ms() - start < 700);
+    assert_int_equal(ops.await(ops.ctx, 1, ta, &reply, 2000), -ETIMEDOUT);
+
+    struct raft_msg c = request_vote(5);
+    assert_int_equal(ops.call(ops.ctx, 1, &c, &reply, 3000), 0);
+    assert_true(reply.u.rv_reply.term == 6);
+    tcp_transport_destroy(t);
+}
+
 static void test_call_refuses_bad_peer_or_type(void **state)
 {
     struct fixture *f = *state;
@@ -650,6 +759,13 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_call_roundtrip_through_transport,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_pipelined_requests_get_their_own_replies, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_concurrent_callers_share_one_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_timeout_fails_every_request_in_flight_timing_sensitive,
+            setup, teardown),
         cmocka_unit_test_setup_teardown(test_call_refuses_bad_peer_or_type,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(

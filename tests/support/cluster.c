@@ -374,6 +374,8 @@ static struct raft_config node_config(struct cluster *c, unsigned i, unsigned in
     cfg.snapshot_every = c->opts.snapshot_every;
     if (c->opts.snapshot_chunk_bytes)
         cfg.snapshot_chunk_bytes = c->opts.snapshot_chunk_bytes;
+    if (c->opts.max_batch_bytes)
+        cfg.max_batch_bytes = c->opts.max_batch_bytes;
     cfg.pre_vote = !c->opts.no_pre_vote;
     cfg.check_quorum = !c->opts.no_check_quorum;
     cfg.seed = c->seed * 1000003u + incarnation * 7919u; /* the node adds its id */

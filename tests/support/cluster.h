@@ -84,6 +84,7 @@ struct cluster_opts {
     uint64_t snapshot_every;  /* raft_config.snapshot_every; 0: never */
     size_t snapshot_pad;      /* filler bytes in each state-machine snapshot */
     uint32_t snapshot_chunk_bytes; /* 0: the node's default */
+    uint32_t max_batch_bytes;      /* per AppendEntries; 0: the node's default */
     bool no_pre_vote;
     bool no_check_quorum;
     /* Each node's state machine also applies every committed entry to its

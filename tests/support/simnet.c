@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -52,6 +53,7 @@ struct simnet {
     unsigned dup_permille;
     bool link[SIMNET_MAX_NODES][SIMNET_MAX_NODES]; /* from -> to enabled */
     uint64_t rng[SIMNET_MAX_NODES][SIMNET_MAX_NODES];
+    unsigned pipelined[SIMNET_MAX_NODES][SIMNET_MAX_NODES]; /* sent, not yet awaited */
     struct sim_node nodes[SIMNET_MAX_NODES];
     struct endpoint *endpoints;
     struct delayed *queue;
@@ -426,6 +428,50 @@ void simnet_free(struct simnet *net)
     free(net);
 }
 
+/* Pipelining: send() only copies the request; await() delivers it like a
+ * call. Requests in flight at once therefore race to the peer and may
+ * arrive in any order, as on the lab's network. */
+struct sim_ticket {
+    uint32_t peer;
+    struct raft_msg *req;
+};
+
+static int sim_send(void *ctx, uint32_t peer, const struct raft_msg *req, uint64_t *ticket,
+                    unsigned timeout_ms)
+{
+    (void)timeout_ms;
+    struct endpoint *ep = ctx;
+    if (peer >= ep->net->n || peer == ep->id)
+        return -EINVAL;
+    struct sim_ticket *t = malloc(sizeof(*t));
+    if (!t)
+        abort();
+    t->peer = peer;
+    t->req = msg_clone(req);
+    *ticket = (uint64_t)(uintptr_t)t;
+    struct simnet *net = ep->net;
+    pthread_mutex_lock(&net->mu);
+    unsigned *n = &net->pipelined[ep->id][peer];
+    if (++*n > net->stats.max_pipelined)
+        net->stats.max_pipelined = *n;
+    pthread_mutex_unlock(&net->mu);
+    return 0;
+}
+
+static int sim_await(void *ctx, uint32_t peer, uint64_t ticket, struct raft_msg *reply,
+                     unsigned timeout_ms)
+{
+    struct endpoint *ep = ctx;
+    struct sim_ticket *t = (struct sim_ticket *)(uintptr_t)ticket;
+    int rc = t->peer == peer ? sim_call(ctx, peer, t->req, reply, timeout_ms) : -EINVAL;
+    pthread_mutex_lock(&ep->net->mu);
+    ep->net->pipelined[ep->id][t->peer]--;
+    pthread_mutex_unlock(&ep->net->mu);
+    msg_free(t->req);
+    free(t);
+    return rc;
+}
+
 struct raft_transport simnet_endpoint(struct simnet *net, unsigned id)
 {
     struct endpoint *ep = calloc(1, sizeof(*ep));
@@ -438,7 +484,8 @@ struct raft_transport simnet_endpoint(struct simnet *net, unsigned id)
     ep->next = net->endpoints;
     net->endpoints = ep;
     pthread_mutex_unlock(&net->mu);
-    struct raft_transport t = {.ctx = ep, .call = sim_call};
+    struct raft_transport t = {.ctx = ep, .call = sim_call, .send = sim_send,
+                               .await = sim_await};
     return t;
 }
 

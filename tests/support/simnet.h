@@ -29,9 +29,12 @@
  * Only then may the node be stopped and freed. A restarted node gets a new
  * endpoint (simnet_endpoint), like the lab's fresh endpoint names.
  *
- * Randomness: one generator per directed link, seeded from the test's seed;
- * a link carries one call at a time (one replicator per peer), so a link's
- * choices repeat with the seed.
+ * Pipelining: send() copies the request and await() delivers it as a call
+ * would, so requests in flight together may overtake each other.
+ *
+ * Randomness: one generator per directed link, seeded from the test's seed.
+ * A link's choices repeat with the seed as far as its calls come in the
+ * same order (with pipelining, several may be in flight at once).
  *
  * Times given to simnet_new are multiplied by time_scale (RAFT_TIME_SCALE).
  */
@@ -98,6 +101,7 @@ struct simnet_stats {
     uint64_t dropped;    /* requests or replies dropped by unreliable mode */
     uint64_t failed;     /* calls on a disabled link or to a crashed node */
     uint64_t duplicated; /* second deliveries */
+    unsigned max_pipelined; /* most requests sent and not yet answered on one link */
 };
 
 void simnet_stats(struct simnet *net, struct simnet_stats *out);
