@@ -222,15 +222,14 @@ static int exchange_locked(struct raft_node *n, struct peer *p, const struct raf
 }
 
 /* After a failed or refused request, sending resumes from what it carried
- * (or from the follower's hint), one request at a time; never below what
- * the follower is known to hold. */
+ * (or from the follower's hint), one request at a time. Not clamped to
+ * matchIndex: a follower whose disk lost a torn tail refuses entries it
+ * once acknowledged, and must be sent them again. */
 static void stop_pipelining_locked(struct peer *p, uint64_t next)
 {
     p->replicating = false;
     if (next < p->next_index)
         p->next_index = next;
-    if (p->next_index <= p->match_index)
-        p->next_index = p->match_index + 1;
 }
 
 static void send_append_entries_locked(struct raft_node *n, struct lane *l)
