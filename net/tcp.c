@@ -898,7 +898,11 @@ static int tcp_conn_serve_one(struct tcp_conn *c)
     struct tcp_server *s = c->srv;
     int64_t now = tcp_now_ms();
     atomic_store_explicit(&c->waiting_since_ms, now, memory_order_relaxed);
-    int rc = tcp_recv_at_least(c->fd, &c->in, &c->in_cap, &c->in_have, 4,
+    /* A client sends its next request only after our reply: unless it is
+     * already here, wait first and save a recv that would find nothing. */
+    int rc = c->in_have ? 0 : tcp_wait(c->fd, POLLIN, now + s->opt.idle_timeout_ms);
+    if (rc == 0)
+        rc = tcp_recv_at_least(c->fd, &c->in, &c->in_cap, &c->in_have, 4,
                                now + s->opt.idle_timeout_ms);
     atomic_store_explicit(&c->waiting_since_ms, 0, memory_order_relaxed);
     long size = rc < 0 ? rc : wire_frame_size(c->in);
