@@ -6,6 +6,11 @@
  * write runs in parallel with the followers'), so their sum is the floor
  * that `make bench`'s one-client latency is compared with.
  *
+ * Last, the ceiling on throughput: 64 clients, each with one 64-byte
+ * request in flight, against an echo server with a thread per connection
+ * that does no work. No store built this way can serve more requests per
+ * second on this machine, reads or writes.
+ *
  *   cc -O2 -pthread -o build/floor bench/floor.c && build/floor [DIR]
  *
  * DIR (default /tmp) is where the fdatasync file goes: use the disk the data
@@ -109,6 +114,72 @@ static void round_trips(void)
     report("loopback TCP round trip, 64 B", v, ROUNDS);
 }
 
+/* The ceiling of any store that serves C clients, each with one request
+ * in flight over its own connection, with a thread per connection on both
+ * sides: 64-byte requests echoed by a server that does no work at all. */
+#define ECHO_CLIENTS 64
+#define ECHO_SECONDS 3
+
+struct echo_client {
+    struct sockaddr_in addr;
+    volatile int *stop;
+    long ops;
+};
+
+static void *echo_client_main(void *arg)
+{
+    struct echo_client *c = arg;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    if (fd < 0 || connect(fd, (struct sockaddr *)&c->addr, sizeof c->addr))
+        die("connect");
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    char buf[64] = {0};
+    while (!__atomic_load_n(c->stop, __ATOMIC_RELAXED)) {
+        if (send(fd, buf, sizeof buf, 0) != (ssize_t)sizeof buf)
+            die("send");
+        for (ssize_t got = 0, r; got < 64; got += r)
+            if ((r = recv(fd, buf + got, sizeof buf - (size_t)got, 0)) <= 0)
+                die("recv");
+        c->ops++;
+    }
+    close(fd);
+    return NULL;
+}
+
+static void echo_throughput(void)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) || listen(lfd, ECHO_CLIENTS) ||
+        getsockname(lfd, (struct sockaddr *)&a, &len))
+        die("listen");
+    static struct echo_client c[ECHO_CLIENTS];
+    static int sfd[ECHO_CLIENTS];
+    pthread_t ct[ECHO_CLIENTS], st[ECHO_CLIENTS];
+    volatile int stop = 0;
+    for (int i = 0; i < ECHO_CLIENTS; i++) {
+        c[i] = (struct echo_client){.addr = a, .stop = &stop};
+        pthread_create(&ct[i], NULL, echo_client_main, &c[i]);
+        if ((sfd[i] = accept(lfd, NULL, NULL)) < 0)
+            die("accept");
+        setsockopt(sfd[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        pthread_create(&st[i], NULL, echo_main, &sfd[i]);
+    }
+    sleep(ECHO_SECONDS);
+    __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
+    long ops = 0;
+    for (int i = 0; i < ECHO_CLIENTS; i++) {
+        pthread_join(ct[i], NULL);
+        pthread_join(st[i], NULL);
+        close(sfd[i]);
+        ops += c[i].ops;
+    }
+    close(lfd);
+    printf("%-40s %8.0f requests/s (%d clients, no work per request)\n",
+           "loopback echo, thread per connection", (double)ops / ECHO_SECONDS, ECHO_CLIENTS);
+}
+
 static void syncs(const char *dir)
 {
     char path[4096];
@@ -136,5 +207,6 @@ int main(int argc, char **argv)
 {
     round_trips();
     syncs(argc > 1 ? argv[1] : "/tmp");
+    echo_throughput();
     return 0;
 }
