@@ -94,10 +94,30 @@ static int still_leading_locked(const struct raft_node *n, uint64_t term)
            !n->disk_failed ? 0 : -EPERM;
 }
 
+/* Thesis §6.4.1: whether this leader holds a read lease. Let t be the
+ * latest time such that a majority (this node included) answered requests
+ * sent at t or later. None of them helps elect another leader before
+ * t + the minimum election timeout (election.c), and any new leader needs
+ * the vote of one of them: until then this node is the only leader and may
+ * answer reads without a round. The lease ends a tenth earlier, to allow
+ * for clocks that run at slightly different rates. */
+static bool holds_lease_locked(const struct raft_node *n)
+{
+    if (!n->cfg.lease_reads || !n->cfg.check_quorum)
+        return false;
+    uint64_t now = node_lease_clock_ms(), sent[RAFT_MAX_NODES];
+    for (uint32_t i = 0; i < n->cfg.n_nodes; i++)
+        sent[i] = i == n->cfg.id ? now : n->peers[i].lease_sent_ms;
+    uint64_t since = commit_quorum_index(sent, n->cfg.n_nodes);
+    uint64_t lease_ms = n->cfg.election_timeout_min_ms - n->cfg.election_timeout_min_ms / 10;
+    return since > 0 && now < since + lease_ms;
+}
+
 /* Thesis §6.4 (ReadIndex): note the commit index, confirm leadership with a
  * round of heartbeats acknowledged by a majority, then wait until that index
  * is applied. Concurrent reads share rounds: one heartbeat confirms every
- * read that started before it was sent. */
+ * read that started before it was sent. With a read lease the round is not
+ * needed (§6.4.1). */
 int raft_read_barrier(struct raft_node *n, unsigned timeout_ms,
                       int32_t *leader_hint)
 {
@@ -116,7 +136,7 @@ int raft_read_barrier(struct raft_node *n, unsigned timeout_ms,
             rc = -ETIMEDOUT;
     }
     uint64_t read_index = n->commit_index;
-    if (rc == 0) {
+    if (rc == 0 && !holds_lease_locked(n)) {
         /* A replicator already woken for an earlier round has not sent yet
          * and will carry this one too: one wake-up per round, not per read. */
         bool was_sent = node_some_peer_sent_round_locked(n);

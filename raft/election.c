@@ -235,12 +235,16 @@ static int reply_vote(struct raft_node *n, struct raft_msg *reply, bool granted,
     return 0;
 }
 
+/* Whether this node heard from a leader (or started) less than the minimum
+ * election timeout ago. Such a node helps elect nobody: a leader whose
+ * heartbeat it answered may be serving reads on a lease that counts on it
+ * (thesis §6.4.1). A node that restarted does not remember whom it
+ * answered, so it waits the timeout out from its start. */
 static bool heard_from_leader_recently_locked(struct raft_node *n)
 {
     if (n->role == RAFT_LEADER)
         return true;
-    return n->leader_id != RAFT_NO_NODE &&
-           raft_now_ms() - n->last_leader_contact_ms < n->cfg.election_timeout_min_ms;
+    return raft_now_ms() - n->last_leader_contact_ms < n->cfg.election_timeout_min_ms;
 }
 
 /* Thesis §9.6: grant a pre-vote if the candidate could win a real election
@@ -256,7 +260,8 @@ static int recv_pre_vote_locked(struct raft_node *n, const struct raft_request_v
     else if (n->role == RAFT_LEADER)
         denied = "I am the leader of this term";
     else if (heard_from_leader_recently_locked(n))
-        denied = "I still hear from a leader";
+        denied = n->leader_id == RAFT_NO_NODE ? "I started less than an election timeout ago"
+                                              : "I still hear from a leader";
     else if (!election_log_up_to_date(my_term, my_index, rv->last_log_term, rv->last_log_index))
         denied = "my log is more up to date";
     node_log(n, RAFT_LOG_INFO, "pre-vote from n%u for T%llu -> %s (its log %llu@T%llu, mine %llu@T%llu)%s%s",
@@ -281,8 +286,12 @@ int election_recv_request_vote_locked(struct raft_node *n, const struct raft_msg
      * vote requests, so a server removed or cut off cannot disrupt it. */
     if (n->cfg.check_quorum && rv->term > n->current_term &&
         heard_from_leader_recently_locked(n)) {
-        node_log(n, RAFT_LOG_INFO, "RequestVote from n%u T%llu -> ignore: I hear from leader n%d",
-                 req->from, (unsigned long long)rv->term, n->leader_id);
+        if (n->leader_id == RAFT_NO_NODE)
+            node_log(n, RAFT_LOG_INFO, "RequestVote from n%u T%llu -> ignore: I started less "
+                     "than an election timeout ago", req->from, (unsigned long long)rv->term);
+        else
+            node_log(n, RAFT_LOG_INFO, "RequestVote from n%u T%llu -> ignore: I hear from "
+                     "leader n%d", req->from, (unsigned long long)rv->term, n->leader_id);
         return reply_vote(n, reply, false, false);
     }
     if (node_is_stale_term_locked(n, rv->term, req->from) || rv->term < n->current_term) {

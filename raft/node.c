@@ -34,6 +34,7 @@ void raft_config_defaults(struct raft_config *cfg, uint32_t id, uint32_t n_nodes
     cfg->seed = (uint64_t)time(NULL) * 1000003u + (uint64_t)getpid() * 31u + id;
     cfg->pre_vote = true;
     cfg->check_quorum = true;
+    cfg->lease_reads = true;
     cfg->max_batch_bytes = 1u << 20;
     cfg->pipeline_depth = RAFT_DEFAULT_PIPELINE;
     cfg->snapshot_chunk_bytes = 512u << 10;
@@ -55,6 +56,20 @@ uint64_t raft_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The clock of read leases: on Linux it also counts the time the machine
+ * was suspended, which CLOCK_MONOTONIC skips, so that a leader waking from
+ * a suspend does not believe its lease still runs. */
+uint64_t node_lease_clock_ms(void)
+{
+    struct timespec ts;
+#ifdef CLOCK_BOOTTIME
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+#else
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 

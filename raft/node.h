@@ -54,6 +54,8 @@ struct peer {
     uint64_t retry_at_ms;      /* after a failed call, wait until then */
     unsigned failures;         /* consecutive failed calls, for log throttling */
     uint64_t last_ack_ms;      /* last reply in the current term (check-quorum) */
+    uint64_t lease_sent_ms;    /* when the latest request it answered in this
+                                * term was sent (node_lease_clock_ms, §6.4.1) */
     uint64_t acked_round;      /* highest read round it confirmed (ReadIndex) */
     uint64_t sent_round;       /* read round of the last request sent */
     uint64_t snapshot_offset;  /* InstallSnapshot progress */
@@ -101,7 +103,7 @@ struct raft_node {
     int32_t leader_id;
     uint32_t votes; /* bit i: node i granted this (pre-)election */
     uint64_t election_deadline_ms;
-    uint64_t last_leader_contact_ms; /* pre-vote and §4.2.3 lease */
+    uint64_t last_leader_contact_ms; /* or start: pre-vote, §4.2.3, read leases */
     uint64_t rng;
 
     /* Leader: entries up to durable_index are on this node's disk; only they
@@ -164,6 +166,7 @@ void node_wake_all_locked(struct raft_node *n);
  * with what they have pending. */
 bool node_some_peer_idle_locked(const struct raft_node *n);
 bool node_some_peer_sent_round_locked(const struct raft_node *n);
+uint64_t node_lease_clock_ms(void);
 void node_note_read_ack_locked(struct raft_node *n, struct peer *p, uint64_t round);
 
 /* ---- election.c ---- */

@@ -2,8 +2,8 @@
  * raft.h - the public interface of one Raft node.
  *
  * A node is a monitor (one mutex, a few condition variables) plus the threads
- * that drive it: an election timer, one replicator per peer, an applier and a
- * disk syncer. Everything the node needs from the outside world comes in
+ * that drive it: an election timer, replicators for each peer (one per
+ * request in flight), an applier and a disk syncer. Everything the node needs from the outside world comes in
  * through three small tables of functions, so that the same code runs over
  * TCP and real files (the `raft` program) or over a simulated network and
  * in-memory storage (the lab harness in tests/):
@@ -204,6 +204,11 @@ struct raft_config {
     uint64_t seed;           /* for the election timer; logged at start */
     bool pre_vote;           /* thesis §9.6 */
     bool check_quorum;       /* thesis §6.2 */
+    /* Thesis §6.4.1: a leader answers reads without a heartbeat round while
+     * a majority acknowledged it within the last 0.9 x the minimum election
+     * timeout. Safe only if clocks run at rates within 10% of each other;
+     * needs check_quorum (followers then refuse votes in that time). */
+    bool lease_reads;
     uint32_t max_batch_bytes;    /* per AppendEntries; default 1 MiB */
     /* AppendEntries in flight per follower when the transport pipelines
      * (1..RAFT_MAX_PIPELINE); default RAFT_DEFAULT_PIPELINE. */

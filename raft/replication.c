@@ -26,6 +26,7 @@ void replication_become_leader_locked(struct raft_node *n)
         p->heartbeat_due_ms = now; /* announce leadership at once */
         p->retry_at_ms = 0;
         p->last_ack_ms = now;      /* check-quorum counts from here */
+        p->lease_sent_ms = 0;      /* no lease until a majority answers */
         p->snapshot_offset = 0;
         p->replicating = false; /* one request at a time until one succeeds */
     }
@@ -136,11 +137,14 @@ static void note_call_failed_locked(struct raft_node *n, struct peer *p, int rc)
 }
 
 /* A reply in the current term proves this node was still leader when the
- * peer answered: check-quorum and read rounds count it. */
-static void note_ack_locked(struct raft_node *n, struct peer *p, uint64_t round)
+ * peer answered: check-quorum, read rounds and read leases count it. */
+static void note_ack_locked(struct raft_node *n, struct peer *p, uint64_t round,
+                            uint64_t sent_ms)
 {
     p->failures = 0;
     p->last_ack_ms = raft_now_ms();
+    if (sent_ms > p->lease_sent_ms)
+        p->lease_sent_ms = sent_ms;
     node_note_read_ack_locked(n, p, round);
 }
 
@@ -248,7 +252,7 @@ static void send_append_entries_locked(struct raft_node *n, struct lane *l)
     /* Pipelining: the next lane sends what follows this batch. */
     p->next_index += ae->n_entries;
     p->backlog = p->next_index <= log_last_index(&n->log);
-    uint64_t round = n->read_round;
+    uint64_t round = n->read_round, sent_ms = node_lease_clock_ms();
     p->sent_round = round;
     p->heartbeat_due_ms = raft_now_ms() + n->cfg.heartbeat_ms;
     node_log(n, ae->n_entries ? RAFT_LOG_DEBUG : RAFT_LOG_TRACE,
@@ -272,7 +276,7 @@ static void send_append_entries_locked(struct raft_node *n, struct lane *l)
         stop_pipelining_locked(p, prev + 1);
         return;
     }
-    note_ack_locked(n, p, round);
+    note_ack_locked(n, p, round, sent_ms);
     const struct raft_append_entries_reply *r = &reply.u.ae_reply;
     if (r->success) {
         /* matchIndex comes from what was sent, never from current state. */

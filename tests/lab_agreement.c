@@ -441,9 +441,11 @@ static uint64_t rpcs_delivered(struct cluster *c)
  *     measure sleep more than election. Here: every RPC sent until a leader
  *     first appears (polled every 5 ms) must be within the lab's 1..30.
  *   - Agreement: the lab allows (iters+1+3)*3 = 42. Our bound comes from
- *     how the leader sends: one call in flight per follower, each carrying
- *     every entry the follower lacks, so at most one call per follower per
- *     new entry plus one per heartbeat interval that elapsed:
+ *     how the leader sends: each call carries every entry the follower
+ *     lacks, and a second goes out before the first's reply only for a
+ *     backlog larger than one batch (never here), a read or a heartbeat
+ *     that is due, so at most one call per follower per new entry plus one
+ *     per heartbeat interval that elapsed:
  *       (servers-1) * (entries + elapsed/heartbeat + 1).
  *     The count itself is printed; with batching it is well below 42.
  *   - Idle second: the lab's 3*20 = 60; ours is 2 followers * 20/s = 40. */

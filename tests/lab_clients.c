@@ -12,7 +12,9 @@
  *         acknowledged before it began: a new leader first commits its
  *         no-op, a deposed leader that does not know it yet cannot confirm
  *         its leadership with a majority, and concurrent reads share one
- *         round of heartbeats.
+ *         round of heartbeats;
+ *   §6.4.1 a leader reads on a lease only while no other leader can have
+ *         been elected.
  *
  * The "server" here is kv/server.c's put and get, called in-process on a
  * node: put = session shortcut, propose, wait until applied, session check;
@@ -722,7 +724,8 @@ static void put_via(struct cluster *c, uint32_t allowed, int id, const char *key
  * first), never succeed with the stale value. */
 static void deposed_leader_case(void **state, bool check_quorum)
 {
-    struct cluster_opts opts = {.n = 5, .no_check_quorum = !check_quorum};
+    struct cluster_opts opts = {.n = 5, .no_check_quorum = !check_quorum,
+                                .no_lease_reads = true};
     struct cluster *c = start(state, check_quorum
         ? "a cut-off leader refuses reads at once (check-quorum on)"
         : "a deposed leader that does not know it refuses reads", &opts);
@@ -792,6 +795,63 @@ static void deposed_leader_case(void **state, bool check_quorum)
                       got ? got : "nothing", err_name(rc));
     free(got);
     clerk_free(&k);
+    cluster_end(c);
+}
+
+/* Thesis §6.4.1: a cut-off leader goes on reading on its lease for a
+ * while, but never once another leader exists. Before each read the test
+ * looks for a leader of a newer term among the majority; if there was one,
+ * the read must fail. The reads it served came within the lease: 0.9 x the
+ * minimum election timeout after the cut at most. */
+static void test_cut_off_leader_reads_only_within_its_lease(void **state)
+{
+    struct cluster_opts opts = {.n = 5};
+    struct cluster *c = start(state, "a cut-off leader reads on its lease, never beside a "
+                                     "new leader", &opts);
+    unsigned servers = cluster_n(c);
+    unsigned old = cluster_check_one_leader(c);
+    put_via(c, (1u << servers) - 1, 1, "x", "old");
+    uint64_t old_term;
+    bool leads;
+    cluster_get_state(c, old, &old_term, &leads);
+    unsigned group_of[RAFT_MAX_NODES];
+    for (unsigned i = 0; i < servers; i++)
+        group_of[i] = i == old || i == (old + 1) % servers ? 0 : 1;
+    cluster_partition(c, group_of);
+    uint64_t cut = now_ms(); /* every request sent after this fails */
+
+    int served = 0;
+    uint64_t last_served = 0;
+    bool new_leader = false;
+    while (!new_leader || last_served == 0 || now_ms() < cut + cluster_ms(c, 1000)) {
+        for (unsigned i = 0; i < servers && !new_leader; i++) {
+            uint64_t t;
+            new_leader = group_of[i] == 1 && cluster_get_state(c, i, &t, &leads) && leads &&
+                         t > old_term;
+        }
+        uint64_t begun = now_ms();
+        int32_t hint;
+        int rc = cluster_read_barrier(c, old, cluster_ms(c, 20), &hint);
+        if (rc == 0 && new_leader)
+            cluster_fatal(c, "n%u served a read on its lease of T%llu while a newer leader "
+                          "existed", old, (unsigned long long)old_term);
+        if (rc == 0) {
+            served++;
+            last_served = begun;
+        }
+        if (now_ms() > cut + cluster_ms(c, 10000))
+            cluster_fatal(c, "no new leader within 10 s of the cut");
+    }
+    uint64_t lease = cluster_ms(c, LAB_ELECTION_MIN_MS) * 9 / 10;
+    printf("  %d reads served on the lease, the last %llu ms after the cut (lease %llu ms)\n",
+           served, (unsigned long long)(last_served - cut), (unsigned long long)lease);
+    if (served == 0)
+        cluster_fatal(c, "the cut-off leader served no read on its lease");
+    if (last_served > cut + lease)
+        cluster_fatal(c, "a read began %llu ms after the cut, past the lease of %llu ms",
+                      (unsigned long long)(last_served - cut), (unsigned long long)lease);
+    for (unsigned i = 0; i < servers; i++)
+        cluster_connect(c, i);
     cluster_end(c);
 }
 
@@ -931,7 +991,7 @@ static long read_burst(struct cluster *c, unsigned leader, unsigned readers, uns
  * heartbeats the interval carries anyway. */
 static void test_concurrent_reads_share_rounds(void **state)
 {
-    struct cluster_opts opts = {.n = 3, .unreliable = true};
+    struct cluster_opts opts = {.n = 3, .unreliable = true, .no_lease_reads = true};
     struct cluster *c = start(state, "concurrent reads share heartbeat rounds", &opts);
     unsigned servers = cluster_n(c);
     put_via(c, (1u << servers) - 1, 1, "x", "1");
@@ -971,6 +1031,8 @@ int main(void)
         cmocka_unit_test_teardown(test_reads_see_acknowledged_puts, cluster_teardown),
         cmocka_unit_test_teardown(test_deposed_leader_refuses_reads, cluster_teardown),
         cmocka_unit_test_teardown(test_cut_off_leader_refuses_reads_at_once, cluster_teardown),
+        cmocka_unit_test_teardown(test_cut_off_leader_reads_only_within_its_lease,
+                                  cluster_teardown),
         cmocka_unit_test_teardown(test_new_leader_reads_after_its_noop, cluster_teardown),
         cmocka_unit_test_teardown(test_concurrent_reads_share_rounds, cluster_teardown),
     };

@@ -247,8 +247,9 @@ static int fsm_restore(void *ctx, uint64_t index, const uint8_t *data, size_t le
     return 0;
 }
 
-/* A follower of a 3-node cluster whose timer never fires during a test. */
-static int start_follower(void **state)
+/* A node of a 3-node cluster, just started, whose timer never fires
+ * during a test. */
+static int start_node(void **state)
 {
     memset(&fake, 0, sizeof(fake));
     struct raft_config cfg;
@@ -263,6 +264,18 @@ static int start_follower(void **state)
     struct raft_node *n;
     assert_int_equal(raft_start(&n, &cfg, &t, &s, &f), 0);
     *state = n;
+    return 0;
+}
+
+/* The same, as if it had started long ago: no longer in the quiet time
+ * after a start in which it votes for nobody (election.c). */
+static int start_follower(void **state)
+{
+    start_node(state);
+    struct raft_node *n = *state;
+    pthread_mutex_lock(&n->mu);
+    n->last_leader_contact_ms = 0;
+    node_unlock(n);
     return 0;
 }
 
@@ -313,6 +326,30 @@ static void test_vote_granted_once_per_term_and_persisted_first(void **state)
     req = vote_request(1, 5, 0, 0);
     assert_int_equal(raft_receive(n, &req, &reply), 0);
     assert_true(reply.u.rv_reply.vote_granted); /* the same candidate may ask again */
+}
+
+/* Thesis §6.4.1: a node that just started may have answered a leader's
+ * heartbeat before it went down, without remembering it, and that leader
+ * may be serving reads on a lease that counts on it. So for the minimum
+ * election timeout after its start it helps elect nobody. */
+static void test_node_votes_for_nobody_right_after_start(void **state)
+{
+    struct raft_node *n = *state;
+    struct raft_msg req = vote_request(1, 5, 0, 0), reply;
+    req.u.rv.pre_vote = 1;
+    assert_int_equal(raft_receive(n, &req, &reply), 0);
+    assert_false(reply.u.rv_reply.vote_granted);
+    req.u.rv.pre_vote = 0;
+    assert_int_equal(raft_receive(n, &req, &reply), 0);
+    assert_false(reply.u.rv_reply.vote_granted);
+    assert_int_equal(fake.term, 0); /* nothing stored: no term, no vote */
+    /* Once the timeout has passed since the start, it votes. */
+    pthread_mutex_lock(&n->mu);
+    n->last_leader_contact_ms = 0;
+    node_unlock(n);
+    assert_int_equal(raft_receive(n, &req, &reply), 0);
+    assert_true(reply.u.rv_reply.vote_granted);
+    assert_int_equal(fake.vote, 1);
 }
 
 static void test_vote_denied_to_an_older_term_or_staler_log(void **state)
@@ -581,6 +618,8 @@ int main(void)
         cmocka_unit_test(test_figure8_no_commit_by_counting_older_term_replicas),
         cmocka_unit_test_setup_teardown(test_vote_granted_once_per_term_and_persisted_first,
                                         start_follower, stop_node),
+        cmocka_unit_test_setup_teardown(test_node_votes_for_nobody_right_after_start,
+                                        start_node, stop_node),
         cmocka_unit_test_setup_teardown(test_vote_denied_to_an_older_term_or_staler_log,
                                         start_follower, stop_node),
         cmocka_unit_test_setup_teardown(test_heartbeat_is_a_consistency_check,

@@ -378,6 +378,7 @@ static struct raft_config node_config(struct cluster *c, unsigned i, unsigned in
         cfg.max_batch_bytes = c->opts.max_batch_bytes;
     cfg.pre_vote = !c->opts.no_pre_vote;
     cfg.check_quorum = !c->opts.no_check_quorum;
+    cfg.lease_reads = !c->opts.no_lease_reads;
     cfg.seed = c->seed * 1000003u + incarnation * 7919u; /* the node adds its id */
     cfg.log_level = c->level;
     cfg.log_line = on_log_line;

@@ -87,6 +87,7 @@ struct cluster_opts {
     uint32_t max_batch_bytes;      /* per AppendEntries; 0: the node's default */
     bool no_pre_vote;
     bool no_check_quorum;
+    bool no_lease_reads;      /* every read takes a ReadIndex round */
     /* Each node's state machine also applies every committed entry to its
      * own key-value store (kv/kv.h; see cluster_kv). Commands must then be
      * kv puts (kv_encode_put); the checks run on every entry as always.
