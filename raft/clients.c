@@ -1,49 +1,97 @@
 /*
  * clients.c - what client threads wait for: their entry applied (a put) or
- * a read confirmed (ReadIndex, thesis §6.4).
+ * a read confirmed and applied (a lease, or ReadIndex: thesis §6.4).
  *
- * Each waiting thread sleeps on its own condition variable and says what it
- * waits for, so that an apply or a confirmed heartbeat round wakes only the
- * threads it satisfies. With one shared condition variable, every apply
- * batch would wake every waiting client thread, most of them to go back to
- * sleep: with 64 clients that herd of wake-ups cost more CPU than the work.
+ * Each waiting thread sleeps on its own condition variable, under its own
+ * small mutex, and says what it waits for. Whoever makes progress (the
+ * applier, the replicator that completes a read round) takes the satisfied
+ * waiters off the list and wakes them, and they return without taking the
+ * node's lock again. With one shared condition variable, every apply batch
+ * woke every waiting client thread; with the node's lock as the condition's
+ * mutex, every woken thread then queued for that lock while the waker still
+ * held it. With 64 clients both herds cost more CPU than the work.
  */
 #include "raft/node.h"
 
 #include <errno.h>
 #include <time.h>
 
+enum wake { WOKE_DONE, WOKE_RECHECK, WOKE_TIMEOUT };
+
+/* A waiter is done once every condition it set holds. One with none set
+ * is only woken to recheck (see node_wake_clients_locked). */
 static bool satisfied_locked(const struct raft_node *n, const struct client_waiter *w)
 {
-    return (w->applied && n->last_applied >= w->applied) ||
-           (w->round && n->confirmed_round >= w->round);
+    if (!w->applied && !w->round)
+        return false;
+    return n->last_applied >= w->applied && n->confirmed_round >= w->round;
 }
 
-void node_wake_clients_locked(struct raft_node *n, bool all)
+static void unlink_locked(struct raft_node *n, struct client_waiter *w)
 {
-    for (struct client_waiter *w = n->waiters; w != NULL; w = w->next)
-        if (all || satisfied_locked(n, w))
-            pthread_cond_signal(&w->cond);
-}
-
-/* Sleeps until woken (see node_wake_clients_locked) or the deadline.
- * Returns ETIMEDOUT once past the deadline; the caller re-checks its state
- * either way. */
-static int wait_locked(struct raft_node *n, struct client_waiter *w, uint64_t deadline_ms)
-{
-    w->prev = NULL;
-    w->next = n->waiters;
-    if (n->waiters)
-        n->waiters->prev = w;
-    n->waiters = w;
-    int rc = node_wait_until_locked(n, &w->cond, deadline_ms);
     if (w->prev)
         w->prev->next = w->next;
     else
         n->waiters = w->next;
     if (w->next)
         w->next->prev = w->prev;
-    return rc;
+    w->listed = false;
+}
+
+void node_wake_clients_locked(struct raft_node *n, bool all)
+{
+    struct client_waiter *w = n->waiters;
+    while (w != NULL) {
+        struct client_waiter *next = w->next;
+        bool done = satisfied_locked(n, w);
+        if (done || all) {
+            unlink_locked(n, w);
+            /* Signalled under its own mutex: once that is released, the
+             * waiter may return, and its memory (on its stack) be gone. */
+            pthread_mutex_lock(&w->mu);
+            w->woken = done ? WOKE_DONE : WOKE_RECHECK;
+            pthread_cond_signal(&w->cond);
+            pthread_mutex_unlock(&w->mu);
+        }
+        w = next;
+    }
+}
+
+/* Called with the node's lock held; returns without it. Sleeps until woken
+ * or the deadline. After WOKE_RECHECK or WOKE_TIMEOUT the caller takes the
+ * lock again and looks at the node itself. */
+static enum wake wait_unlocking(struct raft_node *n, struct client_waiter *w,
+                                uint64_t deadline_ms)
+{
+    w->prev = NULL;
+    w->next = n->waiters;
+    if (n->waiters)
+        n->waiters->prev = w;
+    n->waiters = w;
+    w->listed = true;
+    w->woken = -1;
+    pthread_mutex_lock(&w->mu);
+    node_unlock(n);
+    struct timespec ts = {.tv_sec = (time_t)(deadline_ms / 1000),
+                          .tv_nsec = (long)(deadline_ms % 1000) * 1000000};
+    while (w->woken < 0 && pthread_cond_timedwait(&w->cond, &w->mu, &ts) != ETIMEDOUT)
+        ;
+    int woken = w->woken;
+    pthread_mutex_unlock(&w->mu);
+    if (woken >= 0)
+        return (enum wake)woken;
+    /* Timed out: off the list, unless a waker took it off meanwhile. */
+    pthread_mutex_lock(&n->mu);
+    if (w->listed) {
+        unlink_locked(n, w);
+        woken = WOKE_TIMEOUT;
+    } else {
+        pthread_mutex_lock(&w->mu);
+        woken = w->woken;
+        pthread_mutex_unlock(&w->mu);
+    }
+    node_unlock(n);
+    return (enum wake)woken;
 }
 
 static void waiter_init(struct client_waiter *w)
@@ -53,7 +101,34 @@ static void waiter_init(struct client_waiter *w)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadlines use raft_now_ms */
     pthread_cond_init(&w->cond, &ca);
     pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&w->mu, NULL);
     w->applied = w->round = 0;
+    w->listed = false;
+}
+
+static void waiter_destroy(struct client_waiter *w)
+{
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->mu);
+}
+
+/* Where a put's entry stands: 0 applied, -EAGAIN not yet, or why the
+ * caller should stop waiting. */
+static int applied_status_locked(const struct raft_node *n, uint64_t index, uint64_t term,
+                                 uint64_t deadline)
+{
+    if (n->last_applied >= index)
+        return 0;
+    if (n->disk_failed)
+        return -EIO;
+    /* Leadership lost (a new term, or a check-quorum step-down within the
+     * same term): a later leader may replace the entry, so the caller must
+     * not wait for it here (§5.4.2). */
+    if (n->stopping || n->current_term != term || n->role != RAFT_LEADER)
+        return -ECANCELED;
+    if (raft_now_ms() >= deadline)
+        return -ETIMEDOUT;
+    return -EAGAIN;
 }
 
 int raft_wait_applied(struct raft_node *n, uint64_t index, uint64_t term,
@@ -63,27 +138,21 @@ int raft_wait_applied(struct raft_node *n, uint64_t index, uint64_t term,
     struct client_waiter w;
     waiter_init(&w);
     w.applied = index;
-    int rc = 0;
     pthread_mutex_lock(&n->mu);
-    while (n->last_applied < index) {
-        if (n->disk_failed) {
-            rc = -EIO;
+    int rc;
+    for (;;) {
+        rc = applied_status_locked(n, index, term, deadline);
+        if (rc != -EAGAIN) {
+            node_unlock(n);
             break;
         }
-        /* Leadership lost (a new term, or a check-quorum step-down within
-         * the same term): a later leader may replace the entry, so the
-         * caller must not wait for it here (§5.4.2). */
-        if (n->stopping || n->current_term != term || n->role != RAFT_LEADER) {
-            rc = -ECANCELED;
+        if (wait_unlocking(n, &w, deadline) == WOKE_DONE) {
+            rc = 0; /* applied; the lock is not held */
             break;
         }
-        if (wait_locked(n, &w, deadline) == ETIMEDOUT) {
-            rc = -ETIMEDOUT;
-            break;
-        }
+        pthread_mutex_lock(&n->mu);
     }
-    node_unlock(n);
-    pthread_cond_destroy(&w.cond);
+    waiter_destroy(&w);
     return rc;
 }
 
@@ -113,6 +182,24 @@ static bool holds_lease_locked(const struct raft_node *n)
     return since > 0 && now < since + lease_ms;
 }
 
+/* Where a read stands once it knows its read index (and round, if it
+ * needs one): 0 done, -EAGAIN to keep waiting. Until a majority confirmed
+ * the round, the node must still lead the term the read began in; after
+ * that, the read only waits for the read index to be applied. */
+static int read_status_locked(const struct raft_node *n, const struct client_waiter *w,
+                              uint64_t term, uint64_t deadline)
+{
+    if (n->last_applied >= w->applied && n->confirmed_round >= w->round)
+        return 0;
+    if (n->confirmed_round < w->round && still_leading_locked(n, term))
+        return -EPERM;
+    if (n->stopping)
+        return -ECANCELED;
+    if (raft_now_ms() >= deadline)
+        return -ETIMEDOUT;
+    return -EAGAIN;
+}
+
 /* Thesis §6.4 (ReadIndex): note the commit index, confirm leadership with a
  * round of heartbeats acknowledged by a majority, then wait until that index
  * is applied. Concurrent reads share rounds: one heartbeat confirms every
@@ -128,39 +215,41 @@ int raft_read_barrier(struct raft_node *n, unsigned timeout_ms,
     uint64_t term = n->current_term;
     int rc = still_leading_locked(n, term);
     /* §6.4 step 1: a new leader's commit index is only known to be current
-     * once an entry of its own term (the no-op) has committed; the commit
-     * of the no-op wakes every waiter. */
+     * once an entry of its own term (the no-op) has committed. With no
+     * condition set, the waiter is woken by the recheck that the no-op's
+     * commit sends to every waiter. */
     while (rc == 0 && n->commit_index < n->leader_first_index) {
+        enum wake k = wait_unlocking(n, &w, deadline);
+        pthread_mutex_lock(&n->mu);
         rc = still_leading_locked(n, term);
-        if (rc == 0 && wait_locked(n, &w, deadline) == ETIMEDOUT)
+        if (rc == 0 && k == WOKE_TIMEOUT)
             rc = -ETIMEDOUT;
     }
-    uint64_t read_index = n->commit_index;
-    if (rc == 0 && !holds_lease_locked(n)) {
-        /* A replicator already woken for an earlier round has not sent yet
-         * and will carry this one too: one wake-up per round, not per read. */
-        bool was_sent = node_some_peer_sent_round_locked(n);
-        w.round = ++n->read_round;
-        if (n->majority == 1)
-            n->confirmed_round = w.round; /* a one-node cluster confirms itself */
-        if (was_sent)
-            pthread_cond_broadcast(&n->peers_cond);
+    if (rc == 0) {
+        w.applied = n->commit_index; /* the read index */
+        if (!holds_lease_locked(n)) {
+            /* A replicator already woken for an earlier round has not sent
+             * yet and will carry this one too: one wake-up per round. */
+            bool was_sent = node_some_peer_sent_round_locked(n);
+            w.round = ++n->read_round;
+            if (n->majority == 1)
+                n->confirmed_round = w.round; /* a one-node cluster confirms itself */
+            if (was_sent)
+                pthread_cond_broadcast(&n->peers_cond);
+        }
+        rc = read_status_locked(n, &w, term, deadline);
     }
-    while (rc == 0 && n->confirmed_round < w.round) {
-        rc = still_leading_locked(n, term);
-        if (rc == 0 && wait_locked(n, &w, deadline) == ETIMEDOUT)
-            rc = -ETIMEDOUT;
+    while (rc == -EAGAIN) {
+        if (wait_unlocking(n, &w, deadline) == WOKE_DONE) {
+            waiter_destroy(&w);
+            *leader_hint = (int32_t)n->cfg.id;
+            return 0;
+        }
+        pthread_mutex_lock(&n->mu);
+        rc = read_status_locked(n, &w, term, deadline);
     }
-    w.round = 0;
-    w.applied = read_index;
-    while (rc == 0 && n->last_applied < read_index) {
-        if (n->stopping)
-            rc = -ECANCELED;
-        else if (wait_locked(n, &w, deadline) == ETIMEDOUT)
-            rc = -ETIMEDOUT;
-    }
-    *leader_hint = n->leader_id;
+    *leader_hint = rc == 0 ? (int32_t)n->cfg.id : n->leader_id;
     node_unlock(n);
-    pthread_cond_destroy(&w.cond);
+    waiter_destroy(&w);
     return rc;
 }

@@ -131,9 +131,12 @@ struct raft_node {
 
 /* A client thread waiting in raft_wait_applied or raft_read_barrier. */
 struct client_waiter {
+    pthread_mutex_t mu;  /* guards woken */
     pthread_cond_t cond;
-    uint64_t applied; /* woken once last_applied reaches it (0: no) */
-    uint64_t round;   /* woken once confirmed_round reaches it (0: no) */
+    int woken;           /* -1 while asleep, then how it was woken (clients.c) */
+    bool listed;         /* n->mu: on n->waiters */
+    uint64_t applied;    /* done once last_applied reaches it (0: no condition) */
+    uint64_t round;      /* ... and confirmed_round reaches it (0: no condition) */
     struct client_waiter *prev, *next;
 };
 
