@@ -6,6 +6,8 @@
  *   put     proposed as a log entry; answered once applied (§8: a client is
  *           answered only after its command is committed and applied). The
  *           session (client id, seq) makes a retry take effect once (§6.3).
+ *           The answer is sent by the node's applier (raft_propose_async,
+ *           tcp_reply), so no thread sleeps per put waiting for it.
  *   get     served by the leader after a ReadIndex round (§6.4), without
  *           writing to the log.
  *   status  this node's view: role, term, leader, commit, applied, log end.
@@ -23,8 +25,11 @@
 #include "net/tcp.h"
 #include "raft/storage.h"
 
-/* How long a request may wait on the cluster: less than a client waits for
- * one answer (kv/client.c ATTEMPT_MS), so that it hears "retry" first. */
+/* How long a read may wait on the cluster: less than a client waits for
+ * one answer (kv/client.c ATTEMPT_MS), so that it hears "retry" first. A
+ * put has no such limit: it is answered once applied, or "retry" once this
+ * node stops leading (check-quorum steps a leader that cannot commit down
+ * within an election timeout). */
 #define CLIENT_WAIT_MS 1000
 
 struct kv_server {
@@ -84,42 +89,71 @@ static void reply_not_leader(struct kv_server *s, struct client_reply *r, int32_
     }
 }
 
-static void handle_put(struct kv_server *s, const struct client_request *q,
-                       struct client_reply *r)
+/* A put waiting for its entry to be applied. */
+struct pending_put {
+    struct raft_async async; /* first: the callback gets its address */
+    struct kv_server *s;
+    struct tcp_conn *conn;
+    uint64_t client_id, seq;
+};
+
+/* Called back by the node (its applier) once the entry is applied, or
+ * cannot be. The session table says whether this request was applied: the
+ * answer to a retry whose first copy was applied is OK too. */
+static void put_done(struct raft_async *a, int rc)
+{
+    struct pending_put *p = (struct pending_put *)a;
+    struct kv_server *s = p->s;
+    struct wire_msg reply = {.type = WIRE_CLIENT_REPLY, .from = s->cfg.raft.id};
+    if (rc == 0 && kv_applied_request(s->kv, p->client_id, p->seq))
+        reply_status(&reply.u.reply, CLIENT_OK, (int32_t)s->cfg.raft.id);
+    else
+        reply_status(&reply.u.reply, CLIENT_RETRY, RAFT_NO_NODE);
+    tcp_reply(p->conn, &reply);
+    free(p);
+}
+
+/* Returns TCP_REPLY_LATER once the put is proposed (put_done answers), or
+ * 0 with the answer in r. */
+static int handle_put(struct kv_server *s, const struct client_request *q,
+                      struct client_reply *r, struct tcp_conn *conn)
 {
     if (q->client_id == 0 || q->seq == 0 || q->key_len == 0) {
         reply_status(r, CLIENT_BAD_REQUEST, RAFT_NO_NODE);
-        return;
+        return 0;
     }
     /* A retry of a request that was already applied gets the same answer. */
     if (kv_applied_request(s->kv, q->client_id, q->seq)) {
         reply_status(r, CLIENT_OK, (int32_t)s->cfg.raft.id);
-        return;
+        return 0;
     }
     size_t len = kv_put_size(q->key_len, q->value_len);
     uint8_t *cmd = malloc(len);
-    if (!cmd) {
+    struct pending_put *p = malloc(sizeof(*p));
+    if (!cmd || !p) {
+        free(cmd);
+        free(p);
         reply_status(r, CLIENT_RETRY, RAFT_NO_NODE);
-        return;
+        return 0;
     }
     kv_encode_put(cmd, q->client_id, q->seq, wall_clock_ms(), q->key, q->key_len,
                   q->value, q->value_len);
-    uint64_t index, term;
+    *p = (struct pending_put){.async.done = put_done, .s = s, .conn = conn,
+                              .client_id = q->client_id, .seq = q->seq};
     int32_t hint;
-    int rc = raft_propose(s->node, cmd, (uint32_t)len, &index, &term, &hint);
+    tcp_reply_later(conn); /* before the applier can answer */
+    int rc = raft_propose_async(s->node, cmd, (uint32_t)len, &p->async, &hint);
     free(cmd);
-    if (rc == -EPERM) {
-        reply_not_leader(s, r, hint);
-        return;
-    }
     if (rc == 0)
-        rc = raft_wait_applied(s->node, index, term, CLIENT_WAIT_MS);
-    /* The entry at `index` may belong to another leader by now; the session
-     * table says whether this request was applied. */
-    if (rc == 0 && kv_applied_request(s->kv, q->client_id, q->seq))
-        reply_status(r, CLIENT_OK, (int32_t)s->cfg.raft.id);
+        return TCP_REPLY_LATER;
+    free(p);
+    struct wire_msg reply = {.type = WIRE_CLIENT_REPLY, .from = s->cfg.raft.id};
+    if (rc == -EPERM)
+        reply_not_leader(s, &reply.u.reply, hint);
     else
-        reply_status(r, CLIENT_RETRY, RAFT_NO_NODE);
+        reply_status(&reply.u.reply, CLIENT_RETRY, RAFT_NO_NODE);
+    tcp_reply(conn, &reply);
+    return TCP_REPLY_LATER;
 }
 
 static void handle_get(struct kv_server *s, const struct client_request *q,
@@ -155,7 +189,8 @@ static void handle_status(struct kv_server *s, struct client_reply *r)
 }
 
 /* Called by the TCP listener for every request frame. */
-static int handle_frame(void *ctx, const struct wire_msg *req, struct wire_msg *reply)
+static int handle_frame(void *ctx, const struct wire_msg *req, struct wire_msg *reply,
+                        struct tcp_conn *conn)
 {
     struct kv_server *s = ctx;
     memset(reply, 0, sizeof(*reply));
@@ -165,7 +200,7 @@ static int handle_frame(void *ctx, const struct wire_msg *req, struct wire_msg *
         struct client_reply *r = &reply->u.reply;
         reply->type = WIRE_CLIENT_REPLY;
         switch (q->op) {
-        case CLIENT_PUT: handle_put(s, q, r); break;
+        case CLIENT_PUT: return handle_put(s, q, r, conn);
         case CLIENT_GET: handle_get(s, q, r); break;
         case CLIENT_STATUS: handle_status(s, r); break;
         default: reply_status(r, CLIENT_BAD_REQUEST, RAFT_NO_NODE);

@@ -768,6 +768,12 @@ struct tcp_conn {
     size_t in_have;    /* bytes received into in, maybe past one frame */
     /* When it began waiting for its next request; 0 while serving one. */
     atomic_llong waiting_since_ms;
+    /* A reply the handler deferred (tcp_reply_later): until it is sent,
+     * out belongs to the thread that sends it, and no other request is
+     * handled, so that replies keep the order of their requests. */
+    pthread_mutex_t reply_mu;
+    pthread_cond_t reply_sent;
+    bool reply_pending; /* reply_mu */
     bool evicted;           /* srv->mu: shut down to make room */
     bool done;              /* srv->mu: the thread is about to return */
     struct tcp_conn *next;  /* srv->mu */
@@ -892,7 +898,50 @@ static int tcp_conn_send_reply(struct tcp_conn *c, const struct wire_msg *reply)
     return rc;
 }
 
-/* Reads one request, has the handler answer it, writes the reply. */
+void tcp_reply_later(struct tcp_conn *c)
+{
+    pthread_mutex_lock(&c->reply_mu);
+    c->reply_pending = true;
+    pthread_mutex_unlock(&c->reply_mu);
+}
+
+void tcp_reply(struct tcp_conn *c, struct wire_msg *reply)
+{
+    /* The reply is small and the client waits for it, so it fits in the
+     * socket's buffer at once; a client that does not read loses its
+     * connection rather than hold up the thread answering it. */
+    size_t size = wire_size(reply);
+    int rc = size == 0 ? -EPROTO : size > WIRE_MAX_FRAME ? -EMSGSIZE : 0;
+    if (rc == 0)
+        rc = tcp_reserve(&c->out, &c->out_cap, size);
+    long n = rc == 0 ? wire_encode(reply, c->out, c->out_cap) : rc;
+    rc = n < 0 ? (int)n : tcp_send_all(c->fd, c->out, (size_t)n, tcp_now_ms());
+    if (rc < 0) {
+        char e[96];
+        tcp_conn_log(c, rc == -ETIMEDOUT, "sending a deferred reply: %s",
+                     tcp_errstr(rc, e, sizeof e));
+        shutdown(c->fd, SHUT_RDWR); /* its thread ends the connection */
+    }
+    if (reply->type == WIRE_CLIENT_REPLY) {
+        free(reply->u.reply.value);
+        reply->u.reply.value = NULL;
+    }
+    pthread_mutex_lock(&c->reply_mu);
+    c->reply_pending = false;
+    pthread_cond_signal(&c->reply_sent);
+    pthread_mutex_unlock(&c->reply_mu);
+}
+
+static void tcp_conn_wait_reply_sent(struct tcp_conn *c)
+{
+    pthread_mutex_lock(&c->reply_mu);
+    while (c->reply_pending)
+        pthread_cond_wait(&c->reply_sent, &c->reply_mu);
+    pthread_mutex_unlock(&c->reply_mu);
+}
+
+/* Reads one request, has the handler answer it, writes the reply (unless
+ * the handler deferred it). */
 static int tcp_conn_serve_one(struct tcp_conn *c)
 {
     struct tcp_server *s = c->srv;
@@ -919,6 +968,7 @@ static int tcp_conn_serve_one(struct tcp_conn *c)
     }
 
     struct wire_msg req, reply;
+    tcp_conn_wait_reply_sent(c); /* the previous request's, if deferred */
     rc = wire_decode(c->in, (size_t)size, &req);
     if (rc < 0) {
         tcp_conn_log(c, true, "malformed frame (type %u, %ld bytes): %s",
@@ -926,10 +976,12 @@ static int tcp_conn_serve_one(struct tcp_conn *c)
         return rc;
     }
     memset(&reply, 0, sizeof reply);
-    rc = s->opt.handler(s->opt.handler_ctx, &req, &reply);
+    rc = s->opt.handler(s->opt.handler_ctx, &req, &reply, c);
     wire_msg_release(&req);
     if (rc == 0)
         rc = tcp_conn_send_reply(c, &reply);
+    else if (rc == TCP_REPLY_LATER)
+        rc = 0;
     else
         tcp_conn_log(c, false, "the handler refused a request of type %u",
                      (unsigned)req.type);
@@ -949,6 +1001,7 @@ static void *tcp_conn_main(void *arg)
     /* One iteration: one request in, one reply out. Any error ends it. */
     while (tcp_conn_serve_one(c) == 0)
         ;
+    tcp_conn_wait_reply_sent(c);
     free(c->in);
     free(c->out);
     c->in = c->out = NULL;
@@ -962,6 +1015,13 @@ static void *tcp_conn_main(void *arg)
     pthread_mutex_unlock(&s->mu);
     tcp_server_wake(s); /* so that the listener joins this thread soon */
     return NULL;
+}
+
+static void tcp_conn_free(struct tcp_conn *c)
+{
+    pthread_mutex_destroy(&c->reply_mu);
+    pthread_cond_destroy(&c->reply_sent);
+    free(c);
 }
 
 /* Joins and frees the finished connections, or all of them. */
@@ -985,7 +1045,7 @@ static void tcp_server_reap(struct tcp_server *s, bool all)
         dead = c->next;
         pthread_join(c->thread, NULL);
         close(c->fd);
-        free(c);
+        tcp_conn_free(c);
     }
 }
 
@@ -1046,6 +1106,8 @@ static int tcp_server_add_conn(struct tcp_server *s, int fd, const char *peer)
     c->srv = s;
     c->fd = fd;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
+    pthread_mutex_init(&c->reply_mu, NULL);
+    pthread_cond_init(&c->reply_sent, NULL);
     /* Linked before the thread can finish, so its wake-up finds it listed. */
     pthread_mutex_lock(&s->mu);
     int rc = -pthread_create(&c->thread, NULL, tcp_conn_main, c);
@@ -1056,7 +1118,7 @@ static int tcp_server_add_conn(struct tcp_server *s, int fd, const char *peer)
     }
     pthread_mutex_unlock(&s->mu);
     if (rc < 0)
-        free(c);
+        tcp_conn_free(c);
     return rc;
 }
 

@@ -82,8 +82,20 @@ int tcp_server_start(struct tcp_server **out,
 uint16_t tcp_server_port(const struct tcp_server *s);
 
 /* Closes the listener, shuts down every open connection, joins every thread
- * (waiting for handlers that are running) and frees s. */
+ * (waiting for handlers that are running, and for deferred replies) and
+ * frees s. */
 void tcp_server_stop(struct tcp_server *s);
+
+/* Deferred replies. A handler that will answer from another thread calls
+ * tcp_reply_later(conn) before anything that could make that thread answer,
+ * and returns TCP_REPLY_LATER; the answer is then sent with tcp_reply(conn,
+ * reply), exactly once (a client reply's value is freed by it). Meanwhile
+ * the connection reads ahead but handles no other request, and it is not
+ * closed. A reply that does not fit in the socket's buffer at once closes
+ * the connection (the client is not reading). */
+#define TCP_REPLY_LATER 1
+void tcp_reply_later(struct tcp_conn *conn);
+void tcp_reply(struct tcp_conn *conn, struct wire_msg *reply);
 
 /* ---- clients ---- */
 

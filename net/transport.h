@@ -18,11 +18,15 @@
 
 #include "net/wire.h"
 
+struct tcp_conn;
+
 /* Handles one decoded request and fills in the reply. Returns 0 to send the
- * reply, or a negative errno to drop the connection without answering.
- * A client reply's value, when not NULL, is malloc'd by the handler and
- * freed by the transport once the reply is encoded. */
+ * reply, or a negative errno to drop the connection without answering; or,
+ * over TCP, TCP_REPLY_LATER to answer later from another thread (net/tcp.h:
+ * tcp_reply_later, tcp_reply on conn). A client reply's value, when not
+ * NULL, is malloc'd by the handler and freed by the transport once the
+ * reply is encoded. */
 typedef int (*transport_handler)(void *ctx, const struct wire_msg *req,
-                                 struct wire_msg *reply);
+                                 struct wire_msg *reply, struct tcp_conn *conn);
 
 #endif

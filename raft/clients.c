@@ -38,8 +38,65 @@ static void unlink_locked(struct raft_node *n, struct client_waiter *w)
     w->listed = false;
 }
 
+static int applied_status_locked(const struct raft_node *n, uint64_t index, uint64_t term,
+                                 uint64_t deadline);
+
+/* Moves the async puts that are over to async_done, for the applier to
+ * call back without the lock. */
+static void settle_async_locked(struct raft_node *n)
+{
+    struct raft_async **pp = &n->async;
+    bool moved = false;
+    while (*pp) {
+        struct raft_async *a = *pp;
+        a->rc = applied_status_locked(n, a->index, a->term, UINT64_MAX);
+        if (a->rc == -EAGAIN) {
+            pp = &a->next;
+            continue;
+        }
+        *pp = a->next;
+        a->next = n->async_done;
+        n->async_done = a;
+        moved = true;
+    }
+    if (moved)
+        pthread_cond_signal(&n->applier_cond);
+}
+
+void node_call_async_done_locked(struct raft_node *n)
+{
+    while (n->async_done) {
+        struct raft_async *a = n->async_done;
+        n->async_done = NULL;
+        node_unlock(n);
+        while (a) {
+            struct raft_async *next = a->next; /* done() may free a */
+            a->done(a, a->rc);
+            a = next;
+        }
+        pthread_mutex_lock(&n->mu);
+    }
+}
+
+int raft_propose_async(struct raft_node *n, const uint8_t *data, uint32_t len,
+                       struct raft_async *a, int32_t *leader_hint)
+{
+    pthread_mutex_lock(&n->mu);
+    *leader_hint = n->leader_id;
+    int rc = node_propose_locked(n, data, len);
+    if (rc == 0) {
+        a->index = log_last_index(&n->log);
+        a->term = n->current_term;
+        a->next = n->async;
+        n->async = a;
+    }
+    node_unlock(n);
+    return rc;
+}
+
 void node_wake_clients_locked(struct raft_node *n, bool all)
 {
+    settle_async_locked(n);
     struct client_waiter *w = n->waiters;
     while (w != NULL) {
         struct client_waiter *next = w->next;

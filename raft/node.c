@@ -379,27 +379,33 @@ int raft_receive(struct raft_node *n, const struct raft_msg *req,
     return rc;
 }
 
+int node_propose_locked(struct raft_node *n, const uint8_t *data, uint32_t len)
+{
+    if (n->role != RAFT_LEADER || n->disk_failed || n->stopping)
+        return -EPERM;
+    /* Leader Append-Only: the leader only ever appends to its log. The
+     * syncer makes it durable; replicators send it at once. */
+    bool some_idle = node_some_peer_idle_locked(n);
+    int rc = log_append(&n->log, n->current_term, RAFT_ENTRY_COMMAND, data, len);
+    if (rc)
+        return rc;
+    pthread_cond_signal(&n->syncer_cond);
+    /* A replicator already woken for earlier entries, or waiting for a
+     * reply, sends this one with them: one wake-up per batch, not per entry. */
+    if (some_idle)
+        pthread_cond_broadcast(&n->peers_cond);
+    return 0;
+}
+
 int raft_propose(struct raft_node *n, const uint8_t *data, uint32_t len,
                  uint64_t *index, uint64_t *term, int32_t *leader_hint)
 {
     pthread_mutex_lock(&n->mu);
     *leader_hint = n->leader_id;
-    int rc = -EPERM;
-    if (n->role == RAFT_LEADER && !n->disk_failed && !n->stopping) {
-        /* Leader Append-Only: the leader only ever appends to its log. The
-         * syncer makes it durable; replicators send it at once. */
-        bool some_idle = node_some_peer_idle_locked(n);
-        rc = log_append(&n->log, n->current_term, RAFT_ENTRY_COMMAND, data, len);
-        if (rc == 0) {
-            *index = log_last_index(&n->log);
-            *term = n->current_term;
-            pthread_cond_signal(&n->syncer_cond);
-            /* A replicator already woken for earlier entries, or waiting
-             * for a reply, sends this one with them: one wake-up per batch,
-             * not per entry. */
-            if (some_idle)
-                pthread_cond_broadcast(&n->peers_cond);
-        }
+    int rc = node_propose_locked(n, data, len);
+    if (rc == 0) {
+        *index = log_last_index(&n->log);
+        *term = n->current_term;
     }
     node_unlock(n);
     return rc;
@@ -592,6 +598,7 @@ void raft_begin_stop(struct raft_node *n)
     pthread_mutex_lock(&n->mu);
     n->stopping = true;
     node_wake_all_locked(n);
+    node_call_async_done_locked(n); /* the applier may have stopped already */
     node_unlock(n);
 }
 

@@ -117,6 +117,8 @@ struct raft_node {
     uint64_t read_round;      /* the latest round a read asked for */
     uint64_t confirmed_round; /* the latest round a majority acknowledged */
     struct client_waiter *waiters; /* client threads waiting (clients.c) */
+    struct raft_async *async;      /* puts waiting to be applied (clients.c) */
+    struct raft_async *async_done; /* and those over, for the applier to call back */
 
     /* Snapshots (§7) */
     struct snapshot_ref *snapshot;  /* latest, or NULL */
@@ -170,6 +172,11 @@ void node_wake_all_locked(struct raft_node *n);
 bool node_some_peer_idle_locked(const struct raft_node *n);
 bool node_some_peer_sent_round_locked(const struct raft_node *n);
 uint64_t node_lease_clock_ms(void);
+/* Appends a command as leader; 0 or -EPERM. */
+int node_propose_locked(struct raft_node *n, const uint8_t *data, uint32_t len);
+/* Calls back the async puts that are over, without the lock (taken again
+ * before it returns). */
+void node_call_async_done_locked(struct raft_node *n);
 void node_note_read_ack_locked(struct raft_node *n, struct peer *p, uint64_t round);
 
 /* ---- election.c ---- */

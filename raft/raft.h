@@ -255,6 +255,28 @@ int raft_receive(struct raft_node *n, const struct raft_msg *req,
 int raft_propose(struct raft_node *n, const uint8_t *data, uint32_t len,
                  uint64_t *index, uint64_t *term, int32_t *leader_hint);
 
+/* A put answered by a callback instead of a waiting thread. */
+struct raft_async {
+    /* Called once, from a node thread, without the node's lock: with 0 when
+     * the entry is applied, -ECANCELED when this node stops leading (or
+     * stops) first, -EIO after a disk failure. */
+    void (*done)(struct raft_async *a, int rc);
+    /* the node's own */
+    uint64_t index, term;
+    int rc;
+    struct raft_async *next;
+};
+
+/* raft_propose, then a->done() once the entry is applied or cannot be: the
+ * asynchronous form of raft_propose + raft_wait_applied, for a server that
+ * answers clients from the node's threads instead of one waiting thread per
+ * request. Returns 0 (done will be called), or -EPERM with *leader_hint set
+ * (it will not). There is no timeout: with check_quorum, a leader that
+ * cannot commit steps down within an election timeout, which calls back
+ * every pending put. */
+int raft_propose_async(struct raft_node *n, const uint8_t *data, uint32_t len,
+                       struct raft_async *a, int32_t *leader_hint);
+
 struct raft_status {
     uint32_t id;
     enum raft_role role;

@@ -155,6 +155,10 @@ void *applier_main(void *arg)
     struct apply_batch b = {.entries = calloc(APPLY_BATCH, sizeof(struct raft_entry))};
     pthread_mutex_lock(&n->mu);
     while (!n->stopping && b.entries) {
+        if (n->async_done) {
+            node_call_async_done_locked(n);
+            continue;
+        }
         if (n->to_restore) {
             restore_locked(n);
             continue;
@@ -163,8 +167,8 @@ void *applier_main(void *arg)
             maybe_snapshot_locked(n);
             /* After a disk failure there is nothing to do even with entries
              * left to apply: sleep, or this loop would spin holding mu. */
-            if (!n->to_restore && (n->last_applied >= n->commit_index || n->disk_failed) &&
-                !n->stopping)
+            if (!n->to_restore && !n->async_done &&
+                (n->last_applied >= n->commit_index || n->disk_failed) && !n->stopping)
                 pthread_cond_wait(&n->applier_cond, &n->mu);
             continue;
         }

@@ -62,7 +62,36 @@ struct echo {
     uint32_t id;              /* the node id the replies carry */
     unsigned sleep_first_ms;  /* the first request is answered this late */
     atomic_int calls;
+    /* Client requests are answered from a thread of their own (a deferred
+     * reply), the first this late, the others a quarter of it, when not 0. */
+    unsigned defer_ms;
+    pthread_t repliers[8];
+    atomic_int n_repliers;
 };
+
+struct deferred {
+    struct tcp_conn *conn;
+    uint32_t id;
+    unsigned delay_ms;
+    uint8_t *key;
+    uint32_t key_len;
+};
+
+static void sleep_ms(unsigned ms);
+
+static void *reply_later_main(void *arg)
+{
+    struct deferred *d = arg;
+    sleep_ms(d->delay_ms);
+    struct wire_msg reply = { .type = WIRE_CLIENT_REPLY, .from = d->id };
+    reply.u.reply.status = CLIENT_OK;
+    reply.u.reply.leader_hint = (int32_t)d->id;
+    reply.u.reply.value = d->key; /* freed by tcp_reply */
+    reply.u.reply.value_len = d->key_len;
+    tcp_reply(d->conn, &reply);
+    free(d);
+    return NULL;
+}
 
 static void sleep_ms(unsigned ms)
 {
@@ -107,11 +136,27 @@ static void echo_raft(const struct raft_msg *req, struct raft_msg *reply)
 }
 
 static int echo_handler(void *ctx, const struct wire_msg *req,
-                        struct wire_msg *reply)
+                        struct wire_msg *reply, struct tcp_conn *conn)
 {
     struct echo *e = ctx;
-    if (atomic_fetch_add(&e->calls, 1) == 0 && e->sleep_first_ms > 0)
+    bool first = atomic_fetch_add(&e->calls, 1) == 0;
+    if (first && e->sleep_first_ms > 0)
         sleep_ms(e->sleep_first_ms);
+    if (req->type == WIRE_CLIENT_REQUEST && e->defer_ms > 0) {
+        struct deferred *d = malloc(sizeof *d);
+        if (d == NULL)
+            return -ENOMEM;
+        /* The first reply is the slowest: it must still go out first. */
+        *d = (struct deferred){ .conn = conn, .id = e->id,
+                                .delay_ms = first ? e->defer_ms : e->defer_ms / 4,
+                                .key = malloc(req->u.request.key_len + 1),
+                                .key_len = req->u.request.key_len };
+        memcpy(d->key, req->u.request.key, req->u.request.key_len);
+        tcp_reply_later(conn);
+        int i = atomic_fetch_add(&e->n_repliers, 1);
+        assert_int_equal(pthread_create(&e->repliers[i], NULL, reply_later_main, d), 0);
+        return TCP_REPLY_LATER;
+    }
     if (req->type == WIRE_CLIENT_REQUEST) {
         /* The value is malloc'd: the server must free it (LSan checks). */
         const struct client_request *q = &req->u.request;
@@ -181,6 +226,7 @@ static int setup(void **state)
     f->log.verbose = getenv("TCP_TEST_LOG") != NULL;
     f->echo.id = 1;
     atomic_init(&f->echo.calls, 0);
+    atomic_init(&f->echo.n_repliers, 0);
     *state = f;
     return 0;
 }
@@ -322,6 +368,35 @@ static void test_requests_in_one_write_and_byte_by_byte(void **state)
     expect_echo(fd, "slowly");
     assert_int_equal(client_get(fd, "and again", 2000), 0);
     close(fd);
+    assert_int_equal(warn_count(&f->log), 0);
+}
+
+/* A reply deferred to another thread: the next request on the connection,
+ * already received, is handled only once that reply is out, so replies keep
+ * the order of their requests; a client that leaves while its reply is
+ * pending costs nothing but that reply. */
+static void test_deferred_replies_keep_their_order(void **state)
+{
+    struct fixture *f = *state;
+    f->echo.defer_ms = 40;
+    start_server(f, 0, 0);
+    int fd = tcp_dial(f->addr, 2000);
+    assert_true(fd >= 0);
+    uint8_t buf[512];
+    size_t a = encode_get(buf, sizeof buf, "first");
+    size_t b = encode_get(buf + a, sizeof buf - a, "second");
+    send_raw(fd, buf, a + b);
+    expect_echo(fd, "first");
+    expect_echo(fd, "second");
+
+    size_t c = encode_get(buf, sizeof buf, "gone");
+    send_raw(fd, buf, c);
+    sleep_ms(5);
+    close(fd);
+    int n = atomic_load(&f->echo.n_repliers);
+    assert_int_equal(n, 3);
+    for (int i = 0; i < n; i++)
+        pthread_join(f->echo.repliers[i], NULL);
     assert_int_equal(warn_count(&f->log), 0);
 }
 
@@ -759,6 +834,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_call_roundtrip_through_transport,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_deferred_replies_keep_their_order, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_pipelined_requests_get_their_own_replies, setup, teardown),
         cmocka_unit_test_setup_teardown(
