@@ -187,9 +187,6 @@ void node_wake_all_locked(struct raft_node *n)
     node_wake_clients_locked(n, true);
 }
 
-/* A peer answered a request sent at read round `round` in the current term.
- * Wakes readers only when a majority has confirmed a newer round, so that
- * one heartbeat round costs one wake-up per waiting reader. */
 bool node_some_peer_idle_locked(const struct raft_node *n)
 {
     for (uint32_t i = 0; i < n->cfg.n_nodes; i++) {
@@ -208,6 +205,9 @@ bool node_some_peer_sent_round_locked(const struct raft_node *n)
     return false;
 }
 
+/* A peer answered a request sent at read round `round` in the current term.
+ * Wakes readers only when a majority has confirmed a newer round, so that
+ * one heartbeat round costs one wake-up per waiting reader. */
 void node_note_read_ack_locked(struct raft_node *n, struct peer *p, uint64_t round)
 {
     if (round <= p->acked_round)

@@ -68,7 +68,7 @@ void replication_advance_commit_locked(struct raft_node *n)
 /* Copies entries next_index.. (up to max_batch_bytes, at least one) into the
  * lane's reusable buffers, so that the call can run without the lock while
  * the log changes. Returns how many were copied. */
-static uint32_t copy_batch_locked(struct raft_node *n, struct lane *p, uint64_t from)
+static uint32_t copy_batch_locked(struct raft_node *n, struct lane *l, uint64_t from)
 {
     uint64_t last = log_last_index(&n->log);
     size_t count = 0, bytes = 0;
@@ -81,27 +81,27 @@ static uint32_t copy_batch_locked(struct raft_node *n, struct lane *p, uint64_t 
         bytes += e->len + 16;
         count++;
     }
-    if (count > p->batch_cap) {
-        struct raft_entry *b = realloc(p->batch, count * sizeof(*b));
+    if (count > l->batch_cap) {
+        struct raft_entry *b = realloc(l->batch, count * sizeof(*b));
         if (!b)
             return 0;
-        p->batch = b;
-        p->batch_cap = count;
+        l->batch = b;
+        l->batch_cap = count;
     }
-    if (bytes > p->bytes_cap) { /* a little more than needed: framing was counted */
-        uint8_t *b = realloc(p->bytes, bytes);
+    if (bytes > l->bytes_cap) { /* a little more than needed: framing was counted */
+        uint8_t *b = realloc(l->bytes, bytes);
         if (!b)
             return 0;
-        p->bytes = b;
-        p->bytes_cap = bytes;
+        l->bytes = b;
+        l->bytes_cap = bytes;
     }
     size_t off = 0;
     for (size_t i = 0; i < count; i++) {
         const struct raft_entry *e = log_get(&n->log, from + i);
-        p->batch[i] = *e;
-        p->batch[i].data = e->len ? p->bytes + off : NULL;
+        l->batch[i] = *e;
+        l->batch[i].data = e->len ? l->bytes + off : NULL;
         if (e->len)
-            memcpy(p->bytes + off, e->data, e->len);
+            memcpy(l->bytes + off, e->data, e->len);
         off += e->len;
     }
     return (uint32_t)count;
