@@ -779,6 +779,74 @@ static void test_eio_on_log_fsync(void **state)
     log_fault_single_node(state, FAULT_FDATASYNC, -EIO);
 }
 
+/* ---- single node: a put answered by a callback (raft_propose_async) ---- */
+
+struct async_put {
+    struct raft_async a; /* first */
+    pthread_mutex_t mu;
+    bool called;
+    int calls;
+    int rc;
+};
+
+static void async_put_done(struct raft_async *a, int rc)
+{
+    struct async_put *p = (struct async_put *)a;
+    pthread_mutex_lock(&p->mu);
+    p->calls++;
+    p->rc = rc;
+    p->called = true;
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Proposes number x with a callback; returns the callback's rc, or 1 if
+ * it was not called within timeout_ms (and -EPERM if refused). */
+static int async_put_number(struct world *w, unsigned i, uint64_t x, unsigned timeout_ms)
+{
+    struct async_put p = {.a.done = async_put_done};
+    pthread_mutex_init(&p.mu, NULL);
+    uint8_t cmd[8];
+    put_be64(cmd, x);
+    int32_t hint;
+    int rc = raft_propose_async(w->nodes[i].raft, cmd, sizeof(cmd), &p.a, &hint);
+    if (rc == 0) {
+        uint64_t deadline = now_ms() + timeout_ms;
+        pthread_mutex_lock(&p.mu);
+        while (!p.called && now_ms() < deadline) {
+            pthread_mutex_unlock(&p.mu);
+            sleep_ms(2);
+            pthread_mutex_lock(&p.mu);
+        }
+        rc = p.called ? p.rc : 1;
+        assert_true(p.calls <= 1);
+        pthread_mutex_unlock(&p.mu);
+        if (!p.called)
+            fail_msg("no callback for number %llu within %u ms", (unsigned long long)x,
+                     timeout_ms);
+    }
+    pthread_mutex_destroy(&p.mu);
+    return rc;
+}
+
+/* The callback says 0 once the entry is applied, and -EIO when the write
+ * of the entry fails (the node stops leading with it unacknowledged). */
+static void test_async_put_called_back_once_applied_or_failed(void **state)
+{
+    struct world *w = world_new(1, 0);
+    *state = w;
+    struct node *t = &w->nodes[0];
+    node_up(w, 0, true);
+    assert_int_equal(wait_leader(w, 0, 3000), 0);
+    for (uint64_t x = 1; x <= 5; x++)
+        assert_int_equal(async_put_number(w, 0, x, 2000), 0);
+    expect_numbers(w, 0, 5, 0);
+    faulty_arm(&t->fio, FAULT_FDATASYNC, -EIO, "log-", 0);
+    assert_int_equal(async_put_number(w, 0, 6, 2000), -EIO);
+    assert_true(faulty_struck(&t->fio));
+    assert_int_equal(async_put_number(w, 0, 7, 2000), -EPERM); /* no longer leads */
+    expect_numbers(w, 0, 5, 0);
+}
+
 /* ---- single node: the disk is full before the first election ---- */
 
 static void test_enospc_on_term_and_vote(void **state)
@@ -950,6 +1018,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_enospc_on_log_write, teardown),
         cmocka_unit_test_teardown(test_eio_on_log_fsync, teardown),
+        cmocka_unit_test_teardown(test_async_put_called_back_once_applied_or_failed, teardown),
         cmocka_unit_test_teardown(test_enospc_on_term_and_vote, teardown),
         cmocka_unit_test_teardown(test_enospc_on_snapshot, teardown),
         cmocka_unit_test_teardown(test_snapshot_fails_with_entries_waiting, teardown),
