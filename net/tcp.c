@@ -874,7 +874,8 @@ static void tcp_conn_read_failed(struct tcp_conn *c, int rc, size_t got,
     }
 }
 
-static int tcp_conn_send_reply(struct tcp_conn *c, const struct wire_msg *reply)
+static int tcp_conn_send_reply(struct tcp_conn *c, const struct wire_msg *reply,
+                               int64_t deadline)
 {
     size_t size = wire_size(reply);
     int rc = size == 0 ? -EPROTO : size > WIRE_MAX_FRAME ? -EMSGSIZE : 0;
@@ -888,7 +889,6 @@ static int tcp_conn_send_reply(struct tcp_conn *c, const struct wire_msg *reply)
                 (unsigned)reply->type, c->peer, tcp_errstr((int)n, e, sizeof e));
         return (int)n;
     }
-    int64_t deadline = tcp_now_ms() + c->srv->opt.idle_timeout_ms;
     rc = tcp_send_all(c->fd, c->out, (size_t)n, deadline);
     if (rc < 0) {
         char e[96];
@@ -910,18 +910,8 @@ void tcp_reply(struct tcp_conn *c, struct wire_msg *reply)
     /* The reply is small and the client waits for it, so it fits in the
      * socket's buffer at once; a client that does not read loses its
      * connection rather than hold up the thread answering it. */
-    size_t size = wire_size(reply);
-    int rc = size == 0 ? -EPROTO : size > WIRE_MAX_FRAME ? -EMSGSIZE : 0;
-    if (rc == 0)
-        rc = tcp_reserve(&c->out, &c->out_cap, size);
-    long n = rc == 0 ? wire_encode(reply, c->out, c->out_cap) : rc;
-    rc = n < 0 ? (int)n : tcp_send_all(c->fd, c->out, (size_t)n, tcp_now_ms());
-    if (rc < 0) {
-        char e[96];
-        tcp_conn_log(c, rc == -ETIMEDOUT, "sending a deferred reply: %s",
-                     tcp_errstr(rc, e, sizeof e));
+    if (tcp_conn_send_reply(c, reply, tcp_now_ms()) < 0)
         shutdown(c->fd, SHUT_RDWR); /* its thread ends the connection */
-    }
     if (reply->type == WIRE_CLIENT_REPLY) {
         free(reply->u.reply.value);
         reply->u.reply.value = NULL;
@@ -979,7 +969,7 @@ static int tcp_conn_serve_one(struct tcp_conn *c)
     rc = s->opt.handler(s->opt.handler_ctx, &req, &reply, c);
     wire_msg_release(&req);
     if (rc == 0)
-        rc = tcp_conn_send_reply(c, &reply);
+        rc = tcp_conn_send_reply(c, &reply, tcp_now_ms() + s->opt.idle_timeout_ms);
     else if (rc == TCP_REPLY_LATER)
         rc = 0;
     else

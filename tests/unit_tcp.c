@@ -347,10 +347,10 @@ static void expect_echo(int fd, const char *key)
 /* The server reads whatever has arrived: two requests in one segment are
  * both answered, in order, and a request trickling in byte by byte is
  * answered once whole. */
-static void test_requests_in_one_write_and_byte_by_byte(void **state)
+/* Connects, sends two requests in one write, and expects their answers in
+ * order. Returns the connection. */
+static int two_requests_in_one_write(struct fixture *f)
 {
-    struct fixture *f = *state;
-    start_server(f, 0, 0);
     int fd = tcp_dial(f->addr, 2000);
     assert_true(fd >= 0);
     uint8_t buf[512];
@@ -359,7 +359,15 @@ static void test_requests_in_one_write_and_byte_by_byte(void **state)
     send_raw(fd, buf, a + b);
     expect_echo(fd, "first");
     expect_echo(fd, "second");
+    return fd;
+}
 
+static void test_requests_in_one_write_and_byte_by_byte(void **state)
+{
+    struct fixture *f = *state;
+    start_server(f, 0, 0);
+    int fd = two_requests_in_one_write(f);
+    uint8_t buf[512];
     size_t c = encode_get(buf, sizeof buf, "slowly");
     for (size_t i = 0; i < c; i++) {
         send_raw(fd, buf + i, 1);
@@ -380,15 +388,8 @@ static void test_deferred_replies_keep_their_order(void **state)
     struct fixture *f = *state;
     f->echo.defer_ms = 40;
     start_server(f, 0, 0);
-    int fd = tcp_dial(f->addr, 2000);
-    assert_true(fd >= 0);
+    int fd = two_requests_in_one_write(f);
     uint8_t buf[512];
-    size_t a = encode_get(buf, sizeof buf, "first");
-    size_t b = encode_get(buf + a, sizeof buf - a, "second");
-    send_raw(fd, buf, a + b);
-    expect_echo(fd, "first");
-    expect_echo(fd, "second");
-
     size_t c = encode_get(buf, sizeof buf, "gone");
     send_raw(fd, buf, c);
     sleep_ms(5);
