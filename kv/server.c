@@ -8,8 +8,8 @@
  *           session (client id, seq) makes a retry take effect once (§6.3).
  *           The answer is sent by the node's applier (raft_propose_async,
  *           tcp_reply), so no thread sleeps per put waiting for it.
- *   get     served by the leader after a ReadIndex round (§6.4), without
- *           writing to the log.
+ *   get     served by the leader from its store, without writing to the log:
+ *           on its lease (§6.4.1), or after a ReadIndex round (§6.4).
  *   status  this node's view: role, term, leader, commit, applied, log end.
  */
 #include "kv/server.h"
