@@ -206,8 +206,9 @@ struct raft_config {
     bool check_quorum;       /* thesis §6.2 */
     /* Thesis §6.4.1: a leader answers reads without a heartbeat round while
      * a majority acknowledged it within the last 0.9 x the minimum election
-     * timeout. Safe only if clocks run at rates within 10% of each other;
-     * needs check_quorum (followers then refuse votes in that time). */
+     * timeout. Safe only if clocks run at rates within 10% of each other and
+     * every node has the same minimum election timeout (a follower refuses
+     * votes for its own); needs check_quorum. */
     bool lease_reads;
     uint32_t max_batch_bytes;    /* per AppendEntries; default 1 MiB */
     /* AppendEntries in flight per follower when the transport pipelines
