@@ -477,7 +477,8 @@ static int tcp_peer_connect_locked(struct tcp_transport *t, uint32_t id,
     return fd;
 }
 
-/* Closes a shut-down connection once neither writer nor reader uses it. */
+/* Closes a shut-down connection once neither writer nor reader uses it;
+ * the caller wakes the waiters. */
 static void tcp_peer_close_if_unused_locked(struct tcp_peer *p)
 {
     if (!p->broken || p->sending || p->reading)
@@ -485,10 +486,10 @@ static void tcp_peer_close_if_unused_locked(struct tcp_peer *p)
     close(p->fd);
     p->fd = -1;
     p->broken = false;
-    pthread_cond_broadcast(&p->cond);
 }
 
-/* Fails every call in flight on the connection with rc and shuts it down. */
+/* Fails every call in flight on the connection with rc and shuts it down.
+ * The caller then closes it if unused and wakes the waiters. */
 static void tcp_peer_break_locked(struct tcp_transport *t, uint32_t id, int rc)
 {
     struct tcp_peer *p = &t->peers[id];
@@ -507,8 +508,6 @@ static void tcp_peer_break_locked(struct tcp_transport *t, uint32_t id, int rc)
             tcp_errstr(rc, e, sizeof e));
     if (rc == -EBADMSG || rc == -EMSGSIZE || rc == -EPROTO)
         tcp_peer_failed_locked(t, id, "bad reply from", rc);
-    tcp_peer_close_if_unused_locked(p);
-    pthread_cond_broadcast(&p->cond);
 }
 
 /* Waits on the peer's condition until the deadline: -ETIMEDOUT after it. */

@@ -38,8 +38,7 @@ static void unlink_locked(struct raft_node *n, struct client_waiter *w)
     w->listed = false;
 }
 
-static int applied_status_locked(const struct raft_node *n, uint64_t index, uint64_t term,
-                                 uint64_t deadline);
+static int applied_status_locked(const struct raft_node *n, uint64_t index, uint64_t term);
 
 /* Moves the async puts that are over to async_done, for the applier to
  * call back without the lock. */
@@ -49,7 +48,7 @@ static void settle_async_locked(struct raft_node *n)
     bool moved = false;
     while (*pp) {
         struct raft_async *a = *pp;
-        a->rc = applied_status_locked(n, a->index, a->term, UINT64_MAX);
+        a->rc = applied_status_locked(n, a->index, a->term);
         if (a->rc == -EAGAIN) {
             pp = &a->next;
             continue;
@@ -171,8 +170,7 @@ static void waiter_destroy(struct client_waiter *w)
 
 /* Where a put's entry stands: 0 applied, -EAGAIN not yet, or why the
  * caller should stop waiting. */
-static int applied_status_locked(const struct raft_node *n, uint64_t index, uint64_t term,
-                                 uint64_t deadline)
+static int applied_status_locked(const struct raft_node *n, uint64_t index, uint64_t term)
 {
     if (n->last_applied >= index)
         return 0;
@@ -183,8 +181,6 @@ static int applied_status_locked(const struct raft_node *n, uint64_t index, uint
      * not wait for it here (§5.4.2). */
     if (n->stopping || n->current_term != term || n->role != RAFT_LEADER)
         return -ECANCELED;
-    if (raft_now_ms() >= deadline)
-        return -ETIMEDOUT;
     return -EAGAIN;
 }
 
@@ -198,7 +194,9 @@ int raft_wait_applied(struct raft_node *n, uint64_t index, uint64_t term,
     pthread_mutex_lock(&n->mu);
     int rc;
     for (;;) {
-        rc = applied_status_locked(n, index, term, deadline);
+        rc = applied_status_locked(n, index, term);
+        if (rc == -EAGAIN && raft_now_ms() >= deadline)
+            rc = -ETIMEDOUT;
         if (rc != -EAGAIN) {
             node_unlock(n);
             break;
@@ -246,7 +244,7 @@ static bool holds_lease_locked(const struct raft_node *n)
 static int read_status_locked(const struct raft_node *n, const struct client_waiter *w,
                               uint64_t term, uint64_t deadline)
 {
-    if (n->last_applied >= w->applied && n->confirmed_round >= w->round)
+    if (satisfied_locked(n, w))
         return 0;
     if (n->confirmed_round < w->round && still_leading_locked(n, term))
         return -EPERM;

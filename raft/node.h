@@ -17,7 +17,6 @@
 #include "raft/log.h"
 #include "raft/raft.h"
 
-/* What the leader (or a candidate) knows about one other node. */
 /* One replicator thread of a peer, with at most one request in flight. A
  * peer has cfg.pipeline_depth of them when the transport pipelines, so that
  * several AppendEntries can be on their way to it at once. */
@@ -33,6 +32,7 @@ struct lane {
     size_t bytes_cap;
 };
 
+/* What the leader (or a candidate) knows about one other node. */
 struct peer {
     struct raft_node *node;
     uint32_t id;

@@ -3,10 +3,11 @@
  *
  * A node is a monitor (one mutex, a few condition variables) plus the threads
  * that drive it: an election timer, replicators for each peer (one per
- * request in flight), an applier and a disk syncer. Everything the node needs from the outside world comes in
- * through three small tables of functions, so that the same code runs over
- * TCP and real files (the `raft` program) or over a simulated network and
- * in-memory storage (the lab harness in tests/):
+ * request in flight), an applier and a disk syncer. Everything the node
+ * needs from the outside world comes in through three small tables of
+ * functions, so that the same code runs over TCP and real files (the `raft`
+ * program) or over a simulated network and in-memory storage (the lab
+ * harness in tests/):
  *
  *   struct raft_transport  sends one RPC to a peer and waits for its reply
  *   struct raft_storage    keeps currentTerm, votedFor, the log and snapshots
