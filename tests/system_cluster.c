@@ -13,15 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "kv/client.h"
 #include "net/tcp.h"
+#include "tests/chaos/ports.h"
 
 #define NODES 3
 
@@ -29,6 +28,7 @@ struct cluster {
     const char *bin;
     char dir[64];
     char addr_buf[NODES][32];
+    struct port_reservation port[NODES]; /* held until the cluster stops */
     char *addrs[NODES + 1];
     char peers[128];
     pid_t pids[NODES];
@@ -46,19 +46,6 @@ static void sleep_ms(unsigned ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
     nanosleep(&ts, NULL);
-}
-
-/* A port nothing listens on right now: bind port 0 and see what we got. */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) ||
-        getsockname(fd, (struct sockaddr *)&a, &len))
-        return -1;
-    close(fd);
-    return ntohs(a.sin_port);
 }
 
 static void start_node(struct cluster *c, int i)
@@ -116,9 +103,8 @@ static struct cluster *cluster_start_with(const char *election_timeout)
     assert_non_null(mkdtemp(c->dir));
     size_t off = 0;
     for (int i = 0; i < NODES; i++) {
-        int port = free_port();
-        assert_true(port > 0);
-        snprintf(c->addr_buf[i], sizeof(c->addr_buf[i]), "127.0.0.1:%d", port);
+        assert_int_equal(port_reserve(&c->port[i]), 0);
+        snprintf(c->addr_buf[i], sizeof(c->addr_buf[i]), "127.0.0.1:%d", c->port[i].port);
         c->addrs[i] = c->addr_buf[i];
         off += (size_t)snprintf(c->peers + off, sizeof(c->peers) - off, "%s%s",
                                 i ? "," : "", c->addr_buf[i]);
@@ -135,8 +121,10 @@ static struct cluster *cluster_start(void)
 
 static void cluster_stop(struct cluster *c)
 {
-    for (int i = 0; i < NODES; i++)
+    for (int i = 0; i < NODES; i++) {
         kill_node(c, i, SIGTERM);
+        port_release(&c->port[i]);
+    }
     char cmd[96];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", c->dir);
     if (system(cmd) != 0)
@@ -300,10 +288,13 @@ static void test_client_exit_codes(void **state)
     assert_int_equal(run(bin, "client", "--cluster", c->peers, "frobnicate", NULL), 2);
     assert_int_equal(run(bin, "client", "--bogus", NULL), 2);
     assert_int_equal(run(bin, "node", "--id", "7", "--peers", c->peers, NULL), 2);
+    struct port_reservation nobody; /* a port where nothing listens */
+    assert_int_equal(port_reserve(&nobody), 0);
     char dead[32];
-    snprintf(dead, sizeof(dead), "127.0.0.1:%d", free_port());
+    snprintf(dead, sizeof(dead), "127.0.0.1:%d", nobody.port);
     assert_int_equal(run(bin, "client", "--cluster", dead, "--timeout", "0.5", "put", "k", "v",
                          NULL), 3);
+    port_release(&nobody);
     cluster_stop(c);
 }
 

@@ -36,18 +36,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #ifdef __linux__
 #include <sys/prctl.h>
 #endif
 #include <sys/wait.h>
-#include <netinet/in.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "kv/client.h"
+#include "tests/chaos/ports.h"
 
 #define NODES 3
 
@@ -206,27 +205,12 @@ struct cluster {
     const char *bin;
     char dir[64];
     char addr_buf[NODES][32];
+    struct port_reservation port[NODES]; /* held until the cluster stops */
     char *addrs[NODES + 1];
     char peers[128];
     char snapshot_every[24];
     pid_t pids[NODES];
 };
-
-/* A port nothing listens on right now: bind port 0 and see what we got. */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) ||
-        getsockname(fd, (struct sockaddr *)&a, &len)) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 static const char *raft_bin(void)
 {
@@ -322,9 +306,8 @@ static struct cluster *cluster_new(long snapshot_every)
     assert_non_null(mkdtemp(c->dir));
     size_t off = 0;
     for (int i = 0; i < NODES; i++) {
-        int port = free_port();
-        assert_true(port > 0);
-        snprintf(c->addr_buf[i], sizeof(c->addr_buf[i]), "127.0.0.1:%d", port);
+        assert_int_equal(port_reserve(&c->port[i]), 0);
+        snprintf(c->addr_buf[i], sizeof(c->addr_buf[i]), "127.0.0.1:%d", c->port[i].port);
         c->addrs[i] = c->addr_buf[i];
         off += (size_t)snprintf(c->peers + off, sizeof(c->peers) - off, "%s%s",
                                 i ? "," : "", c->addr_buf[i]);
@@ -342,8 +325,10 @@ static int count_in_logs(struct cluster *c, const char *needle);
  * reports made while it ran are there). */
 static void cluster_free(struct cluster *c)
 {
-    for (int i = 0; i < NODES; i++)
+    for (int i = 0; i < NODES; i++) {
         node_stop(c, i, SIGTERM);
+        port_release(&c->port[i]);
+    }
     int reports = count_in_logs(c, "Sanitizer") + count_in_logs(c, "runtime error:");
     if (reports)
         print_logs(c);
@@ -368,6 +353,8 @@ static int teardown(void **state)
             kill(current->pids[i], SIGKILL);
             waitpid(current->pids[i], NULL, 0);
         }
+    for (int i = 0; i < NODES; i++)
+        port_release(&current->port[i]);
     fprintf(stderr, "the failed test's logs and data are in %s\n", current->dir);
     free(current);
     current = NULL;

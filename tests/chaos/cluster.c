@@ -6,12 +6,10 @@
 
 #include <errno.h>
 #include <stdbool.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -56,23 +54,6 @@ unsigned chaos_time_scale(void)
 uint32_t chaos_cluster_all(const struct chaos_cluster *c)
 {
     return (1u << c->n) - 1;
-}
-
-/* A port nothing listens on right now: bind port 0 and see what we got.
- * (Another process could take it before the node binds it; the node then
- * fails to start and the test says so.) */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
 }
 
 int chaos_cluster_start_node(struct chaos_cluster *c, unsigned i)
@@ -165,11 +146,11 @@ int chaos_cluster_start(struct chaos_cluster **out, const struct chaos_cluster_o
         return -errno;
     }
     int rc = 0;
+    for (unsigned i = 0; i < CHAOS_MAX_NODES; i++)
+        c->port[i].fd = -1;
     for (unsigned i = 0; i < c->n && rc == 0; i++) {
-        int port = free_port();
-        if (port < 0)
-            rc = -EADDRNOTAVAIL;
-        snprintf(c->addr[i], sizeof(c->addr[i]), "127.0.0.1:%d", port);
+        rc = port_reserve(&c->port[i]);
+        snprintf(c->addr[i], sizeof(c->addr[i]), "127.0.0.1:%d", c->port[i].port);
         c->addrs[i] = c->addr[i];
     }
     for (unsigned i = 0; i < c->n && rc == 0; i++)
@@ -208,9 +189,27 @@ static void print_logs(struct chaos_cluster *c, unsigned lines)
     fflush(stdout);
 }
 
+/* Says which nodes died without the test stopping them (one that could not
+ * listen on its port, say), so that a failure is not blamed on Raft. */
+static void report_dead_nodes(struct chaos_cluster *c)
+{
+    for (unsigned i = 0; i < c->n; i++) {
+        int status;
+        if (c->pids[i] <= 0 || waitpid(c->pids[i], &status, WNOHANG) != c->pids[i])
+            continue;
+        c->pids[i] = 0;
+        if (WIFEXITED(status))
+            printf("note: node %u had exited by itself, status %d (its log says why)\n", i,
+                   WEXITSTATUS(status));
+        else
+            printf("note: node %u had died of signal %d\n", i, WTERMSIG(status));
+    }
+}
+
 void chaos_cluster_failed(struct chaos_cluster *c, const char *why)
 {
     printf("FAILED: %s\n", why);
+    report_dead_nodes(c);
     if (!c->failed)
         print_logs(c, 30);
     c->failed = true;
@@ -275,6 +274,8 @@ void chaos_cluster_stop(struct chaos_cluster *c)
     for (unsigned i = 0; i < c->n; i++)
         for (unsigned j = 0; j < c->n; j++)
             chaos_proxy_stop(c->link[i][j]);
+    for (unsigned i = 0; i < c->n; i++)
+        port_release(&c->port[i]);
     if (c->failed || getenv("CHAOS_KEEP")) {
         printf("logs and data kept in %s\n", c->dir);
     } else {

@@ -24,6 +24,7 @@
 #include <sys/types.h>
 
 #include "kv/client.h"
+#include "tests/chaos/ports.h"
 #include "tests/chaos/proxy.h"
 
 #define CHAOS_MAX_NODES 7
@@ -43,6 +44,7 @@ struct chaos_cluster {
     const char *bin;
     char dir[64];
     char addr[CHAOS_MAX_NODES][32]; /* where node i listens */
+    struct port_reservation port[CHAOS_MAX_NODES]; /* held until the cluster stops */
     char *addrs[CHAOS_MAX_NODES + 1]; /* the same, for kv_client_open() */
     struct chaos_proxy *link[CHAOS_MAX_NODES][CHAOS_MAX_NODES]; /* i -> j */
     char peers[CHAOS_MAX_NODES][CHAOS_MAX_NODES * 32];          /* node i's --peers */
