@@ -14,14 +14,11 @@
 
 #define RETRY_PAUSE_MS 20
 #define ATTEMPT_MS 1500 /* longest wait for one node's answer */
-#define MAX_ADDRS (2 * RAFT_MAX_NODES)
 
 struct kv_client {
-    char *addrs[MAX_ADDRS]; /* given, then learnt from leader hints (owned) */
-    uint32_t n_addrs;
+    struct kv_nodes nodes;
     unsigned timeout_ms;
-    uint32_t target; /* the node it believes leads */
-    int fd;          /* connection to target, or -1 */
+    int fd; /* connection to nodes.target, or -1 */
     uint64_t client_id;
     uint64_t seq;
     uint8_t *buf; /* reply frames */
@@ -41,8 +38,7 @@ static void sleep_ms(unsigned ms)
     nanosleep(&ts, NULL);
 }
 
-/* A session id that no other client picks: random bits from the kernel. */
-static uint64_t new_client_id(void)
+uint64_t kv_client_new_id(void)
 {
     uint64_t id = 0;
     int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
@@ -59,6 +55,59 @@ static uint64_t new_client_id(void)
     return id ? id : 1;
 }
 
+int kv_nodes_init(struct kv_nodes *k, char *const *addrs, uint32_t n, uint64_t first)
+{
+    memset(k, 0, sizeof(*k));
+    for (uint32_t i = 0; i < n && i < KV_MAX_ADDRS; i++) {
+        k->addrs[i] = strdup(addrs[i]);
+        if (!k->addrs[i]) {
+            kv_nodes_free(k);
+            return -ENOMEM;
+        }
+        k->n++;
+    }
+    k->target = n ? (uint32_t)(first % k->n) : 0;
+    return 0;
+}
+
+void kv_nodes_free(struct kv_nodes *k)
+{
+    for (uint32_t i = 0; i < k->n; i++)
+        free(k->addrs[i]);
+    k->n = 0;
+}
+
+/* The position of a leader's address in the list, added if new (the
+ * client may have been given one node only); -1 if unusable. */
+static int learn_addr(struct kv_nodes *k, const uint8_t *addr, uint32_t len)
+{
+    if (len == 0)
+        return -1;
+    for (uint32_t i = 0; i < k->n; i++)
+        if (strlen(k->addrs[i]) == len && memcmp(k->addrs[i], addr, len) == 0)
+            return (int)i;
+    if (k->n == KV_MAX_ADDRS)
+        return -1;
+    char *copy = strndup((const char *)addr, len);
+    if (!copy)
+        return -1;
+    k->addrs[k->n] = copy;
+    return (int)k->n++;
+}
+
+bool kv_nodes_move_on(struct kv_nodes *k, const struct client_reply *reply)
+{
+    int hint = reply && reply->status == CLIENT_NOT_LEADER
+                   ? learn_addr(k, reply->leader_addr, reply->leader_addr_len)
+                   : -1;
+    if (hint >= 0 && (uint32_t)hint != k->target) {
+        k->target = (uint32_t)hint;
+        return true;
+    }
+    k->target = (k->target + 1) % k->n;
+    return false;
+}
+
 int kv_client_open(struct kv_client **out, char *const *addrs, uint32_t n_addrs,
                    unsigned timeout_ms)
 {
@@ -67,18 +116,14 @@ int kv_client_open(struct kv_client **out, char *const *addrs, uint32_t n_addrs,
     struct kv_client *c = calloc(1, sizeof(*c));
     if (!c)
         return -ENOMEM;
-    for (uint32_t i = 0; i < n_addrs && i < MAX_ADDRS; i++) {
-        c->addrs[i] = strdup(addrs[i]);
-        if (!c->addrs[i]) {
-            kv_client_close(c);
-            return -ENOMEM;
-        }
-        c->n_addrs++;
+    c->client_id = kv_client_new_id();
+    /* Clients start at different nodes, to spread them out. */
+    if (kv_nodes_init(&c->nodes, addrs, n_addrs, c->client_id) != 0) {
+        free(c);
+        return -ENOMEM;
     }
     c->timeout_ms = timeout_ms;
     c->fd = -1;
-    c->client_id = new_client_id();
-    c->target = (uint32_t)(c->client_id % n_addrs); /* spread clients out */
     *out = c;
     return 0;
 }
@@ -95,38 +140,9 @@ void kv_client_close(struct kv_client *c)
     if (!c)
         return;
     disconnect(c);
-    for (uint32_t i = 0; i < c->n_addrs; i++)
-        free(c->addrs[i]);
+    kv_nodes_free(&c->nodes);
     free(c->buf);
     free(c);
-}
-
-/* The position of a leader's address in the list, added if new (the
- * client may have been given one node only); -1 if unusable. */
-static int learn_addr(struct kv_client *c, const uint8_t *addr, uint32_t len)
-{
-    if (len == 0)
-        return -1;
-    for (uint32_t i = 0; i < c->n_addrs; i++)
-        if (strlen(c->addrs[i]) == len && memcmp(c->addrs[i], addr, len) == 0)
-            return (int)i;
-    if (c->n_addrs == MAX_ADDRS)
-        return -1;
-    char *copy = strndup((const char *)addr, len);
-    if (!copy)
-        return -1;
-    c->addrs[c->n_addrs] = copy;
-    return (int)c->n_addrs++;
-}
-
-/* Next try: the hinted leader if there is one, else the next address. */
-static void move_on(struct kv_client *c, int hint)
-{
-    disconnect(c);
-    if (hint >= 0 && (uint32_t)hint != c->target)
-        c->target = (uint32_t)hint;
-    else
-        c->target = (c->target + 1) % c->n_addrs;
 }
 
 /* Sends req to the leader, following hints and retrying until a final
@@ -140,9 +156,9 @@ static int call_leader(struct kv_client *c, const struct wire_msg *req, struct w
             return -ETIMEDOUT;
         unsigned left = (unsigned)(deadline - now);
         if (c->fd < 0) {
-            int fd = tcp_dial(c->addrs[c->target], left < 500 ? left : 500);
+            int fd = tcp_dial(c->nodes.addrs[c->nodes.target], left < 500 ? left : 500);
             if (fd < 0) {
-                move_on(c, -1);
+                kv_nodes_move_on(&c->nodes, NULL);
                 sleep_ms(RETRY_PAUSE_MS);
                 continue;
             }
@@ -155,19 +171,16 @@ static int call_leader(struct kv_client *c, const struct wire_msg *req, struct w
         if (rc != 0 || reply->type != WIRE_CLIENT_REPLY) {
             if (rc == 0)
                 wire_msg_release(reply);
-            move_on(c, -1);
+            disconnect(c);
+            kv_nodes_move_on(&c->nodes, NULL);
             sleep_ms(RETRY_PAUSE_MS);
             continue;
         }
         uint8_t status = reply->u.reply.status;
         if (status == CLIENT_OK || status == CLIENT_NOT_FOUND || status == CLIENT_BAD_REQUEST)
             return 0;
-        int hint = status == CLIENT_NOT_LEADER
-                       ? learn_addr(c, reply->u.reply.leader_addr, reply->u.reply.leader_addr_len)
-                       : -1;
-        bool knows_leader = hint >= 0 && (uint32_t)hint != c->target;
-        move_on(c, hint);
-        if (!knows_leader)
+        disconnect(c);
+        if (!kv_nodes_move_on(&c->nodes, &reply->u.reply))
             sleep_ms(RETRY_PAUSE_MS); /* an election is probably under way */
     }
 }

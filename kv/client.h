@@ -8,9 +8,11 @@
 #ifndef KV_CLIENT_H
 #define KV_CLIENT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "net/wire.h"
+#include "raft/raft.h"
 
 struct kv_client;
 
@@ -29,6 +31,30 @@ int kv_client_put(struct kv_client *c, const char *key, uint32_t key_len,
  * -ETIMEDOUT or -EINVAL as for put. */
 int kv_client_get(struct kv_client *c, const char *key, uint32_t key_len,
                   uint8_t **value, uint32_t *value_len);
+
+/* ---- the parts of a session, for clients that drive their own I/O ---- */
+
+/* A fresh session id: random, so that no other client picks it. */
+uint64_t kv_client_new_id(void);
+
+/* The nodes a client knows - those it was given, then leaders learnt from
+ * hints - and the one it tries now. */
+#define KV_MAX_ADDRS (2 * RAFT_MAX_NODES)
+struct kv_nodes {
+    char *addrs[KV_MAX_ADDRS]; /* owned */
+    uint32_t n;
+    uint32_t target;
+};
+
+/* Copies addrs (n >= 1); starts at addrs[first % n]. 0 or -ENOMEM. */
+int kv_nodes_init(struct kv_nodes *k, char *const *addrs, uint32_t n, uint64_t first);
+void kv_nodes_free(struct kv_nodes *k);
+
+/* The target did not answer finally: moves to the leader a NOT_LEADER
+ * reply names (reply may be NULL) or else to the next node. Returns true
+ * when it moved to a named leader, to be tried at once; false when nobody
+ * is known to lead (an election is probably under way: pause first). */
+bool kv_nodes_move_on(struct kv_nodes *k, const struct client_reply *reply);
 
 /* Asks one node for its status; 0 or a negative errno if it did not answer. */
 int kv_client_status(const char *addr, unsigned timeout_ms, struct client_reply *out);

@@ -313,36 +313,63 @@ static int tcp_exchange(int fd, const struct wire_msg *req,
 
 /* ---- connecting ---- */
 
-static int tcp_connect_addr(const struct addrinfo *ai, int64_t deadline)
+/* Starts a non-blocking connect to ai. Returns the fd, connected or (with
+ * *pending set) still connecting, or -errno. An EINTR leaves the connect
+ * going on in the background, like EINPROGRESS. */
+static int tcp_connect_start(const struct addrinfo *ai, bool *pending)
 {
     int fd = socket(ai->ai_family, ai->ai_socktype | TCP_SOCK_FLAGS,
                     ai->ai_protocol);
     if (fd < 0)
         return -errno;
     int rc = tcp_socket_setup(fd);
-    if (rc < 0)
-        goto err;
-    /* Non-blocking connect: wait for writability, then read the outcome. An
-     * EINTR leaves the connect going on in the background, like EINPROGRESS. */
-    if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+    if (rc == 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+        *pending = false;
         return fd;
-    if (errno != EINPROGRESS && errno != EINTR) {
-        rc = -errno;
-        goto err;
     }
-    rc = tcp_wait(fd, POLLOUT, deadline);
-    if (rc < 0)
-        goto err;
+    if (rc == 0)
+        rc = errno == EINPROGRESS || errno == EINTR ? 0 : -errno;
+    if (rc == 0) {
+        *pending = true;
+        return fd;
+    }
+    close(fd);
+    return rc;
+}
+
+int tcp_dial_result(int fd)
+{
     int soerr = 0;
     socklen_t len = sizeof soerr;
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
         soerr = errno;
-    if (soerr == 0)
+    return -soerr;
+}
+
+static int tcp_connect_addr(const struct addrinfo *ai, int64_t deadline)
+{
+    bool pending;
+    int fd = tcp_connect_start(ai, &pending);
+    if (fd < 0 || !pending)
         return fd;
-    rc = -soerr;
-err:
+    int rc = tcp_wait(fd, POLLOUT, deadline);
+    if (rc == 0)
+        rc = tcp_dial_result(fd);
+    if (rc == 0)
+        return fd;
     close(fd);
     return rc;
+}
+
+static int tcp_resolve(const char *host, uint16_t port, struct addrinfo **list)
+{
+    char serv[8];
+    snprintf(serv, sizeof serv, "%u", (unsigned)port);
+    struct addrinfo hints = { .ai_family = AF_UNSPEC,
+                              .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_NUMERICSERV };
+    int rc = getaddrinfo(host, serv, &hints, list);
+    return rc == 0 ? 0 : tcp_gai_errno(rc);
 }
 
 /* Tries each address of host in turn until one connects or time runs out.
@@ -350,15 +377,10 @@ err:
  * deadline; peers are normally given as numeric addresses.) */
 static int tcp_connect(const char *host, uint16_t port, int64_t deadline)
 {
-    char serv[8];
-    snprintf(serv, sizeof serv, "%u", (unsigned)port);
-    struct addrinfo hints = { .ai_family = AF_UNSPEC,
-                              .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_NUMERICSERV };
     struct addrinfo *list;
-    int rc = getaddrinfo(host, serv, &hints, &list);
+    int rc = tcp_resolve(host, port, &list);
     if (rc != 0)
-        return tcp_gai_errno(rc);
+        return rc;
     rc = -EHOSTUNREACH;
     for (struct addrinfo *ai = list; ai != NULL; ai = ai->ai_next) {
         rc = tcp_connect_addr(ai, deadline);
@@ -377,6 +399,22 @@ int tcp_dial(const char *host_port, unsigned timeout_ms)
     if (rc < 0)
         return rc;
     return tcp_connect(host, port, tcp_now_ms() + timeout_ms);
+}
+
+int tcp_dial_start(const char *host_port)
+{
+    char host[TCP_HOST_MAX];
+    uint16_t port;
+    struct addrinfo *list;
+    int rc = tcp_parse_addr(host_port, host, sizeof host, &port);
+    if (rc == 0)
+        rc = tcp_resolve(host, port, &list);
+    if (rc < 0)
+        return rc;
+    bool pending;
+    rc = tcp_connect_start(list, &pending);
+    freeaddrinfo(list);
+    return rc;
 }
 
 int tcp_roundtrip(int fd, const struct wire_msg *req, struct wire_msg *reply,
