@@ -4,14 +4,17 @@
  *   etcd-load --cluster HOST:PORT,... [--clients C] [--seconds T] [--value-size B]
  *             [--keys K] [--read-ratio R] [--spread] [--json] [--cpu]
  *
- * The same shape as `raft bench`: C client threads, each with one persistent
- * HTTP/1.1 keep-alive connection (TCP_NODELAY) and one request in flight,
- * for T seconds; values of B bytes (default 64) over K keys (default 1000)
- * named "key-N", N and the read-or-write choice drawn from the same
- * per-thread xorshift sequence. A write is POST /v3/kv/put {"key", "value"};
- * a read is POST /v3/kv/range {"key"}, etcd's default linearizable read (a
- * ReadIndex round, as `raft bench` reads with). Keys and values are base64,
- * as the gateway wants bytes fields.
+ * The same shape as `raft bench`: C client sessions, each with one
+ * persistent HTTP/1.1 keep-alive connection (TCP_NODELAY) and one request
+ * in flight, for T seconds, driven as `raft bench` drives its sessions: by
+ * event loops (epoll) of up to 64 sessions per thread, so that the
+ * generator takes as little CPU from the cluster as it does there. Values
+ * of B bytes (default 64) over K keys (default 1000) named "key-N", N and
+ * the read-or-write choice drawn from the same per-session xorshift
+ * sequence. A write is POST /v3/kv/put {"key", "value"}; a read is
+ * POST /v3/kv/range {"key"}, etcd's default linearizable read (ReadIndex;
+ * `raft bench` reads are linearizable too, on a lease or by ReadIndex).
+ * Keys and values are base64, as the gateway wants bytes fields.
  *
  * Where the clients send: `raft bench` clients start at some member and
  * follow the leader hint, so all its load lands on the leader. To match, by
@@ -25,8 +28,9 @@
  * body is not a JSON object with a "header", a timeout (5 s, like
  * `raft bench`) or a lost connection counts as one error, and the operation
  * is not timed. After a broken or malformed reply the connection is
- * redialled. With --cpu, the generator's own CPU time goes to stderr at the
- * end, one line: "generator cpu: user U s, sys S s, P% of one core over T s".
+ * redialled, 20 ms later. With --cpu, the generator's own CPU time goes to
+ * stderr at the end, one line: "generator cpu: user U s, sys S s, P% of
+ * one core over T s".
  *
  * Exit status: 0; 2 for bad usage; 3 if no request succeeded.
  */
@@ -42,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -51,8 +56,9 @@
 
 #define MAX_ENDPOINTS 16
 #define TIMEOUT_MS 5000      /* per request, as `raft bench` */
-#define REDIAL_PAUSE_MS 20   /* after a failed dial, so as not to spin */
+#define REDIAL_PAUSE_MS 20   /* before redialling, so as not to spin */
 #define MAX_REPLY (1u << 20) /* a larger reply is malformed here */
+#define SESSIONS_PER_LOOP 64
 
 struct endpoint {
     char host_port[128]; /* for the Host header */
@@ -77,13 +83,40 @@ struct conn {
     size_t len, cap;
     char *body;   /* the last reply's body, decoded if it came chunked */
     size_t body_len, body_cap;
+    char *req;    /* the request being sent */
+    size_t req_len, req_cap;
 };
 
-struct worker {
+enum session_state {
+    PAUSED,     /* waits until wake_ns (after a failed dial) */
+    CONNECTING, /* the connect is in progress */
+    SENDING,    /* part of the request is still to be written */
+    AWAITING,   /* the request is sent; reading the reply */
+    FINISHED,   /* the run is over for this session */
+};
+
+struct loop;
+
+/* One client: a keep-alive connection with one request in flight. */
+struct session {
+    struct loop *loop;
+    struct conn c;
+    uint64_t rng;
+    enum session_state state;
+    size_t sent;      /* bytes of c.req written */
+    uint64_t op_start_ns;
+    uint64_t wake_ns; /* PAUSED: go on then; otherwise: the request's deadline */
+};
+
+/* Up to SESSIONS_PER_LOOP sessions driven by one thread (epoll). */
+struct loop {
     const struct options *opt;
     pthread_t thread;
-    unsigned index;
+    int epfd;
+    struct session *sessions;
+    unsigned n, live;
     uint64_t stop_ns;
+    char *value_b64, *json;
     struct bench_samples lat;
     uint64_t errors;
     int rc;
@@ -298,42 +331,41 @@ static const char *header_value(const char *h, size_t n, const char *name, size_
     return NULL;
 }
 
-/*
- * Sends one request (POST path, JSON body) and reads its reply. Returns the
- * HTTP status with the body in c->body, or <0 when the connection broke,
- * timed out or the reply is not HTTP/1.x; then the connection is closed.
- */
-static int http_post(struct conn *c, const char *path, const char *json, size_t json_len,
-                     char **req, size_t *req_cap)
+/* Puts the request (POST path, JSON body) in c->req. */
+static int http_build(struct conn *c, const char *path, const char *json, size_t json_len)
 {
-    uint64_t deadline = bench_now_ns() + (uint64_t)TIMEOUT_MS * 1000000;
     size_t need = json_len + strlen(path) + strlen(c->ep->host_port) + 200;
-    if (grow(req, req_cap, need))
+    if (grow(&c->req, &c->req_cap, need))
         return -ENOMEM;
-    int hl = snprintf(*req, *req_cap,
+    int hl = snprintf(c->req, c->req_cap,
                       "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
                       "Content-Length: %zu\r\n\r\n", path, c->ep->host_port, json_len);
-    memcpy(*req + hl, json, json_len);
-    int rc = send_all(c->fd, *req, (size_t)hl + json_len);
-    if (rc)
-        goto broken;
+    memcpy(c->req + hl, json, json_len);
+    c->req_len = (size_t)hl + json_len;
+    return 0;
+}
 
-    /* The header block. */
-    const char *hend;
-    while (!(hend = find(c->buf, c->len, "\r\n\r\n"))) {
-        ssize_t k = conn_fill(c, deadline);
-        if (k <= 0) {
-            rc = k < 0 ? (int)k : -ECONNRESET;
-            goto broken;
-        }
-    }
+/*
+ * Parses the reply at the front of c->buf; eof: the stream ended after
+ * those bytes. Returns the HTTP status once the reply is whole, with its
+ * body in c->body and its bytes taken off c->buf (the connection closed if
+ * the reply asked for it or ran to the end of the stream); 0 while more
+ * bytes are needed; -EPROTO when it is not HTTP/1.x, -ECONNRESET when the
+ * stream ended before the reply did.
+ */
+static int http_parse(struct conn *c, bool eof)
+{
+    int more = eof ? -ECONNRESET : c->len >= MAX_REPLY ? -EPROTO : 0;
+    const char *hend = find(c->buf, c->len, "\r\n\r\n");
+    if (!hend)
+        return more;
     size_t head_len = (size_t)(hend - c->buf) + 4;
     /* "HTTP/1.x NNN reason\r\n"; the block's "\r\n\r\n" keeps these in range. */
     const char *s = c->buf;
     if (head_len < 16 || memcmp(s, "HTTP/1.", 7) != 0 || s[8] != ' ' ||
         s[9] < '1' || s[9] > '5' || s[10] < '0' || s[10] > '9' || s[11] < '0' ||
         s[11] > '9' || (s[12] != ' ' && s[12] != '\r'))
-        goto malformed;
+        return -EPROTO;
     int status = (s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0');
     size_t vl;
     const char *v;
@@ -349,43 +381,31 @@ static int http_post(struct conn *c, const char *path, const char *json, size_t 
         char *end;
         content_length = strtoll(v, &end, 10);
         if (end == v || content_length < 0 || content_length > MAX_REPLY)
-            goto malformed;
+            return -EPROTO;
     }
 
     /* The body: chunked, or Content-Length bytes, or up to end of stream. */
     size_t span;
     if (chunked) {
-        long got;
-        while ((got = decode_chunked(c, c->buf + head_len, c->len - head_len)) == 0) {
-            ssize_t k = conn_fill(c, deadline);
-            if (k <= 0) {
-                rc = k < 0 ? (int)k : -ECONNRESET;
-                goto broken;
-            }
-        }
+        long got = decode_chunked(c, c->buf + head_len, c->len - head_len);
+        if (got == 0)
+            return more;
         if (got < 0)
-            goto malformed;
+            return -EPROTO;
         span = head_len + (size_t)got;
     } else {
         bool to_eof = content_length < 0 && status != 204 && status != 304;
         size_t want = content_length < 0 ? 0 : (size_t)content_length;
-        for (;;) {
-            if (!to_eof && c->len - head_len >= want)
-                break;
-            ssize_t k = conn_fill(c, deadline);
-            if (k == 0 && to_eof)
-                break;
-            if (k <= 0) {
-                rc = k < 0 ? (int)k : -ECONNRESET;
-                goto broken;
-            }
-        }
+        if (to_eof && !eof)
+            return more;
+        if (!to_eof && c->len - head_len < want)
+            return more;
         if (to_eof) {
             want = c->len - head_len;
             close_after = true;
         }
         if (grow(&c->body, &c->body_cap, want + 1))
-            goto malformed;
+            return -EPROTO;
         memcpy(c->body, c->buf + head_len, want);
         c->body_len = want;
         span = head_len + want;
@@ -397,11 +417,22 @@ static int http_post(struct conn *c, const char *path, const char *json, size_t 
     if (close_after)
         conn_close(c);
     return status;
+}
 
-malformed:
-    rc = -EPROTO;
-broken:
-    conn_close(c);
+/* One request and its reply, blocking (for the start-up questions). Returns
+ * the HTTP status, or <0 with the connection closed. */
+static int http_post(struct conn *c, const char *path, const char *json, size_t json_len)
+{
+    uint64_t deadline = bench_now_ns() + (uint64_t)TIMEOUT_MS * 1000000;
+    int rc = http_build(c, path, json, json_len);
+    if (rc == 0)
+        rc = send_all(c->fd, c->req, c->req_len);
+    while (rc == 0) {
+        ssize_t k = conn_fill(c, deadline);
+        rc = k < 0 ? (int)k : http_parse(c, k == 0);
+    }
+    if (rc < 0)
+        conn_close(c);
     return rc;
 }
 
@@ -412,68 +443,7 @@ static bool reply_ok(int status, const struct conn *c)
            strstr(c->body, "\"header\"") != NULL;
 }
 
-/* ---- the load ---- */
-
-static void *worker_main(void *arg)
-{
-    struct worker *w = arg;
-    const struct options *opt = w->opt;
-    unsigned target = opt->leader >= 0 ? (unsigned)opt->leader : w->index % opt->n_ep;
-    struct conn c = {.ep = &opt->ep[target], .fd = -1};
-    size_t b64_value_len = 4 * ((opt->value_size + 2) / 3);
-    uint8_t *value = malloc(opt->value_size + 1);
-    char *value_b64 = malloc(b64_value_len + 1);
-    char *json = malloc(b64_value_len + 128);
-    char *req = NULL;
-    size_t req_cap = 0;
-    if (!value || !value_b64 || !json) {
-        w->rc = -ENOMEM;
-        goto out;
-    }
-    memset(value, 'a' + (int)(w->index % 26), opt->value_size);
-    base64_encode(value, opt->value_size, value_b64);
-    uint64_t rng = 0x9e3779b97f4a7c15ull * (w->index + 1);
-    while (bench_now_ns() < w->stop_ns) {
-        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-        char key[32], key_b64[48];
-        int key_len = snprintf(key, sizeof(key), "key-%llu",
-                               (unsigned long long)(rng % opt->keys));
-        bool read = (double)(rng >> 11) / (double)(1ull << 53) < opt->read_ratio;
-        base64_encode((const uint8_t *)key, (size_t)key_len, key_b64);
-        int json_len = read ? sprintf(json, "{\"key\":\"%s\"}", key_b64)
-                            : sprintf(json, "{\"key\":\"%s\",\"value\":\"%s\"}", key_b64,
-                                      value_b64);
-        if (c.fd < 0 && conn_dial(&c)) {
-            w->errors++;
-            sleep_ms(REDIAL_PAUSE_MS);
-            continue;
-        }
-        uint64_t start = bench_now_ns();
-        int status = http_post(&c, read ? "/v3/kv/range" : "/v3/kv/put", json,
-                               (size_t)json_len, &req, &req_cap);
-        if (status == -ENOMEM) {
-            w->rc = -ENOMEM;
-            break;
-        }
-        if (!reply_ok(status, &c)) {
-            w->errors++;
-            continue;
-        }
-        if (bench_samples_add(&w->lat, (double)(bench_now_ns() - start) / 1e6)) {
-            w->rc = -ENOMEM;
-            break;
-        }
-    }
-out:
-    conn_close(&c);
-    free(c.buf);
-    free(c.body);
-    free(req);
-    free(json);
-    free(value_b64);
-    free(value);
-    return NULL;
-}
+/* ---- start-up: where the leader is ---- */
 
 /* Copies the string value of "field":"..." in a JSON text to out. */
 static bool json_string_field(const char *json, const char *field, char *out, size_t n)
@@ -497,15 +467,13 @@ static bool json_string_field(const char *json, const char *field, char *out, si
 static int find_leader(const struct options *opt)
 {
     uint64_t give_up = bench_now_ns() + 10ull * 1000000000;
-    char *req = NULL;
-    size_t req_cap = 0;
     int found = -1;
     while (found < 0 && bench_now_ns() < give_up) {
         for (unsigned i = 0; i < opt->n_ep && found < 0; i++) {
             struct conn c = {.ep = &opt->ep[i], .fd = -1};
             char id[32], leader[32];
             if (conn_dial(&c) == 0 &&
-                reply_ok(http_post(&c, "/v3/maintenance/status", "{}", 2, &req, &req_cap), &c) &&
+                reply_ok(http_post(&c, "/v3/maintenance/status", "{}", 2), &c) &&
                 json_string_field(c.body, "member_id", id, sizeof(id)) &&
                 json_string_field(c.body, "leader", leader, sizeof(leader)) &&
                 strcmp(id, leader) == 0)
@@ -513,51 +481,325 @@ static int find_leader(const struct options *opt)
             conn_close(&c);
             free(c.buf);
             free(c.body);
+            free(c.req);
         }
         if (found < 0)
             sleep_ms(100);
     }
-    free(req);
     return found;
+}
+
+/* ---- the load: sessions on event loops ---- */
+
+static void session_close(struct session *s)
+{
+    conn_close(&s->c); /* closing the fd also takes it out of the epoll set */
+}
+
+static void watch(struct session *s, uint32_t events)
+{
+    struct epoll_event ev = {.events = events, .data.ptr = s};
+    if (epoll_ctl(s->loop->epfd, EPOLL_CTL_MOD, s->c.fd, &ev) < 0)
+        s->loop->rc = -errno;
+}
+
+static void start_op(struct session *s, uint64_t now);
+
+/* The operation is over: timed if ok, else counted as an error. */
+static void finish_op(struct session *s, bool ok, uint64_t now)
+{
+    struct loop *l = s->loop;
+    if (!ok)
+        l->errors++;
+    else if (bench_samples_add(&l->lat, (double)(now - s->op_start_ns) / 1e6))
+        l->rc = -ENOMEM;
+    if (now >= l->stop_ns || l->rc) {
+        session_close(s);
+        s->state = FINISHED;
+        l->live--;
+        return;
+    }
+    if (s->c.fd < 0 && !ok) {
+        s->state = PAUSED; /* redial after a pause, so as not to spin */
+        s->wake_ns = now + REDIAL_PAUSE_MS * 1000000ull;
+        return;
+    }
+    start_op(s, now);
+}
+
+/* The connection broke or the reply was malformed: an error; the next
+ * operation redials. */
+static void broken(struct session *s, uint64_t now)
+{
+    session_close(s);
+    finish_op(s, false, now);
+}
+
+static void flush(struct session *s, uint64_t now)
+{
+    while (s->sent < s->c.req_len) {
+        ssize_t k = send(s->c.fd, s->c.req + s->sent, s->c.req_len - s->sent, MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (s->state != SENDING)
+                watch(s, EPOLLIN | EPOLLOUT);
+            s->state = SENDING;
+            return;
+        }
+        if (k < 0) {
+            broken(s, now);
+            return;
+        }
+        s->sent += (size_t)k;
+    }
+    if (s->state == SENDING || s->state == CONNECTING)
+        watch(s, EPOLLIN);
+    s->state = AWAITING;
+}
+
+/* A non-blocking connect to the session's member. */
+static int dial_start(struct session *s)
+{
+    const struct endpoint *ep = s->c.ep;
+    int fd = socket(ep->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = s};
+    if ((connect(fd, (const struct sockaddr *)&ep->addr, ep->addr_len) != 0 &&
+         errno != EINPROGRESS) ||
+        epoll_ctl(s->loop->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    s->c.fd = fd;
+    s->c.len = 0;
+    return 0;
+}
+
+/* Draws the next operation, as `raft bench` does, and sends it. */
+static void start_op(struct session *s, uint64_t now)
+{
+    struct loop *l = s->loop;
+    const struct options *opt = l->opt;
+    s->rng ^= s->rng << 13, s->rng ^= s->rng >> 7, s->rng ^= s->rng << 17;
+    char key[32], key_b64[48];
+    int key_len = snprintf(key, sizeof(key), "key-%llu", (unsigned long long)(s->rng % opt->keys));
+    bool read = (double)(s->rng >> 11) / (double)(1ull << 53) < opt->read_ratio;
+    base64_encode((const uint8_t *)key, (size_t)key_len, key_b64);
+    int json_len = read ? sprintf(l->json, "{\"key\":\"%s\"}", key_b64)
+                        : sprintf(l->json, "{\"key\":\"%s\",\"value\":\"%s\"}", key_b64,
+                                  l->value_b64);
+    s->op_start_ns = now;
+    s->wake_ns = now + (uint64_t)TIMEOUT_MS * 1000000;
+    s->sent = 0;
+    if (http_build(&s->c, read ? "/v3/kv/range" : "/v3/kv/put", l->json, (size_t)json_len)) {
+        l->rc = -ENOMEM;
+        finish_op(s, false, now);
+        return;
+    }
+    if (s->c.fd >= 0) {
+        s->state = AWAITING;
+        flush(s, now);
+        return;
+    }
+    int rc = dial_start(s);
+    if (rc == -ENOMEM || rc == -EMFILE || rc == -ENFILE)
+        l->rc = rc;
+    if (rc) {
+        finish_op(s, false, now);
+        return;
+    }
+    s->state = CONNECTING;
+}
+
+static void on_readable(struct session *s, uint64_t now)
+{
+    struct conn *c = &s->c;
+    for (;;) {
+        if (grow(&c->buf, &c->cap, c->len + 4096)) {
+            s->loop->rc = -ENOMEM;
+            broken(s, now);
+            return;
+        }
+        ssize_t k = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (k < 0) {
+            broken(s, now);
+            return;
+        }
+        c->len += (size_t)k;
+        int status = http_parse(c, k == 0);
+        if (status < 0) {
+            broken(s, now);
+            return;
+        }
+        if (status > 0) {
+            finish_op(s, reply_ok(status, c), now);
+            return;
+        }
+    }
+}
+
+static void on_event(struct session *s, uint32_t events, uint64_t now)
+{
+    if (s->state == CONNECTING) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+            return;
+        if (getsockopt(s->c.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
+            broken(s, now);
+            return;
+        }
+        s->state = SENDING;
+    }
+    if (s->state == SENDING && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+        flush(s, now);
+    else if (s->state == AWAITING && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+        on_readable(s, now);
+}
+
+/* Requests past their timeout are errors; paused sessions go on. Returns
+ * how long epoll may wait, in ms. */
+static int check_timers(struct loop *l, uint64_t now)
+{
+    uint64_t next = now + 1000000000ull;
+    for (unsigned i = 0; i < l->n; i++) {
+        struct session *s = &l->sessions[i];
+        if (s->state == FINISHED)
+            continue;
+        if (now >= s->wake_ns) {
+            if (s->state == PAUSED)
+                start_op(s, now);
+            else
+                broken(s, now); /* timed out */
+        }
+        if (s->state != FINISHED && s->wake_ns < next)
+            next = s->wake_ns;
+    }
+    return next > now ? (int)((next - now + 999999) / 1000000) : 0;
+}
+
+static void *loop_main(void *arg)
+{
+    struct loop *l = arg;
+    uint64_t now = bench_now_ns();
+    for (unsigned i = 0; i < l->n && !l->rc; i++) {
+        struct session *s = &l->sessions[i];
+        l->live++;
+        start_op(s, now);
+    }
+    struct epoll_event ev[SESSIONS_PER_LOOP];
+    for (;;) {
+        int wait_ms = check_timers(l, bench_now_ns());
+        if (l->live == 0 || l->rc)
+            break;
+        int n = epoll_wait(l->epfd, ev, SESSIONS_PER_LOOP, wait_ms);
+        if (n < 0 && errno != EINTR) {
+            l->rc = -errno;
+            break;
+        }
+        now = bench_now_ns();
+        for (int i = 0; i < n; i++)
+            on_event(ev[i].data.ptr, ev[i].events, now);
+    }
+    return NULL;
+}
+
+static void loop_free(struct loop *l)
+{
+    for (unsigned i = 0; l->sessions && i < l->n; i++) {
+        struct conn *c = &l->sessions[i].c;
+        conn_close(c);
+        free(c->buf);
+        free(c->body);
+        free(c->req);
+    }
+    free(l->sessions);
+    free(l->value_b64);
+    free(l->json);
+    free(l->lat.ms);
+    if (l->epfd >= 0)
+        close(l->epfd);
+}
+
+static int loop_init(struct loop *l, const struct options *opt, unsigned first, unsigned n,
+                     uint64_t stop_ns)
+{
+    *l = (struct loop){.opt = opt, .n = n, .stop_ns = stop_ns};
+    size_t b64_value_len = 4 * ((opt->value_size + 2) / 3);
+    uint8_t *value = malloc(opt->value_size + 1);
+    l->epfd = epoll_create1(EPOLL_CLOEXEC);
+    l->sessions = calloc(n, sizeof(*l->sessions));
+    l->value_b64 = malloc(b64_value_len + 1);
+    l->json = malloc(b64_value_len + 128);
+    if (l->epfd < 0 || !l->sessions || !l->value_b64 || !l->json || !value) {
+        free(value);
+        return l->epfd < 0 ? -errno : -ENOMEM;
+    }
+    memset(value, 'a' + (int)(first % 26), opt->value_size);
+    base64_encode(value, opt->value_size, l->value_b64);
+    free(value);
+    for (unsigned i = 0; i < n; i++) {
+        struct session *s = &l->sessions[i];
+        unsigned index = first + i;
+        unsigned target = opt->leader >= 0 ? (unsigned)opt->leader : index % opt->n_ep;
+        *s = (struct session){.loop = l, .c = {.ep = &opt->ep[target], .fd = -1},
+                              .rng = 0x9e3779b97f4a7c15ull * (index + 1)};
+    }
+    return 0;
 }
 
 static int run(const struct options *opt, struct bench_result *out)
 {
-    struct worker *w = calloc(opt->clients, sizeof(*w));
-    if (!w)
+    unsigned n_loops = (opt->clients + SESSIONS_PER_LOOP - 1) / SESSIONS_PER_LOOP;
+    struct loop *l = calloc(n_loops, sizeof(*l));
+    if (!l)
         return -ENOMEM;
     uint64_t start = bench_now_ns();
     uint64_t stop = start + (uint64_t)(opt->seconds * 1e9);
     unsigned started = 0;
     int rc = 0;
-    for (; started < opt->clients; started++) {
-        w[started] = (struct worker){.opt = opt, .index = started, .stop_ns = stop};
-        if (pthread_create(&w[started].thread, NULL, worker_main, &w[started])) {
+    for (; started < n_loops && rc == 0; started++) {
+        unsigned first = started * SESSIONS_PER_LOOP;
+        unsigned n = opt->clients - first < SESSIONS_PER_LOOP ? opt->clients - first
+                                                               : SESSIONS_PER_LOOP;
+        rc = loop_init(&l[started], opt, first, n, stop);
+        if (rc == 0 && pthread_create(&l[started].thread, NULL, loop_main, &l[started]))
             rc = -EAGAIN;
+        if (rc) {
+            loop_free(&l[started]);
             break;
         }
     }
     size_t total = 0;
     uint64_t errors = 0;
     for (unsigned i = 0; i < started; i++) {
-        pthread_join(w[i].thread, NULL);
-        if (w[i].rc && !rc)
-            rc = w[i].rc;
-        total += w[i].lat.n;
-        errors += w[i].errors;
+        pthread_join(l[i].thread, NULL);
+        if (l[i].rc && !rc)
+            rc = l[i].rc;
+        total += l[i].lat.n;
+        errors += l[i].errors;
     }
     double seconds = (double)(bench_now_ns() - start) / 1e9;
     double *all = malloc((total ? total : 1) * sizeof(*all));
     size_t k = 0;
     for (unsigned i = 0; i < started && all; i++) {
-        memcpy(all + k, w[i].lat.ms, w[i].lat.n * sizeof(*all));
-        k += w[i].lat.n;
+        memcpy(all + k, l[i].lat.ms, l[i].lat.n * sizeof(*all));
+        k += l[i].lat.n;
     }
     bench_summarise(all, total, errors, seconds, out);
     free(all);
     for (unsigned i = 0; i < started; i++)
-        free(w[i].lat.ms);
-    free(w);
+        loop_free(&l[i]);
+    free(l);
     return rc;
 }
 
