@@ -39,7 +39,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -52,13 +51,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kv/bench_loop.h"
 #include "kv/bench_stats.h"
 
 #define MAX_ENDPOINTS 16
 #define TIMEOUT_MS 5000      /* per request, as `raft bench` */
 #define REDIAL_PAUSE_MS 20   /* before redialling, so as not to spin */
 #define MAX_REPLY (1u << 20) /* a larger reply is malformed here */
-#define SESSIONS_PER_LOOP 64
 
 struct endpoint {
     char host_port[128]; /* for the Host header */
@@ -85,41 +84,6 @@ struct conn {
     size_t body_len, body_cap;
     char *req;    /* the request being sent */
     size_t req_len, req_cap;
-};
-
-enum session_state {
-    PAUSED,     /* waits until wake_ns (after a failed dial) */
-    CONNECTING, /* the connect is in progress */
-    SENDING,    /* part of the request is still to be written */
-    AWAITING,   /* the request is sent; reading the reply */
-    FINISHED,   /* the run is over for this session */
-};
-
-struct loop;
-
-/* One client: a keep-alive connection with one request in flight. */
-struct session {
-    struct loop *loop;
-    struct conn c;
-    uint64_t rng;
-    enum session_state state;
-    size_t sent;      /* bytes of c.req written */
-    uint64_t op_start_ns;
-    uint64_t wake_ns; /* PAUSED: go on then; otherwise: the request's deadline */
-};
-
-/* Up to SESSIONS_PER_LOOP sessions driven by one thread (epoll). */
-struct loop {
-    const struct options *opt;
-    pthread_t thread;
-    int epfd;
-    struct session *sessions;
-    unsigned n, live;
-    uint64_t stop_ns;
-    char *value_b64, *json;
-    struct bench_samples lat;
-    uint64_t errors;
-    int rc;
 };
 
 /* ---- small helpers ---- */
@@ -348,12 +312,12 @@ static int http_build(struct conn *c, const char *path, const char *json, size_t
 /*
  * Parses the reply at the front of c->buf; eof: the stream ended after
  * those bytes. Returns the HTTP status once the reply is whole, with its
- * body in c->body and its bytes taken off c->buf (the connection closed if
- * the reply asked for it or ran to the end of the stream); 0 while more
- * bytes are needed; -EPROTO when it is not HTTP/1.x, -ECONNRESET when the
- * stream ended before the reply did.
+ * body in c->body and its bytes taken off c->buf, and *close_after set if
+ * the connection is done (the reply said so, or ran to the end of the
+ * stream); 0 while more bytes are needed; -EPROTO when it is not HTTP/1.x,
+ * -ECONNRESET when the stream ended before the reply did.
  */
-static int http_parse(struct conn *c, bool eof)
+static int http_parse(struct conn *c, bool eof, bool *close_after)
 {
     int more = eof ? -ECONNRESET : c->len >= MAX_REPLY ? -EPROTO : 0;
     const char *hend = find(c->buf, c->len, "\r\n\r\n");
@@ -369,11 +333,10 @@ static int http_parse(struct conn *c, bool eof)
     int status = (s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0');
     size_t vl;
     const char *v;
-    bool close_after = false, chunked = false;
+    bool chunked = false;
     long long content_length = -1;
-    if ((v = header_value(c->buf, head_len, "Connection", &vl)) && vl >= 5 &&
-        strncasecmp(v, "close", 5) == 0)
-        close_after = true;
+    *close_after = (v = header_value(c->buf, head_len, "Connection", &vl)) && vl >= 5 &&
+                   strncasecmp(v, "close", 5) == 0;
     if ((v = header_value(c->buf, head_len, "Transfer-Encoding", &vl)) && vl >= 7 &&
         strncasecmp(v + vl - 7, "chunked", 7) == 0)
         chunked = true;
@@ -402,7 +365,7 @@ static int http_parse(struct conn *c, bool eof)
             return more;
         if (to_eof) {
             want = c->len - head_len;
-            close_after = true;
+            *close_after = true;
         }
         if (grow(&c->body, &c->body_cap, want + 1))
             return -EPROTO;
@@ -414,8 +377,6 @@ static int http_parse(struct conn *c, bool eof)
     /* Keep whatever follows (nothing, with one request in flight). */
     memmove(c->buf, c->buf + span, c->len - span);
     c->len -= span;
-    if (close_after)
-        conn_close(c);
     return status;
 }
 
@@ -427,11 +388,12 @@ static int http_post(struct conn *c, const char *path, const char *json, size_t 
     int rc = http_build(c, path, json, json_len);
     if (rc == 0)
         rc = send_all(c->fd, c->req, c->req_len);
+    bool close_after = false;
     while (rc == 0) {
         ssize_t k = conn_fill(c, deadline);
-        rc = k < 0 ? (int)k : http_parse(c, k == 0);
+        rc = k < 0 ? (int)k : http_parse(c, k == 0, &close_after);
     }
-    if (rc < 0)
+    if (rc < 0 || close_after)
         conn_close(c);
     return rc;
 }
@@ -489,73 +451,50 @@ static int find_leader(const struct options *opt)
     return found;
 }
 
-/* ---- the load: sessions on event loops ---- */
+/* ---- the load: sessions on the event loops of kv/bench_loop.c ---- */
 
-static void session_close(struct session *s)
+/* What every session reads: the options, and the value, in base64. */
+struct load {
+    const struct options *opt;
+    char *value_b64;
+};
+
+enum session_state {
+    PAUSED,     /* waits for wake_ns before its next operation */
+    CONNECTING, /* the connect is in progress */
+    SENDING,    /* part of the request is still to be written */
+    AWAITING,   /* the request is sent; reading the reply */
+};
+
+/* One client: a keep-alive connection (b.fd; c.fd is not used) with one
+ * request in flight. */
+struct session {
+    struct bench_session b;
+    struct conn c;
+    uint64_t rng;
+    enum session_state state;
+    size_t sent;        /* bytes of c.req written */
+    uint64_t redial_ns; /* no new connection before this */
+    char *json;         /* the request's body, built here */
+};
+
+/* The operation failed (broken or late connection, malformed reply, failed
+ * dial): one error, and the next operation redials after a pause. */
+static void failed(struct session *s, uint64_t now)
 {
-    conn_close(&s->c); /* closing the fd also takes it out of the epoll set */
-}
-
-static void watch(struct session *s, uint32_t events)
-{
-    struct epoll_event ev = {.events = events, .data.ptr = s};
-    if (epoll_ctl(s->loop->epfd, EPOLL_CTL_MOD, s->c.fd, &ev) < 0)
-        s->loop->rc = -errno;
-}
-
-static void start_op(struct session *s, uint64_t now);
-
-/* The operation is over: timed if ok, else counted as an error. */
-static void finish_op(struct session *s, bool ok, uint64_t now)
-{
-    struct loop *l = s->loop;
-    if (!ok)
-        l->errors++;
-    else if (bench_samples_add(&l->lat, (double)(now - s->op_start_ns) / 1e6))
-        l->rc = -ENOMEM;
-    if (now >= l->stop_ns || l->rc) {
-        session_close(s);
-        s->state = FINISHED;
-        l->live--;
-        return;
-    }
-    if (s->c.fd < 0 && !ok) {
-        s->state = PAUSED; /* redial after a pause, so as not to spin */
-        s->wake_ns = now + REDIAL_PAUSE_MS * 1000000ull;
-        return;
-    }
-    start_op(s, now);
-}
-
-/* The connection broke or the reply was malformed: an error; the next
- * operation redials. */
-static void broken(struct session *s, uint64_t now)
-{
-    session_close(s);
-    finish_op(s, false, now);
+    bench_close(&s->b);
+    s->c.len = 0;
+    s->redial_ns = now + REDIAL_PAUSE_MS * 1000000ull;
+    bench_op_done(&s->b, false, now);
 }
 
 static void flush(struct session *s, uint64_t now)
 {
-    while (s->sent < s->c.req_len) {
-        ssize_t k = send(s->c.fd, s->c.req + s->sent, s->c.req_len - s->sent, MSG_NOSIGNAL);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (s->state != SENDING)
-                watch(s, EPOLLIN | EPOLLOUT);
-            s->state = SENDING;
-            return;
-        }
-        if (k < 0) {
-            broken(s, now);
-            return;
-        }
-        s->sent += (size_t)k;
-    }
-    if (s->state == SENDING || s->state == CONNECTING)
-        watch(s, EPOLLIN);
-    s->state = AWAITING;
+    int rc = bench_send(&s->b, s->c.req, s->c.req_len, &s->sent);
+    if (rc < 0)
+        failed(s, now);
+    else
+        s->state = rc ? AWAITING : SENDING;
 }
 
 /* A non-blocking connect to the session's member. */
@@ -567,53 +506,53 @@ static int dial_start(struct session *s)
         return -errno;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = s};
-    if ((connect(fd, (const struct sockaddr *)&ep->addr, ep->addr_len) != 0 &&
-         errno != EINPROGRESS) ||
-        epoll_ctl(s->loop->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-        int e = -errno;
+    if (connect(fd, (const struct sockaddr *)&ep->addr, ep->addr_len) != 0 &&
+        errno != EINPROGRESS) {
+        int rc = -errno;
         close(fd);
-        return e;
+        return rc;
     }
-    s->c.fd = fd;
     s->c.len = 0;
-    return 0;
+    return bench_adopt(&s->b, fd);
 }
 
 /* Draws the next operation, as `raft bench` does, and sends it. */
-static void start_op(struct session *s, uint64_t now)
+static void start_op(struct bench_session *b, uint64_t now)
 {
-    struct loop *l = s->loop;
-    const struct options *opt = l->opt;
+    struct session *s = (struct session *)b;
+    const struct load *load = bench_ctx(b);
+    const struct options *opt = load->opt;
+    if (b->fd < 0 && now < s->redial_ns) {
+        s->state = PAUSED;
+        b->wake_ns = s->redial_ns;
+        return;
+    }
     s->rng ^= s->rng << 13, s->rng ^= s->rng >> 7, s->rng ^= s->rng << 17;
     char key[32], key_b64[48];
     int key_len = snprintf(key, sizeof(key), "key-%llu", (unsigned long long)(s->rng % opt->keys));
     bool read = (double)(s->rng >> 11) / (double)(1ull << 53) < opt->read_ratio;
     base64_encode((const uint8_t *)key, (size_t)key_len, key_b64);
-    int json_len = read ? sprintf(l->json, "{\"key\":\"%s\"}", key_b64)
-                        : sprintf(l->json, "{\"key\":\"%s\",\"value\":\"%s\"}", key_b64,
-                                  l->value_b64);
-    s->op_start_ns = now;
-    s->wake_ns = now + (uint64_t)TIMEOUT_MS * 1000000;
+    int json_len = read ? sprintf(s->json, "{\"key\":\"%s\"}", key_b64)
+                        : sprintf(s->json, "{\"key\":\"%s\",\"value\":\"%s\"}", key_b64,
+                                  load->value_b64);
+    b->op_start_ns = now;
+    b->wake_ns = now + (uint64_t)TIMEOUT_MS * 1000000;
     s->sent = 0;
-    if (http_build(&s->c, read ? "/v3/kv/range" : "/v3/kv/put", l->json, (size_t)json_len)) {
-        l->rc = -ENOMEM;
-        finish_op(s, false, now);
+    if (http_build(&s->c, read ? "/v3/kv/range" : "/v3/kv/put", s->json, (size_t)json_len)) {
+        bench_abort(b, -ENOMEM, now);
         return;
     }
-    if (s->c.fd >= 0) {
-        s->state = AWAITING;
+    if (b->fd >= 0) {
         flush(s, now);
         return;
     }
     int rc = dial_start(s);
     if (rc == -ENOMEM || rc == -EMFILE || rc == -ENFILE)
-        l->rc = rc;
-    if (rc) {
-        finish_op(s, false, now);
-        return;
-    }
-    s->state = CONNECTING;
+        bench_abort(b, rc, now);
+    else if (rc)
+        failed(s, now);
+    else
+        s->state = CONNECTING;
 }
 
 static void on_readable(struct session *s, uint64_t now)
@@ -621,185 +560,102 @@ static void on_readable(struct session *s, uint64_t now)
     struct conn *c = &s->c;
     for (;;) {
         if (grow(&c->buf, &c->cap, c->len + 4096)) {
-            s->loop->rc = -ENOMEM;
-            broken(s, now);
+            bench_close(&s->b);
+            bench_abort(&s->b, -ENOMEM, now);
             return;
         }
-        ssize_t k = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+        ssize_t k = recv(s->b.fd, c->buf + c->len, c->cap - c->len, 0);
         if (k < 0 && errno == EINTR)
             continue;
         if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
         if (k < 0) {
-            broken(s, now);
+            failed(s, now);
             return;
         }
         c->len += (size_t)k;
-        int status = http_parse(c, k == 0);
+        bool close_after = false;
+        int status = http_parse(c, k == 0, &close_after);
         if (status < 0) {
-            broken(s, now);
+            failed(s, now);
             return;
         }
         if (status > 0) {
-            finish_op(s, reply_ok(status, c), now);
+            if (close_after) {
+                bench_close(&s->b);
+                c->len = 0;
+            }
+            bench_op_done(&s->b, reply_ok(status, c), now);
             return;
         }
     }
 }
 
-static void on_event(struct session *s, uint32_t events, uint64_t now)
+static void on_event(struct bench_session *b, uint32_t events, uint64_t now)
 {
-    if (s->state == CONNECTING) {
+    struct session *s = (struct session *)b;
+    bool writable = events & (EPOLLOUT | EPOLLERR | EPOLLHUP);
+    if (s->state == CONNECTING && writable) {
         int err = 0;
         socklen_t len = sizeof(err);
-        if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
-            return;
-        if (getsockopt(s->c.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
-            broken(s, now);
-            return;
-        }
-        s->state = SENDING;
-    }
-    if (s->state == SENDING && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+        if (getsockopt(b->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err)
+            failed(s, now);
+        else
+            flush(s, now);
+    } else if (s->state == SENDING && writable) {
         flush(s, now);
-    else if (s->state == AWAITING && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+    } else if (s->state == AWAITING && (events & (EPOLLIN | EPOLLERR | EPOLLHUP))) {
         on_readable(s, now);
+    }
 }
 
-/* Requests past their timeout are errors; paused sessions go on. Returns
- * how long epoll may wait, in ms. */
-static int check_timers(struct loop *l, uint64_t now)
+/* The end of a pause, or a request past its timeout (an error). */
+static void on_timer(struct bench_session *b, uint64_t now)
 {
-    uint64_t next = now + 1000000000ull;
-    for (unsigned i = 0; i < l->n; i++) {
-        struct session *s = &l->sessions[i];
-        if (s->state == FINISHED)
-            continue;
-        if (now >= s->wake_ns) {
-            if (s->state == PAUSED)
-                start_op(s, now);
-            else
-                broken(s, now); /* timed out */
-        }
-        if (s->state != FINISHED && s->wake_ns < next)
-            next = s->wake_ns;
-    }
-    return next > now ? (int)((next - now + 999999) / 1000000) : 0;
+    struct session *s = (struct session *)b;
+    if (s->state == PAUSED)
+        start_op(b, now);
+    else
+        failed(s, now);
 }
 
-static void *loop_main(void *arg)
+static int session_init(struct bench_session *b)
 {
-    struct loop *l = arg;
-    uint64_t now = bench_now_ns();
-    for (unsigned i = 0; i < l->n && !l->rc; i++) {
-        struct session *s = &l->sessions[i];
-        l->live++;
-        start_op(s, now);
-    }
-    struct epoll_event ev[SESSIONS_PER_LOOP];
-    for (;;) {
-        int wait_ms = check_timers(l, bench_now_ns());
-        if (l->live == 0 || l->rc)
-            break;
-        int n = epoll_wait(l->epfd, ev, SESSIONS_PER_LOOP, wait_ms);
-        if (n < 0 && errno != EINTR) {
-            l->rc = -errno;
-            break;
-        }
-        now = bench_now_ns();
-        for (int i = 0; i < n; i++)
-            on_event(ev[i].data.ptr, ev[i].events, now);
-    }
-    return NULL;
+    struct session *s = (struct session *)b;
+    const struct options *opt = ((const struct load *)bench_ctx(b))->opt;
+    unsigned target = opt->leader >= 0 ? (unsigned)opt->leader : b->index % opt->n_ep;
+    s->c = (struct conn){.ep = &opt->ep[target], .fd = -1};
+    s->rng = 0x9e3779b97f4a7c15ull * (b->index + 1);
+    s->json = malloc(4 * ((opt->value_size + 2) / 3) + 128);
+    return s->json ? 0 : -ENOMEM;
 }
 
-static void loop_free(struct loop *l)
+static void session_free(struct bench_session *b)
 {
-    for (unsigned i = 0; l->sessions && i < l->n; i++) {
-        struct conn *c = &l->sessions[i].c;
-        conn_close(c);
-        free(c->buf);
-        free(c->body);
-        free(c->req);
-    }
-    free(l->sessions);
-    free(l->value_b64);
-    free(l->json);
-    free(l->lat.ms);
-    if (l->epfd >= 0)
-        close(l->epfd);
-}
-
-static int loop_init(struct loop *l, const struct options *opt, unsigned first, unsigned n,
-                     uint64_t stop_ns)
-{
-    *l = (struct loop){.opt = opt, .n = n, .stop_ns = stop_ns};
-    size_t b64_value_len = 4 * ((opt->value_size + 2) / 3);
-    uint8_t *value = malloc(opt->value_size + 1);
-    l->epfd = epoll_create1(EPOLL_CLOEXEC);
-    l->sessions = calloc(n, sizeof(*l->sessions));
-    l->value_b64 = malloc(b64_value_len + 1);
-    l->json = malloc(b64_value_len + 128);
-    if (l->epfd < 0 || !l->sessions || !l->value_b64 || !l->json || !value) {
-        free(value);
-        return l->epfd < 0 ? -errno : -ENOMEM;
-    }
-    memset(value, 'a' + (int)(first % 26), opt->value_size);
-    base64_encode(value, opt->value_size, l->value_b64);
-    free(value);
-    for (unsigned i = 0; i < n; i++) {
-        struct session *s = &l->sessions[i];
-        unsigned index = first + i;
-        unsigned target = opt->leader >= 0 ? (unsigned)opt->leader : index % opt->n_ep;
-        *s = (struct session){.loop = l, .c = {.ep = &opt->ep[target], .fd = -1},
-                              .rng = 0x9e3779b97f4a7c15ull * (index + 1)};
-    }
-    return 0;
+    struct session *s = (struct session *)b;
+    free(s->c.buf);
+    free(s->c.body);
+    free(s->c.req);
+    free(s->json);
 }
 
 static int run(const struct options *opt, struct bench_result *out)
 {
-    unsigned n_loops = (opt->clients + SESSIONS_PER_LOOP - 1) / SESSIONS_PER_LOOP;
-    struct loop *l = calloc(n_loops, sizeof(*l));
-    if (!l)
-        return -ENOMEM;
-    uint64_t start = bench_now_ns();
-    uint64_t stop = start + (uint64_t)(opt->seconds * 1e9);
-    unsigned started = 0;
-    int rc = 0;
-    for (; started < n_loops && rc == 0; started++) {
-        unsigned first = started * SESSIONS_PER_LOOP;
-        unsigned n = opt->clients - first < SESSIONS_PER_LOOP ? opt->clients - first
-                                                               : SESSIONS_PER_LOOP;
-        rc = loop_init(&l[started], opt, first, n, stop);
-        if (rc == 0 && pthread_create(&l[started].thread, NULL, loop_main, &l[started]))
-            rc = -EAGAIN;
-        if (rc) {
-            loop_free(&l[started]);
-            break;
-        }
+    size_t b64_value_len = 4 * ((opt->value_size + 2) / 3);
+    struct load load = {.opt = opt, .value_b64 = malloc(b64_value_len + 1)};
+    uint8_t *value = malloc(opt->value_size + 1);
+    int rc = -ENOMEM;
+    if (load.value_b64 && value) {
+        memset(value, 'v', opt->value_size);
+        base64_encode(value, opt->value_size, load.value_b64);
+        const struct bench_driver d = {
+            .session_size = sizeof(struct session),
+            .ctx = &load, .init = session_init, .free = session_free,
+            .start = start_op, .event = on_event, .timer = on_timer};
+        rc = bench_loops_run(&d, opt->clients, opt->seconds, out);
     }
-    size_t total = 0;
-    uint64_t errors = 0;
-    for (unsigned i = 0; i < started; i++) {
-        pthread_join(l[i].thread, NULL);
-        if (l[i].rc && !rc)
-            rc = l[i].rc;
-        total += l[i].lat.n;
-        errors += l[i].errors;
-    }
-    double seconds = (double)(bench_now_ns() - start) / 1e9;
-    double *all = malloc((total ? total : 1) * sizeof(*all));
-    size_t k = 0;
-    for (unsigned i = 0; i < started && all; i++) {
-        memcpy(all + k, l[i].lat.ms, l[i].lat.n * sizeof(*all));
-        k += l[i].lat.n;
-    }
-    bench_summarise(all, total, errors, seconds, out);
-    free(all);
-    for (unsigned i = 0; i < started; i++)
-        loop_free(&l[i]);
-    free(l);
+    free(value);
+    free(load.value_b64);
     return rc;
 }
 

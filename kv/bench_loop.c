@@ -1,0 +1,247 @@
+/*
+ * bench_loop.c - the event loops under a closed-loop load (see bench_loop.h).
+ */
+#include "kv/bench_loop.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define NS_PER_MS 1000000ull
+
+struct bench_loop {
+    const struct bench_driver *d;
+    pthread_t thread;
+    int epfd;
+    char *sessions; /* n of d->session_size bytes each */
+    unsigned n, live;
+    uint64_t stop_ns;
+    struct bench_samples lat;
+    uint64_t errors;
+    int rc;
+};
+
+static struct bench_session *session_at(struct bench_loop *l, unsigned i)
+{
+    return (struct bench_session *)(l->sessions + (size_t)i * l->d->session_size);
+}
+
+const void *bench_ctx(const struct bench_session *s)
+{
+    return s->loop->d->ctx;
+}
+
+void bench_close(struct bench_session *s)
+{
+    if (s->fd >= 0)
+        close(s->fd); /* also takes it out of the epoll set */
+    s->fd = -1;
+    s->watching = 0;
+}
+
+int bench_adopt(struct bench_session *s, int fd)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = s};
+    if (epoll_ctl(s->loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    s->fd = fd;
+    s->watching = ev.events;
+    return 0;
+}
+
+void bench_watch(struct bench_session *s, uint32_t events)
+{
+    if (events == s->watching)
+        return;
+    struct epoll_event ev = {.events = events, .data.ptr = s};
+    if (epoll_ctl(s->loop->epfd, EPOLL_CTL_MOD, s->fd, &ev) < 0 && s->loop->rc == 0)
+        s->loop->rc = -errno;
+    s->watching = events;
+}
+
+int bench_send(struct bench_session *s, const void *buf, size_t len, size_t *sent)
+{
+    while (*sent < len) {
+        ssize_t w = send(s->fd, (const char *)buf + *sent, len - *sent, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            bench_watch(s, EPOLLIN | EPOLLOUT);
+            return 0;
+        }
+        if (w < 0)
+            return -errno;
+        *sent += (size_t)w;
+    }
+    bench_watch(s, EPOLLIN);
+    return 1;
+}
+
+static void finish(struct bench_session *s)
+{
+    bench_close(s);
+    s->finished = true;
+    s->loop->live--;
+}
+
+void bench_op_done(struct bench_session *s, bool ok, uint64_t now)
+{
+    struct bench_loop *l = s->loop;
+    if (!ok)
+        l->errors++;
+    else if (bench_samples_add(&l->lat, (double)(now - s->op_start_ns) / 1e6) && !l->rc)
+        l->rc = -ENOMEM;
+    if (now >= l->stop_ns || l->rc)
+        finish(s);
+    else
+        l->d->start(s, now);
+}
+
+void bench_abort(struct bench_session *s, int rc, uint64_t now)
+{
+    if (!s->loop->rc)
+        s->loop->rc = rc;
+    bench_op_done(s, false, now);
+}
+
+/* Runs the timers that are due; returns how long epoll may wait, in ms. */
+static int run_timers(struct bench_loop *l, uint64_t now)
+{
+    uint64_t next = now + 1000 * NS_PER_MS;
+    for (unsigned i = 0; i < l->n; i++) {
+        struct bench_session *s = session_at(l, i);
+        if (!s->finished && now >= s->wake_ns)
+            l->d->timer(s, now);
+        if (!s->finished && s->wake_ns < next)
+            next = s->wake_ns;
+    }
+    return next > now ? (int)((next - now + NS_PER_MS - 1) / NS_PER_MS) : 0;
+}
+
+static void *loop_main(void *arg)
+{
+    struct bench_loop *l = arg;
+    uint64_t now = bench_now_ns();
+    for (unsigned i = 0; i < l->n && !l->rc; i++) {
+        struct bench_session *s = session_at(l, i);
+        int rc = l->d->init(s);
+        if (rc) {
+            l->rc = rc;
+            break;
+        }
+        s->finished = false;
+        l->live++;
+        l->d->start(s, now);
+    }
+    struct epoll_event ev[BENCH_SESSIONS_PER_LOOP];
+    for (;;) {
+        int wait_ms = run_timers(l, bench_now_ns());
+        if (l->live == 0 || l->rc)
+            break;
+        int n = epoll_wait(l->epfd, ev, BENCH_SESSIONS_PER_LOOP, wait_ms);
+        if (n < 0 && errno != EINTR) {
+            l->rc = -errno;
+            break;
+        }
+        now = bench_now_ns();
+        for (int i = 0; i < n; i++) {
+            struct bench_session *s = ev[i].data.ptr;
+            if (!s->finished)
+                l->d->event(s, ev[i].events, now);
+        }
+    }
+    return NULL;
+}
+
+static int loop_init(struct bench_loop *l, const struct bench_driver *d, unsigned first,
+                     unsigned n, uint64_t stop_ns)
+{
+    *l = (struct bench_loop){.d = d, .n = n, .stop_ns = stop_ns, .epfd = -1};
+    l->sessions = calloc(n, d->session_size);
+    if (!l->sessions)
+        return -ENOMEM;
+    for (unsigned i = 0; i < n; i++) {
+        struct bench_session *s = session_at(l, i);
+        s->loop = l;
+        s->index = first + i;
+        s->fd = -1;
+        s->finished = true; /* until init() succeeds */
+    }
+    l->epfd = epoll_create1(EPOLL_CLOEXEC);
+    return l->epfd < 0 ? -errno : 0;
+}
+
+static void loop_free(struct bench_loop *l)
+{
+    for (unsigned i = 0; l->sessions && i < l->n; i++) {
+        struct bench_session *s = session_at(l, i);
+        bench_close(s);
+        l->d->free(s);
+    }
+    free(l->sessions);
+    free(l->lat.ms);
+    if (l->epfd >= 0)
+        close(l->epfd);
+}
+
+static void summarise(struct bench_loop *l, unsigned n_loops, double seconds,
+                      struct bench_result *out)
+{
+    size_t total = 0;
+    uint64_t errors = 0;
+    for (unsigned i = 0; i < n_loops; i++) {
+        total += l[i].lat.n;
+        errors += l[i].errors;
+    }
+    double *all = malloc((total ? total : 1) * sizeof(*all));
+    size_t k = 0;
+    for (unsigned i = 0; i < n_loops && all; i++) {
+        if (l[i].lat.n)
+            memcpy(all + k, l[i].lat.ms, l[i].lat.n * sizeof(*all));
+        k += l[i].lat.n;
+    }
+    bench_summarise(all, total, errors, seconds, out);
+    free(all);
+}
+
+int bench_loops_run(const struct bench_driver *d, unsigned clients, double seconds,
+                    struct bench_result *out)
+{
+    unsigned n_loops = (clients + BENCH_SESSIONS_PER_LOOP - 1) / BENCH_SESSIONS_PER_LOOP;
+    struct bench_loop *l = calloc(n_loops ? n_loops : 1, sizeof(*l));
+    if (!l)
+        return -ENOMEM;
+    uint64_t start = bench_now_ns();
+    uint64_t stop = start + (uint64_t)(seconds * 1e9);
+    unsigned started = 0;
+    int rc = 0;
+    for (; started < n_loops; started++) {
+        unsigned first = started * BENCH_SESSIONS_PER_LOOP;
+        unsigned n = clients - first < BENCH_SESSIONS_PER_LOOP ? clients - first
+                                                                : BENCH_SESSIONS_PER_LOOP;
+        rc = loop_init(&l[started], d, first, n, stop);
+        if (rc == 0 && pthread_create(&l[started].thread, NULL, loop_main, &l[started]))
+            rc = -EAGAIN;
+        if (rc) {
+            loop_free(&l[started]);
+            break;
+        }
+    }
+    for (unsigned i = 0; i < started; i++) {
+        pthread_join(l[i].thread, NULL);
+        if (l[i].rc && !rc)
+            rc = l[i].rc;
+    }
+    summarise(l, started, (double)(bench_now_ns() - start) / 1e9, out);
+    for (unsigned i = 0; i < started; i++)
+        loop_free(&l[i]);
+    free(l);
+    return rc;
+}

@@ -1,0 +1,89 @@
+/*
+ * bench_loop.h - the event loops under a closed-loop load: C client
+ * sessions, each with one request in flight, driven by up to
+ * BENCH_SESSIONS_PER_LOOP sessions a thread on one epoll set, for T
+ * seconds.
+ *
+ * A thread per session, blocked until its reply, would cost a thread
+ * wake-up per operation; on a small machine that time is taken from the
+ * system being measured. The protocol belongs to the caller (kv/bench.c
+ * speaks the store's, bench/etcd_load.c HTTP to etcd), through the
+ * callbacks of a struct bench_driver; this file owns the threads, the
+ * sockets' epoll registration, the timers and the latency samples. Like
+ * kv/bench_stats.c it uses nothing else in the tree, so that both load
+ * generators link it.
+ *
+ * Everything about one session happens on its loop's thread.
+ */
+#ifndef KV_BENCH_LOOP_H
+#define KV_BENCH_LOOP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kv/bench_stats.h"
+
+#define BENCH_SESSIONS_PER_LOOP 64
+
+struct bench_loop;
+
+/* The start of each caller's session struct. */
+struct bench_session {
+    struct bench_loop *loop;
+    unsigned index;    /* 0 .. clients-1 */
+    int fd;            /* its connection, or -1 */
+    uint32_t watching; /* the epoll events asked for on fd */
+    uint64_t op_start_ns;
+    uint64_t wake_ns;  /* the driver's timer() runs once this has passed */
+    bool finished;     /* the run is over for it */
+};
+
+struct bench_driver {
+    size_t session_size; /* of the caller's struct, which begins with a bench_session */
+    const void *ctx;     /* handed back by bench_ctx() */
+    /* Once per session before its first operation; 0 or -errno (ends the run). */
+    int (*init)(struct bench_session *s);
+    /* At the end, for every session, even one init() never saw (zeroed
+     * past the bench_session). */
+    void (*free)(struct bench_session *s);
+    /* Starts the next operation: sets op_start_ns and wake_ns. */
+    void (*start)(struct bench_session *s, uint64_t now);
+    /* fd is ready (epoll events). */
+    void (*event)(struct bench_session *s, uint32_t events, uint64_t now);
+    /* now >= wake_ns. */
+    void (*timer)(struct bench_session *s, uint64_t now);
+};
+
+/* Runs `clients` sessions for `seconds`, then summarises every timed
+ * operation into *out. 0, or the first -errno that ended a loop early
+ * (the summary is still filled in). */
+int bench_loops_run(const struct bench_driver *d, unsigned clients, double seconds,
+                    struct bench_result *out);
+
+const void *bench_ctx(const struct bench_session *s);
+
+/* The operation is over: timed if ok, else counted as an error. The next
+ * one starts at once unless the time is up (or the run failed). */
+void bench_op_done(struct bench_session *s, bool ok, uint64_t now);
+
+/* Ends the whole run with rc (no memory, say); the session's operation
+ * counts as an error. */
+void bench_abort(struct bench_session *s, int rc, uint64_t now);
+
+/* Takes fd, a socket still connecting, as the session's connection and
+ * watches it for input and output. 0 or -errno (fd is then closed). */
+int bench_adopt(struct bench_session *s, int fd);
+
+/* Asks for these epoll events on the session's fd. */
+void bench_watch(struct bench_session *s, uint32_t events);
+
+/* Closes the session's connection, if any. */
+void bench_close(struct bench_session *s);
+
+/* Writes buf[*sent .. len) without blocking. Returns 1 when all is written
+ * (fd then watched for input only), 0 when the socket is full (watched
+ * for output too), or -errno. */
+int bench_send(struct bench_session *s, const void *buf, size_t len, size_t *sent);
+
+#endif
