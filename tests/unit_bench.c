@@ -1,0 +1,202 @@
+/*
+ * unit_bench.c - the sessions of `raft bench` against scripted servers:
+ * they follow a follower's leader hint, retry a put that got no answer
+ * with the same sequence number (so that it takes effect once), and count
+ * an operation with no answer within the timeout as an error.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "kv/bench.h"
+#include "net/tcp.h"
+
+#define MAX_SEEN 200000
+#define CLIENTS 3
+
+/* A node that answers by script: a follower names the leader; the leader
+ * drops the connection on the first request of each session (as a leader
+ * that crashed before answering would), then answers OK. It records every
+ * put it was sent. */
+struct fake_node {
+    struct tcp_server *server;
+    char addr[32];
+    const char *leader_addr; /* a follower's hint; NULL for the leader */
+    pthread_mutex_t mu;
+    unsigned requests;
+    struct {
+        uint64_t client, seq;
+    } seen[MAX_SEEN];
+    unsigned n_seen;
+};
+
+static bool seen_before_locked(const struct fake_node *f, uint64_t client)
+{
+    for (unsigned i = 0; i < f->n_seen; i++)
+        if (f->seen[i].client == client)
+            return true;
+    return false;
+}
+
+static int fake_handler(void *ctx, const struct wire_msg *req, struct wire_msg *reply,
+                        struct tcp_conn *conn)
+{
+    (void)conn;
+    struct fake_node *f = ctx;
+    memset(reply, 0, sizeof(*reply));
+    reply->type = WIRE_CLIENT_REPLY;
+    if (req->type != WIRE_CLIENT_REQUEST)
+        return -EPROTO;
+    const struct client_request *q = &req->u.request;
+    pthread_mutex_lock(&f->mu);
+    f->requests++;
+    bool first = !seen_before_locked(f, q->client_id);
+    if (!f->leader_addr && q->op == CLIENT_PUT && f->n_seen < MAX_SEEN) {
+        f->seen[f->n_seen].client = q->client_id;
+        f->seen[f->n_seen].seq = q->seq;
+        f->n_seen++;
+    }
+    pthread_mutex_unlock(&f->mu);
+    if (f->leader_addr) {
+        reply->u.reply.status = CLIENT_NOT_LEADER;
+        reply->u.reply.leader_hint = 1;
+        reply->u.reply.leader_addr = (uint8_t *)f->leader_addr;
+        reply->u.reply.leader_addr_len = (uint32_t)strlen(f->leader_addr);
+        return 0;
+    }
+    if (first)
+        return -ECONNRESET; /* no answer: the connection is closed */
+    reply->u.reply.status = CLIENT_OK;
+    return 0;
+}
+
+static void fake_start(struct fake_node *f, const char *leader_addr)
+{
+    f->leader_addr = leader_addr;
+    pthread_mutex_init(&f->mu, NULL);
+    struct tcp_server_options opt = {.host = "127.0.0.1", .handler = fake_handler,
+                                     .handler_ctx = f};
+    assert_int_equal(tcp_server_start(&f->server, &opt), 0);
+    snprintf(f->addr, sizeof(f->addr), "127.0.0.1:%u", (unsigned)tcp_server_port(f->server));
+}
+
+static void fake_stop(struct fake_node *f)
+{
+    tcp_server_stop(f->server);
+    pthread_mutex_destroy(&f->mu);
+}
+
+static void test_sessions_follow_hints_and_retry_puts_with_their_number(void **state)
+{
+    (void)state;
+    struct fake_node *leader = calloc(1, sizeof(*leader));
+    struct fake_node *follower = calloc(1, sizeof(*follower));
+    assert_non_null(leader);
+    assert_non_null(follower);
+    fake_start(leader, NULL);
+    fake_start(follower, leader->addr);
+    char *addrs[] = {follower->addr}; /* the leader is only learnt from the hint */
+    struct bench_options opt = {.addrs = addrs, .n_addrs = 1, .clients = CLIENTS,
+                                .seconds = 0.1, .value_size = 8, .keys = 10,
+                                .timeout_ms = 5000};
+    struct bench_result r;
+    assert_int_equal(bench_run(&opt, &r), 0);
+    fake_stop(follower);
+    fake_stop(leader);
+    printf("    %llu puts acknowledged, %llu errors; the follower answered %u requests\n",
+           (unsigned long long)r.ops, (unsigned long long)r.errors, follower->requests);
+    assert_true(r.ops > 0);
+    assert_int_equal(r.errors, 0);
+    assert_true(follower->requests >= CLIENTS);
+
+    /* Each session's puts reached the leader numbered 1, 1 (the retry of
+     * the one dropped), 2, 3, ...: the retry kept its number, and no
+     * number was skipped or sent twice otherwise. */
+    uint64_t clients[CLIENTS];
+    unsigned n_clients = 0;
+    for (unsigned i = 0; i < leader->n_seen; i++) {
+        uint64_t c = leader->seen[i].client;
+        unsigned k = 0;
+        while (k < n_clients && clients[k] != c)
+            k++;
+        if (k == n_clients) {
+            assert_true(n_clients < CLIENTS);
+            clients[n_clients++] = c;
+        }
+    }
+    assert_int_equal(n_clients, CLIENTS);
+    unsigned acknowledged = 0;
+    for (unsigned k = 0; k < n_clients; k++) {
+        uint64_t want = 1;
+        unsigned nth = 0;
+        for (unsigned i = 0; i < leader->n_seen; i++) {
+            if (leader->seen[i].client != clients[k])
+                continue;
+            if (nth++ == 1)
+                want = 1; /* the retry of the dropped put */
+            if (leader->seen[i].seq != want)
+                fail_msg("session %u: put %u reached the leader numbered %llu, expected %llu",
+                         k, nth, (unsigned long long)leader->seen[i].seq,
+                         (unsigned long long)want);
+            want++;
+        }
+        assert_true(nth >= 2);
+        acknowledged += nth - 1;
+    }
+    /* Every put the leader answered is one the bench counted. */
+    assert_int_equal(acknowledged, r.ops);
+    free(leader);
+    free(follower);
+}
+
+/* A node that accepts connections (the kernel does, from its backlog) but
+ * never reads them: every operation must end as an error at its timeout,
+ * and the run must end on time. */
+static void test_unanswered_operations_are_errors_at_their_timeout(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    char addr[32];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)ntohs(a.sin_port));
+    char *addrs[] = {addr};
+    struct bench_options opt = {.addrs = addrs, .n_addrs = 1, .clients = 2, .seconds = 0.5,
+                                .value_size = 8, .keys = 10, .timeout_ms = 200};
+    struct bench_result r;
+    uint64_t t0 = bench_now_ns();
+    assert_int_equal(bench_run(&opt, &r), 0);
+    double took_ms = (double)(bench_now_ns() - t0) / 1e6;
+    close(fd);
+    printf("    %llu errors, %llu ops, in %.0f ms\n", (unsigned long long)r.errors,
+           (unsigned long long)r.ops, took_ms);
+    assert_int_equal(r.ops, 0);
+    /* Each session: timeouts at about 200 and 400 ms, and the one under
+     * way at 0.5 s ends at about 600 ms (a slow machine may start it late). */
+    assert_true(r.errors >= 4 && r.errors <= 6);
+    assert_true(took_ms >= 550 && took_ms < 2000);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sessions_follow_hints_and_retry_puts_with_their_number),
+        cmocka_unit_test(test_unanswered_operations_are_errors_at_their_timeout),
+    };
+    return cmocka_run_group_tests_name("unit: the sessions of raft bench", tests, NULL, NULL);
+}
