@@ -460,7 +460,7 @@ struct load {
 };
 
 enum session_state {
-    PAUSED,     /* waits for wake_ns before its next operation */
+    PAUSED,     /* failed; the operation ends at wake_ns */
     CONNECTING, /* the connect is in progress */
     SENDING,    /* part of the request is still to be written */
     AWAITING,   /* the request is sent; reading the reply */
@@ -474,18 +474,18 @@ struct session {
     uint64_t rng;
     enum session_state state;
     size_t sent;        /* bytes of c.req written */
-    uint64_t redial_ns; /* no new connection before this */
     char *json;         /* the request's body, built here */
 };
 
 /* The operation failed (broken or late connection, malformed reply, failed
- * dial): one error, and the next operation redials after a pause. */
+ * dial): it ends as an error after a pause, so as not to spin, and the
+ * next operation redials. */
 static void failed(struct session *s, uint64_t now)
 {
     bench_close(&s->b);
     s->c.len = 0;
-    s->redial_ns = now + REDIAL_PAUSE_MS * 1000000ull;
-    bench_op_done(&s->b, false, now);
+    s->state = PAUSED;
+    s->b.wake_ns = now + REDIAL_PAUSE_MS * 1000000ull;
 }
 
 static void flush(struct session *s, uint64_t now)
@@ -522,11 +522,6 @@ static void start_op(struct bench_session *b, uint64_t now)
     struct session *s = (struct session *)b;
     const struct load *load = bench_ctx(b);
     const struct options *opt = load->opt;
-    if (b->fd < 0 && now < s->redial_ns) {
-        s->state = PAUSED;
-        b->wake_ns = s->redial_ns;
-        return;
-    }
     s->rng ^= s->rng << 13, s->rng ^= s->rng >> 7, s->rng ^= s->rng << 17;
     char key[32], key_b64[48];
     int key_len = snprintf(key, sizeof(key), "key-%llu", (unsigned long long)(s->rng % opt->keys));
@@ -609,12 +604,12 @@ static void on_event(struct bench_session *b, uint32_t events, uint64_t now)
     }
 }
 
-/* The end of a pause, or a request past its timeout (an error). */
+/* The end of the pause after a failure, or a request past its timeout. */
 static void on_timer(struct bench_session *b, uint64_t now)
 {
     struct session *s = (struct session *)b;
     if (s->state == PAUSED)
-        start_op(b, now);
+        bench_op_done(b, false, now);
     else
         failed(s, now);
 }
