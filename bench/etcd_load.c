@@ -45,7 +45,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -459,21 +458,13 @@ struct load {
     char *value_b64;
 };
 
-enum session_state {
-    PAUSED,     /* failed; the operation ends at wake_ns */
-    CONNECTING, /* the connect is in progress */
-    SENDING,    /* part of the request is still to be written */
-    AWAITING,   /* the request is sent; reading the reply */
-};
-
 /* One client: a keep-alive connection (b.fd; c.fd is not used) with one
  * request in flight. */
 struct session {
     struct bench_session b;
     struct conn c;
     uint64_t rng;
-    enum session_state state;
-    size_t sent;        /* bytes of c.req written */
+    bool paused;        /* failed; the operation ends at wake_ns */
     char *json;         /* the request's body, built here */
 };
 
@@ -484,17 +475,8 @@ static void failed(struct session *s, uint64_t now)
 {
     bench_close(&s->b);
     s->c.len = 0;
-    s->state = PAUSED;
+    s->paused = true;
     s->b.wake_ns = now + REDIAL_PAUSE_MS * 1000000ull;
-}
-
-static void flush(struct session *s, uint64_t now)
-{
-    int rc = bench_send(&s->b, s->c.req, s->c.req_len, &s->sent);
-    if (rc < 0)
-        failed(s, now);
-    else
-        s->state = rc ? AWAITING : SENDING;
 }
 
 /* A non-blocking connect to the session's member. */
@@ -532,26 +514,23 @@ static void start_op(struct bench_session *b, uint64_t now)
                                   load->value_b64);
     b->op_start_ns = now;
     b->wake_ns = now + (uint64_t)TIMEOUT_MS * 1000000;
-    s->sent = 0;
+    s->paused = false;
     if (http_build(&s->c, read ? "/v3/kv/range" : "/v3/kv/put", s->json, (size_t)json_len)) {
         bench_abort(b, -ENOMEM, now);
         return;
     }
-    if (b->fd >= 0) {
-        flush(s, now);
-        return;
-    }
-    int rc = dial_start(s);
+    int rc = b->fd >= 0 ? 0 : dial_start(s);
     if (rc == -ENOMEM || rc == -EMFILE || rc == -ENFILE)
         bench_abort(b, rc, now);
     else if (rc)
         failed(s, now);
     else
-        s->state = CONNECTING;
+        bench_request(b, s->c.req, s->c.req_len, now);
 }
 
-static void on_readable(struct session *s, uint64_t now)
+static void on_readable(struct bench_session *b, uint64_t now)
 {
+    struct session *s = (struct session *)b;
     struct conn *c = &s->c;
     for (;;) {
         if (grow(&c->buf, &c->cap, c->len + 4096)) {
@@ -586,29 +565,17 @@ static void on_readable(struct session *s, uint64_t now)
     }
 }
 
-static void on_event(struct bench_session *b, uint32_t events, uint64_t now)
+/* The connect or a send failed. */
+static void on_broken(struct bench_session *b, uint64_t now)
 {
-    struct session *s = (struct session *)b;
-    bool writable = events & (EPOLLOUT | EPOLLERR | EPOLLHUP);
-    if (s->state == CONNECTING && writable) {
-        int err = 0;
-        socklen_t len = sizeof(err);
-        if (getsockopt(b->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err)
-            failed(s, now);
-        else
-            flush(s, now);
-    } else if (s->state == SENDING && writable) {
-        flush(s, now);
-    } else if (s->state == AWAITING && (events & (EPOLLIN | EPOLLERR | EPOLLHUP))) {
-        on_readable(s, now);
-    }
+    failed((struct session *)b, now);
 }
 
 /* The end of the pause after a failure, or a request past its timeout. */
 static void on_timer(struct bench_session *b, uint64_t now)
 {
     struct session *s = (struct session *)b;
-    if (s->state == PAUSED)
+    if (s->paused)
         bench_op_done(b, false, now);
     else
         failed(s, now);
@@ -646,7 +613,8 @@ static int run(const struct options *opt, struct bench_result *out)
         const struct bench_driver d = {
             .session_size = sizeof(struct session),
             .ctx = &load, .init = session_init, .free = session_free,
-            .start = start_op, .event = on_event, .timer = on_timer};
+            .start = start_op, .readable = on_readable, .broken = on_broken,
+            .timer = on_timer};
         rc = bench_loops_run(&d, opt->clients, opt->seconds, out);
     }
     free(value);

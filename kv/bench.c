@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 
 #include "kv/bench_loop.h"
@@ -24,13 +23,6 @@
 #define RETRY_PAUSE_MS 20
 #define ATTEMPT_MS 1500
 #define NS_PER_MS 1000000ull
-
-enum session_state {
-    PAUSED,     /* waits until next_ns before its next attempt */
-    CONNECTING, /* the connect is in progress */
-    SENDING,    /* part of the request is still to be written */
-    AWAITING,   /* the request is sent; reading the reply */
-};
 
 /* What every session reads: the options, and the value every put writes. */
 struct load {
@@ -43,10 +35,10 @@ struct session {
     struct kv_nodes nodes;
     uint64_t client_id, seq;
     uint64_t rng;
-    enum session_state state;
+    bool paused;  /* between attempts; else an attempt is under way */
     uint64_t op_deadline_ns;
     uint8_t *out; /* the request frame, kept for retries */
-    size_t out_len, out_sent, out_cap;
+    size_t out_len, out_cap;
     uint8_t *in;  /* the reply read so far */
     size_t in_have, in_cap;
 };
@@ -84,35 +76,24 @@ static void move_on(struct session *s, const struct client_reply *reply, uint64_
         attempt(s, now);
         return;
     }
-    s->state = PAUSED;
+    s->paused = true;
     wake_at(s, now + RETRY_PAUSE_MS * NS_PER_MS);
-}
-
-static void flush(struct session *s, uint64_t now)
-{
-    int rc = bench_send(&s->b, s->out, s->out_len, &s->out_sent);
-    if (rc < 0)
-        move_on(s, NULL, now);
-    else
-        s->state = rc ? AWAITING : SENDING;
 }
 
 /* Sends the current request to the target, connecting first if need be. */
 static void attempt(struct session *s, uint64_t now)
 {
     wake_at(s, now + ATTEMPT_MS * NS_PER_MS);
-    s->out_sent = 0;
+    s->paused = false;
     s->in_have = 0;
-    if (s->b.fd >= 0) {
-        flush(s, now);
-        return;
+    if (s->b.fd < 0) {
+        int fd = tcp_dial_start(s->nodes.addrs[s->nodes.target]);
+        if (fd < 0 || bench_adopt(&s->b, fd) < 0) {
+            move_on(s, NULL, now);
+            return;
+        }
     }
-    int fd = tcp_dial_start(s->nodes.addrs[s->nodes.target]);
-    if (fd < 0 || bench_adopt(&s->b, fd) < 0) {
-        move_on(s, NULL, now);
-        return;
-    }
-    s->state = CONNECTING;
+    bench_request(&s->b, s->out, s->out_len, now);
 }
 
 /* Picks the next operation (a get with probability read_ratio), encodes
@@ -166,8 +147,9 @@ static void on_reply(struct session *s, size_t frame, uint64_t now)
         move_on(s, &reply.u.reply, now);
 }
 
-static void on_readable(struct session *s, uint64_t now)
+static void on_readable(struct bench_session *b, uint64_t now)
 {
+    struct session *s = (struct session *)b;
     for (;;) {
         size_t need = WIRE_HEADER;
         if (s->in_have >= 4) {
@@ -200,20 +182,10 @@ static void on_readable(struct session *s, uint64_t now)
     }
 }
 
-static void on_event(struct bench_session *b, uint32_t events, uint64_t now)
+/* The connect or a send failed. */
+static void on_broken(struct bench_session *b, uint64_t now)
 {
-    struct session *s = (struct session *)b;
-    bool writable = events & (EPOLLOUT | EPOLLERR | EPOLLHUP);
-    if (s->state == CONNECTING && writable) {
-        if (tcp_dial_result(b->fd) != 0)
-            move_on(s, NULL, now);
-        else
-            flush(s, now);
-    } else if (s->state == SENDING && writable) {
-        flush(s, now);
-    } else if (s->state == AWAITING && (events & (EPOLLIN | EPOLLERR | EPOLLHUP))) {
-        on_readable(s, now);
-    }
+    move_on((struct session *)b, NULL, now);
 }
 
 /* The operation's deadline (an error), an attempt's (a silent node costs
@@ -224,7 +196,7 @@ static void on_timer(struct bench_session *b, uint64_t now)
     if (now >= s->op_deadline_ns) {
         bench_close(b); /* a late reply must not answer the next request */
         bench_op_done(b, false, now);
-    } else if (s->state == PAUSED) {
+    } else if (s->paused) {
         attempt(s, now);
     } else {
         move_on(s, NULL, now);
@@ -259,7 +231,8 @@ int bench_run(const struct bench_options *opt, struct bench_result *out)
     memset(load.value, 'v', opt->value_size);
     const struct bench_driver d = {.session_size = sizeof(struct session), .ctx = &load,
                                    .init = session_init, .free = session_free,
-                                   .start = start_op, .event = on_event, .timer = on_timer};
+                                   .start = start_op, .readable = on_readable,
+                                   .broken = on_broken, .timer = on_timer};
     int rc = bench_loops_run(&d, opt->clients, opt->seconds, out);
     free(load.value);
     return rc;

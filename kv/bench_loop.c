@@ -41,6 +41,7 @@ void bench_close(struct bench_session *s)
         close(s->fd); /* also takes it out of the epoll set */
     s->fd = -1;
     s->watching = 0;
+    s->io = BENCH_IDLE;
 }
 
 int bench_adopt(struct bench_session *s, int fd)
@@ -53,10 +54,11 @@ int bench_adopt(struct bench_session *s, int fd)
     }
     s->fd = fd;
     s->watching = ev.events;
+    s->io = BENCH_CONNECTING;
     return 0;
 }
 
-void bench_watch(struct bench_session *s, uint32_t events)
+static void watch(struct bench_session *s, uint32_t events)
 {
     if (events == s->watching)
         return;
@@ -66,22 +68,60 @@ void bench_watch(struct bench_session *s, uint32_t events)
     s->watching = events;
 }
 
-int bench_send(struct bench_session *s, const void *buf, size_t len, size_t *sent)
+static void broken(struct bench_session *s, uint64_t now)
 {
-    while (*sent < len) {
-        ssize_t w = send(s->fd, (const char *)buf + *sent, len - *sent, MSG_NOSIGNAL);
+    bench_close(s);
+    s->loop->d->broken(s, now);
+}
+
+/* Writes what is left of the request without blocking; once all is out,
+ * the session awaits its reply. */
+static void flush(struct bench_session *s, uint64_t now)
+{
+    while (s->out_sent < s->out_len) {
+        ssize_t w = send(s->fd, (const char *)s->out + s->out_sent, s->out_len - s->out_sent,
+                         MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            bench_watch(s, EPOLLIN | EPOLLOUT);
-            return 0;
+            watch(s, EPOLLIN | EPOLLOUT);
+            s->io = BENCH_SENDING;
+            return;
         }
-        if (w < 0)
-            return -errno;
-        *sent += (size_t)w;
+        if (w < 0) {
+            broken(s, now);
+            return;
+        }
+        s->out_sent += (size_t)w;
     }
-    bench_watch(s, EPOLLIN);
-    return 1;
+    watch(s, EPOLLIN);
+    s->io = BENCH_AWAITING;
+}
+
+void bench_request(struct bench_session *s, const void *buf, size_t len, uint64_t now)
+{
+    s->out = buf;
+    s->out_len = len;
+    s->out_sent = 0;
+    if (s->io != BENCH_CONNECTING) /* else flushed once connected */
+        flush(s, now);
+}
+
+static void on_event(struct bench_session *s, uint32_t events, uint64_t now)
+{
+    bool writable = events & (EPOLLOUT | EPOLLERR | EPOLLHUP);
+    if (s->io == BENCH_CONNECTING && writable) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err)
+            broken(s, now);
+        else
+            flush(s, now);
+    } else if (s->io == BENCH_SENDING && writable) {
+        flush(s, now);
+    } else if (s->io == BENCH_AWAITING && (events & (EPOLLIN | EPOLLERR | EPOLLHUP))) {
+        s->loop->d->readable(s, now);
+    }
 }
 
 static void finish(struct bench_session *s)
@@ -154,7 +194,7 @@ static void *loop_main(void *arg)
         for (int i = 0; i < n; i++) {
             struct bench_session *s = ev[i].data.ptr;
             if (!s->finished)
-                l->d->event(s, ev[i].events, now);
+                on_event(s, ev[i].events, now);
         }
     }
     return NULL;

@@ -28,12 +28,23 @@
 
 struct bench_loop;
 
+/* Where a session's connection stands. */
+enum bench_io {
+    BENCH_IDLE,       /* no connection, or no request on it */
+    BENCH_CONNECTING, /* the connect is in progress */
+    BENCH_SENDING,    /* part of the request is still to be written */
+    BENCH_AWAITING,   /* the request is out; its reply is awaited */
+};
+
 /* The start of each caller's session struct. */
 struct bench_session {
     struct bench_loop *loop;
     unsigned index;    /* 0 .. clients-1 */
     int fd;            /* its connection, or -1 */
     uint32_t watching; /* the epoll events asked for on fd */
+    enum bench_io io;
+    const void *out;   /* the request being sent (the driver's buffer) */
+    size_t out_len, out_sent;
     uint64_t op_start_ns;
     uint64_t wake_ns;  /* the driver's timer() runs once this has passed */
     bool finished;     /* the run is over for it */
@@ -49,8 +60,11 @@ struct bench_driver {
     void (*free)(struct bench_session *s);
     /* Starts the next operation: sets op_start_ns and wake_ns. */
     void (*start)(struct bench_session *s, uint64_t now);
-    /* fd is ready (epoll events). */
-    void (*event)(struct bench_session *s, uint32_t events, uint64_t now);
+    /* The request is out and reply bytes can be read from fd. */
+    void (*readable)(struct bench_session *s, uint64_t now);
+    /* The connection failed before the request was out (the connect or a
+     * send); it is closed. */
+    void (*broken)(struct bench_session *s, uint64_t now);
     /* now >= wake_ns. */
     void (*timer)(struct bench_session *s, uint64_t now);
 };
@@ -75,15 +89,13 @@ void bench_abort(struct bench_session *s, int rc, uint64_t now);
  * watches it for input and output. 0 or -errno (fd is then closed). */
 int bench_adopt(struct bench_session *s, int fd);
 
-/* Asks for these epoll events on the session's fd. */
-void bench_watch(struct bench_session *s, uint32_t events);
-
 /* Closes the session's connection, if any. */
 void bench_close(struct bench_session *s);
 
-/* Writes buf[*sent .. len) without blocking. Returns 1 when all is written
- * (fd then watched for input only), 0 when the socket is full (watched
- * for output too), or -errno. */
-int bench_send(struct bench_session *s, const void *buf, size_t len, size_t *sent);
+/* Sends the request buf[0 .. len) on the session's connection (fd >= 0),
+ * once its connect completes if it is still connecting; buf must last
+ * until the reply. Then readable() runs when the reply arrives, or
+ * broken() if the connection fails first. */
+void bench_request(struct bench_session *s, const void *buf, size_t len, uint64_t now);
 
 #endif

@@ -337,7 +337,8 @@ static int tcp_connect_start(const struct addrinfo *ai, bool *pending)
     return rc;
 }
 
-int tcp_dial_result(int fd)
+/* How a non-blocking connect ended, once the fd is writable: 0 or -errno. */
+static int tcp_dial_result(int fd)
 {
     int soerr = 0;
     socklen_t len = sizeof soerr;

@@ -110,11 +110,10 @@ int tcp_dial(const char *host_port, unsigned timeout_ms);
 
 /* For event loops: starts connecting to the first address of host_port and
  * returns at once a non-blocking fd set up as tcp_dial()'s, or -errno. The
- * connect may still be in progress: once the fd is writable,
- * tcp_dial_result() returns 0 or the -errno it failed with. (A host name
- * is looked up before it returns; give numeric addresses to never block.) */
+ * connect may still be in progress: once the fd is writable, SO_ERROR says
+ * how it ended. (A host name is looked up before it returns; give numeric
+ * addresses to never block.) */
 int tcp_dial_start(const char *host_port);
-int tcp_dial_result(int fd);
 
 /* Sends req and reads one reply frame into *buf (grown with realloc; the
  * caller frees it), all within timeout_ms. Pointers in *reply point into
