@@ -19,7 +19,7 @@
 enum wake { WOKE_DONE, WOKE_RECHECK, WOKE_TIMEOUT };
 
 /* A waiter is done once every condition it set holds. One with none set
- * is only woken to recheck (see node_wake_clients_locked). */
+ * is only woken to recheck (see clients_wake_locked). */
 static bool satisfied_locked(const struct raft_node *n, const struct client_waiter *w)
 {
     if (!w->applied && !w->round)
@@ -59,10 +59,10 @@ static void settle_async_locked(struct raft_node *n)
         moved = true;
     }
     if (moved)
-        pthread_cond_signal(&n->applier_cond);
+        node_wake_applier_locked(n);
 }
 
-void node_call_async_done_locked(struct raft_node *n)
+void clients_call_async_done_drops_lock(struct raft_node *n)
 {
     while (n->async_done) {
         struct raft_async *a = n->async_done;
@@ -73,14 +73,14 @@ void node_call_async_done_locked(struct raft_node *n)
             a->done(a, a->rc);
             a = next;
         }
-        pthread_mutex_lock(&n->mu);
+        node_lock(n);
     }
 }
 
 int raft_propose_async(struct raft_node *n, const uint8_t *data, uint32_t len,
                        struct raft_async *a, int32_t *leader_hint)
 {
-    pthread_mutex_lock(&n->mu);
+    node_lock(n);
     *leader_hint = n->leader_id;
     int rc = node_propose_locked(n, data, len);
     if (rc == 0) {
@@ -93,7 +93,7 @@ int raft_propose_async(struct raft_node *n, const uint8_t *data, uint32_t len,
     return rc;
 }
 
-void node_wake_clients_locked(struct raft_node *n, bool all)
+void clients_wake_locked(struct raft_node *n, bool all)
 {
     settle_async_locked(n);
     struct client_waiter *w = n->waiters;
@@ -128,8 +128,7 @@ static enum wake wait_unlocking(struct raft_node *n, struct client_waiter *w,
     w->woken = -1;
     pthread_mutex_lock(&w->mu);
     node_unlock(n);
-    struct timespec ts = {.tv_sec = (time_t)(deadline_ms / 1000),
-                          .tv_nsec = (long)(deadline_ms % 1000) * 1000000};
+    struct timespec ts = node_deadline_timespec(n, deadline_ms);
     while (w->woken < 0 && pthread_cond_timedwait(&w->cond, &w->mu, &ts) != ETIMEDOUT)
         ;
     int woken = w->woken;
@@ -137,7 +136,7 @@ static enum wake wait_unlocking(struct raft_node *n, struct client_waiter *w,
     if (woken >= 0)
         return (enum wake)woken;
     /* Timed out: off the list, unless a waker took it off meanwhile. */
-    pthread_mutex_lock(&n->mu);
+    node_lock(n);
     if (w->listed) {
         unlink_locked(n, w);
         woken = WOKE_TIMEOUT;
@@ -154,7 +153,7 @@ static void waiter_init(struct client_waiter *w)
 {
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadlines use raft_now_ms */
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* node_deadline_timespec */
     pthread_cond_init(&w->cond, &ca);
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&w->mu, NULL);
@@ -187,15 +186,15 @@ static int applied_status_locked(const struct raft_node *n, uint64_t index, uint
 int raft_wait_applied(struct raft_node *n, uint64_t index, uint64_t term,
                       unsigned timeout_ms)
 {
-    uint64_t deadline = raft_now_ms() + timeout_ms;
+    uint64_t deadline = node_now(n) + timeout_ms;
     struct client_waiter w;
     waiter_init(&w);
     w.applied = index;
-    pthread_mutex_lock(&n->mu);
+    node_lock(n);
     int rc;
     for (;;) {
         rc = applied_status_locked(n, index, term);
-        if (rc == -EAGAIN && raft_now_ms() >= deadline)
+        if (rc == -EAGAIN && node_now(n) >= deadline)
             rc = -ETIMEDOUT;
         if (rc != -EAGAIN) {
             node_unlock(n);
@@ -205,7 +204,7 @@ int raft_wait_applied(struct raft_node *n, uint64_t index, uint64_t term,
             rc = 0; /* applied; the lock is not held */
             break;
         }
-        pthread_mutex_lock(&n->mu);
+        node_lock(n);
     }
     waiter_destroy(&w);
     return rc;
@@ -229,7 +228,7 @@ static bool holds_lease_locked(const struct raft_node *n)
 {
     if (!n->cfg.lease_reads || !n->cfg.check_quorum)
         return false;
-    uint64_t now = node_lease_clock_ms(), sent[RAFT_MAX_NODES];
+    uint64_t now = node_now(n), sent[RAFT_MAX_NODES];
     for (uint32_t i = 0; i < n->cfg.n_nodes; i++)
         sent[i] = i == n->cfg.id ? now : n->peers[i].lease_sent_ms;
     uint64_t since = commit_quorum_index(sent, n->cfg.n_nodes);
@@ -250,7 +249,7 @@ static int read_status_locked(const struct raft_node *n, const struct client_wai
         return -EPERM;
     if (n->stopping)
         return -ECANCELED;
-    if (raft_now_ms() >= deadline)
+    if (node_now(n) >= deadline)
         return -ETIMEDOUT;
     return -EAGAIN;
 }
@@ -263,10 +262,10 @@ static int read_status_locked(const struct raft_node *n, const struct client_wai
 int raft_read_barrier(struct raft_node *n, unsigned timeout_ms,
                       int32_t *leader_hint)
 {
-    uint64_t deadline = raft_now_ms() + timeout_ms;
+    uint64_t deadline = node_now(n) + timeout_ms;
     struct client_waiter w;
     waiter_init(&w);
-    pthread_mutex_lock(&n->mu);
+    node_lock(n);
     uint64_t term = n->current_term;
     int rc = still_leading_locked(n, term);
     /* §6.4 step 1: a new leader's commit index is only known to be current
@@ -275,7 +274,7 @@ int raft_read_barrier(struct raft_node *n, unsigned timeout_ms,
      * commit sends to every waiter. */
     while (rc == 0 && n->commit_index < n->leader_first_index) {
         enum wake k = wait_unlocking(n, &w, deadline);
-        pthread_mutex_lock(&n->mu);
+        node_lock(n);
         rc = still_leading_locked(n, term);
         if (rc == 0 && k == WOKE_TIMEOUT)
             rc = -ETIMEDOUT;
@@ -290,7 +289,7 @@ int raft_read_barrier(struct raft_node *n, unsigned timeout_ms,
             if (n->majority == 1)
                 n->confirmed_round = w.round; /* a one-node cluster confirms itself */
             if (was_sent)
-                pthread_cond_broadcast(&n->peers_cond);
+                node_wake_peers_locked(n);
         }
         rc = read_status_locked(n, &w, term, deadline);
     }
@@ -300,7 +299,7 @@ int raft_read_barrier(struct raft_node *n, unsigned timeout_ms,
             *leader_hint = (int32_t)n->cfg.id;
             return 0;
         }
-        pthread_mutex_lock(&n->mu);
+        node_lock(n);
         rc = read_status_locked(n, &w, term, deadline);
     }
     *leader_hint = rc == 0 ? (int32_t)n->cfg.id : n->leader_id;

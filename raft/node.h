@@ -1,12 +1,29 @@
 /*
- * node.h - the state of one Raft node, shared by its threads.
+ * node.h - the state of one Raft node, shared by its threads, and the
+ * functions that change it.
  *
  * The node is a monitor: one mutex (mu) guards every field below it, and
- * threads sleep on condition variables (CLOCK_MONOTONIC) until there is work.
- * Functions whose names end in _locked must be called with mu held. Nobody
- * holds mu across a network call; disk writes of the term, the vote and a
- * follower's new entries do happen under it, because the reply that depends
- * on them must wait for them anyway (Figure 2).
+ * threads sleep on condition variables until there is work. Functions whose
+ * names end in _locked are called with mu held and keep holding it; debug
+ * builds (RAFT_CHECK_INVARIANTS) assert it. A function that releases mu and
+ * takes it again says so: its name ends in _drops_lock, and the caller must
+ * look at the node afresh afterwards. Nobody holds mu across a network
+ * call; disk writes of the term, the vote and a follower's new entries do
+ * happen under it, because the reply that depends on them must wait for
+ * them anyway (Figure 2).
+ *
+ * The shape, so that calls go one way:
+ *   hub     node.c        state, lock, lifecycle, every role change, and
+ *                         the entry points that dispatch to the rules
+ *   rules   election.c    RequestVote both sides, the election timer's decision
+ *           replication.c AppendEntries both sides
+ *           snapshot.c    InstallSnapshot both sides, taking snapshots
+ *   threads timer.c, peer.c, apply.c, syncer.c: schedule rules, move bytes
+ *           clients.c     what client threads wait for
+ *   leaves  log.c, commit.c, logging.c, and storage behind raft_storage
+ * Rules take the node and the current time and return what to send; they
+ * read no clock, open no socket or file, and never wait, so tests can drive
+ * them one step at a time with no thread running (tests/unit_rules.c).
  */
 #ifndef RAFT_NODE_H
 #define RAFT_NODE_H
@@ -55,7 +72,7 @@ struct peer {
     unsigned failures;         /* consecutive failed calls, for log throttling */
     uint64_t last_ack_ms;      /* last reply in the current term (check-quorum) */
     uint64_t lease_sent_ms;    /* when the latest request it answered in this
-                                * term was sent (node_lease_clock_ms, §6.4.1) */
+                                * term was sent (read leases, §6.4.1) */
     uint64_t acked_round;      /* highest read round it confirmed (ReadIndex) */
     uint64_t sent_round;       /* read round of the last request sent */
     uint64_t snapshot_offset;  /* InstallSnapshot progress */
@@ -70,6 +87,20 @@ struct snapshot_ref {
     unsigned refs; /* the node's own reference plus one per send in progress */
 };
 
+/* One request as it was sent, kept until its reply is handled: a reply is
+ * judged against what its request carried and the term and role it was
+ * sent in, never against what the node holds by the time it arrives. */
+struct rpc {
+    struct raft_msg req;
+    uint32_t to;
+    uint64_t term;                 /* currentTerm when it was built */
+    enum raft_role role;           /* and the role */
+    uint64_t round;                /* the read round it carries (leaders) */
+    uint64_t sent_ms;              /* when it was built (read leases) */
+    unsigned timeout_ms;
+    struct snapshot_ref *snapshot; /* InstallSnapshot: its data, held */
+};
+
 struct raft_node {
     struct raft_config cfg;
     struct raft_transport transport;
@@ -78,6 +109,7 @@ struct raft_node {
     uint32_t majority;
 
     pthread_t timer_thread, applier_thread, syncer_thread;
+    bool timer_started, applier_started, syncer_started;
 
     pthread_mutex_t mu;
     pthread_cond_t timer_cond;   /* election timer: deadline moved */
@@ -85,10 +117,14 @@ struct raft_node {
     pthread_cond_t applier_cond; /* applier: commit advanced, snapshot arrived */
     pthread_cond_t syncer_cond;  /* syncer: leader has unsynced entries */
     pthread_cond_t changed_cond; /* internal waiters: disk write or snapshot done */
+#ifdef RAFT_CHECK_INVARIANTS
+    pthread_t owner; /* the thread holding mu, while owned */
+    bool owned;
+#endif
 
     /* mu guards everything below */
     bool stopping;
-    bool disk_failed; /* a storage write failed: answer nothing durable */
+    bool disk_failed; /* a storage write (or an apply) failed: answer nothing */
 
     /* Figure 2, persistent state (mirrored on storage) */
     uint64_t current_term;
@@ -142,28 +178,74 @@ struct client_waiter {
     struct client_waiter *prev, *next;
 };
 
-/* ---- clients.c ---- */
-/* Wakes the client threads whose wait is over, or all of them (a role
- * change, a stop, a disk failure, a new leader's no-op committed). */
-void node_wake_clients_locked(struct raft_node *n, bool all);
+#ifdef RAFT_CHECK_INVARIANTS
+#define NODE_ASSERT_LOCKED(n) node_assert_locked(n)
+void node_assert_locked(const struct raft_node *n);
+#else
+#define NODE_ASSERT_LOCKED(n) ((void)(n))
+#endif
 
-/* ---- node.c ---- */
-uint64_t raft_now_ms(void);
-void node_log(struct raft_node *n, enum raft_log_level level,
-              const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* ---- node.c: the hub ---- */
+
+/* Builds a node from its storage without starting any thread (tests drive
+ * it by hand); node_start_threads then makes it run. */
+int node_create(struct raft_node **out, const struct raft_config *cfg,
+                const struct raft_transport *transport,
+                const struct raft_storage *storage, const struct raft_fsm *fsm);
+int node_start_threads(struct raft_node *n);
+/* Frees a node whose threads have all been joined (or never started). */
+void node_destroy(struct raft_node *n);
+
+uint64_t node_now(const struct raft_node *n);
+uint64_t node_random(struct raft_node *n);
+void node_lock(struct raft_node *n);
 void node_unlock(struct raft_node *n);
-int node_wait_until_locked(struct raft_node *n, pthread_cond_t *cond,
-                           uint64_t deadline_ms);
-int node_persist_term_vote_locked(struct raft_node *n, uint64_t term,
-                                  int32_t vote);
-void node_become_follower_locked(struct raft_node *n, uint64_t term,
-                                 int32_t leader, const char *why);
-void node_wait_not_syncing_locked(struct raft_node *n);
-void node_settle_log_locked(struct raft_node *n);
+/* Sleeps on cond until woken or until deadline_ms on the node's clock (0:
+ * no deadline). Called with mu held; it is released while asleep. */
+void node_wait_until(struct raft_node *n, pthread_cond_t *cond, uint64_t deadline_ms);
+/* The absolute CLOCK_MONOTONIC time (for a condition variable) at which the
+ * node's clock will read deadline_ms. */
+struct timespec node_deadline_timespec(const struct raft_node *n, uint64_t deadline_ms);
+
+/* The three entry points of the rules: what the timer, the peer lanes and
+ * raft_receive call. */
+void node_tick_locked(struct raft_node *n, uint64_t now);
+bool node_prepare_request_locked(struct raft_node *n, struct lane *l, uint64_t now,
+                                 struct rpc *out);
+void node_handle_reply_locked(struct raft_node *n, struct lane *l, struct rpc *sent,
+                              int rc, const struct raft_msg *reply, uint64_t now);
+int node_receive_locked(struct raft_node *n, const struct raft_msg *req, uint64_t now,
+                        struct raft_msg *reply);
+
+/* Role changes */
+void node_become_follower_locked(struct raft_node *n, uint64_t term, int32_t leader,
+                                 const char *why);
+void node_become_pre_candidate_locked(struct raft_node *n, uint64_t now);
+int node_become_candidate_locked(struct raft_node *n, uint64_t now);
+void node_become_leader_locked(struct raft_node *n, uint64_t now);
+/* A message from the leader of `term` (AppendEntries, InstallSnapshot):
+ * follow it, reset the election timer, settle the log. */
+void node_follow_leader_locked(struct raft_node *n, uint32_t leader, uint64_t term,
+                               uint64_t now);
+/* A reply or request from an older term is stale; a newer term makes this
+ * node a follower first. Returns true if the message must be ignored. */
+bool node_is_stale_term_locked(struct raft_node *n, uint64_t term, uint32_t from);
+
+/* §5.2: "election timeouts are chosen randomly from a fixed interval". */
+void node_reset_election_timer_locked(struct raft_node *n, uint64_t now);
+int node_persist_term_vote_locked(struct raft_node *n, uint64_t term, int32_t vote);
 void node_disk_failed_locked(struct raft_node *n, const char *what, int rc);
-bool node_is_stale_term_locked(struct raft_node *n, uint64_t term,
-                               uint32_t from);
+void node_settle_log_locked(struct raft_node *n);
+void node_advance_commit_locked(struct raft_node *n);
+void node_note_ack_locked(struct raft_node *n, struct peer *p, const struct rpc *sent,
+                          uint64_t now);
+void node_note_read_ack_locked(struct raft_node *n, struct peer *p, uint64_t round);
+/* Appends a command as leader; 0 or -EPERM. */
+int node_propose_locked(struct raft_node *n, const uint8_t *data, uint32_t len);
+
 void node_wake_all_locked(struct raft_node *n);
+void node_wake_peers_locked(struct raft_node *n);
+void node_wake_applier_locked(struct raft_node *n);
 /* Whether a broadcast on peers_cond is needed to get something new sent:
  * some peer has been sent every entry and has no request in flight (for a
  * new entry), or has been sent the latest read round (for a new round).
@@ -171,47 +253,61 @@ void node_wake_all_locked(struct raft_node *n);
  * with what they have pending. */
 bool node_some_peer_idle_locked(const struct raft_node *n);
 bool node_some_peer_sent_round_locked(const struct raft_node *n);
-uint64_t node_lease_clock_ms(void);
-/* Appends a command as leader; 0 or -EPERM. */
-int node_propose_locked(struct raft_node *n, const uint8_t *data, uint32_t len);
-/* Calls back the async puts that are over, without the lock (taken again
- * before it returns). */
-void node_call_async_done_locked(struct raft_node *n);
-void node_note_read_ack_locked(struct raft_node *n, struct peer *p, uint64_t round);
+
+/* ---- logging.c (a leaf) ---- */
+void node_log(struct raft_node *n, enum raft_log_level level,
+              const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* ---- election.c ---- */
-void *election_timer_main(void *arg);
-void election_reset_timer_locked(struct raft_node *n);
-void election_send_vote_locked(struct raft_node *n, struct peer *p);
-int election_recv_request_vote_locked(struct raft_node *n,
-                                      const struct raft_msg *req,
-                                      struct raft_msg *reply);
+void election_tick_locked(struct raft_node *n, uint64_t now);
+void election_prepare_vote_locked(struct raft_node *n, struct peer *p, struct rpc *out);
+void election_handle_vote_reply_locked(struct raft_node *n, struct peer *p,
+                                       const struct rpc *sent, int rc,
+                                       const struct raft_msg *reply, uint64_t now);
+int election_recv_request_vote_locked(struct raft_node *n, const struct raft_msg *req,
+                                      uint64_t now, struct raft_msg *reply);
 bool election_log_up_to_date(uint64_t my_last_term, uint64_t my_last_index,
-                             uint64_t their_last_term,
-                             uint64_t their_last_index);
+                             uint64_t their_last_term, uint64_t their_last_index);
 
 /* ---- replication.c ---- */
-void *peer_replicator_main(void *arg);
-void replication_become_leader_locked(struct raft_node *n);
-int replication_recv_append_entries_locked(struct raft_node *n,
-                                           const struct raft_msg *req,
-                                           struct raft_msg *reply);
-void replication_advance_commit_locked(struct raft_node *n);
-void *disk_syncer_main(void *arg);
+void replication_prepare_append_locked(struct raft_node *n, struct lane *l, uint64_t now,
+                                       struct rpc *out);
+void replication_handle_append_reply_locked(struct raft_node *n, struct peer *p,
+                                            const struct rpc *sent, int rc,
+                                            const struct raft_msg *reply, uint64_t now);
+int replication_recv_append_entries_locked(struct raft_node *n, const struct raft_msg *req,
+                                           uint64_t now, struct raft_msg *reply);
 
-/* ---- commit.c ---- */
+/* ---- snapshot.c ---- */
+void snapshot_prepare_install_locked(struct raft_node *n, struct peer *p, uint64_t now,
+                                     struct rpc *out);
+void snapshot_handle_install_reply_locked(struct raft_node *n, struct peer *p,
+                                         const struct rpc *sent, int rc,
+                                         const struct raft_msg *reply, uint64_t now);
+int snapshot_recv_install_locked(struct raft_node *n, const struct raft_msg *req,
+                                 uint64_t now, struct raft_msg *reply);
+/* §7: snapshot the state machine when enough applied entries sit in the
+ * log; writes without the lock. */
+void snapshot_take_if_due_drops_lock(struct raft_node *n);
+struct snapshot_ref *snapshot_new(uint64_t index, uint64_t term, uint8_t *data, size_t len);
+void snapshot_release(struct snapshot_ref *s);
+
+/* ---- commit.c (a leaf) ---- */
 uint64_t commit_quorum_index(const uint64_t *match, uint32_t n_nodes);
 uint64_t commit_next_index(uint64_t commit, uint64_t quorum_index,
                            uint64_t term_at_quorum, uint64_t current_term);
 
-/* ---- snapshot.c ---- */
-void *applier_main(void *arg);
-int snapshot_recv_install_locked(struct raft_node *n,
-                                 const struct raft_msg *req,
-                                 struct raft_msg *reply);
-void snapshot_send_locked(struct raft_node *n, struct peer *p);
-void snapshot_release(struct snapshot_ref *s);
-struct snapshot_ref *snapshot_new(uint64_t index, uint64_t term,
-                                  uint8_t *data, size_t len);
+/* ---- the threads ---- */
+void *election_timer_main(void *arg); /* timer.c */
+void *peer_lane_main(void *arg);      /* peer.c */
+void *applier_main(void *arg);        /* apply.c */
+void *disk_syncer_main(void *arg);    /* syncer.c */
+
+/* ---- clients.c ---- */
+/* Wakes the client threads whose wait is over, or all of them (a role
+ * change, a stop, a disk failure, a new leader's no-op committed). */
+void clients_wake_locked(struct raft_node *n, bool all);
+/* Calls back the async puts that are over, without the lock. */
+void clients_call_async_done_drops_lock(struct raft_node *n);
 
 #endif

@@ -221,9 +221,18 @@ struct raft_config {
     void (*log_line)(void *ctx, uint32_t node, enum raft_log_level level,
                      const char *line);
     void *log_ctx;
+    /* The node's clock in milliseconds: monotonic, read by the threads only
+     * (the rules are handed the time). NULL: raft_now_ms(). Tests pass a
+     * clock they move by hand. */
+    uint64_t (*clock_ms)(void *ctx);
+    void *clock_ctx;
 };
 
 void raft_config_defaults(struct raft_config *cfg, uint32_t id, uint32_t n_nodes);
+
+/* The default clock: milliseconds of CLOCK_BOOTTIME (CLOCK_MONOTONIC where
+ * there is none), which also counts time the machine spent suspended. */
+uint64_t raft_now_ms(void);
 
 /* Seconds since the process started: the first column of every log line. */
 double raft_uptime(void);

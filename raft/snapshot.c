@@ -1,6 +1,7 @@
 /*
- * snapshot.c - applying committed entries, taking snapshots to compact the
- * log, and InstallSnapshot (§7, Figure 13).
+ * snapshot.c - log compaction (§7): taking a snapshot of the state machine
+ * to discard the log before it, and InstallSnapshot (Figure 13), which
+ * sends that snapshot in chunks to a follower that needs compacted entries.
  */
 #include "raft/node.h"
 
@@ -10,7 +11,6 @@
 #include <string.h>
 
 #define MAX_SNAPSHOT_BYTES (1ull << 32) /* refuse anything larger from the wire */
-#define APPLY_BATCH 256
 
 struct snapshot_ref *snapshot_new(uint64_t index, uint64_t term, uint8_t *data, size_t len)
 {
@@ -43,47 +43,12 @@ static void replace_snapshot_locked(struct raft_node *n, struct snapshot_ref *s)
     n->snapshot = s;
 }
 
-/* ---- the applier ---- */
-
-/* Buffers the applier reuses to hold a batch of entries outside the lock. */
-struct apply_batch {
-    struct raft_entry *entries;
-    uint8_t *bytes;
-    size_t bytes_cap;
-};
-
-static size_t copy_committed_locked(struct raft_node *n, struct apply_batch *b)
-{
-    uint64_t from = n->last_applied + 1;
-    size_t count = n->commit_index - n->last_applied, bytes = 0;
-    if (count > APPLY_BATCH)
-        count = APPLY_BATCH;
-    for (size_t i = 0; i < count; i++)
-        bytes += log_get(&n->log, from + i)->len;
-    if (bytes > b->bytes_cap) {
-        uint8_t *nb = realloc(b->bytes, bytes);
-        if (!nb)
-            return 0;
-        b->bytes = nb;
-        b->bytes_cap = bytes;
-    }
-    size_t off = 0;
-    for (size_t i = 0; i < count; i++) {
-        const struct raft_entry *e = log_get(&n->log, from + i);
-        b->entries[i] = *e;
-        b->entries[i].data = e->len ? b->bytes + off : NULL;
-        if (e->len)
-            memcpy(b->bytes + off, e->data, e->len);
-        off += e->len;
-    }
-    return count;
-}
-
 /* §7: once enough applied entries sit in the log, snapshot the state
  * machine and discard them. The snapshot is written without the node's lock
  * held, so the node keeps answering meanwhile. */
-static void maybe_snapshot_locked(struct raft_node *n)
+void snapshot_take_if_due_drops_lock(struct raft_node *n)
 {
+    NODE_ASSERT_LOCKED(n);
     uint64_t index = n->last_applied;
     if (n->cfg.snapshot_every == 0 || n->snapshotting || n->disk_failed ||
         index - n->log.base_index < n->cfg.snapshot_every)
@@ -102,7 +67,7 @@ static void maybe_snapshot_locked(struct raft_node *n)
         if (index - n->log.base_index < 2 * n->cfg.snapshot_every)
             return;
         while (index > n->durable_index && !n->stopping && !n->disk_failed)
-            pthread_cond_wait(&n->changed_cond, &n->mu);
+            node_wait_until(n, &n->changed_cond, 0);
         if (n->stopping || n->disk_failed || n->snapshotting)
             return;
     }
@@ -114,7 +79,7 @@ static void maybe_snapshot_locked(struct raft_node *n)
     int rc = n->fsm.snapshot(n->fsm.ctx, &data, &len);
     if (rc == 0)
         rc = n->storage.save_snapshot(n->storage.ctx, index, term, data, len);
-    pthread_mutex_lock(&n->mu);
+    node_lock(n);
     n->snapshotting = false;
     pthread_cond_broadcast(&n->changed_cond);
     if (rc) {
@@ -122,7 +87,8 @@ static void maybe_snapshot_locked(struct raft_node *n)
         node_disk_failed_locked(n, "writing a snapshot", rc);
         return;
     }
-    node_wait_not_syncing_locked(n);
+    while (n->syncing)
+        node_wait_until(n, &n->changed_cond, 0);
     if (index > n->log.base_index)
         log_compact(&n->log, index, term);
     replace_snapshot_locked(n, snapshot_new(index, term, data, len));
@@ -130,83 +96,24 @@ static void maybe_snapshot_locked(struct raft_node *n)
              "after it", (unsigned long long)index, (unsigned long long)term, len);
 }
 
-static void restore_locked(struct raft_node *n)
-{
-    struct snapshot_ref *s = n->to_restore;
-    n->to_restore = NULL;
-    node_unlock(n);
-    int rc = n->fsm.restore(n->fsm.ctx, s->index, s->data, s->len);
-    pthread_mutex_lock(&n->mu);
-    if (rc)
-        node_disk_failed_locked(n, "loading a received snapshot", rc);
-    else if (s->index > n->last_applied)
-        n->last_applied = s->index;
-    snapshot_release(s);
-    node_wake_clients_locked(n, false);
-}
-
-/* One iteration: load a received snapshot, or hand the next committed
- * entries to the state machine, in order and outside the lock; then
- * snapshot if the log has grown enough. The only thread that touches the
- * state machine, so entries are applied exactly once and without gaps. */
-void *applier_main(void *arg)
-{
-    struct raft_node *n = arg;
-    struct apply_batch b = {.entries = calloc(APPLY_BATCH, sizeof(struct raft_entry))};
-    pthread_mutex_lock(&n->mu);
-    while (!n->stopping && b.entries) {
-        if (n->async_done) {
-            node_call_async_done_locked(n);
-            continue;
-        }
-        if (n->to_restore) {
-            restore_locked(n);
-            continue;
-        }
-        if (n->last_applied >= n->commit_index || n->disk_failed) {
-            maybe_snapshot_locked(n);
-            /* After a disk failure there is nothing to do even with entries
-             * left to apply: sleep, or this loop would spin holding mu. */
-            if (!n->to_restore && !n->async_done &&
-                (n->last_applied >= n->commit_index || n->disk_failed) && !n->stopping)
-                pthread_cond_wait(&n->applier_cond, &n->mu);
-            continue;
-        }
-        uint64_t from = n->last_applied + 1;
-        size_t count = copy_committed_locked(n, &b);
-        node_unlock(n);
-        for (size_t i = 0; i < count; i++)
-            n->fsm.apply(n->fsm.ctx, from + i, &b.entries[i]);
-        pthread_mutex_lock(&n->mu);
-        if (n->last_applied == from - 1)
-            n->last_applied = from + count - 1;
-        node_wake_clients_locked(n, false);
-        maybe_snapshot_locked(n); /* also under steady load, or the log grows unbounded */
-    }
-    node_unlock(n);
-    free(b.entries);
-    free(b.bytes);
-    return NULL;
-}
-
 /* ---- InstallSnapshot, leader side ---- */
 
-void snapshot_send_locked(struct raft_node *n, struct peer *p)
+/* The next chunk of the latest snapshot for peer p, which needs entries
+ * that were compacted away. The request holds a reference to the data, so
+ * that it stays alive while the chunk is on its way. */
+void snapshot_prepare_install_locked(struct raft_node *n, struct peer *p, uint64_t now,
+                                     struct rpc *out)
 {
+    NODE_ASSERT_LOCKED(n);
     struct snapshot_ref *s = n->snapshot;
-    if (!s) { /* cannot happen: the log base comes from a snapshot */
-        p->next_index = n->log.base_index + 1;
-        return;
-    }
     if (p->snapshot_offset > s->len)
         p->snapshot_offset = 0;
     size_t chunk = s->len - p->snapshot_offset;
     if (chunk > n->cfg.snapshot_chunk_bytes)
         chunk = n->cfg.snapshot_chunk_bytes;
-    struct raft_msg req = {.type = RAFT_MSG_INSTALL_SNAPSHOT, .from = n->cfg.id}, reply;
-    struct raft_install_snapshot *is = &req.u.is;
-    uint64_t term = n->current_term;
-    is->term = term;
+    struct raft_install_snapshot *is = &out->req.u.is;
+    out->req.type = RAFT_MSG_INSTALL_SNAPSHOT;
+    is->term = n->current_term;
     is->last_index = s->index;
     is->last_term = s->term;
     is->offset = p->snapshot_offset;
@@ -214,47 +121,39 @@ void snapshot_send_locked(struct raft_node *n, struct peer *p)
     is->len = (uint32_t)chunk;
     is->data = s->data + p->snapshot_offset;
     is->done = p->snapshot_offset + chunk == s->len;
-    uint64_t round = n->read_round;
-    p->sent_round = round;
-    p->heartbeat_due_ms = raft_now_ms() + n->cfg.heartbeat_ms;
-    s->refs++; /* keeps the data alive while unlocked */
+    out->round = p->sent_round = n->read_round;
+    out->timeout_ms = n->cfg.election_timeout_max_ms * 2;
+    p->heartbeat_due_ms = now + n->cfg.heartbeat_ms;
+    s->refs++;
+    out->snapshot = s;
     if (is->offset == 0)
         node_log(n, RAFT_LOG_INFO, "n%u needs entry %llu, compacted away -> send snapshot "
                  "up to %llu (%zu bytes)", p->id, (unsigned long long)p->next_index,
                  (unsigned long long)s->index, s->len);
+}
 
-    node_unlock(n);
-    int rc = n->transport.call(n->transport.ctx, p->id, &req, &reply,
-                               n->cfg.election_timeout_max_ms * 2);
-    pthread_mutex_lock(&n->mu);
-    uint64_t index = s->index;
-    snapshot_release(s);
-
-    if (rc == 0 && reply.type == RAFT_MSG_INSTALL_SNAPSHOT_REPLY &&
-        reply.u.is_reply.term > n->current_term) {
-        node_is_stale_term_locked(n, reply.u.is_reply.term, p->id);
+void snapshot_handle_install_reply_locked(struct raft_node *n, struct peer *p,
+                                         const struct rpc *sent, int rc,
+                                         const struct raft_msg *reply, uint64_t now)
+{
+    NODE_ASSERT_LOCKED(n);
+    const struct raft_install_snapshot *is = &sent->req.u.is;
+    if (rc != 0) {
+        p->retry_at_ms = now + n->cfg.heartbeat_ms;
         return;
     }
-    if (n->current_term != term || n->role != RAFT_LEADER)
-        return;
-    if (rc != 0 || reply.type != RAFT_MSG_INSTALL_SNAPSHOT_REPLY) {
-        p->retry_at_ms = raft_now_ms() + n->cfg.heartbeat_ms;
-        return;
-    }
-    p->failures = 0;
-    p->last_ack_ms = raft_now_ms();
-    node_note_read_ack_locked(n, p, round);
-    if (reply.u.is_reply.next_offset < is->total) {
-        p->snapshot_offset = reply.u.is_reply.next_offset;
+    node_note_ack_locked(n, p, sent, now);
+    if (reply->u.is_reply.next_offset < is->total) {
+        p->snapshot_offset = reply->u.is_reply.next_offset;
         return;
     }
     p->snapshot_offset = 0;
-    if (index > p->match_index)
-        p->match_index = index;
+    if (is->last_index > p->match_index)
+        p->match_index = is->last_index;
     p->next_index = p->match_index + 1;
     node_log(n, RAFT_LOG_INFO, "n%u installed the snapshot up to %llu",
-             p->id, (unsigned long long)index);
-    replication_advance_commit_locked(n);
+             p->id, (unsigned long long)is->last_index);
+    node_advance_commit_locked(n);
 }
 
 /* ---- InstallSnapshot, follower side (Figure 13) ---- */
@@ -342,7 +241,7 @@ static int install_locked(struct raft_node *n, uint64_t index, uint64_t term)
     n->to_restore = s;
     if (index > n->commit_index)
         n->commit_index = index;
-    pthread_cond_signal(&n->applier_cond);
+    node_wake_applier_locked(n);
     node_log(n, RAFT_LOG_INFO, "installed snapshot up to %llu@T%llu from n%d (%zu bytes), %s",
              (unsigned long long)index, (unsigned long long)term, n->leader_id, len,
              keep_suffix ? "kept the log after it" : "discarded the whole log");
@@ -350,8 +249,9 @@ static int install_locked(struct raft_node *n, uint64_t index, uint64_t term)
 }
 
 int snapshot_recv_install_locked(struct raft_node *n, const struct raft_msg *req,
-                                 struct raft_msg *reply)
+                                 uint64_t now, struct raft_msg *reply)
 {
+    NODE_ASSERT_LOCKED(n);
     const struct raft_install_snapshot *is = &req->u.is;
     if (is->total > MAX_SNAPSHOT_BYTES || is->offset > is->total ||
         is->len > is->total - is->offset)
@@ -362,23 +262,9 @@ int snapshot_recv_install_locked(struct raft_node *n, const struct raft_msg *req
             return -EIO;
         return reply_install(n, reply, 0);
     }
-    if (n->role != RAFT_FOLLOWER || n->leader_id != (int32_t)req->from) {
-        char why[64];
-        snprintf(why, sizeof(why), "n%u leads T%llu", req->from, (unsigned long long)is->term);
-        node_become_follower_locked(n, is->term, (int32_t)req->from, why);
-    }
-    n->leader_id = (int32_t)req->from;
-    n->last_leader_contact_ms = raft_now_ms();
-    election_reset_timer_locked(n);
-    /* Only now: this very message may have deposed this node as leader.
-     * Both waits may drop the lock, so look at the node again afterwards. */
-    node_settle_log_locked(n);
-    while (n->snapshotting)
-        pthread_cond_wait(&n->changed_cond, &n->mu);
+    node_follow_leader_locked(n, req->from, is->term, now);
     if (n->disk_failed)
         return -EIO;
-    if (n->current_term != is->term || n->role != RAFT_FOLLOWER)
-        return reply_install(n, reply, 0);
     /* Already covered by what this node has committed: nothing to do. */
     if (is->last_index <= n->commit_index)
         return reply_install(n, reply, is->total);
