@@ -224,11 +224,12 @@ static int still_leading_locked(const struct raft_node *n, uint64_t term)
  * the vote of one of them: until then this node is the only leader and may
  * answer reads without a round. The lease ends a tenth earlier, to allow
  * for clocks that run at slightly different rates. */
-static bool holds_lease_locked(const struct raft_node *n)
+bool clients_holds_lease_locked(const struct raft_node *n, uint64_t now)
 {
+    NODE_ASSERT_LOCKED(n);
     if (!n->cfg.lease_reads || !n->cfg.check_quorum)
         return false;
-    uint64_t now = node_now(n), sent[RAFT_MAX_NODES];
+    uint64_t sent[RAFT_MAX_NODES];
     for (uint32_t i = 0; i < n->cfg.n_nodes; i++)
         sent[i] = i == n->cfg.id ? now : n->peers[i].lease_sent_ms;
     uint64_t since = commit_quorum_index(sent, n->cfg.n_nodes);
@@ -281,7 +282,7 @@ int raft_read_barrier(struct raft_node *n, unsigned timeout_ms,
     }
     if (rc == 0) {
         w.applied = n->commit_index; /* the read index */
-        if (!holds_lease_locked(n)) {
+        if (!clients_holds_lease_locked(n, node_now(n))) {
             /* A replicator already woken for an earlier round has not sent
              * yet and will carry this one too: one wake-up per round. */
             bool was_sent = node_some_peer_sent_round_locked(n);

@@ -307,6 +307,9 @@ void *disk_syncer_main(void *arg);    /* syncer.c */
 /* Wakes the client threads whose wait is over, or all of them (a role
  * change, a stop, a disk failure, a new leader's no-op committed). */
 void clients_wake_locked(struct raft_node *n, bool all);
+/* Thesis §6.4.1: whether this leader may answer a read at `now` without a
+ * round of heartbeats (its read lease). */
+bool clients_holds_lease_locked(const struct raft_node *n, uint64_t now);
 /* Calls back the async puts that are over, without the lock. */
 void clients_call_async_done_drops_lock(struct raft_node *n);
 
