@@ -171,9 +171,11 @@ static int set_value(const char *sub, const struct cli_option *o, const char *s)
 
 int cli_parse_addrs(const char *sub, const char *opt, const char *list, struct cli_addrs *out)
 {
-    *out = (struct cli_addrs){.buf = strdup(list)};
-    if (!out->buf)
-        return cli_usage_error(sub, "out of memory reading --%s", opt);
+    *out = (struct cli_addrs){.n = 0};
+    if (strlen(list) >= sizeof(out->buf))
+        return cli_usage_error(sub, "--%s must be at most %zu bytes long; got %zu", opt,
+                               sizeof(out->buf) - 1, strlen(list));
+    strcpy(out->buf, list);
     for (char *save = NULL, *tok = strtok_r(out->buf, ",", &save); tok;
          tok = strtok_r(NULL, ",", &save)) {
         char host[256];
@@ -190,12 +192,6 @@ int cli_parse_addrs(const char *sub, const char *opt, const char *list, struct c
         return cli_usage_error(sub, "--%s must list at least one HOST:PORT; got '%s'", opt,
                                list);
     return 0;
-}
-
-void cli_addrs_free(struct cli_addrs *l)
-{
-    free(l->buf);
-    l->buf = NULL;
 }
 
 /* ---- errors getopt reports ---- */
@@ -284,8 +280,11 @@ int cli_parse(const struct cli_command *cmd, int argc, char **argv, struct cli_w
 {
     struct option longopts[CLI_MAX_OPTIONS + 2];
     bool seen[CLI_MAX_OPTIONS] = {0};
-    if (cmd->n_options > CLI_MAX_OPTIONS)
-        return cli_usage_error(cmd->name, "has more options than the parser holds");
+    if (cmd->n_options > CLI_MAX_OPTIONS) {
+        fprintf(stderr, "raft %s: %zu options in its table, more than the %d the parser "
+                "holds\n", cmd->name, cmd->n_options, CLI_MAX_OPTIONS);
+        return -EINVAL;
+    }
     build_longopts(cmd, longopts);
     w->n = 0;
     opterr = 0; /* every message is ours, in one format */

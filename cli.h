@@ -87,18 +87,15 @@ int cli_exit_code(int rc);
  * -EINVAL. */
 int cli_parse_level(const char *s, enum raft_log_level *out);
 
-/* A comma-separated list of HOST:PORT, the value of --opt, split in place
- * in buf. */
+/* A comma-separated list of HOST:PORT, the value of --opt, split in buf. */
 struct cli_addrs {
-    char *buf;
-    char *v[RAFT_MAX_NODES + 1]; /* NULL-terminated */
+    char buf[4096];
+    char *v[RAFT_MAX_NODES + 1]; /* into buf; NULL-terminated */
     uint32_t n;
 };
 
-/* Returns 0, or -EINVAL after a usage error naming --opt; either way
- * cli_addrs_free() releases *out. */
+/* Returns 0, or -EINVAL after a usage error naming --opt. */
 int cli_parse_addrs(const char *sub, const char *opt, const char *list, struct cli_addrs *out);
-void cli_addrs_free(struct cli_addrs *l);
 
 /* The synopsis, the summary and one line per option with its default. */
 void cli_help(const struct cli_command *cmd, FILE *out);

@@ -34,18 +34,18 @@
 #define EXIT_UNAVAILABLE 3
 #define EXIT_START_FAILED 4
 
-#define N_OPTS(table) (sizeof(table) / sizeof((table)[0]))
+#define ARRAY_LEN(table) (sizeof(table) / sizeof((table)[0]))
 
 /* ---- serving: node and cluster ---- */
 
 struct serve_options {
-    long nodes, base_port;      /* cluster */
-    long id, snapshot_every;    /* node */
-    const char *peers;          /* node */
+    long nodes, base_port;     /* cluster */
+    long id, snapshot_every;   /* node */
+    const char *peers;         /* node */
     const char *data_dir;
-    struct cli_range election;  /* election timeout, ms */
-    long heartbeat;             /* ms */
-    int log_level;              /* an enum raft_log_level; -1 until given */
+    struct cli_range election; /* election timeout, ms */
+    long heartbeat;            /* ms */
+    int log_level;             /* an enum raft_log_level; -1 until given */
 };
 
 /* The defaults are raft's own, so that --help shows what a node will use. */
@@ -152,12 +152,13 @@ static int node_options(int argc, char **argv, struct serve_options *o, struct c
         OPT_ELECTION(o),
         OPT_HEARTBEAT(o),
         {.name = "snapshot-every", .kind = CLI_LONG, .metavar = "N", .dest = &o->snapshot_every,
-         .lo = 0, .hi = 1e12, .help = "snapshot once N applied entries are in the log; 0: never"},
+         .lo = 0, .hi = (double)(1L << 40),
+         .help = "snapshot once N applied entries are in the log; 0: never"},
     };
     const struct cli_command cmd = {
         .name = "node", .synopsis = "--id I --peers HOST:PORT,... [options]",
         .summary = "Runs one node of a cluster until SIGINT or SIGTERM; logs go to stderr.",
-        .options = opts, .n_options = N_OPTS(opts)};
+        .options = opts, .n_options = ARRAY_LEN(opts)};
     struct cli_words w;
     int rc = cli_parse(&cmd, argc, argv, &w);
     if (rc == 0)
@@ -176,20 +177,16 @@ static int cmd_node(int argc, char **argv)
 {
     struct serve_options o;
     serve_defaults(&o);
-    struct cli_addrs peers = {0};
+    struct cli_addrs peers;
     int rc = node_options(argc, argv, &o, &peers);
-    if (rc == 0) {
-        resolve_log_level(&o);
-        char dir[512];
-        snprintf(dir, sizeof(dir), "data/node-%ld", o.id);
-        struct kv_server_config sc = {.peers = peers.v, .data_dir = o.data_dir ? o.data_dir : dir};
-        configure_node(&sc, &o, (uint32_t)o.id, peers.n);
-        rc = serve(&sc, 1);
-    } else {
-        rc = cli_exit_code(rc);
-    }
-    cli_addrs_free(&peers);
-    return rc;
+    if (rc)
+        return cli_exit_code(rc);
+    resolve_log_level(&o);
+    char dir[512];
+    snprintf(dir, sizeof(dir), "data/node-%ld", o.id);
+    struct kv_server_config sc = {.peers = peers.v, .data_dir = o.data_dir ? o.data_dir : dir};
+    configure_node(&sc, &o, (uint32_t)o.id, peers.n);
+    return serve(&sc, 1);
 }
 
 static int cluster_options(int argc, char **argv, struct serve_options *o)
@@ -209,7 +206,7 @@ static int cluster_options(int argc, char **argv, struct serve_options *o)
         .name = "cluster", .synopsis = "[options]",
         .summary = "Runs N nodes in this process on 127.0.0.1 until SIGINT or SIGTERM; "
                    "logs go to stderr.",
-        .options = opts, .n_options = N_OPTS(opts)};
+        .options = opts, .n_options = ARRAY_LEN(opts)};
     struct cli_words w;
     int rc = cli_parse(&cmd, argc, argv, &w);
     if (rc == 0)
@@ -390,7 +387,7 @@ static int client_options(int argc, char **argv, struct client_options *o,
                                       "put KEY VALUE | get KEY | status",
         .summary = "Talks to a running cluster. A value that starts with a dash goes after "
                    "--, as in: put KEY -- --VALUE.",
-        .options = opts, .n_options = N_OPTS(opts), .dash_words = true};
+        .options = opts, .n_options = ARRAY_LEN(opts), .dash_words = true};
     int rc = cli_parse(&cmd, argc, argv, w);
     if (rc == 0)
         rc = client_check_words(o, w);
@@ -403,16 +400,13 @@ static int cmd_client(int argc, char **argv)
 {
     struct client_options o = {.timeout_s = 5};
     struct cli_words w;
-    struct cli_addrs addrs = {0};
+    struct cli_addrs addrs;
     int rc = client_options(argc, argv, &o, &w, &addrs);
     if (rc)
-        rc = cli_exit_code(rc);
-    else if (!strcmp(w.v[0], "status"))
-        rc = client_status(&addrs, (unsigned)(o.timeout_s * 1000), o.json);
-    else
-        rc = client_put_get(&o, &addrs, &w);
-    cli_addrs_free(&addrs);
-    return rc;
+        return cli_exit_code(rc);
+    if (!strcmp(w.v[0], "status"))
+        return client_status(&addrs, (unsigned)(o.timeout_s * 1000), o.json);
+    return client_put_get(&o, &addrs, &w);
 }
 
 /* ---- bench and dump ---- */
@@ -445,7 +439,7 @@ static int bench_options(int argc, char **argv, struct bench_cli *o, struct cli_
         .name = "bench", .synopsis = "--cluster HOST:PORT,... [options]",
         .summary = "Runs a closed-loop load against a running cluster and prints its "
                    "throughput and latency.",
-        .options = opts, .n_options = N_OPTS(opts)};
+        .options = opts, .n_options = ARRAY_LEN(opts)};
     struct cli_words w;
     int rc = cli_parse(&cmd, argc, argv, &w);
     if (rc == 0)
@@ -458,12 +452,10 @@ static int bench_options(int argc, char **argv, struct bench_cli *o, struct cli_
 static int cmd_bench(int argc, char **argv)
 {
     struct bench_cli o = {.clients = 16, .seconds = 5, .value_size = 64, .keys = 1000};
-    struct cli_addrs addrs = {0};
+    struct cli_addrs addrs;
     int rc = bench_options(argc, argv, &o, &addrs);
-    if (rc) {
-        cli_addrs_free(&addrs);
+    if (rc)
         return cli_exit_code(rc);
-    }
     signal(SIGPIPE, SIG_IGN);
     struct bench_options bo = {.addrs = addrs.v, .n_addrs = addrs.n,
                                .clients = (unsigned)o.clients, .seconds = o.seconds,
@@ -479,7 +471,6 @@ static int cmd_bench(int argc, char **argv)
         fprintf(stderr, "No request succeeded: is the cluster up?\n");
         rc = EXIT_UNAVAILABLE;
     }
-    cli_addrs_free(&addrs);
     return rc;
 }
 
@@ -487,8 +478,7 @@ static int cmd_dump(int argc, char **argv)
 {
     const struct cli_command cmd = {
         .name = "dump", .synopsis = "DIR",
-        .summary = "Prints a node's data directory as text: its metadata, log records and "
-                   "snapshots."};
+        .summary = "Prints a node's data directory as text."};
     struct cli_words w;
     int rc = cli_parse(&cmd, argc, argv, &w);
     if (rc == 0 && w.n != 1)
@@ -520,7 +510,7 @@ static const struct {
 static void print_commands(void)
 {
     printf("usage: raft SUBCOMMAND [options]\n\nsubcommands:\n");
-    for (size_t i = 0; i < N_OPTS(commands); i++)
+    for (size_t i = 0; i < ARRAY_LEN(commands); i++)
         printf("  %-8s %s\n", commands[i].name, commands[i].summary);
     printf("\n`raft SUBCOMMAND --help` lists a subcommand's options.\n"
            "Exit codes: 0 done; 1 get of a missing key; 2 usage error; 3 unavailable or "
@@ -529,7 +519,7 @@ static void print_commands(void)
 
 static int run_command(const char *name, int argc, char **argv)
 {
-    for (size_t i = 0; i < N_OPTS(commands); i++) {
+    for (size_t i = 0; i < ARRAY_LEN(commands); i++) {
         if (strcmp(name, commands[i].name) != 0)
             continue;
         if (commands[i].serves) {
