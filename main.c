@@ -2,12 +2,17 @@
  * main.c - the `raft` command line (a contract; see README.md):
  *
  *   raft cluster [--nodes N] [--base-port P] [--data-dir DIR] [--log-level L]
+ *                [--election-timeout MIN-MAX] [--heartbeat MS]
  *   raft node    --id I --peers HOST:PORT,... [--data-dir DIR] [--log-level L]
  *                [--election-timeout MIN-MAX] [--heartbeat MS] [--snapshot-every N]
  *   raft client  --cluster HOST:PORT,... [--timeout S] put KEY VALUE | get KEY | status [--json]
  *   raft bench   --cluster HOST:PORT,... [--clients C] [--seconds T] [--value-size B]
  *                [--keys K] [--read-ratio R] [--json]
  *   raft dump    DIR
+ *   raft SUB --help
+ *
+ * Each subcommand declares its options in a table (cli.h), which both
+ * parses them and prints its --help.
  *
  * Exit codes: 0 done; 1 `get` of a missing key; 2 usage error; 3 unavailable
  * or timed out (for put: outcome unknown); 4 the node could not start.
@@ -18,183 +23,77 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "kv/bench.h"
 #include "kv/client.h"
 #include "kv/server.h"
-#include "net/tcp.h"
 #include "raft/storage.h"
 
 #define EXIT_NOT_FOUND 1
-#define EXIT_USAGE 2
+#define EXIT_USAGE CLI_EXIT_USAGE
 #define EXIT_UNAVAILABLE 3
 #define EXIT_START_FAILED 4
 
-static const char usage_text[] =
-    "usage:\n"
-    "  raft cluster [--nodes N] [--base-port P] [--data-dir DIR] [--log-level L]\n"
-    "  raft node    --id I --peers HOST:PORT,HOST:PORT,... [--data-dir DIR] [--log-level L]\n"
-    "               [--election-timeout MIN-MAX] [--heartbeat MS] [--snapshot-every N]\n"
-    "  raft client  --cluster HOST:PORT,... [--timeout S] put KEY VALUE | get KEY | status [--json]\n"
-    "  raft bench   --cluster HOST:PORT,... [--clients C] [--seconds T] [--value-size B]\n"
-    "               [--keys K] [--read-ratio R] [--json]\n"
-    "  raft dump    DIR\n"
-    "log levels: error, warn, info, debug, trace (default: $RAFT_LOG_LEVEL or info)\n";
-
-static int usage(const char *problem, const char *arg)
-{
-    if (problem)
-        fprintf(stderr, "raft: %s%s%s\n", problem, arg ? ": " : "", arg ? arg : "");
-    fputs(usage_text, stderr);
-    return EXIT_USAGE;
-}
-
-/* ---- option parsing ---- */
-
-struct options {
-    /* node and cluster */
-    long id, nodes, base_port, heartbeat, snapshot_every;
-    long et_min, et_max;
-    const char *peers, *data_dir, *log_level;
-    /* client and bench */
-    const char *cluster;
-    double timeout_s, seconds, read_ratio;
-    long clients, value_size, keys;
-    int json;
-    /* what is left: the client's command and its arguments */
-    char **rest;
-    int n_rest;
-};
-
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_double(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi))
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_range(const char *s, long *lo, long *hi)
-{
-    char buf[64];
-    snprintf(buf, sizeof(buf), "%s", s);
-    char *dash = strchr(buf, '-');
-    if (!dash)
-        return -1;
-    *dash = '\0';
-    if (parse_long(buf, 1, 600000, lo) || parse_long(dash + 1, 1, 600000, hi) || *hi < *lo)
-        return -1;
-    return 0;
-}
-
-static int parse_level(const char *s, enum raft_log_level *out)
-{
-    static const char *names[] = {"error", "warn", "info", "debug", "trace"};
-    for (int i = 0; i < 5; i++)
-        if (strcmp(s, names[i]) == 0) {
-            *out = (enum raft_log_level)i;
-            return 0;
-        }
-    return -1;
-}
-
-/* Parses --flags among argv[2..]; anything else is collected in o->rest.
- * Returns 0 or prints usage and returns EXIT_USAGE. */
-static int parse_options(int argc, char **argv, const char *const *allowed, struct options *o)
-{
-    o->rest = calloc((size_t)argc, sizeof(char *));
-    if (!o->rest)
-        return EXIT_USAGE;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        if (strncmp(a, "--", 2) != 0 || strlen(a) == 2) {
-            o->rest[o->n_rest++] = argv[i];
-            continue;
-        }
-        bool known = false;
-        for (const char *const *k = allowed; *k; k++)
-            known |= strcmp(a, *k) == 0;
-        if (!known)
-            return usage("unknown option", a);
-        if (strcmp(a, "--json") == 0) {
-            o->json = 1;
-            continue;
-        }
-        if (i + 1 >= argc)
-            return usage("missing value for", a);
-        const char *v = argv[++i];
-        int bad = 0;
-        if (!strcmp(a, "--id")) bad = parse_long(v, 0, RAFT_MAX_NODES - 1, &o->id);
-        else if (!strcmp(a, "--nodes")) bad = parse_long(v, 1, RAFT_MAX_NODES, &o->nodes);
-        else if (!strcmp(a, "--base-port")) bad = parse_long(v, 1, 65535 - RAFT_MAX_NODES, &o->base_port);
-        else if (!strcmp(a, "--heartbeat")) bad = parse_long(v, 1, 60000, &o->heartbeat);
-        else if (!strcmp(a, "--snapshot-every")) bad = parse_long(v, 0, 1L << 40, &o->snapshot_every);
-        else if (!strcmp(a, "--election-timeout")) bad = parse_range(v, &o->et_min, &o->et_max);
-        else if (!strcmp(a, "--peers")) o->peers = v;
-        else if (!strcmp(a, "--data-dir")) o->data_dir = v;
-        else if (!strcmp(a, "--log-level")) { enum raft_log_level l; bad = parse_level(v, &l); o->log_level = v; }
-        else if (!strcmp(a, "--cluster")) o->cluster = v;
-        else if (!strcmp(a, "--timeout")) bad = parse_double(v, 0.001, 86400, &o->timeout_s);
-        else if (!strcmp(a, "--seconds")) bad = parse_double(v, 0.001, 86400, &o->seconds);
-        else if (!strcmp(a, "--read-ratio")) bad = parse_double(v, 0, 1, &o->read_ratio);
-        else if (!strcmp(a, "--clients")) bad = parse_long(v, 1, 4096, &o->clients);
-        else if (!strcmp(a, "--value-size")) bad = parse_long(v, 0, CLIENT_MAX_VALUE, &o->value_size);
-        else if (!strcmp(a, "--keys")) bad = parse_long(v, 1, 100000000, &o->keys);
-        if (bad)
-            return usage("bad value", a);
-    }
-    return 0;
-}
-
-/* Splits "a,b,c" into a NULL-terminated array (malloc'd, in place). */
-static char **split_addrs(char *list, uint32_t *n)
-{
-    char **v = calloc(RAFT_MAX_NODES + 1, sizeof(char *));
-    *n = 0;
-    if (!v)
-        return NULL;
-    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
-         tok = strtok_r(NULL, ",", &save)) {
-        char host[256];
-        uint16_t port;
-        if (*n == RAFT_MAX_NODES || tcp_parse_addr(tok, host, sizeof(host), &port)) {
-            free(v);
-            return NULL;
-        }
-        v[(*n)++] = tok;
-    }
-    if (*n == 0) {
-        free(v);
-        return NULL;
-    }
-    return v;
-}
-
-static enum raft_log_level log_level_of(const struct options *o)
-{
-    enum raft_log_level level = RAFT_LOG_INFO;
-    const char *env = getenv("RAFT_LOG_LEVEL");
-    if (o->log_level)
-        parse_level(o->log_level, &level);
-    else if (env && parse_level(env, &level) != 0)
-        fprintf(stderr, "raft: ignoring RAFT_LOG_LEVEL=%s (not a level)\n", env);
-    return level;
-}
+#define ARRAY_LEN(table) (sizeof(table) / sizeof((table)[0]))
 
 /* ---- serving: node and cluster ---- */
+
+struct serve_options {
+    long nodes, base_port;     /* cluster */
+    long id, snapshot_every;   /* node */
+    const char *peers;         /* node */
+    const char *data_dir;
+    struct cli_range election; /* election timeout, ms */
+    long heartbeat;            /* ms */
+    int log_level;             /* an enum raft_log_level; -1 until given */
+};
+
+/* The defaults are raft's own, so that --help shows what a node will use. */
+static void serve_defaults(struct serve_options *o)
+{
+    struct raft_config d;
+    raft_config_defaults(&d, 0, 1);
+    *o = (struct serve_options){
+        .nodes = 3, .base_port = 8000, .id = -1, .snapshot_every = (long)d.snapshot_every,
+        .election = {d.election_timeout_min_ms, d.election_timeout_max_ms},
+        .heartbeat = d.heartbeat_ms, .log_level = -1};
+}
+
+#define OPT_LOG_LEVEL(o)                                                                   \
+    {.name = "log-level", .kind = CLI_LEVEL, .metavar = "L", .dest = &(o)->log_level,      \
+     .help = "error, warn, info, debug or trace, in any case",                            \
+     .shown_default = "$RAFT_LOG_LEVEL, else info"}
+#define OPT_ELECTION(o)                                                                    \
+    {.name = "election-timeout", .kind = CLI_RANGE, .metavar = "MIN-MAX",                 \
+     .dest = &(o)->election, .lo = 1, .hi = 600000,                                       \
+     .help = "ms a follower waits for a leader, drawn at random in [MIN, MAX]"}
+#define OPT_HEARTBEAT(o)                                                                   \
+    {.name = "heartbeat", .kind = CLI_LONG, .metavar = "MS", .dest = &(o)->heartbeat,      \
+     .lo = 1, .hi = 60000, .help = "ms between a leader's heartbeats, below MIN"}
+
+/* Without --log-level, $RAFT_LOG_LEVEL, read here once for all the nodes
+ * of the process; a value that is not a level is said once and ignored. */
+static void resolve_log_level(struct serve_options *o)
+{
+    if (o->log_level >= 0)
+        return;
+    enum raft_log_level level = RAFT_LOG_INFO;
+    const char *env = getenv("RAFT_LOG_LEVEL");
+    if (env && cli_parse_level(env, &level) != 0)
+        fprintf(stderr, "raft: ignoring RAFT_LOG_LEVEL=%s (not a level)\n", env);
+    o->log_level = (int)level;
+}
+
+/* Settings that parse but cannot work: a follower whose election timeout
+ * can pass between two heartbeats starts elections against a live leader. */
+static int check_timing(const char *sub, const struct serve_options *o)
+{
+    if (o->heartbeat >= o->election.min)
+        return cli_usage_error(sub, "--heartbeat (%ld ms) must be below the minimum "
+                               "--election-timeout (%ld ms), or followers time out between "
+                               "heartbeats", o->heartbeat, o->election.min);
+    return 0;
+}
 
 /* Blocks SIGINT and SIGTERM in every thread, so that the main thread alone
  * receives them through sigwait() and stops the nodes cleanly. */
@@ -207,19 +106,15 @@ static void block_stop_signals(sigset_t *set)
     signal(SIGPIPE, SIG_IGN);
 }
 
-static void configure_node(struct kv_server_config *sc, const struct options *o,
+static void configure_node(struct kv_server_config *sc, const struct serve_options *o,
                            uint32_t id, uint32_t n)
 {
     raft_config_defaults(&sc->raft, id, n);
-    sc->raft.log_level = log_level_of(o);
-    if (o->et_min) {
-        sc->raft.election_timeout_min_ms = (unsigned)o->et_min;
-        sc->raft.election_timeout_max_ms = (unsigned)o->et_max;
-    }
-    if (o->heartbeat)
-        sc->raft.heartbeat_ms = (unsigned)o->heartbeat;
-    if (o->snapshot_every >= 0)
-        sc->raft.snapshot_every = (uint64_t)o->snapshot_every;
+    sc->raft.log_level = (enum raft_log_level)o->log_level;
+    sc->raft.election_timeout_min_ms = (unsigned)o->election.min;
+    sc->raft.election_timeout_max_ms = (unsigned)o->election.max;
+    sc->raft.heartbeat_ms = (unsigned)o->heartbeat;
+    sc->raft.snapshot_every = (uint64_t)o->snapshot_every;
 }
 
 static int serve(struct kv_server_config *configs, uint32_t count)
@@ -241,65 +136,120 @@ static int serve(struct kv_server_config *configs, uint32_t count)
     return rc ? EXIT_START_FAILED : 0;
 }
 
+static int node_options(int argc, char **argv, struct serve_options *o, struct cli_addrs *peers)
+{
+    const struct cli_option opts[] = {
+        {.name = "id", .kind = CLI_LONG, .metavar = "I", .dest = &o->id, .required = true,
+         .lo = 0, .hi = 1e9, .accepts = "a position in --peers: 0, 1, 2, ...",
+         .help = "this node's position in --peers, from 0"},
+        {.name = "peers", .kind = CLI_STRING, .metavar = "HOST:PORT,...", .dest = &o->peers,
+         .required = true, .accepts = "a comma-separated list of HOST:PORT",
+         .help = "every node's address, by id: the first configuration"},
+        {.name = "data-dir", .kind = CLI_STRING, .metavar = "DIR", .dest = &o->data_dir,
+         .help = "where the node keeps its term, vote, log and snapshots",
+         .shown_default = "data/node-I"},
+        OPT_LOG_LEVEL(o),
+        OPT_ELECTION(o),
+        OPT_HEARTBEAT(o),
+        {.name = "snapshot-every", .kind = CLI_LONG, .metavar = "N", .dest = &o->snapshot_every,
+         .lo = 0, .hi = (double)(1L << 40),
+         .help = "snapshot once N applied entries are in the log; 0: never"},
+    };
+    const struct cli_command cmd = {
+        .name = "node", .synopsis = "--id I --peers HOST:PORT,... [options]",
+        .summary = "Runs one node of a cluster until SIGINT or SIGTERM; logs go to stderr.",
+        .options = opts, .n_options = ARRAY_LEN(opts)};
+    struct cli_words w;
+    int rc = cli_parse(&cmd, argc, argv, &w);
+    if (rc == 0)
+        rc = cli_no_words(&cmd, &w);
+    if (rc == 0)
+        rc = check_timing(cmd.name, o);
+    if (rc == 0)
+        rc = cli_parse_addrs(cmd.name, "peers", o->peers, peers);
+    if (rc == 0 && o->id >= (long)peers->n)
+        rc = cli_usage_error(cmd.name, "--id must be 0-%u, the position of this node in "
+                             "--peers; got %ld", peers->n - 1, o->id);
+    return rc;
+}
+
 static int cmd_node(int argc, char **argv)
 {
-    static const char *const allowed[] = {"--id", "--peers", "--data-dir", "--log-level",
-        "--election-timeout", "--heartbeat", "--snapshot-every", NULL};
-    struct options o = {.id = -1, .snapshot_every = -1};
-    int rc = parse_options(argc, argv, allowed, &o);
-    if (rc == 0 && o.n_rest)
-        rc = usage("unexpected argument", o.rest[0]);
-    if (rc == 0 && (o.id < 0 || !o.peers))
-        rc = usage("node needs --id and --peers", NULL);
-    char *peers = rc ? NULL : strdup(o.peers);
-    uint32_t n = 0;
-    char **addrs = peers ? split_addrs(peers, &n) : NULL;
-    if (rc == 0 && !addrs)
-        rc = usage("bad --peers list", o.peers);
-    if (rc == 0 && (uint32_t)o.id >= n)
-        rc = usage("--id must be a position in --peers", NULL);
-    if (rc == 0) {
-        char dir[512];
-        snprintf(dir, sizeof(dir), "data/node-%ld", o.id);
-        struct kv_server_config sc = {.peers = addrs, .data_dir = o.data_dir ? o.data_dir : dir};
-        configure_node(&sc, &o, (uint32_t)o.id, n);
-        rc = serve(&sc, 1);
-    }
-    free(addrs);
-    free(peers);
-    free(o.rest);
+    struct serve_options o;
+    serve_defaults(&o);
+    struct cli_addrs peers;
+    int rc = node_options(argc, argv, &o, &peers);
+    if (rc)
+        return cli_exit_code(rc);
+    resolve_log_level(&o);
+    char dir[512];
+    snprintf(dir, sizeof(dir), "data/node-%ld", o.id);
+    struct kv_server_config sc = {.peers = peers.v, .data_dir = o.data_dir ? o.data_dir : dir};
+    configure_node(&sc, &o, (uint32_t)o.id, peers.n);
+    return serve(&sc, 1);
+}
+
+static int cluster_options(int argc, char **argv, struct serve_options *o)
+{
+    const struct cli_option opts[] = {
+        {.name = "nodes", .kind = CLI_LONG, .metavar = "N", .dest = &o->nodes, .lo = 1,
+         .hi = RAFT_MAX_NODES, .help = "how many nodes to run"},
+        {.name = "base-port", .kind = CLI_LONG, .metavar = "P", .dest = &o->base_port, .lo = 1,
+         .hi = 65535, .help = "node I listens on 127.0.0.1:P+I"},
+        {.name = "data-dir", .kind = CLI_STRING, .metavar = "DIR", .dest = &o->data_dir,
+         .help = "node I keeps its state in DIR/node-I", .shown_default = "data"},
+        OPT_LOG_LEVEL(o),
+        OPT_ELECTION(o),
+        OPT_HEARTBEAT(o),
+    };
+    const struct cli_command cmd = {
+        .name = "cluster", .synopsis = "[options]",
+        .summary = "Runs N nodes in this process on 127.0.0.1 until SIGINT or SIGTERM; "
+                   "logs go to stderr.",
+        .options = opts, .n_options = ARRAY_LEN(opts)};
+    struct cli_words w;
+    int rc = cli_parse(&cmd, argc, argv, &w);
+    if (rc == 0)
+        rc = cli_no_words(&cmd, &w);
+    if (rc == 0)
+        rc = check_timing(cmd.name, o);
+    if (rc == 0 && o->base_port + o->nodes - 1 > 65535)
+        rc = cli_usage_error(cmd.name, "--base-port must leave room for %ld ports up to "
+                             "65535; got %ld", o->nodes, o->base_port);
     return rc;
 }
 
 static int cmd_cluster(int argc, char **argv)
 {
-    static const char *const allowed[] = {"--nodes", "--base-port", "--data-dir",
-                                          "--log-level", NULL};
-    struct options o = {.nodes = 3, .base_port = 8000, .snapshot_every = -1};
-    int rc = parse_options(argc, argv, allowed, &o);
-    if (rc == 0 && o.n_rest)
-        rc = usage("unexpected argument", o.rest[0]);
-    if (rc == 0) {
-        uint32_t n = (uint32_t)o.nodes;
-        char addr_buf[RAFT_MAX_NODES][32], dirs[RAFT_MAX_NODES][512];
-        char *addrs[RAFT_MAX_NODES + 1] = {0};
-        struct kv_server_config sc[RAFT_MAX_NODES];
-        for (uint32_t i = 0; i < n; i++) {
-            snprintf(addr_buf[i], sizeof(addr_buf[i]), "127.0.0.1:%ld", o.base_port + (long)i);
-            addrs[i] = addr_buf[i];
-        }
-        for (uint32_t i = 0; i < n; i++) {
-            snprintf(dirs[i], sizeof(dirs[i]), "%s/node-%u", o.data_dir ? o.data_dir : "data", i);
-            sc[i] = (struct kv_server_config){.peers = addrs, .data_dir = dirs[i]};
-            configure_node(&sc[i], &o, i, n);
-        }
-        rc = serve(sc, n);
+    struct serve_options o;
+    serve_defaults(&o);
+    int rc = cluster_options(argc, argv, &o);
+    if (rc)
+        return cli_exit_code(rc);
+    resolve_log_level(&o);
+    uint32_t n = (uint32_t)o.nodes;
+    char addr_buf[RAFT_MAX_NODES][32], dirs[RAFT_MAX_NODES][512];
+    char *addrs[RAFT_MAX_NODES + 1] = {0};
+    struct kv_server_config sc[RAFT_MAX_NODES];
+    for (uint32_t i = 0; i < n; i++) {
+        snprintf(addr_buf[i], sizeof(addr_buf[i]), "127.0.0.1:%ld", o.base_port + (long)i);
+        addrs[i] = addr_buf[i];
     }
-    free(o.rest);
-    return rc;
+    for (uint32_t i = 0; i < n; i++) {
+        snprintf(dirs[i], sizeof(dirs[i]), "%s/node-%u", o.data_dir ? o.data_dir : "data", i);
+        sc[i] = (struct kv_server_config){.peers = addrs, .data_dir = dirs[i]};
+        configure_node(&sc[i], &o, i, n);
+    }
+    return serve(sc, n);
 }
 
 /* ---- client ---- */
+
+struct client_options {
+    const char *cluster;
+    double timeout_s;
+    bool json;
+};
 
 static void print_status_json(const char *addr, uint32_t id, int rc, const struct client_reply *r)
 {
@@ -332,45 +282,36 @@ static void print_status_row(const char *addr, uint32_t id, int rc, const struct
            (unsigned long long)r->last_index);
 }
 
-static int client_status(char **addrs, uint32_t n, unsigned timeout_ms, bool json)
+static int client_status(const struct cli_addrs *addrs, unsigned timeout_ms, bool json)
 {
     if (!json)
         printf("%-3s %-22s %-14s %6s  %-6s %8s %8s %8s\n", "id", "addr", "role", "term",
                "leader", "commit", "applied", "last");
     unsigned each = timeout_ms < 1000 ? timeout_ms : 1000;
     bool any = false;
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t i = 0; i < addrs->n; i++) {
         struct client_reply r;
-        int rc = kv_client_status(addrs[i], each, &r);
+        int rc = kv_client_status(addrs->v[i], each, &r);
         any |= rc == 0;
-        (json ? print_status_json : print_status_row)(addrs[i], i, rc, &r);
+        (json ? print_status_json : print_status_row)(addrs->v[i], i, rc, &r);
     }
     if (!any)
         fprintf(stderr, "No node of the cluster answered.\n");
     return any ? 0 : EXIT_UNAVAILABLE;
 }
 
-static int client_run(struct options *o, char **addrs, uint32_t n)
+/* put or get, once the words are known to be well formed. */
+static int client_put_get(const struct client_options *o, const struct cli_addrs *addrs,
+                          const struct cli_words *w)
 {
-    const char *cmd = o->rest[0];
-    unsigned timeout_ms = (unsigned)(o->timeout_s * 1000);
-    if (!strcmp(cmd, "status") && o->n_rest == 1)
-        return client_status(addrs, n, timeout_ms, o->json);
-    bool put = !strcmp(cmd, "put") && o->n_rest == 3;
-    bool get = !strcmp(cmd, "get") && o->n_rest == 2;
-    if (!put && !get)
-        return usage("client expects: put KEY VALUE | get KEY | status [--json]", NULL);
-    const char *key = o->rest[1];
-    if (strlen(key) == 0 || strlen(key) > CLIENT_MAX_KEY)
-        return usage("a key must have 1 to 1024 bytes", NULL);
-    if (put && strlen(o->rest[2]) > CLIENT_MAX_VALUE)
-        return usage("a value must have at most 1 MiB", NULL);
+    bool put = w->n == 3;
+    const char *key = w->v[1];
     struct kv_client *c;
-    if (kv_client_open(&c, addrs, n, timeout_ms))
+    if (kv_client_open(&c, addrs->v, addrs->n, (unsigned)(o->timeout_s * 1000)))
         return EXIT_UNAVAILABLE;
     int rc;
     if (put) {
-        rc = kv_client_put(c, key, (uint32_t)strlen(key), o->rest[2], (uint32_t)strlen(o->rest[2]));
+        rc = kv_client_put(c, key, (uint32_t)strlen(key), w->v[2], (uint32_t)strlen(w->v[2]));
     } else {
         uint8_t *value = NULL;
         uint32_t len = 0;
@@ -399,101 +340,212 @@ static int client_run(struct options *o, char **addrs, uint32_t n)
     return 0;
 }
 
+/* The command words: put KEY VALUE | get KEY | status. Returns 0 or -EINVAL. */
+static int client_check_words(const struct client_options *o, const struct cli_words *w)
+{
+    static const char *const sub = "client";
+    if (w->n == 0)
+        return cli_usage_error(sub, "needs a command: put KEY VALUE, get KEY or status");
+    const char *cmd = w->v[0];
+    int want = !strcmp(cmd, "put") ? 3 : !strcmp(cmd, "get") ? 2 : !strcmp(cmd, "status") ? 1 : 0;
+    if (want == 0)
+        return cli_usage_error(sub, "unknown command %s; the commands are put KEY VALUE, "
+                               "get KEY and status", cmd);
+    if (w->n != want)
+        return cli_usage_error(sub, "%s takes %s; got %d argument%s", cmd,
+                               want == 3 ? "KEY VALUE" : want == 2 ? "KEY" : "no arguments",
+                               w->n - 1, w->n == 2 ? "" : "s");
+    if (o->json && want != 1)
+        return cli_usage_error(sub, "--json goes with status only, not with %s", cmd);
+    if (want > 1 && (strlen(w->v[1]) == 0 || strlen(w->v[1]) > CLIENT_MAX_KEY))
+        return cli_usage_error(sub, "a key must have 1 to %d bytes; got %zu", CLIENT_MAX_KEY,
+                               strlen(w->v[1]));
+    if (want == 3 && strlen(w->v[2]) > CLIENT_MAX_VALUE)
+        return cli_usage_error(sub, "a value must have at most %d bytes; got %zu",
+                               CLIENT_MAX_VALUE, strlen(w->v[2]));
+    return 0;
+}
+
+#define OPT_CLUSTER(o)                                                                     \
+    {.name = "cluster", .kind = CLI_STRING, .metavar = "HOST:PORT,...", .dest = &(o)->cluster, \
+     .required = true, .accepts = "a comma-separated list of HOST:PORT",                  \
+     .help = "the address of one node or more"}
+
+static int client_options(int argc, char **argv, struct client_options *o,
+                          struct cli_words *w, struct cli_addrs *addrs)
+{
+    const struct cli_option opts[] = {
+        OPT_CLUSTER(o),
+        {.name = "timeout", .kind = CLI_DOUBLE, .metavar = "S", .dest = &o->timeout_s,
+         .lo = 0.001, .hi = 86400, .accepts = "a number of seconds from 0.001 to 86400",
+         .help = "seconds to keep trying, through elections; then exit 3"},
+        {.name = "json", .kind = CLI_FLAG, .dest = &o->json,
+         .help = "with status: one JSON object per node per line"},
+    };
+    const struct cli_command cmd = {
+        .name = "client", .synopsis = "--cluster HOST:PORT,... [options] "
+                                      "put KEY VALUE | get KEY | status",
+        .summary = "Talks to a running cluster. A value that starts with a dash goes after "
+                   "--, as in: put KEY -- --VALUE.",
+        .options = opts, .n_options = ARRAY_LEN(opts), .dash_words = true};
+    int rc = cli_parse(&cmd, argc, argv, w);
+    if (rc == 0)
+        rc = client_check_words(o, w);
+    if (rc == 0)
+        rc = cli_parse_addrs(cmd.name, "cluster", o->cluster, addrs);
+    return rc;
+}
+
 static int cmd_client(int argc, char **argv)
 {
-    static const char *const allowed[] = {"--cluster", "--timeout", "--json", NULL};
-    struct options o = {.timeout_s = 5};
-    int rc = parse_options(argc, argv, allowed, &o);
-    if (rc == 0 && !o.cluster)
-        rc = usage("client needs --cluster", NULL);
-    if (rc == 0 && o.n_rest == 0)
-        rc = usage("client needs a command", NULL);
-    if (rc == 0 && o.json && strcmp(o.rest[0], "status") != 0)
-        rc = usage("--json goes with status", NULL);
-    char *list = rc ? NULL : strdup(o.cluster);
-    uint32_t n = 0;
-    char **addrs = list ? split_addrs(list, &n) : NULL;
-    if (rc == 0 && !addrs)
-        rc = usage("bad --cluster list", o.cluster);
-    if (rc == 0)
-        rc = client_run(&o, addrs, n);
-    free(addrs);
-    free(list);
-    free(o.rest);
-    return rc;
+    struct client_options o = {.timeout_s = 5};
+    struct cli_words w;
+    struct cli_addrs addrs;
+    int rc = client_options(argc, argv, &o, &w, &addrs);
+    if (rc)
+        return cli_exit_code(rc);
+    if (!strcmp(w.v[0], "status"))
+        return client_status(&addrs, (unsigned)(o.timeout_s * 1000), o.json);
+    return client_put_get(&o, &addrs, &w);
 }
 
 /* ---- bench and dump ---- */
 
+struct bench_cli {
+    const char *cluster;
+    long clients, value_size, keys;
+    double seconds, read_ratio;
+    bool json;
+};
+
+static int bench_options(int argc, char **argv, struct bench_cli *o, struct cli_addrs *addrs)
+{
+    const struct cli_option opts[] = {
+        OPT_CLUSTER(o),
+        {.name = "clients", .kind = CLI_LONG, .metavar = "C", .dest = &o->clients, .lo = 1,
+         .hi = 4096, .help = "client sessions, each with one request in flight"},
+        {.name = "seconds", .kind = CLI_DOUBLE, .metavar = "T", .dest = &o->seconds,
+         .lo = 0.001, .hi = 86400, .help = "how long to run"},
+        {.name = "value-size", .kind = CLI_LONG, .metavar = "B", .dest = &o->value_size,
+         .lo = 0, .hi = CLIENT_MAX_VALUE, .help = "bytes per value"},
+        {.name = "keys", .kind = CLI_LONG, .metavar = "K", .dest = &o->keys, .lo = 1,
+         .hi = 100000000, .help = "how many distinct keys"},
+        {.name = "read-ratio", .kind = CLI_DOUBLE, .metavar = "R", .dest = &o->read_ratio,
+         .lo = 0, .hi = 1, .help = "the fraction of requests that are gets"},
+        {.name = "json", .kind = CLI_FLAG, .dest = &o->json,
+         .help = "print the result as one JSON object"},
+    };
+    const struct cli_command cmd = {
+        .name = "bench", .synopsis = "--cluster HOST:PORT,... [options]",
+        .summary = "Runs a closed-loop load against a running cluster and prints its "
+                   "throughput and latency.",
+        .options = opts, .n_options = ARRAY_LEN(opts)};
+    struct cli_words w;
+    int rc = cli_parse(&cmd, argc, argv, &w);
+    if (rc == 0)
+        rc = cli_no_words(&cmd, &w);
+    if (rc == 0)
+        rc = cli_parse_addrs(cmd.name, "cluster", o->cluster, addrs);
+    return rc;
+}
+
 static int cmd_bench(int argc, char **argv)
 {
-    static const char *const allowed[] = {"--cluster", "--clients", "--seconds", "--value-size",
-                                          "--keys", "--read-ratio", "--json", NULL};
-    struct options o = {.clients = 16, .seconds = 5, .value_size = 64, .keys = 1000};
-    int rc = parse_options(argc, argv, allowed, &o);
-    if (rc == 0 && o.n_rest)
-        rc = usage("unexpected argument", o.rest[0]);
-    if (rc == 0 && !o.cluster)
-        rc = usage("bench needs --cluster", NULL);
-    char *list = rc ? NULL : strdup(o.cluster);
-    uint32_t n = 0;
-    char **addrs = list ? split_addrs(list, &n) : NULL;
-    if (rc == 0 && !addrs)
-        rc = usage("bad --cluster list", o.cluster);
-    if (rc == 0) {
-        signal(SIGPIPE, SIG_IGN);
-        struct bench_options bo = {.addrs = addrs, .n_addrs = n, .clients = (unsigned)o.clients,
-                                   .seconds = o.seconds, .value_size = (unsigned)o.value_size,
-                                   .keys = (unsigned)o.keys, .read_ratio = o.read_ratio,
-                                   .timeout_ms = 5000};
-        struct bench_result r;
-        rc = bench_run(&bo, &r);
-        bench_print(&r, o.json, stdout);
-        if (rc) {
-            fprintf(stderr, "The benchmark could not run: %s.\n", strerror(-rc));
-            rc = EXIT_UNAVAILABLE;
-        } else if (r.ops == 0) {
-            fprintf(stderr, "No request succeeded: is the cluster up?\n");
-            rc = EXIT_UNAVAILABLE;
-        }
+    struct bench_cli o = {.clients = 16, .seconds = 5, .value_size = 64, .keys = 1000};
+    struct cli_addrs addrs;
+    int rc = bench_options(argc, argv, &o, &addrs);
+    if (rc)
+        return cli_exit_code(rc);
+    signal(SIGPIPE, SIG_IGN);
+    struct bench_options bo = {.addrs = addrs.v, .n_addrs = addrs.n,
+                               .clients = (unsigned)o.clients, .seconds = o.seconds,
+                               .value_size = (unsigned)o.value_size, .keys = (unsigned)o.keys,
+                               .read_ratio = o.read_ratio, .timeout_ms = 5000};
+    struct bench_result r;
+    rc = bench_run(&bo, &r);
+    bench_print(&r, o.json, stdout);
+    if (rc) {
+        fprintf(stderr, "The benchmark could not run: %s.\n", strerror(-rc));
+        rc = EXIT_UNAVAILABLE;
+    } else if (r.ops == 0) {
+        fprintf(stderr, "No request succeeded: is the cluster up?\n");
+        rc = EXIT_UNAVAILABLE;
     }
-    free(addrs);
-    free(list);
-    free(o.rest);
     return rc;
 }
 
 static int cmd_dump(int argc, char **argv)
 {
-    if (argc != 3 || argv[2][0] == '-')
-        return usage("dump expects one data directory", NULL);
-    int rc = file_storage_dump(argv[2], stdout);
+    const struct cli_command cmd = {
+        .name = "dump", .synopsis = "DIR",
+        .summary = "Prints a node's data directory as text."};
+    struct cli_words w;
+    int rc = cli_parse(&cmd, argc, argv, &w);
+    if (rc == 0 && w.n != 1)
+        rc = cli_usage_error(cmd.name, "expects one data directory, DIR; got %d arguments", w.n);
+    if (rc)
+        return cli_exit_code(rc);
+    rc = file_storage_dump(w.v[0], stdout);
     if (rc) {
-        fprintf(stderr, "Cannot read the data directory %s: %s.\n", argv[2], strerror(-rc));
+        fprintf(stderr, "Cannot read the data directory %s: %s.\n", w.v[0], strerror(-rc));
         return EXIT_START_FAILED;
     }
     return 0;
 }
 
+/* ---- subcommands ---- */
+
+static const struct {
+    const char *name, *summary;
+    int (*run)(int argc, char **argv);
+    bool serves; /* runs nodes until a stop signal */
+} commands[] = {
+    {"cluster", "run N nodes in this process, on 127.0.0.1", cmd_cluster, true},
+    {"node", "run one node of a cluster", cmd_node, true},
+    {"client", "put, get or status against a running cluster", cmd_client, false},
+    {"bench", "measure a running cluster's throughput and latency", cmd_bench, false},
+    {"dump", "print a data directory as text", cmd_dump, false},
+};
+
+static void print_commands(void)
+{
+    printf("usage: raft SUBCOMMAND [options]\n\nsubcommands:\n");
+    for (size_t i = 0; i < ARRAY_LEN(commands); i++)
+        printf("  %-8s %s\n", commands[i].name, commands[i].summary);
+    printf("\n`raft SUBCOMMAND --help` lists a subcommand's options.\n"
+           "Exit codes: 0 done; 1 get of a missing key; 2 usage error; 3 unavailable or "
+           "timed out; 4 a node could not start.\n");
+}
+
+static int run_command(const char *name, int argc, char **argv)
+{
+    for (size_t i = 0; i < ARRAY_LEN(commands); i++) {
+        if (strcmp(name, commands[i].name) != 0)
+            continue;
+        if (commands[i].serves) {
+            /* From the first instant, so that a stop signal arriving while
+             * the nodes start is still a clean stop, not a kill. */
+            sigset_t set;
+            block_stop_signals(&set);
+        }
+        return commands[i].run(argc, argv);
+    }
+    return cli_exit_code(cli_usage_error(NULL, "unknown subcommand %s", name));
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
-        return usage(NULL, NULL);
+        return cli_exit_code(cli_usage_error(NULL, "needs a subcommand: cluster, node, client, "
+                                             "bench or dump"));
     const char *cmd = argv[1];
-    if (!strcmp(cmd, "cluster") || !strcmp(cmd, "node")) {
-        /* From the first instant, so that a stop signal arriving while the
-         * nodes start is still a clean stop, not a kill. */
-        sigset_t set;
-        block_stop_signals(&set);
+    if (!strcmp(cmd, "help") && argc == 3) {
+        char *help_argv[] = {argv[2], "--help", NULL};
+        return run_command(argv[2], 2, help_argv);
     }
-    if (!strcmp(cmd, "cluster")) return cmd_cluster(argc, argv);
-    if (!strcmp(cmd, "node")) return cmd_node(argc, argv);
-    if (!strcmp(cmd, "client")) return cmd_client(argc, argv);
-    if (!strcmp(cmd, "bench")) return cmd_bench(argc, argv);
-    if (!strcmp(cmd, "dump")) return cmd_dump(argc, argv);
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
-        fputs(usage_text, stdout);
+        print_commands();
         return 0;
     }
-    return usage("unknown command", cmd);
+    return run_command(cmd, argc - 1, argv + 1);
 }
