@@ -21,7 +21,7 @@
 #include "kv/bench.h"
 #include "kv/client.h"
 #include "kv/server.h"
-#include "net/tcp.h"
+#include "net/tcp_socket.h"
 #include "raft/storage.h"
 
 #define EXIT_NOT_FOUND 1

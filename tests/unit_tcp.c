@@ -24,7 +24,9 @@
 
 #include <cmocka.h>
 
-#include "net/tcp.h"
+#include "net/tcp_server.h"
+#include "net/tcp_socket.h"
+#include "net/tcp_transport.h"
 
 /* ---- fixtures ---- */
 
