@@ -1,10 +1,8 @@
 /*
  * tcp_socket.c - socket set-up, bounded reads and writes, dialing, and the
  * client's one request-reply exchange. The transport (tcp_transport.c) and
- * the server (tcp_server.c) are built on the helpers here.
- *
- * Every socket is non-blocking, and every wait is a poll() bounded by a
- * deadline on CLOCK_MONOTONIC, so that no call can hang past its timeout.
+ * the server (tcp_server.c) are built on the helpers here (declared in
+ * tcp_internal.h).
  */
 #include "net/tcp_socket.h"
 #include "net/tcp_internal.h"

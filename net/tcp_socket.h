@@ -1,7 +1,7 @@
 /*
  * tcp_socket.h - TCP for clients: addresses, dialing, and one request-reply
- * exchange of net/wire.h frames. Used by the command-line client, the
- * benchmark, and the other TCP modules of net/.
+ * exchange of net/wire.h frames, for the command-line client and the
+ * benchmark; tcp_parse_addr() is how every peer address is read.
  *
  * Everything returns 0 (or an fd) or a negative errno. Sockets are sent to
  * with MSG_NOSIGNAL, so a closed peer never raises SIGPIPE.
