@@ -15,7 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "net/tcp.h"
+#include "net/tcp_socket.h"
 
 /* getopt_long's val for the option at index i of a table; 'h' is --help. */
 #define CLI_VAL_BASE 256

@@ -18,7 +18,7 @@
 
 #include "kv/bench_loop.h"
 #include "kv/client.h"
-#include "net/tcp.h"
+#include "net/tcp_socket.h"
 
 #define RETRY_PAUSE_MS 20
 #define ATTEMPT_MS 1500

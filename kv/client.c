@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "net/tcp.h"
+#include "net/tcp_socket.h"
 
 #define RETRY_PAUSE_MS 20
 #define ATTEMPT_MS 1500 /* longest wait for one node's answer */

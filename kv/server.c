@@ -22,7 +22,9 @@
 #include <time.h>
 
 #include "kv/kv.h"
-#include "net/tcp.h"
+#include "net/tcp_server.h"
+#include "net/tcp_socket.h"
+#include "net/tcp_transport.h"
 #include "raft/storage.h"
 
 /* How long a read may wait on the cluster: less than a client waits for

@@ -109,7 +109,7 @@ static uint8_t wire_get_u8(struct wire_reader *r)
     return v;
 }
 
-static uint32_t wire_be32(const uint8_t *p)
+uint32_t wire_be32(const uint8_t p[4])
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
            (uint32_t)p[2] << 8 | (uint32_t)p[3];

@@ -96,6 +96,9 @@ size_t wire_size(const struct wire_msg *msg);
  * bytes written, or -EMSGSIZE if the frame would exceed WIRE_MAX_FRAME. */
 long wire_encode(const struct wire_msg *msg, uint8_t *buf, size_t cap);
 
+/* Reads a big-endian u32, such as the length field of a frame. */
+uint32_t wire_be32(const uint8_t p[4]);
+
 /* Reads the length field of a frame header: the total frame size, or
  * -EMSGSIZE / -EBADMSG when it is too large or too small to be a frame. */
 long wire_frame_size(const uint8_t header[4]);

@@ -19,7 +19,7 @@
 #include <cmocka.h>
 
 #include "kv/client.h"
-#include "net/tcp.h"
+#include "net/tcp_socket.h"
 #include "tests/chaos/ports.h"
 
 #define NODES 3

@@ -30,7 +30,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "net/tcp.h"
+#include "net/tcp_socket.h"
 #include "net/wire.h"
 #include "raft/raft.h"
 #include "tests/chaos/scenario.h"

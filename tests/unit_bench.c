@@ -20,7 +20,7 @@
 #include <cmocka.h>
 
 #include "kv/bench.h"
-#include "net/tcp.h"
+#include "net/tcp_server.h"
 
 #define MAX_SEEN 200000
 #define CLIENTS 3

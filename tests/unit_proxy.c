@@ -23,7 +23,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "net/tcp.h"
+#include "net/tcp_socket.h"
 #include "tests/chaos/cluster.h"
 #include "tests/chaos/proxy.h"
 

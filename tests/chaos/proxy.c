@@ -19,7 +19,7 @@
  * its partner is joined, so no descriptor is ever used after close.
  *
  * Finished connections poke the listener through the proxy's wake-up pipe;
- * it joins and frees them (the same scheme as net/tcp.c's server).
+ * it joins and frees them (the same scheme as the server in net/tcp_server.c).
  */
 #include "tests/chaos/proxy.h"
 

@@ -1,0 +1,221 @@
+/*
+ * tcp_conn.c - one connection of the server, served by its own thread: read
+ * a request frame, hand it to the handler, write the reply (or let another
+ * thread write it later), in a loop until the first error.
+ *
+ * A peer that sends garbage loses its connection only; why it was closed is
+ * logged at warn level when the peer was at fault, at debug level when it
+ * merely went away.
+ */
+#include "net/tcp_internal.h"
+#include "net/tcp_server_internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* Logs why a connection is being closed: at warn level when the peer did
+ * something wrong, at debug level when it merely went away or was idle. */
+static void tcp_conn_log(struct tcp_conn *c, bool peer_at_fault,
+                         const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void tcp_conn_log(struct tcp_conn *c, bool peer_at_fault,
+                         const char *fmt, ...)
+{
+    struct tcp_server *s = c->srv;
+    if (s->opt.log == NULL)
+        return;
+    char why[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    /* While stopping, every connection ends in an error: not worth a warn. */
+    enum raft_log_level lvl = peer_at_fault && !tcp_server_stopping(s)
+                                  ? RAFT_LOG_WARN : RAFT_LOG_DEBUG;
+    tcp_log(s->opt.log, s->opt.log_ctx, lvl, "closing connection from %s: %s",
+            c->peer, why);
+}
+
+static const char *tcp_decode_reason(int rc)
+{
+    switch (rc) {
+    case -EPROTO:
+        return "unknown version or message type";
+    case -EMSGSIZE:
+        return "a field is over its size limit";
+    case -ENOMEM:
+        return "out of memory decoding it";
+    default:
+        return "truncated or inconsistent fields";
+    }
+}
+
+static void tcp_conn_read_failed(struct tcp_conn *c, int rc, size_t got,
+                                 const uint8_t *header)
+{
+    struct tcp_server *s = c->srv;
+    char e[96];
+    if (tcp_server_stopping(s)) {
+        tcp_conn_log(c, false, "the server is stopping");
+    } else if (rc == -EBADMSG || rc == -EMSGSIZE) {
+        tcp_conn_log(c, true, "bad frame length %lu (%s)",
+                     (unsigned long)wire_be32(header),
+                     rc == -EMSGSIZE ? "over the maximum" : "too short");
+    } else if (got == 0 && rc == -ECONNRESET) {
+        tcp_conn_log(c, false, "closed by the peer");
+    } else if (got == 0 && rc == -ETIMEDOUT) {
+        tcp_conn_log(c, false, "idle for %u ms", s->opt.idle_timeout_ms);
+    } else if (rc == -ETIMEDOUT) {
+        tcp_conn_log(c, true, "silent for %u ms in the middle of a frame",
+                     s->opt.idle_timeout_ms);
+    } else {
+        tcp_conn_log(c, got > 0, "%s%s", tcp_errstr(rc, e, sizeof e),
+                     got > 0 ? " in the middle of a frame" : "");
+    }
+}
+
+static int tcp_conn_send_reply(struct tcp_conn *c, const struct wire_msg *reply,
+                               int64_t deadline)
+{
+    long n = tcp_encode(reply, &c->out, &c->out_cap);
+    if (n < 0) {
+        char e[96];
+        tcp_log(c->srv->opt.log, c->srv->opt.log_ctx, RAFT_LOG_ERROR,
+                "cannot encode the reply (type %u) to %s: %s; closing",
+                (unsigned)reply->type, c->peer, tcp_errstr((int)n, e, sizeof e));
+        return (int)n;
+    }
+    int rc = tcp_send_all(c->fd, c->out, (size_t)n, deadline);
+    if (rc < 0) {
+        char e[96];
+        tcp_conn_log(c, rc == -ETIMEDOUT, "sending the reply: %s",
+                     tcp_errstr(rc, e, sizeof e));
+    }
+    return rc;
+}
+
+void tcp_reply_later(struct tcp_conn *c)
+{
+    pthread_mutex_lock(&c->reply_mu);
+    c->reply_pending = true;
+    pthread_mutex_unlock(&c->reply_mu);
+}
+
+void tcp_reply(struct tcp_conn *c, struct wire_msg *reply)
+{
+    /* The reply is small and the client waits for it, so it fits in the
+     * socket's buffer at once; a client that does not read loses its
+     * connection rather than hold up the thread answering it. */
+    if (tcp_conn_send_reply(c, reply, tcp_now_ms()) < 0)
+        shutdown(c->fd, SHUT_RDWR); /* its thread ends the connection */
+    if (reply->type == WIRE_CLIENT_REPLY) {
+        free(reply->u.reply.value);
+        reply->u.reply.value = NULL;
+    }
+    pthread_mutex_lock(&c->reply_mu);
+    c->reply_pending = false;
+    pthread_cond_signal(&c->reply_sent);
+    pthread_mutex_unlock(&c->reply_mu);
+}
+
+static void tcp_conn_wait_reply_sent(struct tcp_conn *c)
+{
+    pthread_mutex_lock(&c->reply_mu);
+    while (c->reply_pending)
+        pthread_cond_wait(&c->reply_sent, &c->reply_mu);
+    pthread_mutex_unlock(&c->reply_mu);
+}
+
+/* Reads one request, has the handler answer it, writes the reply (unless
+ * the handler deferred it). */
+static int tcp_conn_serve_one(struct tcp_conn *c)
+{
+    struct tcp_server *s = c->srv;
+    int64_t now = tcp_now_ms();
+    atomic_store_explicit(&c->waiting_since_ms, now, memory_order_relaxed);
+    /* A client sends its next request only after our reply: unless it is
+     * already here, wait first and save a recv that would find nothing. */
+    int rc = c->in_have ? 0 : tcp_wait(c->fd, POLLIN, now + s->opt.idle_timeout_ms);
+    if (rc == 0)
+        rc = tcp_recv_at_least(c->fd, &c->in, &c->in_cap, &c->in_have, 4,
+                               now + s->opt.idle_timeout_ms);
+    atomic_store_explicit(&c->waiting_since_ms, 0, memory_order_relaxed);
+    long size = rc < 0 ? rc : wire_frame_size(c->in);
+    if (size < 0) {
+        tcp_conn_read_failed(c, (int)size, c->in_have, c->in);
+        return (int)size;
+    }
+    /* The idle clock restarts once a frame has begun to arrive. */
+    rc = tcp_recv_at_least(c->fd, &c->in, &c->in_cap, &c->in_have, (size_t)size,
+                           tcp_now_ms() + s->opt.idle_timeout_ms);
+    if (rc < 0) {
+        tcp_conn_read_failed(c, rc, c->in_have, c->in);
+        return rc;
+    }
+
+    struct wire_msg req, reply;
+    tcp_conn_wait_reply_sent(c); /* the previous request's, if deferred */
+    rc = wire_decode(c->in, (size_t)size, &req);
+    if (rc < 0) {
+        tcp_conn_log(c, true, "malformed frame (type %u, %ld bytes): %s",
+                     (unsigned)c->in[5], size, tcp_decode_reason(rc));
+        return rc;
+    }
+    memset(&reply, 0, sizeof reply);
+    rc = s->opt.handler(s->opt.handler_ctx, &req, &reply, c);
+    wire_msg_release(&req);
+    if (rc == 0)
+        rc = tcp_conn_send_reply(c, &reply, tcp_now_ms() + s->opt.idle_timeout_ms);
+    else if (rc == TCP_REPLY_LATER)
+        rc = 0;
+    else
+        tcp_conn_log(c, false, "the handler refused a request of type %u",
+                     (unsigned)req.type);
+    /* transport.h: a client reply's value belongs to the transport now. */
+    if (reply.type == WIRE_CLIENT_REPLY)
+        free(reply.u.reply.value);
+    /* Keep what arrived after this frame: the start of the next one. */
+    c->in_have -= (size_t)size;
+    memmove(c->in, c->in + size, c->in_have);
+    return rc;
+}
+
+void *tcp_conn_main(void *arg)
+{
+    struct tcp_conn *c = arg;
+    /* One iteration: one request in, one reply out. Any error ends it. */
+    while (tcp_conn_serve_one(c) == 0)
+        ;
+    tcp_conn_wait_reply_sent(c);
+    free(c->in);
+    free(c->out);
+    c->in = c->out = NULL;
+    tcp_server_conn_done(c->srv, c);
+    return NULL;
+}
+
+struct tcp_conn *tcp_conn_new(struct tcp_server *s, int fd, const char *peer)
+{
+    struct tcp_conn *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->srv = s;
+    c->fd = fd;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    pthread_mutex_init(&c->reply_mu, NULL);
+    pthread_cond_init(&c->reply_sent, NULL);
+    return c;
+}
+
+void tcp_conn_free(struct tcp_conn *c)
+{
+    pthread_mutex_destroy(&c->reply_mu);
+    pthread_cond_destroy(&c->reply_sent);
+    free(c);
+}

@@ -1,0 +1,44 @@
+/*
+ * tcp_transport.h - the outbound transport: struct raft_transport over TCP.
+ *
+ * One persistent connection per peer, reconnected lazily with exponential
+ * backoff, every call bounded by its timeout, with up to 8 requests in
+ * flight on it (send, then await: thesis §10.2.2 pipelining). The frames
+ * are those of net/wire.h; the peer's side is a tcp_server (tcp_server.h).
+ *
+ * Everything returns 0 or a negative errno. There is no global state:
+ * several nodes may run in one process.
+ */
+#ifndef NET_TCP_TRANSPORT_H
+#define NET_TCP_TRANSPORT_H
+
+#include <stdint.h>
+
+#include "raft/raft.h"
+
+struct tcp_transport;
+
+/* peer_addrs[i] is "host:port" of node i (IPv6 as "[addr]:port"); the entry
+ * for self_id is not used. The strings are copied. log may be NULL. Nothing
+ * connects until the first call. Returns 0 or -EINVAL / -ENOMEM. */
+int tcp_transport_create(struct tcp_transport **out, uint32_t self_id,
+                         char *const *peer_addrs, uint32_t n_peers,
+                         void (*log)(void *ctx, enum raft_log_level lvl,
+                                     const char *msg),
+                         void *log_ctx);
+
+/* Closes every connection and frees t. No call may be in progress. */
+void tcp_transport_destroy(struct tcp_transport *t);
+
+/* The table to hand to raft_start(), with call(), send() and await(). A
+ * call sends req with from = self_id and returns 0 with the peer's reply,
+ * or -EINVAL (bad peer or message type),
+ * -ETIMEDOUT, -ECONNREFUSED (while backing off after a failed connect, the
+ * error of that connect, at once),
+ * -EBADMSG / -EPROTO (a reply that is malformed, of the wrong type, or from
+ * another node than asked), or another -errno. After any failure the
+ * connection is closed, so that a late reply is never read as the answer to
+ * the next request. */
+struct raft_transport tcp_transport_ops(struct tcp_transport *t);
+
+#endif
