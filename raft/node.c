@@ -14,25 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 
-void raft_config_defaults(struct raft_config *cfg, uint32_t id, uint32_t n_nodes)
-{
-    memset(cfg, 0, sizeof(*cfg));
-    cfg->id = id;
-    cfg->n_nodes = n_nodes;
-    cfg->election_timeout_min_ms = 150;
-    cfg->election_timeout_max_ms = 300;
-    cfg->heartbeat_ms = 50;
-    cfg->snapshot_every = 10000;
-    cfg->seed = (uint64_t)time(NULL) * 1000003u + (uint64_t)getpid() * 31u + id;
-    cfg->pre_vote = true;
-    cfg->check_quorum = true;
-    cfg->lease_reads = true;
-    cfg->max_batch_bytes = 1u << 20;
-    cfg->pipeline_depth = RAFT_DEFAULT_PIPELINE;
-    cfg->snapshot_chunk_bytes = 512u << 10;
-    cfg->log_level = RAFT_LOG_INFO;
-}
-
 void raft_persisted_free(struct raft_persisted *p)
 {
     for (size_t i = 0; i < p->n_entries; i++)
@@ -155,6 +136,46 @@ void node_wait_until(struct raft_node *n, pthread_cond_t *cond, uint64_t deadlin
         pthread_cond_timedwait(cond, &n->mu, &ts);
     }
     note_owner(n, true);
+}
+
+/* ---- waking the threads ---- */
+
+void node_wake_peers_locked(struct raft_node *n)
+{
+    pthread_cond_broadcast(&n->peers_cond);
+}
+
+void node_wake_applier_locked(struct raft_node *n)
+{
+    pthread_cond_signal(&n->applier_cond);
+}
+
+void node_wake_all_locked(struct raft_node *n)
+{
+    pthread_cond_broadcast(&n->timer_cond);
+    pthread_cond_broadcast(&n->peers_cond);
+    pthread_cond_broadcast(&n->applier_cond);
+    pthread_cond_broadcast(&n->syncer_cond);
+    pthread_cond_broadcast(&n->changed_cond);
+    clients_wake_locked(n, true);
+}
+
+bool node_some_peer_idle_locked(const struct raft_node *n)
+{
+    for (uint32_t i = 0; i < n->cfg.n_nodes; i++) {
+        const struct peer *p = &n->peers[i];
+        if (i != n->cfg.id && p->in_flight == 0 && p->next_index > log_last_index(&n->log))
+            return true;
+    }
+    return false;
+}
+
+bool node_some_peer_sent_round_locked(const struct raft_node *n)
+{
+    for (uint32_t i = 0; i < n->cfg.n_nodes; i++)
+        if (i != n->cfg.id && n->peers[i].sent_round >= n->read_round)
+            return true;
+    return false;
 }
 
 /* ---- what the threads call: the rules, dispatched ---- */
@@ -413,29 +434,6 @@ static int recover(struct raft_node *n)
     return 0;
 }
 
-static bool config_is_valid(const struct raft_config *cfg)
-{
-    return cfg->n_nodes > 0 && cfg->n_nodes <= RAFT_MAX_NODES && cfg->id < cfg->n_nodes &&
-           cfg->election_timeout_min_ms > 0 &&
-           cfg->election_timeout_max_ms >= cfg->election_timeout_min_ms &&
-           cfg->heartbeat_ms > 0;
-}
-
-static void apply_config(struct raft_node *n, const struct raft_config *cfg,
-                         const struct raft_transport *transport)
-{
-    n->cfg = *cfg;
-    /* Batches and chunks must fit in one wire frame (8 MiB). */
-    if (n->cfg.max_batch_bytes == 0 || n->cfg.max_batch_bytes > (4u << 20))
-        n->cfg.max_batch_bytes = 1u << 20;
-    if (n->cfg.snapshot_chunk_bytes == 0 || n->cfg.snapshot_chunk_bytes > (4u << 20))
-        n->cfg.snapshot_chunk_bytes = 512u << 10;
-    if (n->cfg.pipeline_depth == 0 || n->cfg.pipeline_depth > RAFT_MAX_PIPELINE)
-        n->cfg.pipeline_depth = RAFT_DEFAULT_PIPELINE;
-    if (!transport->send || !transport->await)
-        n->cfg.pipeline_depth = 1;
-}
-
 int node_create(struct raft_node **out, const struct raft_config *cfg,
                 const struct raft_transport *transport,
                 const struct raft_storage *storage, const struct raft_fsm *fsm)
@@ -445,7 +443,7 @@ int node_create(struct raft_node **out, const struct raft_config *cfg,
     struct raft_node *n = calloc(1, sizeof(*n));
     if (!n)
         return -ENOMEM;
-    apply_config(n, cfg, transport);
+    config_apply(&n->cfg, cfg, transport);
     n->transport = *transport;
     n->storage = *storage;
     n->fsm = *fsm;

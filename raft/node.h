@@ -254,6 +254,12 @@ void node_wake_applier_locked(struct raft_node *n);
 bool node_some_peer_idle_locked(const struct raft_node *n);
 bool node_some_peer_sent_round_locked(const struct raft_node *n);
 
+/* ---- config.c (a leaf) ---- */
+bool config_is_valid(const struct raft_config *cfg);
+/* *out = *cfg, with batch sizes and pipeline depth brought within limits. */
+void config_apply(struct raft_config *out, const struct raft_config *cfg,
+                  const struct raft_transport *transport);
+
 /* ---- logging.c (a leaf) ---- */
 void node_log(struct raft_node *n, enum raft_log_level level,
               const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -9,46 +9,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* ---- waking the threads ---- */
-
-void node_wake_peers_locked(struct raft_node *n)
-{
-    pthread_cond_broadcast(&n->peers_cond);
-}
-
-void node_wake_applier_locked(struct raft_node *n)
-{
-    pthread_cond_signal(&n->applier_cond);
-}
-
-void node_wake_all_locked(struct raft_node *n)
-{
-    pthread_cond_broadcast(&n->timer_cond);
-    pthread_cond_broadcast(&n->peers_cond);
-    pthread_cond_broadcast(&n->applier_cond);
-    pthread_cond_broadcast(&n->syncer_cond);
-    pthread_cond_broadcast(&n->changed_cond);
-    clients_wake_locked(n, true);
-}
-
-bool node_some_peer_idle_locked(const struct raft_node *n)
-{
-    for (uint32_t i = 0; i < n->cfg.n_nodes; i++) {
-        const struct peer *p = &n->peers[i];
-        if (i != n->cfg.id && p->in_flight == 0 && p->next_index > log_last_index(&n->log))
-            return true;
-    }
-    return false;
-}
-
-bool node_some_peer_sent_round_locked(const struct raft_node *n)
-{
-    for (uint32_t i = 0; i < n->cfg.n_nodes; i++)
-        if (i != n->cfg.id && n->peers[i].sent_round >= n->read_round)
-            return true;
-    return false;
-}
-
 /* ---- the election timer ---- */
 
 /* §5.2: "election timeouts are chosen randomly from a fixed interval" so
