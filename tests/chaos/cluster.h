@@ -119,9 +119,9 @@ int chaos_cluster_teardown(void **state);
  * running. */
 int chaos_cluster_kill(struct chaos_cluster *c, unsigned i, int sig);
 
-/* Network faults (none without proxies). A partition cuts every link, both directions, between a
- * node in `side` (a bitmask of node ids) and a node outside it; links
- * inside each side are left as they are. */
+/* Network faults (none without proxies). A partition cuts every link,
+ * both directions, between a node in `side` (a bitmask of node ids) and a
+ * node outside it; links inside each side are left as they are. */
 void chaos_cluster_partition(struct chaos_cluster *c, uint32_t side);
 void chaos_cluster_isolate(struct chaos_cluster *c, unsigned i);
 /* Cuts (or heals) both directions between nodes i and j. */

@@ -1,6 +1,6 @@
 /*
- * clock.h - the tests' one clock: milliseconds on CLOCK_MONOTONIC, which
- * neither NTP nor a user setting the date can move backwards, and a sleep
+ * clock.h - the tests' one clock, in ns or ms, on CLOCK_MONOTONIC (which
+ * neither NTP nor a user setting the date can move backwards), and a sleep
  * that a signal does not cut short.
  */
 #ifndef TESTS_SUPPORT_CLOCK_H
@@ -10,11 +10,16 @@
 #include <stdint.h>
 #include <time.h>
 
-static inline uint64_t test_now_ms(void)
+static inline uint64_t test_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t test_now_ms(void)
+{
+    return test_now_ns() / 1000000;
 }
 
 static inline void test_sleep_ms(unsigned ms)
