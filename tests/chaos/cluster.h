@@ -1,6 +1,6 @@
 /*
  * cluster.h - real `raft node` processes on loopback ports, for every suite
- * that runs the program itself (system_cluster, system_durability,
+ * that runs the program itself (system_cluster, system_durability_*,
  * system_chaos, system_hostile): start, kill, restart, wait for a leader,
  * read the logs.
  *
