@@ -3,23 +3,23 @@
  * fault-injecting proxy per directed link, under a concurrent client load
  * whose history must be linearizable and must keep every acknowledged put.
  *
- * Scenarios (RELIABILITY.md section 8 numbers in brackets):
- *   a  the leader cut off from both followers: check-quorum makes it step
- *      down within about one election timeout, the majority elects a new
- *      leader that serves, and the old one acknowledges nothing [3, 21]
- *   b  a follower cut off, then healed: pre-vote keeps its term, and the
- *      leader and term are unchanged after the heal [4]
+ * Scenarios:
+ *   a  the leader cut off from both followers: check-quorum (thesis §6.2)
+ *      makes it step down within about one election timeout, the majority
+ *      elects a new leader that serves, and the old one acknowledges nothing
+ *   b  a follower cut off, then healed: pre-vote (thesis §9.6) keeps its
+ *      term, and the leader and term are unchanged after the heal
  *   c  five nodes split 2 | 3 (symmetric partitions): the majority side
- *      serves, the minority side's leader steps down [16]
+ *      serves, the minority side's leader steps down
  *   d  a bridge: five nodes, two halves that cannot see each other and one
- *      node that sees both: a stable leader, writes continue [5, 6]
- *   e  SIGKILL and restart of the leader, then of a random node [2, 28]
- *   f  every link delayed 50-200 ms, connections reset at random [13, 48]
+ *      node that sees both: a stable leader, writes continue
+ *   e  SIGKILL and restart of the leader, then of a random node
+ *   f  every link delayed 50-200 ms, connections reset at random
  *   g  the leader paused (SIGSTOP) for three election timeouts, then
- *      resumed: it follows the new leader and answers nothing stale [10]
+ *      resumed: it follows the new leader and answers nothing stale
  *   h  the leader's requests to one follower cut, the follower's own
- *      requests still delivered: leader and term unchanged [7]
- *   i  a rolling restart (SIGTERM, start again) of every node under load [50]
+ *      requests still delivered: leader and term unchanged
+ *   i  a rolling restart (SIGTERM, start again) of every node under load
  *
  * Tests named *_timing_sensitive assert a bound on time or that nothing
  * changes for a while: a machine loaded enough to stall a node for an
@@ -51,6 +51,7 @@
 
 #include "raft/raft.h"
 #include "tests/chaos/scenario.h"
+#include "tests/support/clock.h"
 
 /* Election timeouts of the nodes, ms; short, so that the suite is quick,
  * but several heartbeats long, so that a loaded machine does not flap.
@@ -80,31 +81,31 @@ static void test_isolated_leader_steps_down_and_majority_serves_timing_sensitive
     scenario_progress(t, 10, "before any fault");
     unsigned rounds = chaos_rounds(2);
     for (unsigned round = 1; round <= rounds; round++) {
-        uint64_t t0 = chaos_now_ms();
+        uint64_t t0 = test_now_ms();
         chaos_cluster_isolate(t->c, (unsigned)leader);
         /* Thesis §6.2: without a majority answering for an election
          * timeout, the leader steps down. The check runs once per
          * (maximum) election timeout, so allow a few. */
         uint64_t stepped = 0;
         struct client_reply r;
-        while (chaos_now_ms() - t0 < 6 * t->et_max + 2000 * t->scale) {
+        while (test_now_ms() - t0 < 6 * t->et_max + 2000 * t->scale) {
             if (chaos_cluster_status(t->c, (unsigned)leader, 300, &r) == 0 &&
                 r.role != RAFT_LEADER) {
-                stepped = chaos_now_ms() - t0;
+                stepped = test_now_ms() - t0;
                 break;
             }
-            chaos_sleep_ms(10);
+            test_sleep_ms(10);
         }
         scenario_expect(t, stepped > 0, "round %u: isolated leader n%d still leads after %u ms",
                         round, leader, 6 * t->et_max + 2000 * t->scale);
         uint64_t new_term;
         uint32_t others = chaos_cluster_all(t->c) & ~(1u << leader);
         int next = scenario_leader(t, others, term + 1, &new_term);
-        uint64_t elected = chaos_now_ms() - t0;
+        uint64_t elected = test_now_ms() - t0;
         scenario_progress(t, 1, "after the leader was isolated");
-        uint64_t first_ack = chaos_now_ms() - t0;
+        uint64_t first_ack = test_now_ms() - t0;
         scenario_progress(t, 10, "after the leader was isolated");
-        uint64_t serving = chaos_now_ms() - t0;
+        uint64_t serving = test_now_ms() - t0;
         /* Pre-vote: cut off, the old leader cannot win pre-votes, so its
          * term stays where it was. */
         scenario_expect(t, chaos_cluster_status(t->c, (unsigned)leader, 1000, &r) == 0,
@@ -148,7 +149,7 @@ static void test_isolated_follower_rejoins_without_disruption_timing_sensitive(v
         uint64_t f_term = r.term;
         chaos_cluster_isolate(t->c, f);
         /* Long enough for its election timer to fire several times. */
-        chaos_sleep_ms(5 * t->et_max);
+        test_sleep_ms(5 * t->et_max);
         scenario_expect(t, chaos_cluster_status(t->c, f, 1000, &r) == 0,
                         "round %u: cut-off follower n%u does not answer status", round, f);
         /* Thesis §9.6: a node that cannot win a pre-vote never raises its
@@ -164,12 +165,12 @@ static void test_isolated_follower_rejoins_without_disruption_timing_sensitive(v
          * changes nothing. */
         leader = scenario_leader(t, chaos_cluster_all(t->c) & ~(1u << f), 0, &term);
         chaos_cluster_heal(t->c);
-        uint64_t t0 = chaos_now_ms();
+        uint64_t t0 = test_now_ms();
         scenario_expect(t, scenario_follows(t, f, leader, term, 10000 * t->scale),
                         "round %u: healed follower n%u does not follow n%d in T%llu", round, f,
                         leader, (unsigned long long)term);
-        uint64_t back = chaos_now_ms() - t0;
-        chaos_sleep_ms(2 * t->et_max);
+        uint64_t back = test_now_ms() - t0;
+        test_sleep_ms(2 * t->et_max);
         bool same = chaos_cluster_status(t->c, (unsigned)leader, 1000, &r) == 0 &&
                     r.role == RAFT_LEADER && r.term == term;
         scenario_expect(t, same,
@@ -209,13 +210,13 @@ static void test_symmetric_splits_of_five(void **state)
         int before = scenario_leader(t, chaos_cluster_all(t->c), 0, &term);
         uint32_t minority = random_set(t, 5, 2);
         uint32_t majority = chaos_cluster_all(t->c) & ~minority;
-        uint64_t t0 = chaos_now_ms();
+        uint64_t t0 = test_now_ms();
         chaos_cluster_partition(t->c, minority);
         int leader = scenario_leader(t, majority, 0, NULL);
-        uint64_t elected = chaos_now_ms() - t0;
+        uint64_t elected = test_now_ms() - t0;
         scenario_progress(t, 10, "with the majority side on its own");
         /* Check-quorum: whoever leads on the minority side steps down. */
-        chaos_sleep_ms(3 * t->et_max);
+        test_sleep_ms(3 * t->et_max);
         for (unsigned i = 0; i < 5; i++) {
             struct client_reply r;
             if (!((minority >> i) & 1) || chaos_cluster_status(t->c, i, 300, &r) != 0)
@@ -257,15 +258,15 @@ static void test_bridge_partition_keeps_a_stable_leader_timing_sensitive(void **
             for (unsigned j = 0; j < 5; j++)
                 if (((half >> i) & 1) && ((other_half >> j) & 1))
                     chaos_cluster_cut_pair(t->c, i, j, true);
-        uint64_t t0 = chaos_now_ms();
+        uint64_t t0 = test_now_ms();
         uint64_t term;
         int leader = scenario_leader(t, chaos_cluster_all(t->c), 0, &term);
         scenario_progress(t, 10, "across the bridge partition");
-        uint64_t settled = chaos_now_ms() - t0;
+        uint64_t settled = test_now_ms() - t0;
         /* Stable: the same leader in the same term a while later, with
          * writes going on all along. */
         leader = scenario_leader(t, chaos_cluster_all(t->c), 0, &term);
-        chaos_sleep_ms(6 * t->et_max);
+        test_sleep_ms(6 * t->et_max);
         uint64_t later;
         int still = scenario_leader(t, chaos_cluster_all(t->c), 0, &later);
         scenario_expect(
@@ -294,12 +295,12 @@ static void test_kill_and_restart_leader_and_random_nodes(void **state)
     for (unsigned round = 1; round <= rounds; round++) {
         uint64_t term;
         int leader = scenario_leader(t, chaos_cluster_all(t->c), 0, &term);
-        uint64_t t0 = chaos_now_ms();
+        uint64_t t0 = test_now_ms();
         chaos_cluster_kill(t->c, (unsigned)leader, SIGKILL);
         int next = scenario_leader(t, chaos_cluster_all(t->c) & ~(1u << leader), term + 1, NULL);
-        uint64_t elected = chaos_now_ms() - t0;
+        uint64_t elected = test_now_ms() - t0;
         scenario_progress(t, 10, "after SIGKILL of the leader");
-        uint64_t serving = chaos_now_ms() - t0;
+        uint64_t serving = test_now_ms() - t0;
         scenario_expect(t, chaos_cluster_start_node(t->c, (unsigned)leader) == 0,
                         "could not restart n%d", leader);
         unsigned victim = (unsigned)(scenario_rand(t) % 3);
@@ -323,11 +324,11 @@ static void test_kill_and_restart_leader_and_random_nodes(void **state)
     scenario_expect(t, chaos_cluster_status(t->c, (unsigned)leader, 300, &lr) == 0,
                     "leader n%d does not answer", leader);
     for (unsigned i = 0; i < 3; i++) {
-        uint64_t deadline = chaos_now_ms() + 10000 * t->scale;
+        uint64_t deadline = test_now_ms() + 10000 * t->scale;
         struct client_reply r = {0};
-        while (chaos_now_ms() < deadline &&
+        while (test_now_ms() < deadline &&
                (chaos_cluster_status(t->c, i, 300, &r) != 0 || r.applied < lr.commit))
-            chaos_sleep_ms(20);
+            test_sleep_ms(20);
         scenario_expect(t, r.applied >= lr.commit,
                         "n%u applied %llu, the leader had committed %llu", i,
                         (unsigned long long)r.applied, (unsigned long long)lr.commit);
@@ -352,9 +353,9 @@ static void test_delayed_links_and_connection_resets(void **state)
     unsigned rounds = chaos_rounds(2);
     unsigned resets = 0;
     for (unsigned round = 1; round <= rounds; round++) {
-        uint64_t t0 = chaos_now_ms();
+        uint64_t t0 = test_now_ms();
         scenario_progress(t, 10, "with every link delayed 50-200 ms");
-        uint64_t took = chaos_now_ms() - t0;
+        uint64_t took = test_now_ms() - t0;
         unsigned n = chaos_cluster_reset_links(t->c, 50);
         resets += n;
         scenario_progress(t, 5, "after resetting connections");
@@ -386,24 +387,24 @@ static void test_paused_leader_resumes_as_a_follower(void **state)
         uint64_t term;
         int leader = scenario_leader(t, chaos_cluster_all(t->c), 0, &term);
         chaos_cluster_kill(t->c, (unsigned)leader, SIGSTOP);
-        uint64_t t0 = chaos_now_ms();
+        uint64_t t0 = test_now_ms();
         uint64_t new_term;
         int next = scenario_leader(t, chaos_cluster_all(t->c) & ~(1u << leader), term + 1,
                                    &new_term);
         scenario_progress(t, 10, "while the old leader is paused");
         uint64_t paused_for = 3 * (uint64_t)t->et_max;
-        uint64_t spent = chaos_now_ms() - t0;
+        uint64_t spent = test_now_ms() - t0;
         if (spent < paused_for)
-            chaos_sleep_ms((unsigned)(paused_for - spent));
+            test_sleep_ms((unsigned)(paused_for - spent));
         chaos_cluster_kill(t->c, (unsigned)leader, SIGCONT);
-        uint64_t t1 = chaos_now_ms(), deadline = t1 + 5000 * t->scale;
+        uint64_t t1 = test_now_ms(), deadline = t1 + 5000 * t->scale;
         struct client_reply r = {0};
         bool follows = false;
-        while (!follows && chaos_now_ms() < deadline) {
+        while (!follows && test_now_ms() < deadline) {
             follows = chaos_cluster_status(t->c, (unsigned)leader, 300, &r) == 0 &&
                       r.role == RAFT_FOLLOWER && r.term >= new_term;
             if (!follows)
-                chaos_sleep_ms(10);
+                test_sleep_ms(10);
         }
         scenario_expect(t, follows, "n%d, resumed after a pause, is %s in T%llu, not a "
                         "follower in T%llu or later", leader,
@@ -413,7 +414,7 @@ static void test_paused_leader_resumes_as_a_follower(void **state)
         printf("    round %u: n%d (T%llu) paused for %llu ms; n%d led T%llu; resumed, n%d "
                "followed within %llu ms\n", round, leader, (unsigned long long)term,
                (unsigned long long)(t1 - t0), next, (unsigned long long)new_term, leader,
-               (unsigned long long)(chaos_now_ms() - t1));
+               (unsigned long long)(test_now_ms() - t1));
     }
     scenario_finish(t);
 }
@@ -437,7 +438,7 @@ static void test_one_way_cut_keeps_the_leader_timing_sensitive(void **state)
         unsigned f = ((unsigned)leader + 1 + (unsigned)(scenario_rand(t) % 2)) % 3;
         chaos_cluster_cut_link(t->c, (unsigned)leader, f, true);
         scenario_progress(t, 20, "while the leader cannot reach a follower");
-        chaos_sleep_ms(2 * t->et_max);
+        test_sleep_ms(2 * t->et_max);
         struct client_reply r = {0};
         scenario_expect(t, chaos_cluster_status(t->c, f, 1000, &r) == 0 &&
                                r.role == RAFT_PRE_CANDIDATE && r.term == term,

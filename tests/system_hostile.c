@@ -1,6 +1,5 @@
 /*
- * system_hostile.c - hostile input against a live `raft node` over TCP
- * (RELIABILITY.md section 8, items 46 and 47).
+ * system_hostile.c - hostile input against a live `raft node` over TCP.
  *
  * A node's port is open to anyone who can reach it. Whatever arrives there
  * - malformed frames, lengths beyond the maximum, unknown types, half a
@@ -34,6 +33,7 @@
 #include "net/wire.h"
 #include "raft/raft.h"
 #include "tests/chaos/scenario.h"
+#include "tests/support/clock.h"
 
 #define NODES 3
 #define CLOSE_WAIT_MS 3000 /* how long the node may take to drop a bad connection */
@@ -74,10 +74,10 @@ enum fate { STILL_OPEN, CLOSED };
  * says whether it closed the connection. *got counts the bytes it sent. */
 static enum fate wait_for_close(int fd, unsigned timeout_ms, size_t *got)
 {
-    uint64_t deadline = chaos_now_ms() + timeout_ms;
+    uint64_t deadline = test_now_ms() + timeout_ms;
     *got = 0;
     for (;;) {
-        uint64_t now = chaos_now_ms();
+        uint64_t now = test_now_ms();
         if (now >= deadline)
             return STILL_OPEN;
         struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -410,7 +410,7 @@ static void test_hundreds_of_idle_connections(void **state)
         opened += fds[i] >= 0;
     }
     /* Give the node a moment to accept them all and turn away the excess. */
-    chaos_sleep_ms(500);
+    test_sleep_ms(500);
     unsigned dropped = 0;
     for (unsigned i = 0; i < IDLE; i++) {
         size_t got;
@@ -434,14 +434,14 @@ static void test_hundreds_of_idle_connections(void **state)
             close(fds[i]);
     free(fds);
     /* Once they are gone, the follower answers again and keeps up. */
-    uint64_t t0 = chaos_now_ms();
+    uint64_t t0 = test_now_ms();
     int rc;
-    while ((rc = chaos_cluster_status(t->c, f, 500, &r)) != 0 && chaos_now_ms() - t0 < 5000)
-        chaos_sleep_ms(50);
+    while ((rc = chaos_cluster_status(t->c, f, 500, &r)) != 0 && test_now_ms() - t0 < 5000)
+        test_sleep_ms(50);
     scenario_expect(t, rc == 0, "follower n%u does not answer 5 s after the idle connections "
                     "closed", f);
     printf("    after they closed, n%u answered within %llu ms\n", f,
-           (unsigned long long)(chaos_now_ms() - t0));
+           (unsigned long long)(test_now_ms() - t0));
     scenario_finish(t);
 }
 

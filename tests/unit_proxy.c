@@ -24,8 +24,8 @@
 #include <cmocka.h>
 
 #include "net/tcp_socket.h"
-#include "tests/chaos/cluster.h"
 #include "tests/chaos/proxy.h"
+#include "tests/support/clock.h"
 
 /* ---- an echo server: every byte it reads, it writes back ---- */
 
@@ -120,11 +120,11 @@ static long echo_roundtrip(int fd, size_t n, unsigned timeout_ms)
     uint8_t *out = malloc(n), *in = malloc(n);
     for (size_t i = 0; i < n; i++)
         out[i] = (uint8_t)(i * 31 + 7);
-    uint64_t deadline = chaos_now_ms() + timeout_ms;
+    uint64_t deadline = test_now_ms() + timeout_ms;
     size_t sent = 0, got = 0;
     long rc = 0;
     while (got < n) {
-        uint64_t now = chaos_now_ms();
+        uint64_t now = test_now_ms();
         if (now >= deadline) {
             rc = -ETIMEDOUT;
             break;
@@ -193,10 +193,10 @@ static void test_forwards_bytes_both_ways(void **state)
     close(fd);
     /* The pumps count a chunk just after writing it: wait for the last. */
     struct chaos_proxy_stats st;
-    uint64_t t0 = chaos_now_ms();
+    uint64_t t0 = test_now_ms();
     do
         chaos_proxy_get_stats(r->proxy, &st);
-    while (st.bytes_forwarded < 2 * (10 + (3 << 20)) && chaos_now_ms() - t0 < 2000);
+    while (st.bytes_forwarded < 2 * (10 + (3 << 20)) && test_now_ms() - t0 < 2000);
     assert_int_equal(st.accepted, 1);
     assert_int_equal(st.bytes_forwarded, 2 * (10 + (3 << 20)));
 }
@@ -215,10 +215,10 @@ static void test_cut_resets_open_connections_and_blackholes_new_ones(void **stat
     int fd = dial(chaos_proxy_addr(r->proxy));
     assert_int_equal(echo_roundtrip(fd, 100, 300), -ETIMEDOUT);
     struct chaos_proxy_stats st;
-    uint64_t t0 = chaos_now_ms();
+    uint64_t t0 = test_now_ms();
     do
         chaos_proxy_get_stats(r->proxy, &st);
-    while (st.bytes_dropped < 100 && chaos_now_ms() - t0 < 2000);
+    while (st.bytes_dropped < 100 && test_now_ms() - t0 < 2000);
     assert_int_equal(st.blackholed, 1);
     assert_int_equal(st.bytes_dropped, 100);
     /* Healing resets the blackholed connection and forwards new ones. */
@@ -236,9 +236,9 @@ static void test_delay_holds_data_in_order(void **state)
     struct rig *r = *state;
     chaos_proxy_set_delay(r->proxy, 100, 150);
     int fd = dial(chaos_proxy_addr(r->proxy));
-    uint64_t t0 = chaos_now_ms();
+    uint64_t t0 = test_now_ms();
     assert_int_equal(echo_roundtrip(fd, 1000, 3000), 1000);
-    uint64_t took = chaos_now_ms() - t0;
+    uint64_t took = test_now_ms() - t0;
     /* Both directions are delayed: at least 2 x 100 ms, and not absurdly
      * more (a loaded machine may add some). */
     assert_true(took >= 200);
@@ -246,9 +246,9 @@ static void test_delay_holds_data_in_order(void **state)
     /* Many small writes in a row arrive whole and in order. */
     assert_int_equal(echo_roundtrip(fd, 200000, 5000), 200000);
     chaos_proxy_set_delay(r->proxy, 0, 0);
-    t0 = chaos_now_ms();
+    t0 = test_now_ms();
     assert_int_equal(echo_roundtrip(fd, 10, 2000), 10);
-    assert_true(chaos_now_ms() - t0 < 100);
+    assert_true(test_now_ms() - t0 < 100);
     close(fd);
 }
 
@@ -268,12 +268,12 @@ static void test_reset_some_reaches_both_ends(void **state)
         close(fds[i]);
     }
     /* The proxy reaps them; nothing stays open. */
-    uint64_t t0 = chaos_now_ms();
+    uint64_t t0 = test_now_ms();
     struct chaos_proxy_stats st;
     do {
-        chaos_sleep_ms(10);
+        test_sleep_ms(10);
         chaos_proxy_get_stats(r->proxy, &st);
-    } while (st.open > 0 && chaos_now_ms() - t0 < 2000);
+    } while (st.open > 0 && test_now_ms() - t0 < 2000);
     assert_int_equal(st.open, 0);
     assert_int_equal(st.resets, 10);
 }
@@ -323,9 +323,9 @@ static void test_stop_with_everything_in_flight(void **state)
     chaos_proxy_cut(r->proxy);
     int b = dial(chaos_proxy_addr(r->proxy));
     assert_int_equal(echo_roundtrip(b, 10, 100), -ETIMEDOUT);
-    uint64_t t0 = chaos_now_ms();
+    uint64_t t0 = test_now_ms();
     chaos_proxy_stop(r->proxy);
-    assert_true(chaos_now_ms() - t0 < 1000);
+    assert_true(test_now_ms() - t0 < 1000);
     r->proxy = NULL;
     assert_true(echo_roundtrip(b, 10, 1000) < 0);
     close(a);

@@ -1,36 +1,31 @@
 /*
- * cluster.c - `raft node` processes behind one proxy per directed link
- * (see cluster.h).
+ * cluster.c - `raft node` processes, each link through its own proxy or
+ * direct (see cluster.h).
  */
 #include "tests/chaos/cluster.h"
 
 #include <errno.h>
-#include <stdbool.h>
+#include <fcntl.h>
+#include <setjmp.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
+#include <cmocka.h>
 
 #include "raft/raft.h"
+#include "tests/support/clock.h"
+#include "tests/support/files.h"
 
 #define STOP_TIMEOUT_MS 10000
-
-uint64_t chaos_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-void chaos_sleep_ms(unsigned ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
 
 unsigned chaos_rounds(unsigned dflt)
 {
@@ -56,46 +51,71 @@ uint32_t chaos_cluster_all(const struct chaos_cluster *c)
     return (1u << c->n) - 1;
 }
 
-int chaos_cluster_start_node(struct chaos_cluster *c, unsigned i)
+void chaos_cluster_node_dir(const struct chaos_cluster *c, unsigned i, char *out, size_t cap)
 {
-    if (c->pids[i] > 0)
-        return -EALREADY;
-    char id[8], data[96], log[96], timeout[32], heartbeat[16];
-    snprintf(id, sizeof(id), "%u", i);
-    snprintf(data, sizeof(data), "%s/node-%u", c->dir, i);
-    snprintf(log, sizeof(log), "%s/node-%u.log", c->dir, i);
-    snprintf(timeout, sizeof(timeout), "%u-%u", c->opt.election_min_ms, c->opt.election_max_ms);
-    snprintf(heartbeat, sizeof(heartbeat), "%u", c->opt.heartbeat_ms);
-    const char *argv[20];
+    snprintf(out, cap, "%s/node-%u", c->dir, i);
+}
+
+void chaos_cluster_log_path(const struct chaos_cluster *c, unsigned i, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/node-%u.log", c->dir, i);
+}
+
+void chaos_cluster_node_argv(struct chaos_cluster *c, unsigned i, const char **argv,
+                             struct chaos_node_args *buf)
+{
+    snprintf(buf->id, sizeof(buf->id), "%u", i);
+    chaos_cluster_node_dir(c, i, buf->data, sizeof(buf->data));
+    snprintf(buf->timeout, sizeof(buf->timeout), "%u-%u", c->opt.election_min_ms,
+             c->opt.election_max_ms);
+    snprintf(buf->heartbeat, sizeof(buf->heartbeat), "%u", c->opt.heartbeat_ms);
     int argc = 0;
     argv[argc++] = c->bin;
     argv[argc++] = "node";
     argv[argc++] = "--id";
-    argv[argc++] = id;
+    argv[argc++] = buf->id;
     argv[argc++] = "--peers";
     argv[argc++] = c->peers[i];
     argv[argc++] = "--data-dir";
-    argv[argc++] = data;
+    argv[argc++] = buf->data;
     argv[argc++] = "--log-level";
     argv[argc++] = c->opt.log_level ? c->opt.log_level : "info";
     if (c->opt.election_min_ms) {
         argv[argc++] = "--election-timeout";
-        argv[argc++] = timeout;
+        argv[argc++] = buf->timeout;
     }
     if (c->opt.heartbeat_ms) {
         argv[argc++] = "--heartbeat";
-        argv[argc++] = heartbeat;
+        argv[argc++] = buf->heartbeat;
+    }
+    if (c->opt.snapshot_every) {
+        argv[argc++] = "--snapshot-every";
+        argv[argc++] = c->opt.snapshot_every;
     }
     argv[argc] = NULL;
+}
+
+int chaos_cluster_start_node(struct chaos_cluster *c, unsigned i)
+{
+    if (c->pids[i] > 0)
+        return -EALREADY;
+    char log[96];
+    chaos_cluster_log_path(c, i, log, sizeof(log));
+    struct chaos_node_args buf;
+    const char *argv[CHAOS_NODE_ARGV];
+    chaos_cluster_node_argv(c, i, argv, &buf);
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
     if (pid < 0)
         return -errno;
     if (pid == 0) {
-        if (!freopen(log, "a", stderr))
-            _exit(127);
-        if (!freopen("/dev/null", "w", stdout))
+#ifdef __linux__
+        /* If the test itself is killed (a timeout), its nodes go with it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+#endif
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
             _exit(127);
         execv(c->bin, (char *const *)argv);
         _exit(127);
@@ -112,22 +132,34 @@ int chaos_cluster_kill(struct chaos_cluster *c, unsigned i, int sig)
     if (sig != SIGKILL && sig != SIGTERM)
         return 0;
     int status = 0;
-    uint64_t deadline = chaos_now_ms() + STOP_TIMEOUT_MS;
+    uint64_t deadline = test_now_ms() + STOP_TIMEOUT_MS;
     pid_t got;
     /* A node must stop promptly on SIGTERM; one that hangs is killed, so
      * that a test never waits forever, and the caller sees SIGKILL in the
      * status. */
     while ((got = waitpid(c->pids[i], &status, WNOHANG)) == 0 || (got < 0 && errno == EINTR)) {
-        if (sig == SIGTERM && chaos_now_ms() > deadline) {
+        if (sig == SIGTERM && test_now_ms() > deadline) {
             printf("note: node %u did not stop within %u ms of SIGTERM: SIGKILL\n", i,
                    STOP_TIMEOUT_MS);
             kill(c->pids[i], SIGKILL);
             sig = SIGKILL;
         }
-        chaos_sleep_ms(5);
+        test_sleep_ms(5);
     }
     c->pids[i] = 0;
     return status;
+}
+
+/* Node i's --peers: itself at position i, and at every other position j
+ * the proxy for i -> j, or node j itself without proxies. */
+static void peers_of(struct chaos_cluster *c, unsigned i)
+{
+    size_t off = 0;
+    for (unsigned j = 0; j < c->n; j++) {
+        const char *a = i == j || !c->link[i][j] ? c->addr[j] : chaos_proxy_addr(c->link[i][j]);
+        off += (size_t)snprintf(c->peers[i] + off, sizeof(c->peers[i]) - off, "%s%s",
+                                j ? "," : "", a);
+    }
 }
 
 int chaos_cluster_start(struct chaos_cluster **out, const struct chaos_cluster_options *opt)
@@ -139,8 +171,9 @@ int chaos_cluster_start(struct chaos_cluster **out, const struct chaos_cluster_o
         return -ENOMEM;
     c->opt = *opt;
     c->n = opt->nodes;
-    c->bin = getenv("RAFT_BIN") ? getenv("RAFT_BIN") : "build/raft";
-    snprintf(c->dir, sizeof(c->dir), "/tmp/raft-chaos-XXXXXX");
+    const char *bin = getenv("RAFT_BIN");
+    c->bin = bin && *bin ? bin : "build/raft";
+    snprintf(c->dir, sizeof(c->dir), "/tmp/raft-%s-XXXXXX", opt->name ? opt->name : "chaos");
     if (!mkdtemp(c->dir)) {
         free(c);
         return -errno;
@@ -148,23 +181,21 @@ int chaos_cluster_start(struct chaos_cluster **out, const struct chaos_cluster_o
     int rc = 0;
     for (unsigned i = 0; i < CHAOS_MAX_NODES; i++)
         c->port[i].fd = -1;
+    size_t off = 0;
     for (unsigned i = 0; i < c->n && rc == 0; i++) {
         rc = port_reserve(&c->port[i]);
         snprintf(c->addr[i], sizeof(c->addr[i]), "127.0.0.1:%d", c->port[i].port);
         c->addrs[i] = c->addr[i];
+        off += (size_t)snprintf(c->addr_list + off, sizeof(c->addr_list) - off, "%s%s",
+                                i ? "," : "", c->addr[i]);
     }
-    for (unsigned i = 0; i < c->n && rc == 0; i++)
+    for (unsigned i = 0; i < c->n && rc == 0 && !opt->direct; i++)
         for (unsigned j = 0; j < c->n && rc == 0; j++)
             if (i != j)
                 rc = chaos_proxy_start(&c->link[i][j], "127.0.0.1:0", c->addr[j],
                                        opt->seed * 131 + i * CHAOS_MAX_NODES + j + 1);
-    for (unsigned i = 0; i < c->n && rc == 0; i++) {
-        size_t off = 0;
-        for (unsigned j = 0; j < c->n; j++)
-            off += (size_t)snprintf(c->peers[i] + off, sizeof(c->peers[i]) - off, "%s%s",
-                                    j ? "," : "",
-                                    i == j ? c->addr[j] : chaos_proxy_addr(c->link[i][j]));
-    }
+    for (unsigned i = 0; i < c->n && rc == 0; i++)
+        peers_of(c, i);
     for (unsigned i = 0; i < c->n && rc == 0; i++)
         rc = chaos_cluster_start_node(c, i);
     if (rc) {
@@ -220,7 +251,7 @@ static bool log_has(struct chaos_cluster *c, unsigned i, const char *needle, cha
                     size_t cap)
 {
     char path[96];
-    snprintf(path, sizeof(path), "%s/node-%u.log", c->dir, i);
+    chaos_cluster_log_path(c, i, path, sizeof(path));
     FILE *f = fopen(path, "r");
     if (!f)
         return false;
@@ -287,9 +318,57 @@ void chaos_cluster_stop(struct chaos_cluster *c)
     free(c);
 }
 
+struct chaos_cluster *chaos_cluster_start_or_fail(void **state,
+                                                  const struct chaos_cluster_options *opt)
+{
+    struct chaos_cluster *c = NULL;
+    int rc = chaos_cluster_start(&c, opt);
+    if (rc)
+        fail_msg("could not start %u nodes: %s", opt->nodes, strerror(-rc));
+    *state = c;
+    return c;
+}
+
+void chaos_cluster_stop_or_fail(void **state)
+{
+    struct chaos_cluster *c = *state;
+    char msg[600];
+    if (chaos_cluster_shutdown(c, msg, sizeof(msg)) != 0) {
+        chaos_cluster_failed(c, msg);
+        fail_msg("%s", msg);
+    }
+    chaos_cluster_stop(c);
+    *state = NULL;
+}
+
+void chaos_cluster_start_node_or_fail(struct chaos_cluster *c, unsigned i)
+{
+    int rc = chaos_cluster_start_node(c, i);
+    if (rc)
+        fail_msg("could not start node %u: %s", i, strerror(-rc));
+}
+
+void chaos_cluster_stop_node_or_fail(struct chaos_cluster *c, unsigned i)
+{
+    int status = chaos_cluster_kill(c, i, SIGTERM);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("node %u did not stop cleanly on SIGTERM (status 0x%x)", i, status);
+}
+
+int chaos_cluster_teardown(void **state)
+{
+    struct chaos_cluster *c = *state;
+    if (c) {
+        chaos_cluster_failed(c, "the test ended before it stopped its cluster");
+        chaos_cluster_stop(c);
+    }
+    *state = NULL;
+    return 0;
+}
+
 void chaos_cluster_cut_link(struct chaos_cluster *c, unsigned i, unsigned j, bool cut)
 {
-    if (i == j)
+    if (i == j || !c->link[i][j])
         return;
     if (cut)
         chaos_proxy_cut(c->link[i][j]);
@@ -353,7 +432,7 @@ int chaos_cluster_status(struct chaos_cluster *c, unsigned i, unsigned timeout_m
 int chaos_cluster_wait_leader(struct chaos_cluster *c, uint32_t among, uint64_t min_term,
                               unsigned timeout_ms, uint64_t *term_out)
 {
-    uint64_t deadline = chaos_now_ms() + timeout_ms;
+    uint64_t deadline = test_now_ms() + timeout_ms;
     unsigned majority = c->n / 2 + 1;
     do {
         struct client_reply st[CHAOS_MAX_NODES];
@@ -374,7 +453,34 @@ int chaos_cluster_wait_leader(struct chaos_cluster *c, uint32_t among, uint64_t 
                 return (int)l;
             }
         }
-        chaos_sleep_ms(20);
-    } while (chaos_now_ms() < deadline);
+        test_sleep_ms(20);
+    } while (test_now_ms() < deadline);
     return -1;
+}
+
+int chaos_cluster_leader(struct chaos_cluster *c, unsigned timeout_ms)
+{
+    return chaos_cluster_wait_leader(c, chaos_cluster_all(c), 0, timeout_ms, NULL);
+}
+
+long chaos_cluster_wait_caught_up(struct chaos_cluster *c, unsigned i, unsigned timeout_ms)
+{
+    uint64_t start = test_now_ms(), deadline = start + timeout_ms;
+    while (test_now_ms() < deadline) {
+        int leader = chaos_cluster_leader(c, 1000);
+        struct client_reply lead, mine;
+        if (leader >= 0 && chaos_cluster_status(c, (unsigned)leader, 500, &lead) == 0 &&
+            chaos_cluster_status(c, i, 500, &mine) == 0 && mine.applied >= lead.commit &&
+            lead.commit > 0)
+            return (long)(test_now_ms() - start);
+        test_sleep_ms(25);
+    }
+    return -1;
+}
+
+int chaos_cluster_log_count(const struct chaos_cluster *c, unsigned i, const char *needle)
+{
+    char path[96];
+    chaos_cluster_log_path(c, i, path, sizeof(path));
+    return test_file_count_lines(path, needle);
 }

@@ -37,7 +37,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "tests/support/clock.h"
 
 #define DEFAULT_BUDGET ((size_t)4 << 20) /* explored states per key */
 #define NO_RETURN UINT64_MAX
@@ -60,9 +61,7 @@ struct lincheck_history {
 
 uint64_t lincheck_now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return test_now_ns();
 }
 
 struct lincheck_history *lincheck_new(void)

@@ -35,8 +35,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "tests/support/clock.h"
 
 #define CHUNK_MAX (64 * 1024)
 #define QUEUE_MAX ((size_t)4 << 20) /* per direction: stop reading beyond this */
@@ -77,13 +78,6 @@ struct chaos_proxy {
     struct pconn *conns;
     struct chaos_proxy_stats st;
 };
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static uint64_t next_rand_locked(struct chaos_proxy *p)
 {
@@ -227,7 +221,7 @@ static enum pump_end pump(struct pconn *c, int src, int dst)
                 shutdown(dst, SHUT_WR); /* pass the half-close on */
             break;
         }
-        uint64_t now = now_ms();
+        uint64_t now = test_now_ms();
         bool due = head && head->due_ms <= now;
         struct pollfd fds[3] = {
             {.fd = c->wake[0], .events = POLLIN},
@@ -265,7 +259,7 @@ static enum pump_end pump(struct pconn *c, int src, int dst)
                 ch->len = (size_t)got;
                 ch->off = 0;
                 ch->next = NULL;
-                ch->due_ms = now_ms() + random_delay(p);
+                ch->due_ms = test_now_ms() + random_delay(p);
                 if (tail && ch->due_ms < tail->due_ms)
                     ch->due_ms = tail->due_ms; /* TCP keeps order */
                 if (tail)

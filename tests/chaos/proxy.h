@@ -19,9 +19,10 @@
  *   reset      reset a random share of the open connections.
  *
  * The Raft nodes are pointed at proxies through their --peers lists: node
- * i's list names, at position j, the proxy for the link i -> j (DESIGN.md:
- * "node 0's list may name a proxy ... for node 1 ... as long as position 1
- * reaches node 1"). Requests from i to j and their replies travel on
+ * i's list names, at position j, the proxy for the link i -> j (a node
+ * takes its peers' ids from their positions in its own list, and every
+ * message carries its sender's id, so any address that reaches node j will
+ * do at position j). Requests from i to j and their replies travel on
  * connections that i opens, so one proxy carries the link i -> j; cutting
  * both i -> j and j -> i separates the two nodes.
  *

@@ -45,17 +45,15 @@
 #include <unistd.h>
 
 #include "tests/chaos/proxy.h"
+#include "tests/support/clock.h"
 
-static struct timespec started;
+static uint64_t started_ms;
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static void say(const char *fmt, ...)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    double t = (double)(now.tv_sec - started.tv_sec) +
-               (double)(now.tv_nsec - started.tv_nsec) / 1e9;
+    double t = (double)(test_now_ms() - started_ms) / 1000;
     char line[512];
     va_list ap;
     va_start(ap, fmt);
@@ -123,7 +121,7 @@ static void *stdin_main(void *arg)
 
 int main(int argc, char **argv)
 {
-    clock_gettime(CLOCK_MONOTONIC, &started);
+    started_ms = test_now_ms();
     unsigned dmin = 0, dmax = 0;
     unsigned long long seed = (unsigned long long)time(NULL);
     int i = 1;

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "raft/raft.h"
+#include "tests/support/clock.h"
 
 int scenario_setup(void **state)
 {
@@ -109,14 +110,14 @@ void scenario_progress(struct scenario *t, unsigned puts, const char *when)
 bool scenario_follows(struct scenario *t, unsigned i, int leader, uint64_t term,
                       unsigned timeout_ms)
 {
-    uint64_t deadline = chaos_now_ms() + timeout_ms;
+    uint64_t deadline = test_now_ms() + timeout_ms;
     do {
         struct client_reply r;
         if (chaos_cluster_status(t->c, i, 300, &r) == 0 && r.term == term &&
             r.leader == leader && (r.role == RAFT_FOLLOWER || (int)i == leader))
             return true;
-        chaos_sleep_ms(20);
-    } while (chaos_now_ms() < deadline);
+        test_sleep_ms(20);
+    } while (test_now_ms() < deadline);
     return false;
 }
 
@@ -139,10 +140,10 @@ void scenario_finish(struct scenario *t)
     chaos_cluster_set_delay(t->c, 0, 0);
     chaos_workload_halt(t->w);
     scenario_leader(t, chaos_cluster_all(t->c), 0, NULL);
-    uint64_t t0 = chaos_now_ms();
+    uint64_t t0 = test_now_ms();
     char msg[1200];
     int rc = chaos_workload_verify(t->w, msg, sizeof(msg));
-    uint64_t took = chaos_now_ms() - t0;
+    uint64_t took = test_now_ms() - t0;
     char d[256];
     chaos_workload_describe(t->w, d, sizeof(d));
     struct lincheck_result r;

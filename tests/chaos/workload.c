@@ -12,6 +12,7 @@
 
 #include "kv/client.h"
 #include "tests/chaos/cluster.h"
+#include "tests/support/clock.h"
 
 #define MAX_CLIENTS 64
 #define VERIFY_TIMEOUT_MS 5000
@@ -76,7 +77,7 @@ static void count_put(struct chaos_workload *w, int rc)
     pthread_mutex_lock(&w->mu);
     if (rc == 0) {
         w->st.puts_ok++;
-        w->st.last_ack_ms = chaos_now_ms();
+        w->st.last_ack_ms = test_now_ms();
         pthread_cond_broadcast(&w->progress);
     } else if (rc == -ETIMEDOUT) {
         w->st.puts_unknown++;
@@ -184,7 +185,7 @@ static void *worker_main(void *arg)
                 remember_once(k, key, value, rc == 0);
         }
         if (w->opt.think_ms)
-            chaos_sleep_ms(w->opt.think_ms);
+            test_sleep_ms(w->opt.think_ms);
     }
     kv_client_close(kc);
     return NULL;
@@ -265,12 +266,12 @@ void chaos_workload_get_stats(struct chaos_workload *w, struct chaos_workload_st
 
 int chaos_workload_wait_progress(struct chaos_workload *w, unsigned more, unsigned timeout_ms)
 {
-    uint64_t deadline = chaos_now_ms() + timeout_ms;
+    uint64_t deadline = test_now_ms() + timeout_ms;
     pthread_mutex_lock(&w->mu);
     uint64_t target = w->st.puts_ok + more;
-    while (w->st.puts_ok < target && chaos_now_ms() < deadline) {
+    while (w->st.puts_ok < target && test_now_ms() < deadline) {
         pthread_mutex_unlock(&w->mu);
-        chaos_sleep_ms(10);
+        test_sleep_ms(10);
         pthread_mutex_lock(&w->mu);
     }
     int rc = w->st.puts_ok >= target ? 0 : -ETIMEDOUT;

@@ -35,7 +35,7 @@ struct chaos_workload_options {
 struct chaos_workload_stats {
     uint64_t puts_ok, puts_unknown, puts_failed;
     uint64_t gets_ok, gets_missing, gets_unknown, gets_failed;
-    uint64_t last_ack_ms; /* chaos_now_ms() of the latest acknowledged put */
+    uint64_t last_ack_ms; /* test_now_ms() of the latest acknowledged put */
 };
 
 struct chaos_workload;
