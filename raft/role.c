@@ -34,8 +34,9 @@ void node_disk_failed_locked(struct raft_node *n, const char *what, int rc)
 {
     NODE_ASSERT_LOCKED(n);
     if (!n->disk_failed)
-        node_log(n, RAFT_LOG_ERROR, "%s failed (%s) -> this node stops answering and "
-                 "acknowledging; restart it once the cause is fixed", what, strerror(-rc));
+        node_log(n, RAFT_LOG_ERROR, "%s failed on disk (%s) -> this node stops "
+                 "answering and acknowledging; restart it once the disk is fixed",
+                 what, strerror(-rc));
     n->disk_failed = true;
     if (n->role != RAFT_FOLLOWER) {
         n->role = RAFT_FOLLOWER;
