@@ -22,7 +22,7 @@
 #include "kv/client.h"
 #include "kv/server.h"
 #include "net/tcp.h"
-#include "raft/storage.h"
+#include "raft/storage/storage.h"
 
 #define EXIT_NOT_FOUND 1
 #define EXIT_USAGE 2

@@ -23,7 +23,7 @@
 
 #include "kv/kv.h"
 #include "net/tcp.h"
-#include "raft/storage.h"
+#include "raft/storage/storage.h"
 
 /* How long a read may wait on the cluster: less than a client waits for
  * one answer (kv/client.c ATTEMPT_MS), so that it hears "retry" first. A

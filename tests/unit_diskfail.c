@@ -4,7 +4,7 @@
  * and after a restart on a working disk has everything it acknowledged.
  *
  * Real Raft nodes over real files in a temporary directory. Every file
- * system call of a node goes through a storage_io (raft/storage_io.h) that
+ * system call of a node goes through a storage_io (raft/storage/io.h) that
  * passes it on to the POSIX one until it is told to fail: from then on every
  * matching call fails (a full disk stays full), and the first failing write
  * first writes half of its bytes, as a write that runs out of space does.
@@ -29,8 +29,8 @@
 #include <cmocka.h>
 
 #include "raft/raft.h"
-#include "raft/storage.h"
-#include "raft/storage_io.h"
+#include "raft/storage/storage.h"
+#include "raft/storage/io.h"
 
 #define MAX_NODES 3
 #define MAX_FDS 1024

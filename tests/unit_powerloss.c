@@ -35,7 +35,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "raft/storage.h"
+#include "raft/storage/storage.h"
 
 #define SIM_DIR "simdisk"
 #define SIM_MAX_FILES 64

@@ -20,9 +20,9 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "raft/crc32c.h"
-#include "raft/storage.h"
-#include "raft/storage_format.h"
+#include "raft/storage/crc32c.h"
+#include "raft/storage/storage.h"
+#include "raft/storage/format.h"
 
 /* ---- fixture: a temporary data directory ---- */
 

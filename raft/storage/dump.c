@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "raft/crc32c.h"
-#include "raft/storage.h"
-#include "raft/storage_format.h"
+#include "raft/storage/crc32c.h"
+#include "raft/storage/storage.h"
+#include "raft/storage/format.h"
 
 #define PREVIEW_BYTES 32
 

@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "raft/crc32c.h"
-#include "raft/storage_format.h"
-#include "raft/storage_internal.h"
+#include "raft/storage/crc32c.h"
+#include "raft/storage/format.h"
+#include "raft/storage/internal.h"
 
 static void reset_state(struct file_storage *s)
 {

@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "raft/storage.h"
+#include "raft/storage/storage.h"
 
 struct segment {
     uint64_t first; /* the index in its name */

@@ -25,7 +25,7 @@
 #include <stdio.h>
 
 #include "raft/raft.h"
-#include "raft/storage_io.h"
+#include "raft/storage/io.h"
 
 struct file_storage;
 

@@ -81,7 +81,7 @@
  * dirty pages, so a retry that succeeds proves nothing (fsyncgate); the node
  * must stop and restart from what is really on disk.
  */
-#include "raft/storage.h"
+#include "raft/storage/storage.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -92,9 +92,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "raft/crc32c.h"
-#include "raft/storage_format.h"
-#include "raft/storage_internal.h"
+#include "raft/storage/crc32c.h"
+#include "raft/storage/format.h"
+#include "raft/storage/internal.h"
 
 #define DEFAULT_SEGMENT_SIZE ((size_t)8 << 20)
 #define FILE_MODE 0644

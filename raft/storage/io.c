@@ -7,7 +7,7 @@
  * ("fsyncgate", PostgreSQL 2018), so a second, successful call would prove
  * nothing.
  */
-#include "raft/storage_io.h"
+#include "raft/storage/io.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -4,13 +4,13 @@
  * Everything is big-endian and written byte by byte, so the files are the
  * same on every host. The layout is described at the top of storage.c.
  */
-#include "raft/storage_format.h"
+#include "raft/storage/format.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "raft/crc32c.h"
+#include "raft/storage/crc32c.h"
 
 #define META_MAGIC 0x5246544Du     /* "RFTM" */
 #define SNAPSHOT_MAGIC 0x52465453u /* "RFTS" */
