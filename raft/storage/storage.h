@@ -6,7 +6,7 @@
  * latest snapshot in `snapshot`. Every function returns only once its effect
  * is durable (Figure 2: "updated on stable storage before responding to
  * RPCs"). The on-disk format and the recovery rules are described at the top
- * of storage.c.
+ * of raft/storage/format.c.
  *
  *     struct file_storage *fs;
  *     int rc = file_storage_open(&fs, "data/node-0", log_fn, log_ctx);
