@@ -34,6 +34,10 @@
  *
  *   meta.tmp, snapshot.tmp   a replacement being written; ignored on load.
  *
+ *   lock      the pid of the process that has the directory open, as
+ *             decimal text; flock'ed while it is open (lock.c). Not data:
+ *             ignored on load, never synced.
+ *
  * WRITING (storage.c, segments.c). meta and snapshot are replaced
  * atomically: write the .tmp file, fdatasync it, rename it over the old
  * one, fsync the directory. An append writes all its records with one

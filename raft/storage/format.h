@@ -22,6 +22,7 @@
 #define FMT_META_TMP_NAME "meta.tmp"
 #define FMT_SNAPSHOT_NAME "snapshot"
 #define FMT_SNAPSHOT_TMP_NAME "snapshot.tmp"
+#define FMT_LOCK_NAME "lock"
 #define FMT_SEGMENT_PREFIX "log-"
 #define FMT_SEGMENT_NAME_LEN 20 /* "log-" and 16 hex digits */
 

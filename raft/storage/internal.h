@@ -6,6 +6,7 @@
  *   storage.c   the raft_storage table, open and close, term/vote, snapshot
  *   recover.c   load: reads the directory back, cuts a torn tail
  *   segments.c  the segment list; append and truncate of the log
+ *   lock.c      the directory's one owner
  *   files.c     paths, whole-file reads and replacements, errors
  * and all of them use format.c for the bytes. Nothing here calls upwards.
  */
@@ -47,6 +48,7 @@ struct file_storage {
     size_t n_segs;
     size_t cap_segs;
     int tail_fd; /* the last segment, open for writing, or -1 */
+    int lock_fd; /* the flock'ed lock file, or -1 (lock.c) */
     uint8_t *buf; /* one append batch, reused */
     size_t buf_cap;
     char err[768];
@@ -88,6 +90,13 @@ int storage_drop_compacted(struct file_storage *s);
 int storage_append_locked(struct file_storage *s, uint64_t first,
                           const struct raft_entry *entries, size_t n);
 int storage_truncate_locked(struct file_storage *s, uint64_t from);
+
+/* ---- lock.c ---- */
+
+/* Takes the directory's lock for this storage: -EBUSY, with the holder's
+ * pid in the error, when another open storage holds it. */
+int storage_lock_dir(struct file_storage *s);
+void storage_unlock_dir(struct file_storage *s);
 
 /* ---- recover.c ---- */
 

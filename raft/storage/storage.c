@@ -242,6 +242,7 @@ int file_storage_open_with_io(struct file_storage **out, const char *dir, file_s
     s->log_ctx = log_ctx;
     s->segment_size = DEFAULT_SEGMENT_SIZE;
     s->tail_fd = -1;
+    s->lock_fd = -1;
     int rc = make_dirs(io, s->dir);
     if (rc) {
         storage_say(s, RAFT_LOG_ERROR, "%s: cannot create the data directory (%s)", s->dir,
@@ -258,7 +259,12 @@ int file_storage_open_with_io(struct file_storage **out, const char *dir, file_s
 int file_storage_open(struct file_storage **out, const char *dir, file_storage_log_fn log,
                       void *log_ctx)
 {
-    return file_storage_open_with_io(out, dir, log, log_ctx, storage_io_posix());
+    int rc = file_storage_open_with_io(out, dir, log, log_ctx, storage_io_posix());
+    if (rc == 0 && (rc = storage_lock_dir(*out)) != 0) {
+        file_storage_close(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 void file_storage_close(struct file_storage *s)
@@ -266,6 +272,7 @@ void file_storage_close(struct file_storage *s)
     if (!s)
         return;
     storage_close_tail(s);
+    storage_unlock_dir(s);
     pthread_mutex_destroy(&s->mu);
     free(s->segs);
     free(s->buf);
