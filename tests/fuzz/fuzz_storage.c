@@ -3,7 +3,7 @@
  *
  * A data directory is input too: after a crash, a disk error or a hand
  * edit it may hold anything, and load() must either recover it or refuse
- * it with a message naming the file (DESIGN.md, "Durability"), never crash,
+ * it with a message naming the file and offset, never crash,
  * leak or read outside a buffer. Each fuzz input is unpacked into a fresh
  * data directory, which file_storage_open() + load() then recover.
  *
