@@ -21,7 +21,7 @@ override CFLAGS += -fsanitize=$(SAN) -fno-omit-frame-pointer -DRAFT_CHECK_INVARI
 LDFLAGS += -fsanitize=$(SAN)
 endif
 
-LIB_SRC  := $(wildcard raft/*.c net/*.c kv/*.c)
+LIB_SRC  := $(wildcard raft/*.c raft/storage/*.c net/*.c kv/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 SUPPORT_SRC := $(wildcard tests/support/*.c)
 SUPPORT_OBJ := $(SUPPORT_SRC:%.c=$(BUILD)/obj/%.o)

@@ -27,7 +27,7 @@
 #include "kv/bench.h"
 #include "kv/client.h"
 #include "kv/server.h"
-#include "raft/storage.h"
+#include "raft/storage/storage.h"
 
 #define EXIT_NOT_FOUND 1
 #define EXIT_USAGE CLI_EXIT_USAGE

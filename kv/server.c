@@ -25,7 +25,7 @@
 #include "net/tcp_server.h"
 #include "net/tcp_socket.h"
 #include "net/tcp_transport.h"
-#include "raft/storage.h"
+#include "raft/storage/storage.h"
 
 /* How long a read may wait on the cluster: less than a client waits for
  * one answer (kv/client.c ATTEMPT_MS), so that it hears "retry" first. A

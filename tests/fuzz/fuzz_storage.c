@@ -1,9 +1,9 @@
 /*
- * fuzz_storage.c - libFuzzer target for crash recovery (raft/storage*.c).
+ * fuzz_storage.c - libFuzzer target for crash recovery (raft/storage/).
  *
  * A data directory is input too: after a crash, a disk error or a hand
  * edit it may hold anything, and load() must either recover it or refuse
- * it with a message naming the file (DESIGN.md, "Durability"), never crash,
+ * it with a message naming the file and offset, never crash,
  * leak or read outside a buffer. Each fuzz input is unpacked into a fresh
  * data directory, which file_storage_open() + load() then recover.
  *
@@ -23,7 +23,7 @@
  * A later file of the same name replaces an earlier one.
  *
  * THE DIRECTORY lives in memory: the files go into a small in-memory file
- * system behind `struct storage_io` (raft/storage_io.h), the same seam the
+ * system behind `struct storage_io` (raft/storage/io.h), the same seam the
  * power-loss tests use, so that an execution costs microseconds rather than
  * real mkdir/write/fsync/unlink calls, and nothing is left behind. Recovery
  * does all its reads through that table, so it sees exactly these bytes.
@@ -51,7 +51,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "raft/storage.h"
+#include "raft/storage/storage.h"
 
 #define MAX_FILES 12
 #define MEMFS_MAX_NAMES 64

@@ -13,7 +13,7 @@
  * directory is missing, or by hand:
  *
  *   cc -std=c11 -D_DEFAULT_SOURCE -I. -pthread tests/fuzz/gen_corpus.c \
- *      net/wire.c raft/storage*.c raft/crc32c.c -o build/gen_corpus
+ *      net/wire.c raft/storage/*.c -o build/gen_corpus
  *   build/gen_corpus tests/fuzz/corpus
  */
 #include <dirent.h>
@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "net/wire.h"
-#include "raft/storage.h"
+#include "raft/storage/storage.h"
 
 static const char *out_dir;
 

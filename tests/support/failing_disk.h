@@ -1,5 +1,5 @@
 /*
- * failing_disk.h - a storage_io (raft/storage_io.h) that passes every call
+ * failing_disk.h - a storage_io (raft/storage/io.h) that passes every call
  * on to the POSIX one until it is told to fail: from then on every
  * matching call fails (a full disk stays full), and the first failing
  * write first writes half of its bytes, as a write that runs out of space
@@ -11,7 +11,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
-#include "raft/storage_io.h"
+#include "raft/storage/io.h"
 
 #define FAILING_DISK_MAX_FDS 1024
 

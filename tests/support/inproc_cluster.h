@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 #include "raft/raft.h"
-#include "raft/storage.h"
+#include "raft/storage/storage.h"
 #include "tests/support/failing_disk.h"
 
 #define INPROC_MAX_NODES 3

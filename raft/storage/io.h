@@ -1,11 +1,11 @@
 /*
- * storage_io.h - the file system calls storage.c makes, as a table.
+ * io.h - the file system calls raft/storage/ makes, as a table.
  *
  * Every call that creates, changes, syncs or removes durable data goes
  * through `struct storage_io`, and so do the reads that recovery makes. The
  * `raft` program uses the POSIX implementation; tests substitute their own
  * to inject errors (ENOSPC, EIO on fsync) or to simulate a power cut that
- * drops, applies or tears every write not yet synced (tests/unit_powerloss.c).
+ * drops, applies or tears every write not yet synced (tests/unit_powerloss*.c).
  *
  * Conventions: paths are full paths (directory + "/" + name); functions
  * return 0, a count or a file descriptor on success and a negative errno on

@@ -6,7 +6,7 @@
  * latest snapshot in `snapshot`. Every function returns only once its effect
  * is durable (Figure 2: "updated on stable storage before responding to
  * RPCs"). The on-disk format and the recovery rules are described at the top
- * of storage.c.
+ * of raft/storage/format.c.
  *
  *     struct file_storage *fs;
  *     int rc = file_storage_open(&fs, "data/node-0", log_fn, log_ctx);
@@ -25,7 +25,7 @@
 #include <stdio.h>
 
 #include "raft/raft.h"
-#include "raft/storage_io.h"
+#include "raft/storage/io.h"
 
 struct file_storage;
 
@@ -35,12 +35,15 @@ struct file_storage;
 typedef void (*file_storage_log_fn)(void *ctx, enum raft_log_level lvl, const char *msg);
 
 /* Opens (and creates, with any missing parents, like mkdir -p) the data
- * directory `dir`. Reads nothing yet: load() recovers the contents. */
+ * directory `dir`, and holds its lock until file_storage_close: -EBUSY,
+ * with a sentence naming the directory and the holder's pid given to `log`
+ * at error level, when another open storage (in any process) holds it.
+ * Reads nothing yet: load() recovers the contents. */
 int file_storage_open(struct file_storage **out, const char *dir,
                       file_storage_log_fn log, void *log_ctx);
 
 /* The same, with every file system call going through `io` (which must
- * outlive the storage). */
+ * outlive the storage), and no lock: the directory may not be a real one. */
 int file_storage_open_with_io(struct file_storage **out, const char *dir,
                               file_storage_log_fn log, void *log_ctx,
                               const struct storage_io *io);

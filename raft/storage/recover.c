@@ -1,12 +1,10 @@
 /*
- * storage_recover.c - load(): read a data directory back after a restart.
+ * recover.c - load(): read a data directory back after a restart.
  *
- * The rules (what is a torn write, what is corruption) are set out at the
- * top of storage.c, next to the format they apply to. In short: meta and
- * snapshot must be whole; segments must hold consecutive indices that
- * continue from the snapshot; a damaged record is cut only when it can be
- * the unsynced last append, and anything else stops the node with the file
- * and offset named.
+ * What counts as a torn write and what as corruption is set out at the top
+ * of format.c, next to the format it applies to. Recovery works below the
+ * storage table: it uses the file and segment layers (files.c,
+ * segments.c) and nothing above them.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -14,9 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "raft/crc32c.h"
-#include "raft/storage_format.h"
-#include "raft/storage_internal.h"
+#include "raft/storage/format.h"
+#include "raft/storage/internal.h"
 
 static void reset_state(struct file_storage *s)
 {
@@ -26,17 +23,29 @@ static void reset_state(struct file_storage *s)
     s->snapshot_index = s->snapshot_term = s->last_index = 0;
 }
 
+/* Reads the file `name` whole, its path in `path`. Returns -ENOENT, with
+ * nothing reported, when it does not exist: for meta and snapshot that is
+ * a valid state. */
+static int read_whole(struct file_storage *s, const char *name, char path[PATH_MAX],
+                      uint8_t **buf, size_t *len)
+{
+    storage_path(s, name, path);
+    int rc = storage_read_file(s, path, buf, len);
+    if (rc && rc != -ENOENT)
+        return storage_errorf(s, rc, "%s: cannot read (%s)", path, strerror(-rc));
+    return rc;
+}
+
 static int load_meta(struct file_storage *s, uint64_t *term, int32_t *vote)
 {
     char path[PATH_MAX];
-    storage_path(s, FMT_META_NAME, path);
     uint8_t *buf;
     size_t len;
-    int rc = storage_read_file(s, path, &buf, &len);
+    int rc = read_whole(s, FMT_META_NAME, path, &buf, &len);
     if (rc == -ENOENT)
         return 0; /* a new node: term 0, no vote */
     if (rc)
-        return storage_errorf(s, rc, "%s: cannot read (%s)", path, strerror(-rc));
+        return rc;
     const char *why;
     size_t off;
     rc = fmt_meta_decode(buf, len, term, vote, &why, &off);
@@ -52,23 +61,17 @@ static int load_meta(struct file_storage *s, uint64_t *term, int32_t *vote)
 static int load_snapshot(struct file_storage *s, struct raft_persisted *p)
 {
     char path[PATH_MAX];
-    storage_path(s, FMT_SNAPSHOT_NAME, path);
     uint8_t *buf;
     size_t len;
-    int rc = storage_read_file(s, path, &buf, &len);
+    int rc = read_whole(s, FMT_SNAPSHOT_NAME, path, &buf, &len);
     if (rc == -ENOENT)
-        return 0;
+        return 0; /* no snapshot yet */
     if (rc)
-        return storage_errorf(s, rc, "%s: cannot read (%s)", path, strerror(-rc));
+        return rc;
     struct fmt_snapshot_header h;
     const char *why;
     size_t off;
-    rc = fmt_snapshot_header_decode(buf, len, &h, &why, &off);
-    if (rc == 0 && crc32c(0, buf + FMT_SNAPSHOT_HEADER_SIZE, h.len) != h.data_crc) {
-        rc = -EBADMSG;
-        why = "bad checksum in the data";
-        off = FMT_SNAPSHOT_HEADER_SIZE;
-    }
+    rc = fmt_snapshot_decode(buf, len, &h, &why, &off);
     if (rc) {
         free(buf);
         return storage_errorf(s, rc, "%s: %s at offset %zu", path, why, off);
@@ -148,8 +151,8 @@ static int collect_entry(void *arg, const struct fmt_record *r)
     return 0;
 }
 
-/* The last segment ends in a torn write: cut it off (see the top of the
- * file for why this is safe), durably, and say so. */
+/* The last segment ends in a torn write: cut it off (the top of format.c
+ * says why this is safe), durably, and say so. */
 static int cut_torn_tail(struct file_storage *s, struct segment *seg, const char *path,
                          size_t file_len, const struct fmt_scan *scan)
 {

@@ -1,5 +1,5 @@
 /*
- * storage_io.c - the POSIX implementation of struct storage_io.
+ * io.c - the POSIX implementation of struct storage_io.
  *
  * Thin wrappers that turn "-1 and errno" into "-errno". EINTR is retried for
  * reads and writes only: a failed fdatasync must not be retried, because the
@@ -7,7 +7,7 @@
  * ("fsyncgate", PostgreSQL 2018), so a second, successful call would prove
  * nothing.
  */
-#include "raft/storage_io.h"
+#include "raft/storage/io.h"
 
 #include <dirent.h>
 #include <errno.h>

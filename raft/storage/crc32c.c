@@ -8,7 +8,7 @@
  * time, so the result does not depend on the host's byte order or on the
  * buffer's alignment.
  */
-#include "raft/crc32c.h"
+#include "raft/storage/crc32c.h"
 
 #include <pthread.h>
 

@@ -1,7 +1,7 @@
 /*
- * storage_dump.c - `raft dump DIR`: a data directory as text.
+ * dump.c - `raft dump DIR`: a data directory as text.
  *
- * Reads the files the way recovery does (raft/storage_format.h) but changes
+ * Reads the files the way recovery does (format.h) but changes
  * nothing: a torn tail is reported, not cut. Problems are printed where
  * they are found, so that a learner sees what recovery would do and why.
  */
@@ -11,9 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "raft/crc32c.h"
-#include "raft/storage.h"
-#include "raft/storage_format.h"
+#include "raft/storage/storage.h"
+#include "raft/storage/format.h"
 
 #define PREVIEW_BYTES 32
 
@@ -55,6 +54,17 @@ static int slurp(const char *dir, const char *name, uint8_t **data, size_t *len)
     return rc;
 }
 
+/* slurp, printing "<name>: cannot read (...)" for every failure but a
+ * missing file, which the caller describes in its own words. */
+static int slurp_or_say(const char *dir, const char *name, FILE *out, uint8_t **data,
+                        size_t *len)
+{
+    int rc = slurp(dir, name, data, len);
+    if (rc && rc != -ENOENT)
+        fprintf(out, "%s: cannot read (%s)\n", name, strerror(-rc));
+    return rc;
+}
+
 /* Printable ASCII as is, the rest escaped, at most PREVIEW_BYTES bytes. */
 static void print_preview(FILE *out, const uint8_t *data, uint32_t len)
 {
@@ -86,15 +96,13 @@ static int dump_meta(const char *dir, FILE *out)
 {
     uint8_t *buf;
     size_t len;
-    int rc = slurp(dir, FMT_META_NAME, &buf, &len);
+    int rc = slurp_or_say(dir, FMT_META_NAME, out, &buf, &len);
     if (rc == -ENOENT) {
         fprintf(out, "term: 0\nvoted for: none\n(no meta file yet)\n");
         return 0;
     }
-    if (rc) {
-        fprintf(out, "meta: cannot read (%s)\n", strerror(-rc));
+    if (rc)
         return rc;
-    }
     uint64_t term;
     int32_t vote;
     const char *why;
@@ -118,24 +126,17 @@ static int dump_snapshot(const char *dir, FILE *out, uint64_t *snapshot_index)
     uint8_t *buf;
     size_t len;
     *snapshot_index = 0;
-    int rc = slurp(dir, FMT_SNAPSHOT_NAME, &buf, &len);
+    int rc = slurp_or_say(dir, FMT_SNAPSHOT_NAME, out, &buf, &len);
     if (rc == -ENOENT) {
         fprintf(out, "snapshot: none\n");
         return 0;
     }
-    if (rc) {
-        fprintf(out, "snapshot: cannot read (%s)\n", strerror(-rc));
+    if (rc)
         return rc;
-    }
     struct fmt_snapshot_header h;
     const char *why;
     size_t off;
-    rc = fmt_snapshot_header_decode(buf, len, &h, &why, &off);
-    if (rc == 0 && crc32c(0, buf + FMT_SNAPSHOT_HEADER_SIZE, h.len) != h.data_crc) {
-        rc = -EBADMSG;
-        why = "bad checksum in the data";
-        off = FMT_SNAPSHOT_HEADER_SIZE;
-    }
+    rc = fmt_snapshot_decode(buf, len, &h, &why, &off);
     free(buf);
     if (rc) {
         fprintf(out, "snapshot: %s at offset %zu (corrupt)\n", why, off);
@@ -194,11 +195,9 @@ static int dump_segment(const char *dir, FILE *out, uint64_t first, bool is_last
     fmt_segment_name(name, first);
     uint8_t *buf;
     size_t len;
-    int rc = slurp(dir, name, &buf, &len);
-    if (rc) {
-        fprintf(out, "%s: cannot read (%s)\n", name, strerror(-rc));
+    int rc = slurp_or_say(dir, name, out, &buf, &len);
+    if (rc)
         return rc;
-    }
     fprintf(out, "%s: %zu bytes\n", name, len);
     fprintf(out, "     index   term  type      length  data\n");
     struct print_ctx p = { .out = out, .snapshot_index = snapshot_index };

@@ -1,10 +1,11 @@
 /*
- * storage_format.h - the bytes of a data directory (internal to storage).
+ * format.h - the bytes of a data directory (internal to storage).
  *
  * Pure functions over buffers: encode and decode log records, the `meta`
  * file and the snapshot header, and walk a segment's records. No file
- * system calls here; storage.c and storage_dump.c do those. The layout is
- * described at the top of storage.c.
+ * system calls here; the rest of raft/storage/ does those. The layout, and
+ * what recovery does with a torn tail, are described at the top of
+ * format.c.
  */
 #ifndef RAFT_STORAGE_FORMAT_H
 #define RAFT_STORAGE_FORMAT_H
@@ -21,6 +22,7 @@
 #define FMT_META_TMP_NAME "meta.tmp"
 #define FMT_SNAPSHOT_NAME "snapshot"
 #define FMT_SNAPSHOT_TMP_NAME "snapshot.tmp"
+#define FMT_LOCK_NAME "lock"
 #define FMT_SEGMENT_PREFIX "log-"
 #define FMT_SEGMENT_NAME_LEN 20 /* "log-" and 16 hex digits */
 
@@ -120,11 +122,10 @@ struct fmt_snapshot_header {
 
 void fmt_snapshot_header_encode(uint8_t out[FMT_SNAPSHOT_HEADER_SIZE],
                                 const struct fmt_snapshot_header *h);
-/* Checks the header of a whole snapshot file of file_len bytes. Returns 0,
- * or -EBADMSG with *why and *bad_offset. The data checksum is checked by
- * the caller, which has the data. */
-int fmt_snapshot_header_decode(const uint8_t *buf, size_t file_len,
-                               struct fmt_snapshot_header *h, const char **why,
-                               size_t *bad_offset);
+/* Checks a whole snapshot file of file_len bytes: its header, and its data
+ * (at buf + FMT_SNAPSHOT_HEADER_SIZE) against the data checksum. Returns 0,
+ * or -EBADMSG with *why and *bad_offset describing the defect. */
+int fmt_snapshot_decode(const uint8_t *buf, size_t file_len, struct fmt_snapshot_header *h,
+                        const char **why, size_t *bad_offset);
 
 #endif

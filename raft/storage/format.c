@@ -1,16 +1,92 @@
 /*
- * storage_format.c - encode and decode the bytes of a data directory.
+ * format.c - the bytes of a data directory: encode and decode them.
  *
- * Everything is big-endian and written byte by byte, so the files are the
- * same on every host. The layout is described at the top of storage.c.
+ * ON-DISK FORMAT (version 1). All integers are big-endian, written byte by
+ * byte, so the files are the same on every host. CRC is CRC-32C
+ * (crc32c.h). A data directory holds:
+ *
+ *   meta      currentTerm and votedFor, 24 bytes:
+ *               0  u32 magic "RFTM"      4  u32 version (1)
+ *               8  u64 term             16  i32 votedFor (-1: none)
+ *              20  u32 crc of bytes 0..19
+ *             Missing: term 0, no vote.
+ *
+ *   snapshot  the latest snapshot: a 40-byte header, then the data:
+ *               0  u32 magic "RFTS"      4  u32 version (1)
+ *               8  u64 last included index
+ *              16  u64 last included term
+ *              24  u64 data length      32  u32 crc of the data
+ *              36  u32 crc of bytes 0..35
+ *             Missing: no snapshot.
+ *
+ *   log-<16 hex digits>   a log segment; the digits (lower case) are the
+ *             index of its first record. Segments hold consecutive indices,
+ *             and each one continues where the one before it ends. A
+ *             segment is a plain sequence of records, with no file header:
+ *               0  u32 crc of the length and the payload (bytes 4 .. 8+length-1)
+ *               4  u32 length of the payload (18 + data length)
+ *               8  u64 index   16  u64 term   24  u8 type   25  u8 flags
+ *              26  data
+ *             flags bit 0 marks the first record written by one append
+ *             call (one batch). A new segment is started once the current
+ *             one has reached the segment size (8 MiB by default); a batch
+ *             is never split across segments.
+ *
+ *   meta.tmp, snapshot.tmp   a replacement being written; ignored on load.
+ *
+ *   lock      the pid of the process that has the directory open, as
+ *             decimal text; flock'ed while it is open (lock.c). Not data:
+ *             ignored on load, never synced.
+ *
+ * WRITING (storage.c, segments.c). meta and snapshot are replaced
+ * atomically: write the .tmp file, fdatasync it, rename it over the old
+ * one, fsync the directory. An append writes all its records with one
+ * write at the end of the last segment, then one fdatasync; creating a
+ * segment also fsyncs the directory. Only then does append return.
+ *
+ * RECOVERY (recover.c). meta and snapshot must be whole and checksummed: a
+ * rename only ever installs a file that was synced, so a defect there is
+ * corruption and load fails with -EBADMSG. Then the segments are read in
+ * order. Segments wholly covered by the snapshot are skipped and deleted,
+ * and entries at or below the snapshot index are validated but not
+ * returned.
+ *
+ * A power cut can damage only the last append: it had not been synced,
+ * while every earlier one was synced before the next began and before a new
+ * segment was started. So a bad record (cut short, impossible length, bad
+ * checksum) is a torn write when it is in the last segment and no good
+ * record after it starts a later batch; it is cut off with ftruncate,
+ * together with everything after it, and a warning gives the file, offset
+ * and byte count. Anything else is corruption of data that had been synced
+ * (a bad record in an earlier segment or followed by a later batch, a
+ * record with the wrong index, a missing range of indices) and load fails
+ * with -EBADMSG and an error naming the file and offset: never silently
+ * wrong. Damage inside the last batch of the last segment cannot be told
+ * apart from a torn write, and is cut like one.
+ *
+ * A last segment left empty (created just before a crash) is kept, and the
+ * log continues in it.
+ *
+ * Finally load fdatasyncs the last segment and fsyncs the directory, so
+ * that everything it reports is durable even when the previous process
+ * crashed with writes still in the page cache.
+ *
+ * WHAT IS ASSUMED OF THE FILE SYSTEM: fdatasync makes a file's data and
+ * size durable; a directory fsync makes its entries (creations, renames,
+ * unlinks) durable; rename is atomic. Nothing else: unsynced writes may be
+ * lost, reordered or torn, and unsynced directory changes may survive in any
+ * combination (tests/unit_powerloss*.c simulate exactly this). One more: a
+ * crash does not expose the stale contents of freed blocks inside a file
+ * (true of ext4 data=ordered, xfs, btrfs), else a torn append could show
+ * records that truncate had removed.
  */
-#include "raft/storage_format.h"
+#include "raft/storage/format.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "raft/crc32c.h"
+#include "raft/storage/crc32c.h"
 
 #define META_MAGIC 0x5246544Du     /* "RFTM" */
 #define SNAPSHOT_MAGIC 0x52465453u /* "RFTS" */
@@ -231,6 +307,22 @@ static int defect(const char **why, size_t *bad_offset, const char *text, size_t
     return -EBADMSG;
 }
 
+/* The head that meta and the snapshot header share: the magic number, the
+ * checksum of the crc_at bytes before it (stored at crc_at), the version.
+ * The checksum comes before the version, so that a damaged version field
+ * reads as damage rather than as a format from the future. */
+static int check_header(const uint8_t *buf, uint32_t magic, size_t crc_at, const char *not_ours,
+                        const char *bad_crc, const char **why, size_t *bad_offset)
+{
+    if (get_be32(buf) != magic)
+        return defect(why, bad_offset, not_ours, 0);
+    if (crc32c(0, buf, crc_at) != get_be32(buf + crc_at))
+        return defect(why, bad_offset, bad_crc, 0);
+    if (get_be32(buf + 4) != FMT_VERSION)
+        return defect(why, bad_offset, "unsupported format version", 4);
+    return 0;
+}
+
 int fmt_meta_decode(const uint8_t *buf, size_t len, uint64_t *term, int32_t *voted_for,
                     const char **why, size_t *bad_offset)
 {
@@ -238,12 +330,10 @@ int fmt_meta_decode(const uint8_t *buf, size_t len, uint64_t *term, int32_t *vot
         return defect(why, bad_offset, len < FMT_META_SIZE ? "the file is cut short"
                                                            : "the file is too long",
                       len < FMT_META_SIZE ? len : FMT_META_SIZE);
-    if (get_be32(buf) != META_MAGIC)
-        return defect(why, bad_offset, "not a meta file (bad magic number)", 0);
-    if (crc32c(0, buf, 20) != get_be32(buf + 20))
-        return defect(why, bad_offset, "bad checksum", 0);
-    if (get_be32(buf + 4) != FMT_VERSION)
-        return defect(why, bad_offset, "unsupported format version", 4);
+    int rc = check_header(buf, META_MAGIC, 20, "not a meta file (bad magic number)",
+                          "bad checksum", why, bad_offset);
+    if (rc)
+        return rc;
     *term = get_be64(buf + 8);
     *voted_for = (int32_t)get_be32(buf + 16);
     if (*voted_for < RAFT_NO_NODE)
@@ -265,18 +355,16 @@ void fmt_snapshot_header_encode(uint8_t out[FMT_SNAPSHOT_HEADER_SIZE],
     put_be32(out + 36, crc32c(0, out, 36));
 }
 
-int fmt_snapshot_header_decode(const uint8_t *buf, size_t file_len,
-                               struct fmt_snapshot_header *h, const char **why,
-                               size_t *bad_offset)
+static int snapshot_header_decode(const uint8_t *buf, size_t file_len,
+                                  struct fmt_snapshot_header *h, const char **why,
+                                  size_t *bad_offset)
 {
     if (file_len < FMT_SNAPSHOT_HEADER_SIZE)
         return defect(why, bad_offset, "the header is cut short", file_len);
-    if (get_be32(buf) != SNAPSHOT_MAGIC)
-        return defect(why, bad_offset, "not a snapshot file (bad magic number)", 0);
-    if (crc32c(0, buf, 36) != get_be32(buf + 36))
-        return defect(why, bad_offset, "bad checksum in the header", 0);
-    if (get_be32(buf + 4) != FMT_VERSION)
-        return defect(why, bad_offset, "unsupported format version", 4);
+    int rc = check_header(buf, SNAPSHOT_MAGIC, 36, "not a snapshot file (bad magic number)",
+                          "bad checksum in the header", why, bad_offset);
+    if (rc)
+        return rc;
     h->index = get_be64(buf + 8);
     h->term = get_be64(buf + 16);
     h->len = get_be64(buf + 24);
@@ -290,4 +378,13 @@ int fmt_snapshot_header_decode(const uint8_t *buf, size_t file_len,
     if (h->index == 0)
         return defect(why, bad_offset, "impossible snapshot index 0", 8);
     return 0;
+}
+
+int fmt_snapshot_decode(const uint8_t *buf, size_t file_len, struct fmt_snapshot_header *h,
+                        const char **why, size_t *bad_offset)
+{
+    int rc = snapshot_header_decode(buf, file_len, h, why, bad_offset);
+    if (rc == 0 && crc32c(0, buf + FMT_SNAPSHOT_HEADER_SIZE, h->len) != h->data_crc)
+        rc = defect(why, bad_offset, "bad checksum in the data", FMT_SNAPSHOT_HEADER_SIZE);
+    return rc;
 }

@@ -1,7 +1,14 @@
 /*
- * storage_internal.h - what storage.c (writing) and storage_recover.c
- * (loading) share: the state of one data directory and the small helpers
- * both use. Not for use outside raft/storage*.c.
+ * internal.h - the state of one data directory and the layers below the
+ * storage table, for raft/storage/ only.
+ *
+ * Calls go one way, top to bottom:
+ *   storage.c   the raft_storage table, open and close, term/vote, snapshot
+ *   recover.c   load: reads the directory back, cuts a torn tail
+ *   segments.c  the segment list; append and truncate of the log
+ *   lock.c      the directory's one owner
+ *   files.c     paths, whole-file reads and replacements, errors
+ * and all of them use format.c for the bytes. Nothing here calls upwards.
  */
 #ifndef RAFT_STORAGE_INTERNAL_H
 #define RAFT_STORAGE_INTERNAL_H
@@ -10,8 +17,11 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
-#include "raft/storage.h"
+#include "raft/storage/storage.h"
+
+#define STORAGE_FILE_MODE 0644
 
 struct segment {
     uint64_t first; /* the index in its name */
@@ -38,10 +48,13 @@ struct file_storage {
     size_t n_segs;
     size_t cap_segs;
     int tail_fd; /* the last segment, open for writing, or -1 */
+    int lock_fd; /* the flock'ed lock file, or -1 (lock.c) */
     uint8_t *buf; /* one append batch, reused */
     size_t buf_cap;
     char err[768];
 };
+
+/* ---- files.c ---- */
 
 /* Logs one line through the user's callback (stderr for warnings and
  * errors when there is none). */
@@ -55,21 +68,40 @@ int storage_fail(struct file_storage *s, int rc, const char *call, const char *p
 
 void storage_path(const struct file_storage *s, const char *name, char out[PATH_MAX]);
 void storage_segment_path(const struct file_storage *s, uint64_t first, char out[PATH_MAX]);
+/* Writes all len bytes at off, retrying short writes. */
+int storage_write_all(struct file_storage *s, int fd, const uint8_t *buf, size_t len, off_t off);
 /* A whole file in a malloc'd buffer; -ENOENT when it does not exist. */
 int storage_read_file(struct file_storage *s, const char *path, uint8_t **data, size_t *len);
+/* Atomically replaces `name` with the bytes a then b, by way of tmp_name. */
+int storage_replace_file(struct file_storage *s, const char *tmp_name, const char *name,
+                         const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len);
 /* fsync of the data directory; marks the storage failed if it fails. */
 int storage_sync_dir(struct file_storage *s);
 
-/* The segment list. */
+/* ---- segments.c ---- */
+
 struct segment *storage_tail_segment(struct file_storage *s);
 int storage_push_segment(struct file_storage *s, uint64_t first);
 void storage_close_tail(struct file_storage *s);
 int storage_open_tail(struct file_storage *s);
 /* Deletes the segments wholly covered by the (durable) snapshot. */
 int storage_drop_compacted(struct file_storage *s);
+/* The log operations, on a recovered storage that has not failed. */
+int storage_append_locked(struct file_storage *s, uint64_t first,
+                          const struct raft_entry *entries, size_t n);
+int storage_truncate_locked(struct file_storage *s, uint64_t from);
 
-/* Reads the directory back (storage_recover.c): repairs a torn tail, sets
- * up the state for appending, fills *out when it is not NULL. */
+/* ---- lock.c ---- */
+
+/* Takes the directory's lock for this storage: -EBUSY, with the holder's
+ * pid in the error, when another open storage holds it. */
+int storage_lock_dir(struct file_storage *s);
+void storage_unlock_dir(struct file_storage *s);
+
+/* ---- recover.c ---- */
+
+/* Reads the directory back: repairs a torn tail, sets up the state for
+ * appending, fills *out when it is not NULL. */
 int storage_recover_locked(struct file_storage *s, struct raft_persisted *out);
 
 #endif

@@ -1,0 +1,309 @@
+/*
+ * segments.c - the log on disk: the list of segment files, and the two
+ * ways the log changes, append at its end and truncation of a suffix.
+ *
+ * Each function here runs with s->mu held on a storage that load has
+ * recovered and that has not failed; storage.c checks both first.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "raft/storage/format.h"
+#include "raft/storage/internal.h"
+
+/* ---- the segment list ---- */
+
+struct segment *storage_tail_segment(struct file_storage *s)
+{
+    return s->n_segs ? &s->segs[s->n_segs - 1] : NULL;
+}
+
+int storage_push_segment(struct file_storage *s, uint64_t first)
+{
+    if (s->n_segs == s->cap_segs) {
+        size_t cap = s->cap_segs ? 2 * s->cap_segs : 16;
+        struct segment *segs = realloc(s->segs, cap * sizeof(*segs));
+        if (!segs)
+            return -ENOMEM;
+        s->segs = segs;
+        s->cap_segs = cap;
+    }
+    s->segs[s->n_segs++] = (struct segment){ .first = first, .last = first - 1, .size = 0 };
+    return 0;
+}
+
+void storage_close_tail(struct file_storage *s)
+{
+    if (s->tail_fd >= 0)
+        s->io->close(s->io->ctx, s->tail_fd);
+    s->tail_fd = -1;
+}
+
+/* Opens the last segment for writing, if it is not open yet. */
+int storage_open_tail(struct file_storage *s)
+{
+    if (s->tail_fd >= 0)
+        return 0;
+    char path[PATH_MAX];
+    storage_segment_path(s, storage_tail_segment(s)->first, path);
+    int fd = s->io->open(s->io->ctx, path, O_WRONLY, 0);
+    if (fd < 0)
+        return storage_fail(s, fd, "opening for writing", path);
+    s->tail_fd = fd;
+    return 0;
+}
+
+/* Unlinks the first n segments (all wholly covered by the snapshot), then
+ * fsyncs the directory once. Oldest first, but any subset surviving a crash
+ * is harmless: load ignores entries the snapshot covers. */
+static int unlink_leading_segments(struct file_storage *s, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (n == s->n_segs)
+        storage_close_tail(s);
+    for (size_t i = 0; i < n; i++) {
+        char path[PATH_MAX];
+        storage_segment_path(s, s->segs[i].first, path);
+        int rc = s->io->unlink(s->io->ctx, path);
+        if (rc && rc != -ENOENT)
+            return storage_fail(s, rc, "unlink", path);
+    }
+    memmove(s->segs, s->segs + n, (s->n_segs - n) * sizeof(*s->segs));
+    s->n_segs -= n;
+    return storage_sync_dir(s);
+}
+
+/* §7 log compaction: drops the segments whose entries are all in the
+ * snapshot. Called only once the snapshot is durable. */
+int storage_drop_compacted(struct file_storage *s)
+{
+    size_t n = 0;
+    while (n < s->n_segs && s->segs[n].last <= s->snapshot_index)
+        n++;
+    return unlink_leading_segments(s, n);
+}
+
+/* ---- append ---- */
+
+/* Encodes the batch into s->buf; returns its size in *total. */
+static int encode_batch(struct file_storage *s, uint64_t first, const struct raft_entry *entries,
+                        size_t n, size_t *total)
+{
+    size_t size = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (entries[i].len > FMT_RECORD_MAX_DATA || (entries[i].len && !entries[i].data))
+            return storage_errorf(s, -EINVAL,
+                                  "append: entry %" PRIu64 " has an invalid length "
+                                  "or no data",
+                                  first + i);
+        size_t rec = fmt_record_size(entries[i].len);
+        if (size > SIZE_MAX - rec)
+            return storage_errorf(s, -EFBIG, "append: the batch is too large");
+        size += rec;
+    }
+    if (size > s->buf_cap) {
+        uint8_t *b = realloc(s->buf, size);
+        if (!b)
+            return -ENOMEM;
+        s->buf = b;
+        s->buf_cap = size;
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        fmt_record_encode(s->buf + off, first + i, &entries[i], i == 0 ? FMT_FLAG_BATCH_START : 0);
+        off += fmt_record_size(entries[i].len);
+    }
+    *total = size;
+    return 0;
+}
+
+/* Starts a new segment for records from `first` on. The directory is
+ * fsync'ed after the first write is synced, before append returns. */
+static int start_segment(struct file_storage *s, uint64_t first)
+{
+    storage_close_tail(s);
+    char path[PATH_MAX];
+    storage_segment_path(s, first, path);
+    /* O_EXCL: no file of that name may exist; one would be stale. */
+    int fd = s->io->open(s->io->ctx, path, O_WRONLY | O_CREAT | O_EXCL, STORAGE_FILE_MODE);
+    if (fd < 0)
+        return storage_fail(s, fd, "creating", path);
+    int rc = storage_push_segment(s, first);
+    if (rc) {
+        s->io->close(s->io->ctx, fd);
+        s->io->unlink(s->io->ctx, path);
+        return rc;
+    }
+    s->tail_fd = fd;
+    return 0;
+}
+
+/* After a failed append: take the partial batch back out, best effort, so
+ * that the file holds no half-written records. If even this fails, load
+ * treats what is left as a torn tail. */
+static void undo_append(struct file_storage *s, bool fresh, uint64_t old_size)
+{
+    if (fresh) {
+        char path[PATH_MAX];
+        storage_segment_path(s, storage_tail_segment(s)->first, path);
+        storage_close_tail(s);
+        s->io->unlink(s->io->ctx, path);
+        s->n_segs--;
+        return;
+    }
+    if (s->io->ftruncate(s->io->ctx, s->tail_fd, (off_t)old_size) == 0)
+        s->io->fdatasync(s->io->ctx, s->tail_fd);
+}
+
+/* Figure 2: new entries are on stable storage before the node answers. One
+ * write and one fdatasync for the whole batch (group commit); a new segment
+ * also fsyncs the directory, so that its name survives a power cut. */
+int storage_append_locked(struct file_storage *s, uint64_t first,
+                          const struct raft_entry *entries, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (first != s->last_index + 1)
+        return storage_errorf(s, -EINVAL,
+                              "append at index %" PRIu64 ", but the log ends at %" PRIu64, first,
+                              s->last_index);
+    size_t total = 0;
+    int rc = encode_batch(s, first, entries, n, &total);
+    if (rc)
+        return rc;
+    struct segment *tail = storage_tail_segment(s);
+    bool fresh = !tail || tail->size >= s->segment_size;
+    rc = fresh ? start_segment(s, first) : storage_open_tail(s);
+    if (rc)
+        return rc;
+    tail = storage_tail_segment(s);
+    char path[PATH_MAX];
+    storage_segment_path(s, tail->first, path);
+    rc = storage_write_all(s, s->tail_fd, s->buf, total, (off_t)tail->size);
+    if (rc) {
+        undo_append(s, fresh, tail->size);
+        return storage_fail(s, rc, "write", path);
+    }
+    rc = s->io->fdatasync(s->io->ctx, s->tail_fd);
+    if (rc) {
+        undo_append(s, fresh, tail->size);
+        return storage_fail(s, rc, "fdatasync", path);
+    }
+    if (fresh && (rc = storage_sync_dir(s)) != 0)
+        return rc;
+    tail->size += total;
+    tail->last = first + n - 1;
+    s->last_index = tail->last;
+    return 0;
+}
+
+/* ---- truncate ---- */
+
+struct find_offset {
+    uint64_t index;
+    size_t offset;
+};
+
+static int stop_at_index(void *arg, const struct fmt_record *r)
+{
+    struct find_offset *f = arg;
+    if (r->index != f->index)
+        return 0;
+    f->offset = r->offset;
+    return 1;
+}
+
+/* The byte offset of the record for `index` in the last segment. */
+static int offset_of(struct file_storage *s, uint64_t index, size_t *offset)
+{
+    char path[PATH_MAX];
+    storage_segment_path(s, storage_tail_segment(s)->first, path);
+    uint8_t *buf;
+    size_t len;
+    int rc = storage_read_file(s, path, &buf, &len);
+    if (rc)
+        return storage_fail(s, rc, "reading", path);
+    struct find_offset f = { .index = index, .offset = 0 };
+    struct fmt_scan scan;
+    rc = fmt_scan_segment(buf, len, storage_tail_segment(s)->first, stop_at_index, &f, &scan);
+    free(buf);
+    if (rc != 1)
+        return storage_fail(s, -EIO, "finding the record to truncate at", path);
+    *offset = f.offset;
+    return 0;
+}
+
+/* Removes the last segment: unlink, then fsync the directory. */
+static int remove_tail_segment(struct file_storage *s)
+{
+    char path[PATH_MAX];
+    storage_segment_path(s, storage_tail_segment(s)->first, path);
+    storage_close_tail(s);
+    int rc = s->io->unlink(s->io->ctx, path);
+    if (rc)
+        return storage_fail(s, rc, "unlink", path);
+    s->n_segs--;
+    return storage_sync_dir(s);
+}
+
+/* Cuts the last segment just before the record for `from`, durably. */
+static int cut_tail_segment(struct file_storage *s, uint64_t from)
+{
+    struct segment *tail = storage_tail_segment(s);
+    char path[PATH_MAX];
+    storage_segment_path(s, tail->first, path);
+    size_t off = 0;
+    int rc = offset_of(s, from, &off);
+    if (rc == 0)
+        rc = storage_open_tail(s);
+    if (rc)
+        return rc;
+    rc = s->io->ftruncate(s->io->ctx, s->tail_fd, (off_t)off);
+    if (rc)
+        return storage_fail(s, rc, "ftruncate", path);
+    rc = s->io->fdatasync(s->io->ctx, s->tail_fd);
+    if (rc)
+        return storage_fail(s, rc, "fdatasync", path);
+    tail->size = off;
+    tail->last = from - 1;
+    return 0;
+}
+
+/*
+ * Figure 2, AppendEntries receiver rule 3: "delete the existing entry and
+ * all that follow it". The order of the steps keeps every crash state a
+ * prefix of the log as it was before the call:
+ *   1. unlink the segments that lie wholly at or after `from`, the newest
+ *      first, each followed by a directory fsync, so that a crash never
+ *      leaves a later segment without the one before it (a gap);
+ *   2. ftruncate the segment that holds `from` at that record's offset, and
+ *      fdatasync it.
+ * A crash anywhere leaves the old log cut at some point >= from - 1, a state
+ * the node could have crashed in before the call. Nothing new is written at
+ * `from` before both steps are durable (append comes after we return), so
+ * entries that were cut can never reappear after, or among, the entries
+ * that replace them.
+ */
+int storage_truncate_locked(struct file_storage *s, uint64_t from)
+{
+    if (from > s->last_index)
+        return 0; /* nothing at or after `from` */
+    if (from <= s->snapshot_index)
+        return storage_errorf(s, -EINVAL,
+                              "truncate at %" PRIu64 ": entries up to %" PRIu64
+                              " are in the snapshot and committed",
+                              from, s->snapshot_index);
+    int rc;
+    while (s->n_segs > 0 && storage_tail_segment(s)->first >= from)
+        if ((rc = remove_tail_segment(s)) != 0)
+            return rc;
+    struct segment *tail = storage_tail_segment(s);
+    if (tail && tail->last >= from && (rc = cut_tail_segment(s, from)) != 0)
+        return rc;
+    s->last_index = from - 1;
+    return 0;
+}

@@ -1,0 +1,293 @@
+/*
+ * storage.c - the raft_storage table over a data directory: open and
+ * close, load, currentTerm and votedFor, snapshots, and the checks every
+ * change passes first. The bytes on disk, and what recovery makes of them,
+ * are described at the top of format.c; the log's own writes are in
+ * segments.c, loading in recover.c.
+ *
+ * ERRORS. A failed write or sync marks the storage failed: every later
+ * change returns -EIO, and the node must stop and restart from what is
+ * really on disk (files.c, storage_fail, says why a retry proves nothing).
+ */
+#include "raft/storage/storage.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "raft/storage/crc32c.h"
+#include "raft/storage/format.h"
+#include "raft/storage/internal.h"
+
+#define DEFAULT_SEGMENT_SIZE ((size_t)8 << 20)
+#define DIR_MODE 0755
+/* Room after the directory for "/" and the longest file name. */
+#define NAME_ROOM 32
+
+static int refuse_if_failed(struct file_storage *s)
+{
+    if (!s->failed)
+        return 0;
+    storage_say(s, RAFT_LOG_ERROR, "refusing a change: %s", s->err);
+    return -EIO;
+}
+
+/* A change to the log or the snapshot needs to know the directory's
+ * contents: a storage not loaded yet recovers them first. */
+static int ready_for_change(struct file_storage *s)
+{
+    int rc = refuse_if_failed(s);
+    if (rc == 0 && !s->recovered)
+        rc = storage_recover_locked(s, NULL);
+    return rc;
+}
+
+/* ---- snapshot ---- */
+
+/*
+ * §7: the snapshot replaces the entries it covers. Order: the snapshot file
+ * is durable (written, synced, renamed, directory synced) before any segment
+ * is deleted, so a crash leaves either the old snapshot with the whole log,
+ * or the new snapshot with some of the covered segments still there, which
+ * load ignores. Entries after `index` stay (Figure 13, rule 6); a caller
+ * that must discard the whole log (rule 7) truncates it as well. When the
+ * snapshot ends beyond the log, every segment goes and the next append
+ * starts a fresh one at index + 1.
+ */
+static int snapshot_locked(struct file_storage *s, uint64_t index, uint64_t term,
+                           const uint8_t *data, size_t len)
+{
+    int rc = ready_for_change(s);
+    if (rc)
+        return rc;
+    if (index == 0 || (len > 0 && !data))
+        return storage_errorf(s, -EINVAL, "save_snapshot: index 0 or no data");
+    if (index < s->snapshot_index)
+        return storage_errorf(s, -EINVAL,
+                              "save_snapshot at %" PRIu64 ": older than the stored "
+                              "snapshot at %" PRIu64,
+                              index, s->snapshot_index);
+    struct fmt_snapshot_header h = {
+        .index = index,
+        .term = term,
+        .len = len,
+        .data_crc = crc32c(0, data, len),
+    };
+    uint8_t header[FMT_SNAPSHOT_HEADER_SIZE];
+    fmt_snapshot_header_encode(header, &h);
+    rc = storage_replace_file(s, FMT_SNAPSHOT_TMP_NAME, FMT_SNAPSHOT_NAME, header,
+                              sizeof(header), data, len);
+    if (rc)
+        return rc;
+    s->snapshot_index = index;
+    s->snapshot_term = term;
+    if (index > s->last_index)
+        s->last_index = index;
+    return storage_drop_compacted(s);
+}
+
+/* ---- term and vote ---- */
+
+/* Figure 2: currentTerm and votedFor are on stable storage before the node
+ * answers; replaced atomically, so a crash never leaves a new term with an
+ * old vote or half of either. */
+static int term_vote_locked(struct file_storage *s, uint64_t term, int32_t voted_for)
+{
+    int rc = refuse_if_failed(s);
+    if (rc)
+        return rc;
+    if (voted_for < RAFT_NO_NODE)
+        return storage_errorf(s, -EINVAL, "save_term_vote: impossible vote %d", voted_for);
+    uint8_t meta[FMT_META_SIZE];
+    fmt_meta_encode(meta, term, voted_for);
+    return storage_replace_file(s, FMT_META_TMP_NAME, FMT_META_NAME, meta, sizeof(meta), NULL, 0);
+}
+
+/* ---- the raft_storage table ---- */
+
+static int op_load(void *ctx, struct raft_persisted *out)
+{
+    struct file_storage *s = ctx;
+    memset(out, 0, sizeof(*out));
+    out->voted_for = RAFT_NO_NODE;
+    pthread_mutex_lock(&s->mu);
+    int rc = refuse_if_failed(s);
+    if (rc == 0)
+        rc = storage_recover_locked(s, out);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static int op_save_term_vote(void *ctx, uint64_t term, int32_t voted_for)
+{
+    struct file_storage *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    int rc = term_vote_locked(s, term, voted_for);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static int op_append(void *ctx, uint64_t first_index, const struct raft_entry *entries, size_t n)
+{
+    struct file_storage *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    int rc = ready_for_change(s);
+    if (rc == 0)
+        rc = storage_append_locked(s, first_index, entries, n);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static int op_truncate(void *ctx, uint64_t from_index)
+{
+    struct file_storage *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    int rc = ready_for_change(s);
+    if (rc == 0)
+        rc = storage_truncate_locked(s, from_index);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static int op_save_snapshot(void *ctx, uint64_t index, uint64_t term, const uint8_t *data,
+                            size_t len)
+{
+    struct file_storage *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    int rc = snapshot_locked(s, index, term, data, len);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+struct raft_storage file_storage_ops(struct file_storage *s)
+{
+    return (struct raft_storage){
+        .ctx = s,
+        .load = op_load,
+        .save_term_vote = op_save_term_vote,
+        .append = op_append,
+        .truncate = op_truncate,
+        .save_snapshot = op_save_snapshot,
+    };
+}
+
+/* ---- open and close ---- */
+
+/* fsync the directory that holds `path`, so that a new entry in it is
+ * durable. */
+static int fsync_parent(const struct storage_io *io, char *path)
+{
+    char *slash = strrchr(path, '/');
+    if (!slash)
+        return io->fsync_dir(io->ctx, ".");
+    if (slash == path)
+        return io->fsync_dir(io->ctx, "/");
+    *slash = '\0';
+    int rc = io->fsync_dir(io->ctx, path);
+    *slash = '/';
+    return rc;
+}
+
+/* Creates `dir` and its missing parents, like mkdir -p. Each directory
+ * created is made durable in its parent: otherwise a power cut could lose
+ * the whole data directory after files in it were synced. */
+static int make_dirs(const struct storage_io *io, const char *dir)
+{
+    char *path = strdup(dir);
+    if (!path)
+        return -ENOMEM;
+    int rc = 0;
+    for (char *p = path + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+        *p = '\0';
+        rc = io->mkdir(io->ctx, path, DIR_MODE);
+        if (rc == 0)
+            rc = fsync_parent(io, path);
+        else if (rc == -EEXIST)
+            rc = 0;
+        *p = saved;
+        if (rc || saved == '\0')
+            break;
+    }
+    free(path);
+    return rc;
+}
+
+int file_storage_open_with_io(struct file_storage **out, const char *dir, file_storage_log_fn log,
+                              void *log_ctx, const struct storage_io *io)
+{
+    *out = NULL;
+    size_t len = strlen(dir);
+    while (len > 1 && dir[len - 1] == '/')
+        len--; /* "data/" and "data" are the same directory */
+    if (len == 0)
+        return -EINVAL;
+    if (len + NAME_ROOM >= PATH_MAX)
+        return -ENAMETOOLONG;
+    struct file_storage *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->dir = strndup(dir, len);
+    if (!s->dir) {
+        free(s);
+        return -ENOMEM;
+    }
+    s->io = io;
+    s->log = log;
+    s->log_ctx = log_ctx;
+    s->segment_size = DEFAULT_SEGMENT_SIZE;
+    s->tail_fd = -1;
+    s->lock_fd = -1;
+    int rc = make_dirs(io, s->dir);
+    if (rc) {
+        storage_say(s, RAFT_LOG_ERROR, "%s: cannot create the data directory (%s)", s->dir,
+                    strerror(-rc));
+        free(s->dir);
+        free(s);
+        return rc;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    *out = s;
+    return 0;
+}
+
+int file_storage_open(struct file_storage **out, const char *dir, file_storage_log_fn log,
+                      void *log_ctx)
+{
+    int rc = file_storage_open_with_io(out, dir, log, log_ctx, storage_io_posix());
+    if (rc == 0 && (rc = storage_lock_dir(*out)) != 0) {
+        file_storage_close(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+void file_storage_close(struct file_storage *s)
+{
+    if (!s)
+        return;
+    storage_close_tail(s);
+    storage_unlock_dir(s);
+    pthread_mutex_destroy(&s->mu);
+    free(s->segs);
+    free(s->buf);
+    free(s->dir);
+    free(s);
+}
+
+void file_storage_set_segment_size(struct file_storage *s, size_t bytes)
+{
+    pthread_mutex_lock(&s->mu);
+    s->segment_size = bytes ? bytes : 1;
+    pthread_mutex_unlock(&s->mu);
+}
+
+const char *file_storage_error(const struct file_storage *s)
+{
+    return s->err;
+}

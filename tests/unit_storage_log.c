@@ -1,0 +1,346 @@
+/*
+ * unit_storage_log.c - durable storage over real files, the log's life:
+ * CRC-32C, round trips of term, vote and entries, truncation (Figure 2,
+ * AppendEntries rule 3), snapshots (§7), and appends racing snapshots.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "raft/storage/crc32c.h"
+#include "raft/storage/format.h"
+#include "tests/support/storage_fixture.h"
+
+/* ---- CRC32C ---- */
+
+static void test_crc32c_matches_known_values(void **state)
+{
+    (void)state;
+    uint8_t zeros[32] = { 0 }, ones[32], inc[32];
+    memset(ones, 0xff, sizeof(ones));
+    for (int i = 0; i < 32; i++)
+        inc[i] = (uint8_t)i;
+    /* The check value of the CRC catalogue, and RFC 3720 B.4's examples. */
+    assert_int_equal(crc32c(0, "123456789", 9), 0xE3069283);
+    assert_int_equal(crc32c(0, zeros, 32), 0x8A9136AA);
+    assert_int_equal(crc32c(0, ones, 32), 0x62A8AB43);
+    assert_int_equal(crc32c(0, inc, 32), 0x46DD794E);
+    assert_int_equal(crc32c(0, "", 0), 0);
+    /* Chaining over any split equals one pass, aligned or not. */
+    for (size_t cut = 0; cut <= 9; cut++)
+        assert_int_equal(crc32c(crc32c(0, "123456789", cut), "123456789" + cut, 9 - cut),
+                         0xE3069283);
+}
+
+/* ---- round trips ---- */
+
+static void test_empty_directory_loads_as_new_node(void **state)
+{
+    struct sfx *f = *state;
+    struct raft_persisted p;
+    assert_int_equal(f->st.load(f->st.ctx, &p), 0);
+    assert_int_equal(p.term, 0);
+    assert_int_equal(p.voted_for, RAFT_NO_NODE);
+    assert_int_equal(p.snapshot_index, 0);
+    assert_null(p.snapshot);
+    assert_int_equal(p.n_entries, 0);
+    raft_persisted_free(&p);
+    struct stat st;
+    assert_int_equal(stat(f->dir, &st), 0); /* created, with its parents */
+    assert_true(S_ISDIR(st.st_mode));
+}
+
+static void test_term_and_vote_round_trip(void **state)
+{
+    struct sfx *f = *state;
+    assert_int_equal(f->st.save_term_vote(f->st.ctx, 1, RAFT_NO_NODE), 0);
+    assert_int_equal(f->st.save_term_vote(f->st.ctx, 7, 2), 0);
+    struct raft_persisted p;
+    assert_int_equal(sfx_reload(f, &p), 0);
+    assert_int_equal(p.term, 7);
+    assert_int_equal(p.voted_for, 2);
+    raft_persisted_free(&p);
+    assert_int_equal(f->st.save_term_vote(f->st.ctx, 8, RAFT_NO_NODE), 0);
+    assert_int_equal(sfx_reload(f, &p), 0);
+    assert_int_equal(p.term, 8);
+    assert_int_equal(p.voted_for, RAFT_NO_NODE);
+    raft_persisted_free(&p);
+    char tmp[256];
+    sfx_path(f, FMT_META_TMP_NAME, tmp, sizeof(tmp));
+    assert_int_not_equal(access(tmp, F_OK), 0); /* renamed away */
+}
+
+static void test_append_load_round_trip_across_segments(void **state)
+{
+    struct sfx *f = *state;
+    struct raft_persisted p;
+    assert_int_equal(f->st.load(f->st.ctx, &p), 0);
+    raft_persisted_free(&p);
+    file_storage_set_segment_size(f->fs, 300);
+    sfx_append_range(f, 1, 40, 1, 1);
+    sfx_append_range(f, 41, 100, 2, 7);
+    assert_true(sfx_count_segments(f) >= 5);
+    assert_int_equal(sfx_reload(f, &p), 0);
+    assert_int_equal(p.n_entries, 100);
+    sfx_check_range(&p, 1, 40, 1);
+    sfx_check_range(&p, 41, 100, 2);
+    raft_persisted_free(&p);
+    /* Appending goes on where the log ends, after a restart too. */
+    file_storage_set_segment_size(f->fs, 300);
+    sfx_append_range(f, 101, 110, 3, 3);
+    assert_int_equal(sfx_reload(f, &p), 0);
+    assert_int_equal(p.n_entries, 110);
+    sfx_check_range(&p, 101, 110, 3);
+    raft_persisted_free(&p);
+}
+
+static void test_append_must_continue_the_log(void **state)
+{
+    struct sfx *f = *state;
+    sfx_append_range(f, 1, 3, 1, 3);
+    uint8_t x = 'x';
+    struct raft_entry e = { .term = 1, .type = RAFT_ENTRY_COMMAND, .len = 1, .data = &x };
+    assert_int_equal(f->st.append(f->st.ctx, 5, &e, 1), -EINVAL); /* a gap */
+    assert_int_equal(f->st.append(f->st.ctx, 3, &e, 1), -EINVAL); /* an overwrite */
+    assert_non_null(strstr(file_storage_error(f->fs), "the log ends at 3"));
+    assert_int_equal(f->st.append(f->st.ctx, 4, &e, 1), 0); /* not a failed storage */
+}
+
+/* ---- truncation ---- */
+
+static void test_truncate_then_append_then_load(void **state)
+{
+    struct sfx *f = *state;
+    file_storage_set_segment_size(f->fs, 200);
+    sfx_append_range(f, 1, 30, 1, 2);
+    int before = sfx_count_segments(f);
+    /* Inside the last segment. */
+    assert_int_equal(f->st.truncate(f->st.ctx, 29), 0);
+    sfx_append_range(f, 29, 32, 2, 2);
+    /* Several segments back, in the middle of one. */
+    assert_int_equal(f->st.truncate(f->st.ctx, 12), 0);
+    assert_true(sfx_count_segments(f) < before);
+    sfx_append_range(f, 12, 20, 3, 4);
+    struct raft_persisted p;
+    assert_int_equal(sfx_reload(f, &p), 0);
+    assert_int_equal(p.n_entries, 20);
+    sfx_check_range(&p, 1, 11, 1);
+    sfx_check_range(&p, 12, 20, 3);
+    raft_persisted_free(&p);
+    /* At the very first index of a segment: the whole file goes. */
+    file_storage_set_segment_size(f->fs, 200);
+    char seg[256];
+    sfx_segment_path(f, 12, seg, sizeof(seg));
+    assert_int_equal(access(seg, F_OK), 0);
+    assert_int_equal(f->st.truncate(f->st.ctx, 12), 0);
+    assert_int_not_equal(access(seg, F_OK), 0);
+    /* Beyond the end: nothing to do. */
+    assert_int_equal(f->st.truncate(f->st.ctx, 50), 0);
+    sfx_append_range(f, 12, 13, 4, 1);
+    assert_int_equal(sfx_reload(f, &p), 0);
+    assert_int_equal(p.n_entries, 13);
+    sfx_check_range(&p, 1, 11, 1);
+    sfx_check_range(&p, 12, 13, 4);
+    raft_persisted_free(&p);
+}
+
+static void test_truncate_everything(void **state)
+{
+    struct sfx *f = *state;
+    file_storage_set_segment_size(f->fs, 150);
+    sfx_append_range(f, 1, 12, 1, 3);
+    assert_int_equal(f->st.truncate(f->st.ctx, 1), 0);
+    assert_int_equal(sfx_count_segments(f), 0);
+    sfx_append_range(f, 1, 2, 2, 2);
+    struct raft_persisted p;
+    assert_int_equal(sfx_reload(f, &p), 0);
+    assert_int_equal(p.n_entries, 2);
+    sfx_check_range(&p, 1, 2, 2);
+    raft_persisted_free(&p);
+}
+
+/* ---- snapshots ---- */
+
+static void test_snapshot_then_load(void **state)
+{
+    struct sfx *f = *state;
+    file_storage_set_segment_size(f->fs, 200);
+    sfx_append_range(f, 1, 40, 1, 2);
+    int before = sfx_count_segments(f);
+    char first_seg[256];
+    sfx_segment_path(f, 1, first_seg, sizeof(first_seg));
+    const uint8_t snap[] = "state at 25";
+    assert_int_equal(f->st.save_snapshot(f->st.ctx, 25, 1, snap, sizeof(snap)), 0);
+    assert_true(sfx_count_segments(f) < before);
+    assert_int_not_equal(access(first_seg, F_OK), 0); /* whole segments deleted */
+    sfx_append_range(f, 41, 45, 2, 5);
+    struct raft_persisted p;
+    assert_int_equal(sfx_reload(f, &p), 0);
+    assert_int_equal(p.snapshot_index, 25);
+    assert_int_equal(p.snapshot_term, 1);
+    assert_int_equal(p.snapshot_len, sizeof(snap));
+    assert_memory_equal(p.snapshot, snap, sizeof(snap));
+    assert_int_equal(p.n_entries, 20); /* 26..45; nothing at or before 25 */
+    sfx_check_range(&p, 26, 40, 1);
+    sfx_check_range(&p, 41, 45, 2);
+    raft_persisted_free(&p);
+    /* A truncation cannot reach into the snapshot. */
+    assert_int_equal(f->st.truncate(f->st.ctx, 25), -EINVAL);
+    /* An empty snapshot is a snapshot too. */
+    assert_int_equal(f->st.save_snapshot(f->st.ctx, 30, 1, NULL, 0), 0);
+    assert_int_equal(sfx_reload(f, &p), 0);
+    assert_int_equal(p.snapshot_index, 30);
+    assert_int_equal(p.snapshot_len, 0);
+    assert_int_equal(p.n_entries, 15);
+    sfx_check_range(&p, 31, 40, 1);
+    raft_persisted_free(&p);
+}
+
+static void test_snapshot_beyond_log_end(void **state)
+{
+    struct sfx *f = *state;
+    file_storage_set_segment_size(f->fs, 200);
+    sfx_append_range(f, 1, 10, 1, 3);
+    const uint8_t snap[] = "installed";
+    /* InstallSnapshot: the snapshot covers more than the log holds. */
+    assert_int_equal(f->st.save_snapshot(f->st.ctx, 100, 4, snap, sizeof(snap)), 0);
+    assert_int_equal(sfx_count_segments(f), 0);
+    uint8_t x = 'x';
+    struct raft_entry e = { .term = 4, .type = RAFT_ENTRY_COMMAND, .len = 1, .data = &x };
+    assert_int_equal(f->st.append(f->st.ctx, 11, &e, 1), -EINVAL);
+    sfx_append_range(f, 101, 103, 4, 3);
+    char seg[256];
+    sfx_segment_path(f, 101, seg, sizeof(seg));
+    assert_int_equal(access(seg, F_OK), 0); /* a fresh segment at index + 1 */
+    struct raft_persisted p;
+    assert_int_equal(sfx_reload(f, &p), 0);
+    assert_int_equal(p.snapshot_index, 100);
+    assert_int_equal(p.snapshot_term, 4);
+    assert_int_equal(p.n_entries, 3);
+    sfx_check_range(&p, 101, 103, 4);
+    raft_persisted_free(&p);
+    /* And again with nothing appended after it. */
+    assert_int_equal(f->st.save_snapshot(f->st.ctx, 200, 5, snap, sizeof(snap)), 0);
+    assert_int_equal(sfx_reload(f, &p), 0);
+    assert_int_equal(p.snapshot_index, 200);
+    assert_int_equal(p.n_entries, 0);
+    raft_persisted_free(&p);
+    sfx_append_range(f, 201, 201, 5, 1);
+}
+
+/* A crash between the snapshot's rename and the deletion of the segments
+ * it covers leaves them behind: load skips and removes them. */
+static void test_leftover_covered_segments_are_ignored(void **state)
+{
+    struct sfx *f = *state;
+    file_storage_set_segment_size(f->fs, 200);
+    sfx_append_range(f, 1, 30, 1, 2);
+    /* Save a copy of the first segment, snapshot, then put it back. */
+    char seg[256];
+    sfx_segment_path(f, 1, seg, sizeof(seg));
+    FILE *in = fopen(seg, "rb");
+    assert_non_null(in);
+    uint8_t copy[4096];
+    size_t n = fread(copy, 1, sizeof(copy), in);
+    fclose(in);
+    assert_int_equal(f->st.save_snapshot(f->st.ctx, 20, 1, (const uint8_t *)"s", 1), 0);
+    assert_int_not_equal(access(seg, F_OK), 0);
+    FILE *out = fopen(seg, "wb");
+    assert_non_null(out);
+    assert_int_equal(fwrite(copy, 1, n, out), n);
+    fclose(out);
+    struct raft_persisted p;
+    assert_int_equal(sfx_reload(f, &p), 0);
+    assert_int_equal(p.snapshot_index, 20);
+    assert_int_equal(p.n_entries, 10);
+    sfx_check_range(&p, 21, 30, 1);
+    raft_persisted_free(&p);
+    assert_int_not_equal(access(seg, F_OK), 0);
+}
+
+/* ---- concurrency ---- */
+
+struct race {
+    struct sfx *f;
+    pthread_mutex_t mu;
+    uint64_t appended; /* guarded by mu */
+    bool done;
+};
+
+static void *snapshotter_main(void *arg)
+{
+    struct race *r = arg;
+    uint64_t last_snap = 0;
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        uint64_t upto = r->appended;
+        bool done = r->done;
+        pthread_mutex_unlock(&r->mu);
+        if (done)
+            break;
+        if (upto > last_snap + 10) {
+            assert_int_equal(r->f->st.save_snapshot(r->f->st.ctx, upto - 5, 1,
+                                                    (const uint8_t *)"s", 1), 0);
+            last_snap = upto - 5;
+        }
+    }
+    return NULL;
+}
+
+/* The node never calls two functions at once, but the storage must not
+ * break if it did: appends race with snapshots here. */
+static void test_concurrent_append_and_snapshot(void **state)
+{
+    struct sfx *f = *state;
+    file_storage_set_segment_size(f->fs, 256);
+    struct race r = { .f = f, .appended = 0, .done = false };
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, snapshotter_main, &r), 0);
+    for (uint64_t i = 1; i <= 300; i += 3) {
+        sfx_append_range(f, i, i + 2, 1, 3);
+        pthread_mutex_lock(&r.mu);
+        r.appended = i + 2;
+        pthread_mutex_unlock(&r.mu);
+    }
+    pthread_mutex_lock(&r.mu);
+    r.done = true;
+    pthread_mutex_unlock(&r.mu);
+    pthread_join(th, NULL);
+    pthread_mutex_destroy(&r.mu);
+    struct raft_persisted p;
+    assert_int_equal(sfx_reload(f, &p), 0);
+    assert_true(p.snapshot_index > 0 && p.snapshot_index < 300);
+    assert_int_equal(p.n_entries, 300 - p.snapshot_index);
+    sfx_check_range(&p, p.snapshot_index + 1, 300, 1);
+    raft_persisted_free(&p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_crc32c_matches_known_values),
+        IN_FRESH_DIR(test_empty_directory_loads_as_new_node),
+        IN_FRESH_DIR(test_term_and_vote_round_trip),
+        IN_FRESH_DIR(test_append_load_round_trip_across_segments),
+        IN_FRESH_DIR(test_append_must_continue_the_log),
+        IN_FRESH_DIR(test_truncate_then_append_then_load),
+        IN_FRESH_DIR(test_truncate_everything),
+        IN_FRESH_DIR(test_snapshot_then_load),
+        IN_FRESH_DIR(test_snapshot_beyond_log_end),
+        IN_FRESH_DIR(test_leftover_covered_segments_are_ignored),
+        IN_FRESH_DIR(test_concurrent_append_and_snapshot),
+    };
+    return cmocka_run_group_tests_name("unit_storage_log", tests, NULL, NULL);
+}
