@@ -576,7 +576,7 @@ static void test_pipelined_catch_up(void **state)
     cluster_end(c);
 }
 
-/* Not in the lab (RELIABILITY #15): requests delivered twice, the second
+/* Beyond the course lab: requests delivered twice, the second
  * time possibly after newer ones, with a leader change in the middle. A
  * follower must never truncate entries that match because of an old or
  * repeated AppendEntries (Figure 2, receiver rule 3: only on a conflict). */
@@ -602,7 +602,7 @@ static void test_agreement_despite_duplicated_requests(void **state)
     cluster_end(c);
 }
 
-/* Not in the lab (RELIABILITY #20, thesis §10.2.1, etcd issue 14370): the
+/* Beyond the course lab (thesis §10.2.1, etcd issue 14370): the
  * leader may replicate before its own write lands, but its copy counts
  * towards a majority only once it is on disk. With one follower cut off and
  * the leader's disk slow, the command must wait for that disk. */

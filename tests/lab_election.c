@@ -188,7 +188,7 @@ static void test_isolated_leader_steps_down(void **state)
     cluster_end(c);
 }
 
-/* Not in the lab (RELIABILITY #30): Figure 2, "updated on stable storage
+/* Beyond the course lab: Figure 2, "updated on stable storage
  * before responding to RPCs". n2 grants a vote; the power goes the moment
  * the reply is back; after a restart n2 must still know it voted in that
  * term and refuse a second candidate. */

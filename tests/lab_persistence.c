@@ -1,7 +1,7 @@
 /*
  * lab_persistence.c - lab part 3C (2C before 2024): persistence, over the
  * simulated network, with the lab's scenarios and numbers (see
- * tests/README-lab.md and LABS.md): crash and restart of all nodes, of
+ * tests/README-lab.md): crash and restart of all nodes, of
  * leaders and of followers; Figure 8 with crashed and with disconnected
  * leaders; agreement over an unreliable network; churn with concurrent
  * clients.

@@ -2,7 +2,7 @@
  * fuzz_wire.c - libFuzzer target for the frame decoder (net/wire.c).
  *
  * What a peer or a client sends us is arbitrary bytes; the decoder must
- * treat them as such (DESIGN.md, "Wire format"). For every input:
+ * treat them as such: a bad frame costs only its connection. For every input:
  *
  *   1. wire_frame_size() on the first four bytes either refuses them or
  *      names a size between WIRE_HEADER and WIRE_MAX_FRAME;
