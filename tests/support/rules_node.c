@@ -1,0 +1,196 @@
+/*
+ * rules_node.c - a node with no thread and fakes around it (rules_node.h).
+ */
+#include "tests/support/rules_node.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <cmocka.h>
+
+uint64_t rules_clock_ms;
+struct rules_store rules_store;
+
+static uint64_t fake_clock(void *ctx)
+{
+    (void)ctx;
+    return rules_clock_ms;
+}
+
+static int store_load(void *ctx, struct raft_persisted *out)
+{
+    (void)ctx;
+    memset(out, 0, sizeof(*out));
+    out->voted_for = RAFT_NO_NODE;
+    return 0;
+}
+
+static int store_save_term_vote(void *ctx, uint64_t term, int32_t vote)
+{
+    (void)ctx;
+    rules_store.term = term;
+    rules_store.vote = vote;
+    rules_store.term_vote_saves++;
+    return 0;
+}
+
+static int store_append(void *ctx, uint64_t first, const struct raft_entry *e, size_t n)
+{
+    (void)ctx, (void)e;
+    if (first != rules_store.stored_last + 1)
+        rules_store.misplaced_appends++;
+    rules_store.appends++;
+    rules_store.stored_last = first + n - 1;
+    return 0;
+}
+
+static int store_truncate(void *ctx, uint64_t from)
+{
+    (void)ctx;
+    rules_store.truncates++;
+    if (rules_store.stored_last >= from)
+        rules_store.stored_last = from - 1;
+    return 0;
+}
+
+static int store_save_snapshot(void *ctx, uint64_t index, uint64_t term,
+                               const uint8_t *data, size_t len)
+{
+    (void)ctx;
+    rules_store.snapshot_saves++;
+    rules_store.snapshot_index = index;
+    rules_store.snapshot_term = term;
+    rules_store.snapshot_len = len;
+    memcpy(rules_store.snapshot, data,
+           len < sizeof(rules_store.snapshot) ? len : sizeof(rules_store.snapshot));
+    if (rules_store.stored_last < index) /* it drops the entries it covers */
+        rules_store.stored_last = index;
+    return 0;
+}
+
+static void fsm_apply(void *ctx, uint64_t index, const struct raft_entry *e)
+{
+    (void)ctx, (void)index, (void)e;
+}
+
+static int fsm_snapshot(void *ctx, uint8_t **data, size_t *len)
+{
+    (void)ctx;
+    *data = NULL;
+    *len = 0;
+    return 0;
+}
+
+static int fsm_restore(void *ctx, uint64_t index, const uint8_t *data, size_t len)
+{
+    (void)ctx, (void)index, (void)data, (void)len;
+    return 0;
+}
+
+static int never_call(void *ctx, uint32_t peer, const struct raft_msg *req,
+                      struct raft_msg *reply, unsigned timeout_ms)
+{
+    (void)ctx, (void)peer, (void)req, (void)reply, (void)timeout_ms;
+    rules_store.transport_calls++;
+    return -ECONNREFUSED;
+}
+
+int rules_node_create(struct raft_node **out)
+{
+    memset(&rules_store, 0, sizeof(rules_store));
+    rules_clock_ms = RULES_START_MS;
+    struct raft_config cfg;
+    raft_config_defaults(&cfg, 0, 3);
+    cfg.election_timeout_min_ms = RULES_MIN_MS;
+    cfg.election_timeout_max_ms = RULES_MAX_MS;
+    cfg.heartbeat_ms = 50;
+    cfg.seed = 42;
+    cfg.log_level = RAFT_LOG_ERROR;
+    cfg.clock_ms = fake_clock;
+    struct raft_transport t = {.call = never_call};
+    struct raft_storage s = {.load = store_load, .save_term_vote = store_save_term_vote,
+                             .append = store_append, .truncate = store_truncate,
+                             .save_snapshot = store_save_snapshot};
+    struct raft_fsm f = {.apply = fsm_apply, .snapshot = fsm_snapshot, .restore = fsm_restore};
+    return node_create(out, &cfg, &t, &s, &f);
+}
+
+int rules_setup_node(void **state)
+{
+    struct raft_node *n;
+    assert_int_equal(rules_node_create(&n), 0);
+    *state = n;
+    return 0;
+}
+
+int rules_setup_follower(void **state)
+{
+    rules_setup_node(state);
+    rules_clock_ms += RULES_MIN_MS;
+    return 0;
+}
+
+int rules_teardown_node(void **state)
+{
+    node_destroy(*state);
+    assert_int_equal(rules_store.transport_calls, 0);
+    assert_int_equal(rules_store.misplaced_appends, 0);
+    return 0;
+}
+
+struct raft_msg rules_vote_request(uint32_t from, uint64_t term, uint64_t last_index,
+                                   uint64_t last_term, bool pre_vote)
+{
+    struct raft_msg m = {.type = RAFT_MSG_REQUEST_VOTE, .from = from};
+    m.u.rv = (struct raft_request_vote){.term = term, .last_log_index = last_index,
+                                        .last_log_term = last_term, .pre_vote = pre_vote};
+    return m;
+}
+
+static struct raft_entry entries_buf[8];
+
+struct raft_msg rules_append_request(uint64_t term, uint64_t prev, uint64_t prev_term,
+                                     uint64_t commit, const uint64_t *terms, uint32_t n)
+{
+    struct raft_msg m = {.type = RAFT_MSG_APPEND_ENTRIES, .from = 1};
+    if (n > sizeof(entries_buf) / sizeof(entries_buf[0]))
+        n = sizeof(entries_buf) / sizeof(entries_buf[0]);
+    for (uint32_t i = 0; i < n; i++)
+        entries_buf[i] = (struct raft_entry){.term = terms[i], .type = RAFT_ENTRY_COMMAND,
+                                             .len = 1, .data = (uint8_t *)"y"};
+    m.u.ae = (struct raft_append_entries){.term = term, .prev_log_index = prev,
+                                          .prev_log_term = prev_term, .leader_commit = commit,
+                                          .n_entries = n, .entries = entries_buf};
+    return m;
+}
+
+struct raft_msg rules_install_request(uint64_t term, uint64_t index, uint64_t index_term,
+                                      uint64_t offset, const char *data, uint32_t len,
+                                      uint64_t total)
+{
+    struct raft_msg m = {.type = RAFT_MSG_INSTALL_SNAPSHOT, .from = 1};
+    m.u.is = (struct raft_install_snapshot){
+        .term = term, .last_index = index, .last_term = index_term, .offset = offset,
+        .total = total, .len = len, .data = (uint8_t *)data, .done = offset + len == total};
+    return m;
+}
+
+struct raft_msg rules_vote_reply(uint64_t term, bool granted, bool pre_vote)
+{
+    struct raft_msg m = {.type = RAFT_MSG_REQUEST_VOTE_REPLY};
+    m.u.rv_reply = (struct raft_request_vote_reply){.term = term, .vote_granted = granted,
+                                                    .pre_vote = pre_vote};
+    return m;
+}
+
+struct raft_msg rules_append_reply(uint64_t term, bool success, uint64_t match,
+                                   uint64_t conflict_term, uint64_t conflict_index)
+{
+    struct raft_msg m = {.type = RAFT_MSG_APPEND_ENTRIES_REPLY};
+    m.u.ae_reply = (struct raft_append_entries_reply){
+        .term = term, .success = success, .match_index = match,
+        .conflict_term = conflict_term, .conflict_index = conflict_index};
+    return m;
+}
