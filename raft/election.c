@@ -39,7 +39,7 @@ static void become_leader_if_won_locked(struct raft_node *n, uint64_t now);
 static void start_real_election_locked(struct raft_node *n, uint64_t now)
 {
     bool split_vote = n->role == RAFT_CANDIDATE; /* its last election found no winner */
-    if (node_become_candidate_locked(n, now))
+    if (node_become_candidate_locked(n))
         return;
     /* §5.2 separates candidates by the random timeout alone. When the range
      * is narrow (or MIN equals MAX), candidates that split the vote would
@@ -61,7 +61,7 @@ static void start_real_election_locked(struct raft_node *n, uint64_t now)
 static void start_pre_vote_locked(struct raft_node *n, uint64_t now)
 {
     uint64_t silent_ms = now - n->last_leader_contact_ms;
-    node_become_pre_candidate_locked(n, now);
+    node_become_pre_candidate_locked(n);
     char peers[64];
     describe_peers(n, peers, sizeof(peers));
     node_log(n, RAFT_LOG_INFO, "no leader heard for %llu ms -> pre-vote for T%llu, asking%s "
@@ -92,7 +92,7 @@ static void become_leader_if_won_locked(struct raft_node *n, uint64_t now)
         start_real_election_locked(n, now);
     } else if (n->role == RAFT_CANDIDATE) {
         node_log(n, RAFT_LOG_INFO, "won election with votes%s", who);
-        node_become_leader_locked(n, now);
+        node_become_leader_locked(n);
     }
 }
 
@@ -259,7 +259,7 @@ int election_recv_request_vote_locked(struct raft_node *n, const struct raft_msg
     if (!denied && node_persist_term_vote_locked(n, n->current_term, (int32_t)req->from))
         return -EIO;
     if (!denied)
-        node_reset_election_timer_locked(n, now); /* granting a vote resets the timer */
+        node_reset_election_timer_locked(n); /* granting a vote resets the timer */
     char voted[32] = "";
     if (denied && n->voted_for != (int32_t)req->from && n->voted_for != RAFT_NO_NODE)
         snprintf(voted, sizeof(voted), " for n%d", n->voted_for);

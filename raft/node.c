@@ -471,7 +471,7 @@ int node_create(struct raft_node **out, const struct raft_config *cfg,
     }
     node_lock(n);
     n->last_leader_contact_ms = node_now(n);
-    node_reset_election_timer_locked(n, n->last_leader_contact_ms);
+    node_reset_election_timer_locked(n);
     node_unlock(n);
     *out = n;
     return 0;

@@ -22,8 +22,11 @@
  *           clients.c     what client threads wait for
  *   leaves  log.c, commit.c, logging.c, and storage behind raft_storage
  * Rules take the node and the current time and return what to send; they
- * read no clock, open no socket or file, and never wait, so tests can drive
- * them one step at a time with no thread running (tests/unit_rules.c).
+ * open no socket or file and never wait, so tests can drive them one step
+ * at a time with no thread running (tests/unit_rules.c). Time reaches them
+ * as an argument; the hub reads the node's clock (cfg.clock_ms) itself only
+ * where a change takes effect after a disk write (role changes, the
+ * election timer).
  */
 #ifndef RAFT_NODE_H
 #define RAFT_NODE_H
@@ -220,9 +223,9 @@ int node_receive_locked(struct raft_node *n, const struct raft_msg *req, uint64_
 /* Role changes */
 void node_become_follower_locked(struct raft_node *n, uint64_t term, int32_t leader,
                                  const char *why);
-void node_become_pre_candidate_locked(struct raft_node *n, uint64_t now);
-int node_become_candidate_locked(struct raft_node *n, uint64_t now);
-void node_become_leader_locked(struct raft_node *n, uint64_t now);
+void node_become_pre_candidate_locked(struct raft_node *n);
+int node_become_candidate_locked(struct raft_node *n);
+void node_become_leader_locked(struct raft_node *n);
 /* A message from the leader of `term` (AppendEntries, InstallSnapshot):
  * follow it, reset the election timer, settle the log. */
 void node_follow_leader_locked(struct raft_node *n, uint32_t leader, uint64_t term,
@@ -232,7 +235,7 @@ void node_follow_leader_locked(struct raft_node *n, uint32_t leader, uint64_t te
 bool node_is_stale_term_locked(struct raft_node *n, uint64_t term, uint32_t from);
 
 /* §5.2: "election timeouts are chosen randomly from a fixed interval". */
-void node_reset_election_timer_locked(struct raft_node *n, uint64_t now);
+void node_reset_election_timer_locked(struct raft_node *n);
 int node_persist_term_vote_locked(struct raft_node *n, uint64_t term, int32_t vote);
 void node_disk_failed_locked(struct raft_node *n, const char *what, int rc);
 void node_settle_log_locked(struct raft_node *n);

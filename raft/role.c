@@ -13,9 +13,13 @@
 
 /* §5.2: "election timeouts are chosen randomly from a fixed interval" so
  * that split votes are rare and resolve quickly. */
-void node_reset_election_timer_locked(struct raft_node *n, uint64_t now)
+void node_reset_election_timer_locked(struct raft_node *n)
 {
     NODE_ASSERT_LOCKED(n);
+    /* Read now, not taken from the rule that asked: the reset may follow a
+     * disk write under the lock (a vote, a new term), and a deadline
+     * counted from before a slow write could already have passed. */
+    uint64_t now = node_now(n);
     unsigned lo = n->cfg.election_timeout_min_ms;
     unsigned span = n->cfg.election_timeout_max_ms - lo + 1;
     uint64_t old = n->election_deadline_ms;
@@ -83,7 +87,7 @@ void node_become_follower_locked(struct raft_node *n, uint64_t term, int32_t lea
                  old == RAFT_FOLLOWER ? "" : "step down, ",
                  term != old_term ? "adopt the newer term" : "follow it");
     if (old != RAFT_FOLLOWER) {
-        node_reset_election_timer_locked(n, node_now(n));
+        node_reset_election_timer_locked(n);
         node_wake_all_locked(n);
     }
 }
@@ -97,18 +101,18 @@ static void ask_every_peer_locked(struct raft_node *n)
 }
 
 /* Thesis §9.6: before raising its term, a node asks whether it could win. */
-void node_become_pre_candidate_locked(struct raft_node *n, uint64_t now)
+void node_become_pre_candidate_locked(struct raft_node *n)
 {
     NODE_ASSERT_LOCKED(n);
     n->role = RAFT_PRE_CANDIDATE;
     n->leader_id = RAFT_NO_NODE;
-    node_reset_election_timer_locked(n, now);
+    node_reset_election_timer_locked(n);
     ask_every_peer_locked(n);
 }
 
 /* Figure 2, candidates: increment currentTerm, vote for self, reset the
  * election timer, send RequestVote to all other servers. */
-int node_become_candidate_locked(struct raft_node *n, uint64_t now)
+int node_become_candidate_locked(struct raft_node *n)
 {
     NODE_ASSERT_LOCKED(n);
     int rc = node_persist_term_vote_locked(n, n->current_term + 1, (int32_t)n->cfg.id);
@@ -116,14 +120,15 @@ int node_become_candidate_locked(struct raft_node *n, uint64_t now)
         return rc;
     n->role = RAFT_CANDIDATE;
     n->leader_id = RAFT_NO_NODE;
-    node_reset_election_timer_locked(n, now);
+    node_reset_election_timer_locked(n);
     ask_every_peer_locked(n);
     return 0;
 }
 
-void node_become_leader_locked(struct raft_node *n, uint64_t now)
+void node_become_leader_locked(struct raft_node *n)
 {
     NODE_ASSERT_LOCKED(n);
+    uint64_t now = node_now(n); /* after the vote's write, as in the timer reset */
     n->role = RAFT_LEADER;
     n->leader_id = (int32_t)n->cfg.id;
     for (uint32_t i = 0; i < n->cfg.n_nodes; i++) {
@@ -166,7 +171,7 @@ void node_follow_leader_locked(struct raft_node *n, uint32_t leader, uint64_t te
     }
     n->leader_id = (int32_t)leader;
     n->last_leader_contact_ms = now;
-    node_reset_election_timer_locked(n, now);
+    node_reset_election_timer_locked(n);
     /* Only now: this very message may have deposed this node as leader. */
     node_settle_log_locked(n);
 }
