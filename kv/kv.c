@@ -44,6 +44,7 @@ struct kv {
     uint64_t clock_ms;      /* the leader's time of the last applied put */
     uint64_t last_expiry_ms;
     uint64_t session_timeout_ms;
+    uint64_t duplicates; /* committed puts that the session table refused */
 };
 
 /* ---- encoding helpers ---- */
@@ -268,8 +269,10 @@ static void apply_put_locked(struct kv *kv, const uint8_t *data, uint32_t len)
         return;
     s->last_active_ms = kv->clock_ms;
     /* §6.3: a request already applied for this session is not applied again. */
-    if (seq <= s->last_seq)
+    if (seq <= s->last_seq) {
+        kv->duplicates++;
         return;
+    }
     s->last_seq = seq;
     set_locked(kv, key, key_len, value, value_len);
 }
@@ -448,6 +451,7 @@ void kv_get_stats(struct kv *kv, struct kv_stats *st)
     st->applied_index = kv->applied_index;
     st->keys = kv->n_items;
     st->sessions = kv->n_sessions;
+    st->duplicates = kv->duplicates;
     /* Order-independent: the sum of per-item hashes. */
     uint64_t h = 0;
     for (size_t i = 0; i < kv->items_cap; i++)

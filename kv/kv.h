@@ -46,6 +46,7 @@ struct kv_stats {
     uint64_t applied_index;
     uint64_t keys;
     uint64_t sessions;
+    uint64_t duplicates; /* committed puts not applied: their request already was */
     uint64_t hash; /* of the whole state: replicas that agree have equal hashes */
 };
 void kv_get_stats(struct kv *kv, struct kv_stats *st);
