@@ -241,10 +241,14 @@ int kv_client_status(const char *addr, unsigned timeout_ms, struct client_reply 
     close(fd);
     if (rc == 0 && reply.type != WIRE_CLIENT_REPLY)
         rc = -EPROTO;
+    /* The reply's byte strings point into buf, freed below: *out keeps
+     * none of them (a status names its leader by id). */
     if (rc == 0) {
         *out = reply.u.reply;
         out->value = NULL;
         out->value_len = 0;
+        out->leader_addr = NULL;
+        out->leader_addr_len = 0;
     }
     free(buf);
     return rc;

@@ -56,7 +56,8 @@ void kv_nodes_free(struct kv_nodes *k);
  * is known to lead (an election is probably under way: pause first). */
 bool kv_nodes_move_on(struct kv_nodes *k, const struct client_reply *reply);
 
-/* Asks one node for its status; 0 or a negative errno if it did not answer. */
+/* Asks one node for its status; 0 or a negative errno if it did not answer.
+ * *out holds no pointers: value and leader_addr are NULL. */
 int kv_client_status(const char *addr, unsigned timeout_ms, struct client_reply *out);
 
 #endif
