@@ -1,6 +1,6 @@
 /*
  * bench.c - the closed-loop benchmark behind `raft bench`: the store's
- * client sessions, on the event loops of kv/bench_loop.c.
+ * client sessions, on the event loops of bench/bench_loop.c.
  *
  * Each session behaves as kv/client.c does: its own session id and
  * sequence numbers (a retried put keeps its number), it follows leader
@@ -16,7 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "kv/bench_loop.h"
+#include "bench/bench_loop.h"
 #include "kv/client.h"
 #include "net/tcp.h"
 
