@@ -16,6 +16,12 @@
 
 struct kv_client;
 
+/* How a session retries (kv/client.c, kv/bench.c): it gives up on a node
+ * silent for an attempt, and pauses between attempts when nobody is known
+ * to lead. */
+#define KV_CLIENT_ATTEMPT_MS 1500
+#define KV_CLIENT_RETRY_PAUSE_MS 20
+
 /* addrs: "host:port" of the nodes, by node id. timeout_ms bounds each
  * operation, retries included. */
 int kv_client_open(struct kv_client **out, char *const *addrs, uint32_t n_addrs,

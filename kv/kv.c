@@ -73,6 +73,15 @@ static void put_u64(uint8_t *p, uint64_t v)
         p[i] = (uint8_t)v;
 }
 
+/* A byte string: u32 length, then the bytes. Returns the end. */
+static uint8_t *put_bytes(uint8_t *p, const uint8_t *b, uint32_t n)
+{
+    put_u32(p, n);
+    if (n)
+        memcpy(p + 4, b, n);
+    return p + 4 + n;
+}
+
 static uint32_t get_u32(const uint8_t *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -128,14 +137,8 @@ size_t kv_encode_put(uint8_t *buf, uint64_t client_id, uint64_t seq, uint64_t ti
     put_u64(p, client_id);
     put_u64(p + 8, seq);
     put_u64(p + 16, time_ms);
-    p += 24;
-    put_u32(p, key_len);
-    memcpy(p + 4, key, key_len);
-    p += 4 + key_len;
-    put_u32(p, value_len);
-    if (value_len)
-        memcpy(p + 4, value, value_len);
-    p += 4 + value_len;
+    p = put_bytes(p + 24, key, key_len);
+    p = put_bytes(p, value, value_len);
     return (size_t)(p - buf);
 }
 
@@ -351,14 +354,8 @@ static int kv_snapshot(void *ctx, uint8_t **data, size_t *len)
     p += 28;
     for (size_t i = 0; i < kv->items_cap; i++) {
         const struct kv_item *it = &kv->items[i];
-        if (!it->key)
-            continue;
-        put_u32(p, it->key_len);
-        memcpy(p + 4, it->key, it->key_len);
-        p += 4 + it->key_len;
-        put_u32(p, it->value_len);
-        memcpy(p + 4, it->value, it->value_len);
-        p += 4 + it->value_len;
+        if (it->key)
+            p = put_bytes(put_bytes(p, it->key, it->key_len), it->value, it->value_len);
     }
     put_u64(p, kv->n_sessions);
     p += 8;

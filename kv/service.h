@@ -24,7 +24,7 @@
 #include "raft/raft.h"
 
 /* How long a read may wait on the cluster by default: less than a client
- * waits for one answer (kv/client.c ATTEMPT_MS), so that it hears "retry"
+ * waits for one answer (KV_CLIENT_ATTEMPT_MS, kv/client.h), so that it hears "retry"
  * first. A put has no such limit: it is answered once applied, or "retry"
  * once this node stops leading (check-quorum steps a leader that cannot
  * commit down within an election timeout). */
