@@ -21,7 +21,9 @@ override CFLAGS += -fsanitize=$(SAN) -fno-omit-frame-pointer -DRAFT_CHECK_INVARI
 LDFLAGS += -fsanitize=$(SAN)
 endif
 
-LIB_SRC  := $(wildcard raft/*.c raft/storage/*.c net/*.c kv/*.c)
+# bench/bench_loop.c and bench_stats.c are generic (bench/etcd_load.c links them
+# alone); `raft bench` (kv/bench.c) runs on them too.
+LIB_SRC  := $(wildcard raft/*.c raft/storage/*.c net/*.c kv/*.c) bench/bench_loop.c bench/bench_stats.c
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 SUPPORT_SRC := $(wildcard tests/support/*.c)
 SUPPORT_OBJ := $(SUPPORT_SRC:%.c=$(BUILD)/obj/%.o)

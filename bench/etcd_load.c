@@ -22,7 +22,7 @@
  * POST /v3/maintenance/status on each member. With --spread, client i sends
  * to member i mod n instead, and etcd forwards followers' puts to the leader.
  *
- * Results go through kv/bench_stats.c, the code `raft bench` uses, and are
+ * Results go through bench/bench_stats.c, the code `raft bench` uses, and are
  * printed the same way (one JSON object with --json). Every response's
  * status is checked: a non-2xx status, a reply that is not HTTP or whose
  * body is not a JSON object with a "header", a timeout (5 s, like
@@ -50,8 +50,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kv/bench_loop.h"
-#include "kv/bench_stats.h"
+#include "bench/bench_loop.h"
+#include "bench/bench_stats.h"
 
 #define MAX_ENDPOINTS 16
 #define TIMEOUT_MS 5000      /* per request, as `raft bench` */
@@ -450,7 +450,7 @@ static int find_leader(const struct options *opt)
     return found;
 }
 
-/* ---- the load: sessions on the event loops of kv/bench_loop.c ---- */
+/* ---- the load: sessions on the event loops of bench/bench_loop.c ---- */
 
 /* What every session reads: the options, and the value, in base64. */
 struct load {

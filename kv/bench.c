@@ -1,11 +1,11 @@
 /*
  * bench.c - the closed-loop benchmark behind `raft bench`: the store's
- * client sessions, on the event loops of kv/bench_loop.c.
+ * client sessions, on the event loops of bench/bench_loop.c.
  *
  * Each session behaves as kv/client.c does: its own session id and
  * sequence numbers (a retried put keeps its number), it follows leader
- * hints, gives up on a node that is silent for ATTEMPT_MS, and pauses
- * RETRY_PAUSE_MS when nobody is known to lead. An operation's latency runs
+ * hints, gives up on a node that is silent for KV_CLIENT_ATTEMPT_MS, and
+ * pauses KV_CLIENT_RETRY_PAUSE_MS when nobody is known to lead. An operation's latency runs
  * from its first attempt to its final answer; one without a final answer
  * within the timeout counts as an error.
  */
@@ -16,12 +16,10 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "kv/bench_loop.h"
+#include "bench/bench_loop.h"
 #include "kv/client.h"
 #include "net/tcp_socket.h"
 
-#define RETRY_PAUSE_MS 20
-#define ATTEMPT_MS 1500
 #define NS_PER_MS 1000000ull
 
 /* What every session reads: the options, and the value every put writes. */
@@ -77,13 +75,13 @@ static void move_on(struct session *s, const struct client_reply *reply, uint64_
         return;
     }
     s->paused = true;
-    wake_at(s, now + RETRY_PAUSE_MS * NS_PER_MS);
+    wake_at(s, now + KV_CLIENT_RETRY_PAUSE_MS * NS_PER_MS);
 }
 
 /* Sends the current request to the target, connecting first if need be. */
 static void attempt(struct session *s, uint64_t now)
 {
-    wake_at(s, now + ATTEMPT_MS * NS_PER_MS);
+    wake_at(s, now + KV_CLIENT_ATTEMPT_MS * NS_PER_MS);
     s->paused = false;
     s->in_have = 0;
     if (s->b.fd < 0) {

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "kv/bench_stats.h" /* struct bench_result, bench_print */
+#include "bench/bench_stats.h" /* struct bench_result, bench_print */
 
 struct bench_options {
     char *const *addrs;

@@ -12,8 +12,6 @@
 
 #include "net/tcp_socket.h"
 
-#define RETRY_PAUSE_MS 20
-#define ATTEMPT_MS 1500 /* longest wait for one node's answer */
 
 struct kv_client {
     struct kv_nodes nodes;
@@ -159,7 +157,7 @@ static int call_leader(struct kv_client *c, const struct wire_msg *req, struct w
             int fd = tcp_dial(c->nodes.addrs[c->nodes.target], left < 500 ? left : 500);
             if (fd < 0) {
                 kv_nodes_move_on(&c->nodes, NULL);
-                sleep_ms(RETRY_PAUSE_MS);
+                sleep_ms(KV_CLIENT_RETRY_PAUSE_MS);
                 continue;
             }
             c->fd = fd;
@@ -167,13 +165,13 @@ static int call_leader(struct kv_client *c, const struct wire_msg *req, struct w
         /* A node that stopped answering (frozen, cut off) costs one attempt,
          * not the whole timeout: another node may lead by now. */
         int rc = tcp_roundtrip(c->fd, req, reply, &c->buf, &c->cap,
-                               left < ATTEMPT_MS ? left : ATTEMPT_MS);
+                               left < KV_CLIENT_ATTEMPT_MS ? left : KV_CLIENT_ATTEMPT_MS);
         if (rc != 0 || reply->type != WIRE_CLIENT_REPLY) {
             if (rc == 0)
                 wire_msg_release(reply);
             disconnect(c);
             kv_nodes_move_on(&c->nodes, NULL);
-            sleep_ms(RETRY_PAUSE_MS);
+            sleep_ms(KV_CLIENT_RETRY_PAUSE_MS);
             continue;
         }
         uint8_t status = reply->u.reply.status;
@@ -181,7 +179,7 @@ static int call_leader(struct kv_client *c, const struct wire_msg *req, struct w
             return 0;
         disconnect(c);
         if (!kv_nodes_move_on(&c->nodes, &reply->u.reply))
-            sleep_ms(RETRY_PAUSE_MS); /* an election is probably under way */
+            sleep_ms(KV_CLIENT_RETRY_PAUSE_MS); /* an election is probably under way */
     }
 }
 
@@ -241,10 +239,14 @@ int kv_client_status(const char *addr, unsigned timeout_ms, struct client_reply 
     close(fd);
     if (rc == 0 && reply.type != WIRE_CLIENT_REPLY)
         rc = -EPROTO;
+    /* The reply's byte strings point into buf, freed below: *out keeps
+     * none of them (a status names its leader by id). */
     if (rc == 0) {
         *out = reply.u.reply;
         out->value = NULL;
         out->value_len = 0;
+        out->leader_addr = NULL;
+        out->leader_addr_len = 0;
     }
     free(buf);
     return rc;

@@ -16,6 +16,12 @@
 
 struct kv_client;
 
+/* How a session retries (kv/client.c, kv/bench.c): it gives up on a node
+ * silent for an attempt, and pauses between attempts when nobody is known
+ * to lead. */
+#define KV_CLIENT_ATTEMPT_MS 1500
+#define KV_CLIENT_RETRY_PAUSE_MS 20
+
 /* addrs: "host:port" of the nodes, by node id. timeout_ms bounds each
  * operation, retries included. */
 int kv_client_open(struct kv_client **out, char *const *addrs, uint32_t n_addrs,
@@ -56,7 +62,8 @@ void kv_nodes_free(struct kv_nodes *k);
  * is known to lead (an election is probably under way: pause first). */
 bool kv_nodes_move_on(struct kv_nodes *k, const struct client_reply *reply);
 
-/* Asks one node for its status; 0 or a negative errno if it did not answer. */
+/* Asks one node for its status; 0 or a negative errno if it did not answer.
+ * *out holds no pointers: value and leader_addr are NULL. */
 int kv_client_status(const char *addr, unsigned timeout_ms, struct client_reply *out);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,7 +45,19 @@ struct kv {
     uint64_t clock_ms;      /* the leader's time of the last applied put */
     uint64_t last_expiry_ms;
     uint64_t session_timeout_ms;
+    uint64_t duplicates; /* committed puts that the session table refused */
+    long allocs_left;    /* allocations that may succeed; -1: no limit (tests) */
 };
+
+/* Every allocation of the apply path, so that tests can make one fail. */
+static void *alloc_locked(struct kv *kv, size_t n, bool zero)
+{
+    if (kv->allocs_left == 0)
+        return NULL;
+    if (kv->allocs_left > 0)
+        kv->allocs_left--;
+    return zero ? calloc(1, n) : malloc(n);
+}
 
 /* ---- encoding helpers ---- */
 
@@ -58,6 +71,15 @@ static void put_u64(uint8_t *p, uint64_t v)
 {
     for (int i = 7; i >= 0; i--, v >>= 8)
         p[i] = (uint8_t)v;
+}
+
+/* A byte string: u32 length, then the bytes. Returns the end. */
+static uint8_t *put_bytes(uint8_t *p, const uint8_t *b, uint32_t n)
+{
+    put_u32(p, n);
+    if (n)
+        memcpy(p + 4, b, n);
+    return p + 4 + n;
 }
 
 static uint32_t get_u32(const uint8_t *p)
@@ -115,14 +137,8 @@ size_t kv_encode_put(uint8_t *buf, uint64_t client_id, uint64_t seq, uint64_t ti
     put_u64(p, client_id);
     put_u64(p + 8, seq);
     put_u64(p + 16, time_ms);
-    p += 24;
-    put_u32(p, key_len);
-    memcpy(p + 4, key, key_len);
-    p += 4 + key_len;
-    put_u32(p, value_len);
-    if (value_len)
-        memcpy(p + 4, value, value_len);
-    p += 4 + value_len;
+    p = put_bytes(p + 24, key, key_len);
+    p = put_bytes(p, value, value_len);
     return (size_t)(p - buf);
 }
 
@@ -150,7 +166,7 @@ static struct kv_item *find_slot(struct kv_item *items, size_t cap, const uint8_
 static int grow_items(struct kv *kv)
 {
     size_t cap = kv->items_cap ? kv->items_cap * 2 : 64;
-    struct kv_item *items = calloc(cap, sizeof(*items));
+    struct kv_item *items = alloc_locked(kv, cap * sizeof(*items), true);
     if (!items)
         return -ENOMEM;
     for (size_t i = 0; i < kv->items_cap; i++) {
@@ -171,12 +187,12 @@ static int set_locked(struct kv *kv, const uint8_t *key, uint32_t key_len,
         return -ENOMEM;
     uint64_t h = hash_bytes(key, key_len);
     struct kv_item *it = find_slot(kv->items, kv->items_cap, key, key_len, h);
-    uint8_t *v = malloc(value_len ? value_len : 1);
+    uint8_t *v = alloc_locked(kv, value_len ? value_len : 1, false);
     if (!v)
         return -ENOMEM;
     memcpy(v, value, value_len);
     if (!it->key) {
-        it->key = malloc(key_len ? key_len : 1);
+        it->key = alloc_locked(kv, key_len ? key_len : 1, false);
         if (!it->key) {
             free(v);
             return -ENOMEM;
@@ -205,7 +221,7 @@ static struct kv_session *find_session(struct kv_session *s, size_t cap, uint64_
  * before `cutoff_ms` (0 keeps all). */
 static int rebuild_sessions(struct kv *kv, size_t cap, uint64_t cutoff_ms)
 {
-    struct kv_session *s = calloc(cap, sizeof(*s));
+    struct kv_session *s = alloc_locked(kv, cap * sizeof(*s), true);
     if (!s)
         return -ENOMEM;
     size_t n = 0;
@@ -226,19 +242,27 @@ static int rebuild_sessions(struct kv *kv, size_t cap, uint64_t cutoff_ms)
 /* §6.3: expiry is decided by the leader's timestamps in the log, never by
  * the local clock, so every replica drops the same sessions at the same
  * point of the log. Checked at most once a second of log time. */
-static void expire_sessions_locked(struct kv *kv)
+static int expire_sessions_locked(struct kv *kv)
 {
     if (kv->clock_ms < kv->last_expiry_ms + 1000 || kv->clock_ms < kv->session_timeout_ms)
-        return;
-    kv->last_expiry_ms = kv->clock_ms;
-    rebuild_sessions(kv, kv->sessions_cap, kv->clock_ms - kv->session_timeout_ms);
+        return 0;
+    int rc = rebuild_sessions(kv, kv->sessions_cap, kv->clock_ms - kv->session_timeout_ms);
+    if (rc == 0)
+        kv->last_expiry_ms = kv->clock_ms;
+    return rc;
 }
 
+/* Makes room for one more session, so that session_locked cannot fail. */
+static int reserve_session_locked(struct kv *kv)
+{
+    if ((kv->n_sessions + 1) * 4 <= kv->sessions_cap * 3)
+        return 0;
+    return rebuild_sessions(kv, kv->sessions_cap ? kv->sessions_cap * 2 : 64, 0);
+}
+
+/* The session of client id, added if new; reserve_session_locked first. */
 static struct kv_session *session_locked(struct kv *kv, uint64_t id)
 {
-    if ((kv->n_sessions + 1) * 4 > kv->sessions_cap * 3 &&
-        rebuild_sessions(kv, kv->sessions_cap ? kv->sessions_cap * 2 : 64, 0))
-        return NULL;
     struct kv_session *s = find_session(kv->sessions, kv->sessions_cap, id);
     if (s->client_id == 0) {
         s->client_id = id;
@@ -249,7 +273,9 @@ static struct kv_session *session_locked(struct kv *kv, uint64_t id)
 
 /* ---- the state machine ---- */
 
-static void apply_put_locked(struct kv *kv, const uint8_t *data, uint32_t len)
+/* 0, or -ENOMEM with the put not applied and its seq not recorded (its
+ * clock and session expiry may have been: applying it again is the same). */
+static int apply_put_locked(struct kv *kv, const uint8_t *data, uint32_t len)
 {
     struct reader r = {.p = data, .left = len};
     const uint8_t *op = take(&r, 1);
@@ -259,29 +285,53 @@ static void apply_put_locked(struct kv *kv, const uint8_t *data, uint32_t len)
     uint32_t value_len = take_u32(&r);
     const uint8_t *value = take(&r, value_len);
     if (r.bad || *op != KV_OP_PUT)
-        return; /* the leader only proposes well-formed puts */
+        return 0; /* never proposed: every replica skips it alike */
     if (time_ms > kv->clock_ms)
         kv->clock_ms = time_ms;
-    expire_sessions_locked(kv);
-    struct kv_session *s = session_locked(kv, client);
-    if (!s)
-        return;
-    s->last_active_ms = kv->clock_ms;
+    int rc = expire_sessions_locked(kv);
+    if (rc == 0)
+        rc = reserve_session_locked(kv);
+    if (rc)
+        return rc;
+    struct kv_session *s = find_session(kv->sessions, kv->sessions_cap, client);
     /* §6.3: a request already applied for this session is not applied again. */
-    if (seq <= s->last_seq)
-        return;
+    if (s->client_id == client && seq <= s->last_seq) {
+        s->last_active_ms = kv->clock_ms;
+        kv->duplicates++;
+        return 0;
+    }
+    rc = set_locked(kv, key, key_len, value, value_len);
+    if (rc)
+        return rc;
+    /* Recorded only once applied: a session never claims a put it lost. */
+    s = session_locked(kv, client);
+    s->last_active_ms = kv->clock_ms;
     s->last_seq = seq;
-    set_locked(kv, key, key_len, value, value_len);
+    return 0;
 }
 
+int kv_apply_entry(struct kv *kv, uint64_t index, const struct raft_entry *e)
+{
+    pthread_mutex_lock(&kv->mu);
+    int rc = e->type == RAFT_ENTRY_COMMAND ? apply_put_locked(kv, e->data, e->len) : 0;
+    if (rc == 0)
+        kv->applied_index = index;
+    pthread_mutex_unlock(&kv->mu);
+    return rc;
+}
+
+/* The node's applier cannot be told that an entry did not apply (struct
+ * raft_fsm's apply returns nothing), and a replica that went on without
+ * it would diverge from the others, which applied it: it stops here. */
 static void kv_apply(void *ctx, uint64_t index, const struct raft_entry *e)
 {
-    struct kv *kv = ctx;
-    pthread_mutex_lock(&kv->mu);
-    if (e->type == RAFT_ENTRY_COMMAND)
-        apply_put_locked(kv, e->data, e->len);
-    kv->applied_index = index;
-    pthread_mutex_unlock(&kv->mu);
+    int rc = kv_apply_entry(ctx, index, e);
+    if (rc == 0)
+        return;
+    fprintf(stderr, "kv: cannot apply the committed entry at index %llu (%s); stopping "
+            "rather than diverge from the other replicas\n", (unsigned long long)index,
+            strerror(-rc));
+    abort();
 }
 
 static int kv_snapshot(void *ctx, uint8_t **data, size_t *len)
@@ -304,14 +354,8 @@ static int kv_snapshot(void *ctx, uint8_t **data, size_t *len)
     p += 28;
     for (size_t i = 0; i < kv->items_cap; i++) {
         const struct kv_item *it = &kv->items[i];
-        if (!it->key)
-            continue;
-        put_u32(p, it->key_len);
-        memcpy(p + 4, it->key, it->key_len);
-        p += 4 + it->key_len;
-        put_u32(p, it->value_len);
-        memcpy(p + 4, it->value, it->value_len);
-        p += 4 + it->value_len;
+        if (it->key)
+            p = put_bytes(put_bytes(p, it->key, it->key_len), it->value, it->value_len);
     }
     put_u64(p, kv->n_sessions);
     p += 8;
@@ -362,11 +406,13 @@ static int restore_locked(struct kv *kv, const uint8_t *data, size_t len)
     n = take_u64(&r);
     for (uint64_t i = 0; i < n && !r.bad; i++) {
         uint64_t id = take_u64(&r), seq = take_u64(&r), active = take_u64(&r);
-        struct kv_session *s = r.bad ? NULL : session_locked(kv, id);
-        if (s) {
-            s->last_seq = seq;
-            s->last_active_ms = active;
-        }
+        if (r.bad)
+            break;
+        if (reserve_session_locked(kv))
+            return -ENOMEM;
+        struct kv_session *s = session_locked(kv, id);
+        s->last_seq = seq;
+        s->last_active_ms = active;
     }
     return r.bad || r.left ? -EBADMSG : 0;
 }
@@ -397,6 +443,7 @@ struct kv *kv_new(uint64_t session_timeout_ms)
         return NULL;
     pthread_mutex_init(&kv->mu, NULL);
     kv->session_timeout_ms = session_timeout_ms;
+    kv->allocs_left = -1;
     return kv;
 }
 
@@ -442,12 +489,20 @@ bool kv_applied_request(struct kv *kv, uint64_t client_id, uint64_t seq)
     return done;
 }
 
+void kv_fail_allocations_after(struct kv *kv, long n)
+{
+    pthread_mutex_lock(&kv->mu);
+    kv->allocs_left = n;
+    pthread_mutex_unlock(&kv->mu);
+}
+
 void kv_get_stats(struct kv *kv, struct kv_stats *st)
 {
     pthread_mutex_lock(&kv->mu);
     st->applied_index = kv->applied_index;
     st->keys = kv->n_items;
     st->sessions = kv->n_sessions;
+    st->duplicates = kv->duplicates;
     /* Order-independent: the sum of per-item hashes. */
     uint64_t h = 0;
     for (size_t i = 0; i < kv->items_cap; i++)

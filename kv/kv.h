@@ -24,8 +24,14 @@ struct kv;
 struct kv *kv_new(uint64_t session_timeout_ms);
 void kv_free(struct kv *kv);
 
-/* The table of functions a Raft node drives (apply, snapshot, restore). */
+/* The table of functions a Raft node drives (apply, snapshot, restore).
+ * Its apply aborts the process when an entry cannot be applied (out of
+ * memory): the replica stops rather than diverge. */
 struct raft_fsm kv_fsm(struct kv *kv);
+
+/* Applies the committed entry at index. 0, or -ENOMEM with nothing of it
+ * applied (the put's seq is not recorded, the applied index stays). */
+int kv_apply_entry(struct kv *kv, uint64_t index, const struct raft_entry *e);
 
 /* A put as a log entry's payload. Layout (big-endian):
  *   u8 op (1 = put)  u64 client_id  u64 seq  u64 leader_time_ms
@@ -46,8 +52,13 @@ struct kv_stats {
     uint64_t applied_index;
     uint64_t keys;
     uint64_t sessions;
+    uint64_t duplicates; /* committed puts not applied: their request already was */
     uint64_t hash; /* of the whole state: replicas that agree have equal hashes */
 };
 void kv_get_stats(struct kv *kv, struct kv_stats *st);
+
+/* For tests: after n more allocations by the state machine, every one
+ * fails (n < 0: none fails). */
+void kv_fail_allocations_after(struct kv *kv, long n);
 
 #endif

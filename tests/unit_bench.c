@@ -2,7 +2,8 @@
  * unit_bench.c - the sessions of `raft bench` against scripted servers:
  * they follow a follower's leader hint, retry a put that got no answer
  * with the same sequence number (so that it takes effect once), and count
- * an operation with no answer within the timeout as an error.
+ * an operation with no answer within the timeout as an error. And
+ * kv_client_status against such a server.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -20,6 +21,7 @@
 #include <cmocka.h>
 
 #include "kv/bench.h"
+#include "kv/client.h"
 #include "net/tcp_server.h"
 
 #define MAX_SEEN 200000
@@ -192,11 +194,31 @@ static void test_unanswered_operations_are_errors_at_their_timeout(void **state)
     assert_true(took_ms >= 550 && took_ms < 2000);
 }
 
+/* kv_client_status reads the reply into a buffer of its own and frees it:
+ * the reply it hands back must not point into that buffer. A node that
+ * answers with a leader's address (as a follower redirects) shows it. */
+static void test_status_reply_points_into_no_freed_buffer(void **state)
+{
+    (void)state;
+    struct fake_node *follower = calloc(1, sizeof(*follower));
+    assert_non_null(follower);
+    fake_start(follower, "127.0.0.1:7");
+    struct client_reply r;
+    assert_int_equal(kv_client_status(follower->addr, 2000, &r), 0);
+    fake_stop(follower);
+    free(follower);
+    assert_int_equal(r.status, CLIENT_NOT_LEADER);
+    assert_null(r.leader_addr);
+    assert_int_equal(r.leader_addr_len, 0);
+    assert_null(r.value);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sessions_follow_hints_and_retry_puts_with_their_number),
         cmocka_unit_test(test_unanswered_operations_are_errors_at_their_timeout),
+        cmocka_unit_test(test_status_reply_points_into_no_freed_buffer),
     };
     return cmocka_run_group_tests_name("unit: the sessions of raft bench", tests, NULL, NULL);
 }

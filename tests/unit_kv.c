@@ -1,6 +1,7 @@
 /*
  * unit_kv.c - the key-value state machine: puts, client sessions (a retried
- * request applies once), session expiry by log time, snapshot round trips.
+ * request applies once), session expiry by log time, snapshot round trips,
+ * and a put that cannot be applied for lack of memory.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -9,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "kv/kv.h"
@@ -128,6 +131,64 @@ static void test_snapshot_round_trip(void **state)
     kv_free(b);
 }
 
+/* Out of memory, every step of a put fails cleanly: the put is not applied
+ * and its seq is not recorded, so that applying it again once memory is
+ * back takes effect. */
+static void test_put_that_cannot_be_applied_is_not_recorded(void **state)
+{
+    (void)state;
+    uint8_t buf[64];
+    size_t len = kv_encode_put(buf, 7, 1, 1000, (const uint8_t *)"b", 1,
+                               (const uint8_t *)"2", 1);
+    struct raft_entry e = {.term = 1, .type = RAFT_ENTRY_COMMAND, .len = (uint32_t)len,
+                           .data = buf};
+    /* A fresh store allocates its session table, key table, the value and
+     * the key: make each one fail in turn. */
+    for (long n = 0; n < 4; n++) {
+        struct kv *kv = kv_new(KV_DEFAULT_SESSION_TIMEOUT_MS);
+        kv_fail_allocations_after(kv, n);
+        assert_int_equal(kv_apply_entry(kv, 1, &e), -ENOMEM);
+        assert_false(kv_applied_request(kv, 7, 1));
+        assert_value(kv, "b", NULL);
+        struct kv_stats st;
+        kv_get_stats(kv, &st);
+        assert_int_equal(st.applied_index, 0);
+        assert_int_equal(st.sessions, 0);
+        kv_fail_allocations_after(kv, -1);
+        assert_int_equal(kv_apply_entry(kv, 1, &e), 0);
+        assert_true(kv_applied_request(kv, 7, 1));
+        assert_value(kv, "b", "2");
+        kv_free(kv);
+    }
+}
+
+/* A replica that cannot apply a committed put must not go on without it
+ * (the others applied it: the stores would diverge). The put is applied
+ * in a child process with every allocation failing: the child must die
+ * of SIGABRT, never carry on. */
+static void test_put_that_cannot_be_applied_stops_the_replica(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(KV_DEFAULT_SESSION_TIMEOUT_MS);
+    struct raft_fsm f = kv_fsm(kv);
+    apply_put(&f, 1, 7, 1, 1000, "a", "1");
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        kv_fail_allocations_after(kv, 0);
+        apply_put(&f, 2, 7, 2, 1000, "b", "2");
+        _exit(kv_applied_request(kv, 7, 2) ? 3 : 4); /* it went on: 3 if it skipped b */
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFSIGNALED(status))
+        fail_msg("the replica went on after failing to apply a put (exit %d%s)",
+                 WEXITSTATUS(status), WEXITSTATUS(status) == 3 ? ": seq recorded, put lost" : "");
+    assert_int_equal(WTERMSIG(status), SIGABRT);
+    kv_free(kv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -135,6 +196,8 @@ int main(void)
         cmocka_unit_test(test_retried_request_applies_once),
         cmocka_unit_test(test_sessions_expire_by_log_time),
         cmocka_unit_test(test_snapshot_round_trip),
+        cmocka_unit_test(test_put_that_cannot_be_applied_is_not_recorded),
+        cmocka_unit_test(test_put_that_cannot_be_applied_stops_the_replica),
     };
     return cmocka_run_group_tests_name("unit: key-value state machine", tests, NULL, NULL);
 }

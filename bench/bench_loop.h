@@ -10,19 +10,19 @@
  * speaks the store's, bench/etcd_load.c HTTP to etcd), through the
  * callbacks of a struct bench_driver; this file owns the threads, the
  * sockets' epoll registration, the timers and the latency samples. Like
- * kv/bench_stats.c it uses nothing else in the tree, so that both load
+ * bench/bench_stats.c it uses nothing else in the tree, so that both load
  * generators link it.
  *
  * Everything about one session happens on its loop's thread.
  */
-#ifndef KV_BENCH_LOOP_H
-#define KV_BENCH_LOOP_H
+#ifndef BENCH_BENCH_LOOP_H
+#define BENCH_BENCH_LOOP_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kv/bench_stats.h"
+#include "bench/bench_stats.h"
 
 #define BENCH_SESSIONS_PER_LOOP 64
 

@@ -1,7 +1,7 @@
 /*
  * bench_loop.c - the event loops under a closed-loop load (see bench_loop.h).
  */
-#include "kv/bench_loop.h"
+#include "bench/bench_loop.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -2,11 +2,11 @@
  * bench_stats.h - the statistics of `raft bench`: each client thread's
  * latency samples, their summary (throughput and nearest-rank percentiles)
  * and how the summary is printed. It uses nothing else in the tree, so that
- * another load generator (bench/etcd_load.c) can link kv/bench_stats.c and
+ * another load generator (bench/etcd_load.c) can link bench/bench_stats.c and
  * report exactly as `raft bench` does.
  */
-#ifndef KV_BENCH_STATS_H
-#define KV_BENCH_STATS_H
+#ifndef BENCH_BENCH_STATS_H
+#define BENCH_BENCH_STATS_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,7 +1,7 @@
 /*
  * bench_stats.c - latency samples, summary and printing for load generators.
  */
-#include "kv/bench_stats.h"
+#include "bench/bench_stats.h"
 
 #include <errno.h>
 #include <stdlib.h>

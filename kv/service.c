@@ -1,0 +1,159 @@
+/*
+ * service.c - client requests on one node: puts through the log, reads
+ * through a read barrier, status from the node (see service.h).
+ */
+#include "kv/service.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+
+struct kv_service {
+    struct kv_service_config cfg;
+};
+
+/* A put waiting for its entry to be applied. */
+struct pending_put {
+    struct raft_async async; /* first: the callback gets its address */
+    struct kv_service *s;
+    void *token;
+    uint64_t client_id, seq;
+};
+
+int kv_service_new(struct kv_service **out, const struct kv_service_config *cfg)
+{
+    struct kv_service *s = malloc(sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->cfg = *cfg;
+    if (!s->cfg.read_wait_ms)
+        s->cfg.read_wait_ms = KV_SERVICE_READ_WAIT_MS;
+    *out = s;
+    return 0;
+}
+
+void kv_service_free(struct kv_service *s)
+{
+    free(s);
+}
+
+/* The leader's clock, carried in each put: session expiry is judged by it
+ * (kv/kv.h), so that every replica expires the same sessions. */
+static uint64_t wall_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void answer(struct kv_reply *r, enum kv_answer a, int32_t hint)
+{
+    r->answer = a;
+    r->leader_hint = hint;
+}
+
+/* Redirects the client: the leader's id and its address, which the client
+ * may not have been given. */
+static void answer_not_leader(struct kv_service *s, struct kv_reply *r, int32_t hint)
+{
+    answer(r, KV_ANSWER_NOT_LEADER, hint);
+    if (s->cfg.peers && hint >= 0 && (uint32_t)hint < s->cfg.n_nodes)
+        r->leader_addr = s->cfg.peers[hint];
+}
+
+/* Called back by the node (its applier) once the entry is applied, or
+ * cannot be. The session table says whether this request was applied: the
+ * entry at its index may be another leader's, and the answer to a retry
+ * whose first copy was applied is OK too. */
+static void put_done(struct raft_async *a, int rc)
+{
+    struct pending_put *p = (struct pending_put *)a;
+    struct kv_service *s = p->s;
+    struct kv_reply r = {0};
+    if (rc == 0 && kv_applied_request(s->cfg.kv, p->client_id, p->seq))
+        answer(&r, KV_ANSWER_OK, (int32_t)s->cfg.id);
+    else
+        answer(&r, KV_ANSWER_RETRY, RAFT_NO_NODE);
+    void *token = p->token;
+    free(p);
+    s->cfg.answer(s->cfg.ctx, token, &r);
+}
+
+static int handle_put(struct kv_service *s, const struct kv_request *q, struct kv_reply *r,
+                      void *token)
+{
+    if (q->client_id == 0 || q->seq == 0 || q->key_len == 0) {
+        answer(r, KV_ANSWER_BAD_REQUEST, RAFT_NO_NODE);
+        return 0;
+    }
+    /* A retry of a request that was already applied gets the same answer. */
+    if (kv_applied_request(s->cfg.kv, q->client_id, q->seq)) {
+        answer(r, KV_ANSWER_OK, (int32_t)s->cfg.id);
+        return 0;
+    }
+    size_t len = kv_put_size(q->key_len, q->value_len);
+    uint8_t *cmd = malloc(len);
+    struct pending_put *p = malloc(sizeof(*p));
+    if (!cmd || !p) {
+        free(cmd);
+        free(p);
+        answer(r, KV_ANSWER_RETRY, RAFT_NO_NODE);
+        return 0;
+    }
+    kv_encode_put(cmd, q->client_id, q->seq, wall_clock_ms(), q->key, q->key_len,
+                  q->value, q->value_len);
+    *p = (struct pending_put){.async.done = put_done, .s = s, .token = token,
+                              .client_id = q->client_id, .seq = q->seq};
+    if (s->cfg.defer)
+        s->cfg.defer(s->cfg.ctx, token); /* before the applier can answer */
+    int32_t hint;
+    int rc = raft_propose_async(s->cfg.node, cmd, (uint32_t)len, &p->async, &hint);
+    free(cmd);
+    if (rc == 0)
+        return KV_SERVICE_LATER;
+    free(p);
+    /* The caller was told the answer comes later: it comes through answer. */
+    struct kv_reply refused = {0};
+    if (rc == -EPERM)
+        answer_not_leader(s, &refused, hint);
+    else
+        answer(&refused, KV_ANSWER_RETRY, RAFT_NO_NODE);
+    s->cfg.answer(s->cfg.ctx, token, &refused);
+    return KV_SERVICE_LATER;
+}
+
+static void handle_get(struct kv_service *s, const struct kv_request *q, struct kv_reply *r)
+{
+    int32_t hint;
+    int rc = raft_read_barrier(s->cfg.node, s->cfg.read_wait_ms, &hint);
+    if (rc == -EPERM) {
+        answer_not_leader(s, r, hint);
+        return;
+    }
+    if (rc != 0) {
+        answer(r, KV_ANSWER_RETRY, RAFT_NO_NODE);
+        return;
+    }
+    rc = kv_get(s->cfg.kv, q->key, q->key_len, &r->value, &r->value_len);
+    answer(r, rc == 0 ? KV_ANSWER_OK : rc == -ENOENT ? KV_ANSWER_NOT_FOUND : KV_ANSWER_RETRY,
+           (int32_t)s->cfg.id);
+}
+
+static void handle_status(struct kv_service *s, struct kv_reply *r)
+{
+    raft_get_status(s->cfg.node, &r->status);
+    answer(r, KV_ANSWER_OK, r->status.leader);
+}
+
+int kv_service_handle(struct kv_service *s, const struct kv_request *q, struct kv_reply *r,
+                      void *token)
+{
+    *r = (struct kv_reply){.leader_hint = RAFT_NO_NODE};
+    switch (q->op) {
+    case KV_REQUEST_PUT: return handle_put(s, q, r, token);
+    case KV_REQUEST_GET: handle_get(s, q, r); break;
+    case KV_REQUEST_STATUS: handle_status(s, r); break;
+    default: answer(r, KV_ANSWER_BAD_REQUEST, RAFT_NO_NODE);
+    }
+    return 0;
+}

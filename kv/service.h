@@ -1,0 +1,91 @@
+/*
+ * service.h - the key-value service of one node, with no transport: it
+ * takes a decoded client request, drives the Raft node and the key-value
+ * state machine, and produces a decoded reply. kv/server.c puts it behind
+ * TCP; the lab harness calls it in-process (tests/support/kvlab.h).
+ *
+ *   put     proposed as a log entry and answered once applied (Raft paper
+ *           §8: a client is answered only after its command is committed
+ *           and applied). The session (client id, seq) makes a retry take
+ *           effect once (thesis §6.3). The answer comes later, from the
+ *           node's applier (raft_propose_async), so that no thread waits
+ *           per put.
+ *   get     served by the leader from its store, without writing to the
+ *           log: on its lease (thesis §6.4.1) or after a ReadIndex round
+ *           (§6.4).
+ *   status  this node's view: role, term, leader, commit, applied, log end.
+ */
+#ifndef KV_SERVICE_H
+#define KV_SERVICE_H
+
+#include <stdint.h>
+
+#include "kv/kv.h"
+#include "raft/raft.h"
+
+/* How long a read may wait on the cluster by default: less than a client
+ * waits for one answer (KV_CLIENT_ATTEMPT_MS, kv/client.h), so that it hears "retry"
+ * first. A put has no such limit: it is answered once applied, or "retry"
+ * once this node stops leading (check-quorum steps a leader that cannot
+ * commit down within an election timeout). */
+#define KV_SERVICE_READ_WAIT_MS 1000
+
+enum kv_request_op { KV_REQUEST_PUT = 1, KV_REQUEST_GET, KV_REQUEST_STATUS };
+
+struct kv_request {
+    enum kv_request_op op;
+    uint64_t client_id; /* the session (thesis §6.3); puts only */
+    uint64_t seq;       /* numbers the session's puts from 1 */
+    const uint8_t *key; /* borrowed, as is value */
+    uint32_t key_len;
+    const uint8_t *value;
+    uint32_t value_len;
+};
+
+enum kv_answer {
+    KV_ANSWER_OK,
+    KV_ANSWER_NOT_FOUND,   /* get of a key that does not exist */
+    KV_ANSWER_NOT_LEADER,  /* ask leader_hint (or another node) */
+    KV_ANSWER_RETRY,       /* no outcome yet (election, lost leadership): retry */
+    KV_ANSWER_BAD_REQUEST, /* a put without session, seq or key; an unknown op */
+};
+
+struct kv_reply {
+    enum kv_answer answer;
+    int32_t leader_hint;     /* RAFT_NO_NODE when unknown */
+    const char *leader_addr; /* NOT_LEADER: leader_hint's address, or NULL */
+    uint8_t *value;          /* get: malloc'd, the caller's to free */
+    uint32_t value_len;
+    struct raft_status status; /* status */
+};
+
+struct kv_service_config {
+    struct raft_node *node;
+    struct kv *kv; /* the node's state machine */
+    uint32_t id, n_nodes;
+    char *const *peers;    /* "host:port" by id, for redirects; may be NULL */
+    unsigned read_wait_ms; /* 0: KV_SERVICE_READ_WAIT_MS */
+    /* Deferred answers. For a put that goes to the log, defer(ctx, token)
+     * is called before the node could answer (may be NULL), then
+     * answer(ctx, token, reply) exactly once, from the node's applier
+     * thread or the calling one; the reply carries no value. */
+    void (*defer)(void *ctx, void *token);
+    void (*answer)(void *ctx, void *token, const struct kv_reply *reply);
+    void *ctx;
+};
+
+struct kv_service;
+
+/* 0 or -ENOMEM. The service must outlive the node's threads (raft_stop),
+ * which may still answer deferred puts. */
+int kv_service_new(struct kv_service **out, const struct kv_service_config *cfg);
+void kv_service_free(struct kv_service *s);
+
+/* Handles one request. Returns 0 with the answer in *r, or KV_SERVICE_LATER
+ * when cfg.answer will be called with token instead. Blocks for a get
+ * (up to read_wait_ms); never for a put. */
+#define KV_SERVICE_LATER 1
+int kv_service_handle(struct kv_service *s, const struct kv_request *q, struct kv_reply *r,
+                      void *token);
+
+#endif
