@@ -320,18 +320,11 @@ int kv_apply_entry(struct kv *kv, uint64_t index, const struct raft_entry *e)
     return rc;
 }
 
-/* The node's applier cannot be told that an entry did not apply (struct
- * raft_fsm's apply returns nothing), and a replica that went on without
- * it would diverge from the others, which applied it: it stops here. */
-static void kv_apply(void *ctx, uint64_t index, const struct raft_entry *e)
+/* An entry that cannot be applied is reported to the node, which stops
+ * rather than diverge from the replicas that applied it. */
+static int kv_apply(void *ctx, uint64_t index, const struct raft_entry *e)
 {
-    int rc = kv_apply_entry(ctx, index, e);
-    if (rc == 0)
-        return;
-    fprintf(stderr, "kv: cannot apply the committed entry at index %llu (%s); stopping "
-            "rather than diverge from the other replicas\n", (unsigned long long)index,
-            strerror(-rc));
-    abort();
+    return kv_apply_entry(ctx, index, e);
 }
 
 static int kv_snapshot(void *ctx, uint8_t **data, size_t *len)

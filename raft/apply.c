@@ -91,11 +91,16 @@ void *applier_main(void *arg)
         uint64_t from = n->last_applied + 1;
         size_t count = copy_committed_locked(n, &b);
         node_unlock(n);
-        for (size_t i = 0; i < count; i++)
-            n->fsm.apply(n->fsm.ctx, from + i, &b.entries[i]);
+        size_t applied = 0;
+        int rc = 0;
+        while (applied < count && rc == 0)
+            if ((rc = n->fsm.apply(n->fsm.ctx, from + applied, &b.entries[applied])) == 0)
+                applied++;
         node_lock(n);
         if (n->last_applied == from - 1)
-            n->last_applied = from + count - 1;
+            n->last_applied = from + applied - 1;
+        if (rc)
+            node_apply_failed_locked(n, from + applied, rc);
         clients_wake_locked(n, false);
         snapshot_take_if_due_drops_lock(n); /* also under steady load, or the log grows unbounded */
     }

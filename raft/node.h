@@ -238,6 +238,7 @@ bool node_is_stale_term_locked(struct raft_node *n, uint64_t term, uint32_t from
 void node_reset_election_timer_locked(struct raft_node *n);
 int node_persist_term_vote_locked(struct raft_node *n, uint64_t term, int32_t vote);
 void node_disk_failed_locked(struct raft_node *n, const char *what, int rc);
+void node_apply_failed_locked(struct raft_node *n, uint64_t index, int rc);
 void node_settle_log_locked(struct raft_node *n);
 void node_advance_commit_locked(struct raft_node *n);
 void node_note_ack_locked(struct raft_node *n, struct peer *p, const struct rpc *sent,

@@ -184,8 +184,11 @@ struct raft_storage {
 struct raft_fsm {
     void *ctx;
     /* Applies one committed entry. Called in index order, from the applier
-     * thread, without the node's lock. No-op entries are passed too. */
-    void (*apply)(void *ctx, uint64_t index, const struct raft_entry *entry);
+     * thread, without the node's lock. No-op entries are passed too.
+     * Returns 0, or a negative errno if the entry could not be applied:
+     * the node then stops (it applies, answers and acknowledges nothing
+     * more) rather than go on without an entry the others applied. */
+    int (*apply)(void *ctx, uint64_t index, const struct raft_entry *entry);
     /* Serialises the state as of the last applied entry (malloc'd). */
     int (*snapshot)(void *ctx, uint8_t **data, size_t *len);
     /* Replaces the state with a snapshot taken at `index`. */

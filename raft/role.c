@@ -34,6 +34,19 @@ void node_reset_election_timer_locked(struct raft_node *n)
 
 /* ---- persistence ---- */
 
+/* The node can no longer keep its promises (Figure 2's durable state, or
+ * a state machine equal to the others'): it stops answering, acknowledging
+ * and applying, as if it had crashed, and says so once. */
+static void fail_stop_locked(struct raft_node *n)
+{
+    n->disk_failed = true;
+    if (n->role != RAFT_FOLLOWER) {
+        n->role = RAFT_FOLLOWER;
+        n->leader_id = RAFT_NO_NODE;
+    }
+    node_wake_all_locked(n);
+}
+
 void node_disk_failed_locked(struct raft_node *n, const char *what, int rc)
 {
     NODE_ASSERT_LOCKED(n);
@@ -41,12 +54,17 @@ void node_disk_failed_locked(struct raft_node *n, const char *what, int rc)
         node_log(n, RAFT_LOG_ERROR, "%s failed on disk (%s) -> this node stops "
                  "answering and acknowledging; restart it once the disk is fixed",
                  what, strerror(-rc));
-    n->disk_failed = true;
-    if (n->role != RAFT_FOLLOWER) {
-        n->role = RAFT_FOLLOWER;
-        n->leader_id = RAFT_NO_NODE;
-    }
-    node_wake_all_locked(n);
+    fail_stop_locked(n);
+}
+
+void node_apply_failed_locked(struct raft_node *n, uint64_t index, int rc)
+{
+    NODE_ASSERT_LOCKED(n);
+    if (!n->disk_failed)
+        node_log(n, RAFT_LOG_ERROR, "the state machine cannot apply committed entry %llu (%s) "
+                 "-> this node stops rather than go on without it; restart it once the "
+                 "cause is fixed", (unsigned long long)index, strerror(-rc));
+    fail_stop_locked(n);
 }
 
 /* Figure 2: currentTerm and votedFor reach stable storage before the node

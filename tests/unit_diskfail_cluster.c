@@ -14,6 +14,7 @@
  * fails on command (tests/support/inproc_cluster.h).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,6 +26,7 @@
 
 #include "raft/raft.h"
 #include "tests/support/failing_disk.h"
+#include "tests/support/clock.h"
 #include "tests/support/inproc_cluster.h"
 
 /* ---- three nodes: the leader's disk fills up ---- */
@@ -79,12 +81,58 @@ static void test_leader_disk_full_in_cluster(void **state)
     assert_memory_equal(again, got, n * sizeof(uint64_t));
 }
 
+/* ---- a follower whose state machine cannot apply an entry ---- */
+
+/* The entry is committed and the others apply it; the follower that
+ * cannot must stop, never skip it and apply what follows (its state would
+ * differ from theirs). Restarted with a working state machine, it applies
+ * everything from its log. */
+static void test_follower_that_cannot_apply_stops(void **state)
+{
+    struct inproc_cluster *w = inproc_cluster_new(3, 0);
+    *state = w;
+    for (unsigned i = 0; i < 3; i++)
+        inproc_node_up(w, i, true);
+    int leader = inproc_wait_leader(w, 0, 5000);
+    assert_true(leader >= 0);
+    for (uint64_t x = 1; x <= 5; x++)
+        assert_int_equal(inproc_put_number(w, (unsigned)leader, x, 2000), 0);
+    unsigned f = ((unsigned)leader + 1) % 3;
+    struct inproc_node *t = &w->nodes[f];
+    assert_int_equal(inproc_wait_numbers(w, f, 5, 5000), 5);
+    pthread_mutex_lock(&t->fsm.mu);
+    t->fsm.fail_apply_at = t->fsm.applied + 1;
+    pthread_mutex_unlock(&t->fsm.mu);
+
+    for (uint64_t x = 6; x <= 10; x++)
+        assert_int_equal(inproc_put_number(w, (unsigned)leader, x, 2000), 0);
+    inproc_expect_numbers(w, (unsigned)leader, 10, 0);
+    uint64_t deadline = test_now_ms() + 3000;
+    while (inproc_count_log(t, RAFT_LOG_ERROR, "raft", "cannot apply") == 0 &&
+           test_now_ms() < deadline)
+        test_sleep_ms(5);
+    assert_int_equal(inproc_count_log(t, RAFT_LOG_ERROR, "raft", "cannot apply committed entry"), 1);
+    uint64_t held[64];
+    assert_int_equal(inproc_numbers_copy(&t->fsm, held, 64), 5); /* nothing after the gap */
+    assert_int_equal(inproc_status(w, f).applied, t->fsm.applied);
+
+    inproc_node_down(w, f);
+    struct inproc_reloaded r;
+    inproc_reload(t, &r);
+    assert_int_equal(r.rc, 0);
+    t->fsm.fail_apply_at = 0;
+    inproc_node_up(w, f, false);
+    assert_int_equal(inproc_wait_numbers(w, f, 10, 5000), 10);
+    inproc_expect_numbers(w, f, 10, 0);
+}
+
 int main(void)
 {
     /* A node that hangs must fail the suite, not stall it. */
     alarm(120);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_leader_disk_full_in_cluster, inproc_cluster_teardown),
+        cmocka_unit_test_teardown(test_follower_that_cannot_apply_stops, inproc_cluster_teardown),
     };
     return cmocka_run_group_tests_name("unit: the leader's disk fills up in a three-node cluster", tests, NULL, NULL);
 }

@@ -101,7 +101,7 @@ static struct applied_entry *applied_at_locked(struct cluster *c, uint64_t index
 /* State Machine Safety, on every applied entry: the same entry at an index
  * on every node, and each node in order without gaps (the lab's checkLogs
  * and applierSnap). */
-static void fsm_apply(void *ctx, uint64_t index, const struct raft_entry *e)
+static int fsm_apply(void *ctx, uint64_t index, const struct raft_entry *e)
 {
     struct lab_fsm *f = ctx;
     struct cluster *c = f->c;
@@ -155,7 +155,8 @@ static void fsm_apply(void *ctx, uint64_t index, const struct raft_entry *e)
     if (msg[0])
         cluster_violation(c, involved, "%s", msg);
     else if (f->kv)
-        kv_fsm(f->kv).apply(f->kv, index, e); /* in order: checked just above */
+        return kv_fsm(f->kv).apply(f->kv, index, e); /* in order: checked just above */
+    return 0;
 }
 
 static void put64(uint8_t *p, uint64_t x)

@@ -43,14 +43,17 @@ static void put_be64(uint8_t *p, uint64_t x)
         p[i] = (uint8_t)x;
 }
 
-static void numbers_apply(void *ctx, uint64_t index, const struct raft_entry *e)
+static int numbers_apply(void *ctx, uint64_t index, const struct raft_entry *e)
 {
     struct inproc_numbers *s = ctx;
     pthread_mutex_lock(&s->mu);
-    if (e->type == RAFT_ENTRY_COMMAND && e->len == 8)
+    bool fail = s->fail_apply_at != 0 && index >= s->fail_apply_at;
+    if (!fail && e->type == RAFT_ENTRY_COMMAND && e->len == 8)
         numbers_push_locked(s, get_be64(e->data));
-    s->applied = index;
+    if (!fail)
+        s->applied = index;
     pthread_mutex_unlock(&s->mu);
+    return fail ? -ENOMEM : 0;
 }
 
 static int numbers_snapshot(void *ctx, uint8_t **data, size_t *len)

@@ -33,6 +33,7 @@
 struct inproc_numbers {
     pthread_mutex_t mu;
     unsigned snapshot_delay_ms; /* a slow state machine, to widen races */
+    uint64_t fail_apply_at;     /* apply fails from this index on (0: never) */
     uint64_t applied;
     uint64_t *v;
     size_t n, cap;

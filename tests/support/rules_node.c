@@ -70,9 +70,10 @@ static int store_save_snapshot(void *ctx, uint64_t index, uint64_t term,
     return 0;
 }
 
-static void fsm_apply(void *ctx, uint64_t index, const struct raft_entry *e)
+static int fsm_apply(void *ctx, uint64_t index, const struct raft_entry *e)
 {
     (void)ctx, (void)index, (void)e;
+    return 0;
 }
 
 static int fsm_snapshot(void *ctx, uint8_t **data, size_t *len)
