@@ -66,6 +66,8 @@ cmocka:
 
 test: cmocka $(BUILD)/raft $(BUILD)/raft-proxy
 	@$(MAKE) --no-print-directory $(SUITE_BIN)
+	@tests/call-graph.sh raft $(BUILD)/obj/raft
+	@tests/call-graph.sh raft/storage $(BUILD)/obj/raft/storage
 	@RAFT_BIN=$(BUILD)/raft tests/run-suites.sh $(SUITE_BIN)
 
 # Chaos rounds: 20 under ASan; fewer under TSan, which runs about 5x slower.
