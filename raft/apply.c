@@ -9,7 +9,6 @@
 #include "raft/node.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 #define APPLY_BATCH 256
 
@@ -23,28 +22,10 @@ struct apply_batch {
 static size_t copy_committed_locked(struct raft_node *n, struct apply_batch *b)
 {
     uint64_t from = n->last_applied + 1;
-    size_t count = n->commit_index - n->last_applied, bytes = 0;
+    size_t count = n->commit_index - n->last_applied;
     if (count > APPLY_BATCH)
         count = APPLY_BATCH;
-    for (size_t i = 0; i < count; i++)
-        bytes += log_get(&n->log, from + i)->len;
-    if (bytes > b->bytes_cap) {
-        uint8_t *nb = realloc(b->bytes, bytes);
-        if (!nb)
-            return 0;
-        b->bytes = nb;
-        b->bytes_cap = bytes;
-    }
-    size_t off = 0;
-    for (size_t i = 0; i < count; i++) {
-        const struct raft_entry *e = log_get(&n->log, from + i);
-        b->entries[i] = *e;
-        b->entries[i].data = e->len ? b->bytes + off : NULL;
-        if (e->len)
-            memcpy(b->bytes + off, e->data, e->len);
-        off += e->len;
-    }
-    return count;
+    return log_copy(&n->log, from, count, b->entries, &b->bytes, &b->bytes_cap) ? 0 : count;
 }
 
 static void restore_drops_lock(struct raft_node *n)

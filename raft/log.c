@@ -90,6 +90,31 @@ int log_append(struct raft_log *l, uint64_t term, uint8_t type,
     return rc;
 }
 
+int log_copy(const struct raft_log *l, uint64_t from, size_t count, struct raft_entry *out,
+             uint8_t **bytes, size_t *bytes_cap)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < count; i++)
+        total += log_get(l, from + i)->len;
+    if (total > *bytes_cap) {
+        uint8_t *b = realloc(*bytes, total);
+        if (!b)
+            return -ENOMEM;
+        *bytes = b;
+        *bytes_cap = total;
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < count; i++) {
+        const struct raft_entry *e = log_get(l, from + i);
+        out[i] = *e;
+        out[i].data = e->len ? *bytes + off : NULL;
+        if (e->len)
+            memcpy(*bytes + off, e->data, e->len);
+        off += e->len;
+    }
+    return 0;
+}
+
 void log_truncate(struct raft_log *l, uint64_t from)
 {
     if (from <= l->base_index)

@@ -38,6 +38,12 @@ int log_append(struct raft_log *l, uint64_t term, uint8_t type,
 /* Appends taking ownership of entry->data. */
 int log_append_owned(struct raft_log *l, const struct raft_entry *entry);
 
+/* Copies entries from .. from+count-1 (all in the log) into out[], and
+ * their data into *bytes, grown as needed, so that they can be used without
+ * the log: outside the node's lock, while it changes. Returns 0 or -ENOMEM. */
+int log_copy(const struct raft_log *l, uint64_t from, size_t count, struct raft_entry *out,
+             uint8_t **bytes, size_t *bytes_cap);
+
 /* Deletes every entry with index >= from (conflict truncation, §5.3). */
 void log_truncate(struct raft_log *l, uint64_t from);
 

@@ -36,22 +36,8 @@ static uint32_t copy_batch_locked(struct raft_node *n, struct lane *l, uint64_t 
         l->batch = b;
         l->batch_cap = count;
     }
-    if (bytes > l->bytes_cap) { /* a little more than needed: framing was counted */
-        uint8_t *b = realloc(l->bytes, bytes);
-        if (!b)
-            return 0;
-        l->bytes = b;
-        l->bytes_cap = bytes;
-    }
-    size_t off = 0;
-    for (size_t i = 0; i < count; i++) {
-        const struct raft_entry *e = log_get(&n->log, from + i);
-        l->batch[i] = *e;
-        l->batch[i].data = e->len ? l->bytes + off : NULL;
-        if (e->len)
-            memcpy(l->bytes + off, e->data, e->len);
-        off += e->len;
-    }
+    if (log_copy(&n->log, from, count, l->batch, &l->bytes, &l->bytes_cap))
+        return 0;
     return (uint32_t)count;
 }
 
