@@ -146,7 +146,8 @@ void election_tick_locked(struct raft_node *n, uint64_t now)
     } else {
         start_real_election_locked(n, now);
     }
-    /* STUB: (void)now; (void)check_quorum_locked; */
+    /* STUB: n->election_deadline_ms = now + n->cfg.election_timeout_max_ms; */
+    /* STUB: (void)check_quorum_locked; */
     /* END LAB: (void)start_pre_vote_locked; (void)start_real_election_locked; */
 }
 
