@@ -96,7 +96,7 @@ for f in $(grep -l 'LAB(' raft/*.c raft/*.h raft/storage/*.c 2>/dev/null); do
         if (skip == depth) {
             for (i = 1; i <= nstub[depth]; i++) {
                 print ind[depth] stub[depth, i]
-                print stub[depth, i] > stubs
+                print stub[depth, i] >> stubs
             }
             skip = 0
         }
@@ -108,7 +108,7 @@ for f in $(grep -l 'LAB(' raft/*.c raft/*.h raft/storage/*.c 2>/dev/null); do
         if (skip) {
             line = $0; gsub(/^[ \t]+|[ \t]+$/, "", line)
             if (length(line) >= 24 && line !~ /^(\/\*|\*)/)
-                print file "\t" line > gone
+                print file "\t" line >> gone
             next
         }
         print
