@@ -9,6 +9,8 @@
 #   make bench-etcd the same load against a local 3-member etcd cluster
 #   make bench-compare   both, back to back, and the ratio of ops/s
 #   make fuzz       the libFuzzer targets, for a bounded time each
+#   make student DEST=DIR [PART=x]   the student tree: lab code of part x and later taken out
+#   make grade [PART=x] [RUNS=N] [JOBS=J]   each lab test N times, a table and a score per part
 
 CC      ?= cc
 BUILD   ?= build
@@ -39,7 +41,7 @@ SUITES   := $(foreach s,$(SUITES),$(if $(findstring $(PART),$(s)),$(s)))
 endif
 SUITE_BIN := $(SUITES:%=$(BUILD)/tests/%)
 
-.PHONY: all run test check bench bench-etcd bench-compare fuzz clean cmocka
+.PHONY: all run test check bench bench-etcd bench-compare fuzz clean cmocka student grade
 .SECONDARY:
 all: $(BUILD)/raft $(BUILD)/raft-proxy
 
@@ -92,6 +94,19 @@ bench-compare: $(BUILD)/raft
 
 fuzz:
 	tests/fuzz/run.sh
+
+# The student tree (tests/labs/student.sh), built there warning-free.
+LAB_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/lab_*.c)) $(BUILD)/tests/unit_rules
+student: cmocka
+	@test -n "$(DEST)" || { echo "usage: make student DEST=DIR [PART=election|agreement|persistence|snapshots]" >&2; exit 2; }
+	@tests/labs/student.sh "$(DEST)" $(PART)
+	@$(MAKE) --no-print-directory -C "$(DEST)" -j2 PART= $(BUILD)/raft $(LAB_BIN)
+	@echo "student tree built in $(DEST): make -C $(DEST) test PART=election"
+
+# Grades the lab parts (tests/labs/grade.sh): RUNS runs of every test, JOBS at a time.
+grade: cmocka
+	@$(MAKE) --no-print-directory $(LAB_BIN)
+	@BUILD=$(BUILD) RUNS=$(or $(RUNS),1) JOBS=$(or $(JOBS),2) STOP=$(STOP) tests/labs/grade.sh $(PART)
 
 clean:
 	rm -rf build

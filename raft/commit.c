@@ -30,7 +30,10 @@ uint64_t commit_quorum_index(const uint64_t *match, uint32_t n_nodes)
 uint64_t commit_next_index(uint64_t commit, uint64_t quorum_index,
                            uint64_t term_at_quorum, uint64_t current_term)
 {
+    /* LAB(agreement): the Figure 8 rule: only entries of the current term commit by counting (§5.4.2) */
     if (quorum_index > commit && term_at_quorum == current_term)
         return quorum_index;
     return commit;
+    /* STUB: (void)quorum_index; (void)term_at_quorum; (void)current_term; */
+    /* END LAB: return commit; */
 }

@@ -19,9 +19,13 @@
 bool election_log_up_to_date(uint64_t my_last_term, uint64_t my_last_index,
                              uint64_t their_last_term, uint64_t their_last_index)
 {
+    /* LAB(election): compare the last entries' terms, then the logs' lengths (§5.4.1) */
     if (their_last_term != my_last_term)
         return their_last_term > my_last_term;
     return their_last_index >= my_last_index;
+    /* STUB: (void)my_last_term; (void)my_last_index; */
+    /* STUB: (void)their_last_term; (void)their_last_index; */
+    /* END LAB: return false; */
 }
 
 static void describe_peers(struct raft_node *n, char *buf, size_t cap)
@@ -38,6 +42,7 @@ static void become_leader_if_won_locked(struct raft_node *n, uint64_t now);
 /* Figure 2, candidates: on election timeout start a new election. */
 static void start_real_election_locked(struct raft_node *n, uint64_t now)
 {
+    /* LAB(election): become candidate, log it, win at once if alone (Figure 2 candidates, §5.2) */
     bool split_vote = n->role == RAFT_CANDIDATE; /* its last election found no winner */
     if (node_become_candidate_locked(n))
         return;
@@ -53,6 +58,8 @@ static void start_real_election_locked(struct raft_node *n, uint64_t now)
              peers, (unsigned long long)log_last_index(&n->log),
              (unsigned long long)log_last_term(&n->log));
     become_leader_if_won_locked(n, now); /* a one-node cluster wins at once */
+    /* STUB: (void)n; (void)now; (void)describe_peers; (void)become_leader_if_won_locked; */
+    /* END LAB */
 }
 
 /* Thesis §9.6: before raising its term, a node asks whether it could win.
@@ -60,6 +67,7 @@ static void start_real_election_locked(struct raft_node *n, uint64_t now)
  * is unchanged and it does not depose the healthy leader. */
 static void start_pre_vote_locked(struct raft_node *n, uint64_t now)
 {
+    /* LAB(election): become pre-candidate and ask for pre-votes (thesis §9.6) */
     uint64_t silent_ms = now - n->last_leader_contact_ms;
     node_become_pre_candidate_locked(n);
     char peers[64];
@@ -70,6 +78,8 @@ static void start_pre_vote_locked(struct raft_node *n, uint64_t now)
              (unsigned long long)log_last_index(&n->log),
              (unsigned long long)log_last_term(&n->log));
     become_leader_if_won_locked(n, now);
+    /* STUB: (void)n; (void)now; (void)describe_peers; (void)become_leader_if_won_locked; */
+    /* END LAB */
 }
 
 static void describe_votes(struct raft_node *n, char *buf, size_t cap)
@@ -83,6 +93,7 @@ static void describe_votes(struct raft_node *n, char *buf, size_t cap)
 
 static void become_leader_if_won_locked(struct raft_node *n, uint64_t now)
 {
+    /* LAB(election): on a majority, a pre-candidate starts the real election, a candidate leads (§5.2) */
     if ((unsigned)__builtin_popcount(n->votes) < n->majority)
         return;
     char who[64];
@@ -94,6 +105,8 @@ static void become_leader_if_won_locked(struct raft_node *n, uint64_t now)
         node_log(n, RAFT_LOG_INFO, "won election with votes%s", who);
         node_become_leader_locked(n);
     }
+    /* STUB: (void)n; (void)now; (void)describe_votes; (void)start_real_election_locked; */
+    /* END LAB */
 }
 
 /* Thesis §6.2: a leader that has not heard from a majority for an election
@@ -101,6 +114,7 @@ static void become_leader_if_won_locked(struct raft_node *n, uint64_t now)
  * commit. */
 static void check_quorum_locked(struct raft_node *n, uint64_t now)
 {
+    /* LAB(election): step down unless a majority answered within the window (thesis §6.2) */
     unsigned heard = 1;
     uint64_t window = n->cfg.election_timeout_max_ms;
     for (uint32_t i = 0; i < n->cfg.n_nodes; i++)
@@ -111,6 +125,7 @@ static void check_quorum_locked(struct raft_node *n, uint64_t now)
                  "(check-quorum)", heard, n->cfg.n_nodes, (unsigned long long)window);
         node_become_follower_locked(n, n->current_term, RAFT_NO_NODE, "lost quorum");
     }
+    /* END LAB: (void)n; (void)now; */
 }
 
 /* The election timeout passed: a follower or pre-candidate asks for
@@ -119,6 +134,7 @@ static void check_quorum_locked(struct raft_node *n, uint64_t now)
 void election_tick_locked(struct raft_node *n, uint64_t now)
 {
     NODE_ASSERT_LOCKED(n);
+    /* LAB(election): the timer's decision, by role (Figure 2 followers and candidates, §5.2) */
     if (n->disk_failed) {
         n->election_deadline_ms = now + n->cfg.election_timeout_max_ms;
     } else if (n->role == RAFT_LEADER) {
@@ -130,12 +146,16 @@ void election_tick_locked(struct raft_node *n, uint64_t now)
     } else {
         start_real_election_locked(n, now);
     }
+    /* STUB: n->election_deadline_ms = now + n->cfg.election_timeout_max_ms; */
+    /* STUB: (void)check_quorum_locked; */
+    /* END LAB: (void)start_pre_vote_locked; (void)start_real_election_locked; */
 }
 
 /* The vote request for peer p in this (pre-)election. */
 void election_prepare_vote_locked(struct raft_node *n, struct peer *p, struct rpc *out)
 {
     NODE_ASSERT_LOCKED(n);
+    /* LAB(election): fill in RequestVote (Figure 2 RequestVote arguments; pre-vote §9.6) */
     bool pre = n->role == RAFT_PRE_CANDIDATE;
     struct raft_request_vote *rv = &out->req.u.rv;
     out->req.type = RAFT_MSG_REQUEST_VOTE;
@@ -148,6 +168,7 @@ void election_prepare_vote_locked(struct raft_node *n, struct peer *p, struct rp
     p->vote_needed = false;
     node_log(n, RAFT_LOG_DEBUG, "-> n%u %sRequestVote T%llu", p->id, pre ? "pre-" : "",
              (unsigned long long)rv->term);
+    /* END LAB: (void)p; (void)out; */
 }
 
 /* Counts a vote of this election (node_handle_reply_locked checked that
@@ -157,6 +178,7 @@ void election_handle_vote_reply_locked(struct raft_node *n, struct peer *p,
                                        const struct raft_msg *reply, uint64_t now)
 {
     NODE_ASSERT_LOCKED(n);
+    /* LAB(election): count a granted vote, retry a failed call (Figure 2 candidates, §5.2) */
     bool pre = sent->req.u.rv.pre_vote;
     if (rc != 0) {
         p->vote_needed = true; /* ask again after a pause */
@@ -172,6 +194,8 @@ void election_handle_vote_reply_locked(struct raft_node *n, struct peer *p,
     } else {
         node_log(n, RAFT_LOG_DEBUG, "n%u denied its %svote", p->id, pre ? "pre-" : "");
     }
+    /* STUB: (void)p; (void)sent; (void)rc; (void)reply; (void)now; */
+    /* END LAB: (void)become_leader_if_won_locked; */
 }
 
 static int reply_vote(struct raft_node *n, struct raft_msg *reply, bool granted,
@@ -201,6 +225,7 @@ static bool heard_from_leader_recently_locked(struct raft_node *n, uint64_t now)
 static int recv_pre_vote_locked(struct raft_node *n, const struct raft_request_vote *rv,
                                 uint32_t from, uint64_t now, struct raft_msg *reply)
 {
+    /* LAB(election): the pre-vote rule, changing no state (thesis §9.6) */
     uint64_t my_term = log_last_term(&n->log), my_index = log_last_index(&n->log);
     const char *denied = NULL;
     if (rv->term < n->current_term)
@@ -218,6 +243,8 @@ static int recv_pre_vote_locked(struct raft_node *n, const struct raft_request_v
              (unsigned long long)my_index, (unsigned long long)my_term,
              denied ? ": " : "", denied ? denied : "");
     return reply_vote(n, reply, denied == NULL, true);
+    /* STUB: (void)rv; (void)from; (void)now; (void)heard_from_leader_recently_locked; */
+    /* END LAB: return reply_vote(n, reply, false, true); */
 }
 
 /* Figure 2, RequestVote receiver:
@@ -228,6 +255,7 @@ int election_recv_request_vote_locked(struct raft_node *n, const struct raft_msg
                                       uint64_t now, struct raft_msg *reply)
 {
     NODE_ASSERT_LOCKED(n);
+    /* LAB(election): the vote rule (Figure 2 RequestVote receiver, §5.2, §5.4.1) */
     const struct raft_request_vote *rv = &req->u.rv;
     if (rv->pre_vote)
         return recv_pre_vote_locked(n, rv, req->from, now, reply);
@@ -269,4 +297,6 @@ int election_recv_request_vote_locked(struct raft_node *n, const struct raft_msg
              (unsigned long long)my_index, (unsigned long long)my_term,
              denied ? ": " : "", denied ? denied : "", voted);
     return reply_vote(n, reply, denied == NULL, false);
+    /* STUB: (void)req; (void)now; (void)recv_pre_vote_locked; */
+    /* END LAB: return reply_vote(n, reply, false, false); */
 }

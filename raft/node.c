@@ -407,8 +407,10 @@ static int recover(struct raft_node *n)
         node_log(n, RAFT_LOG_ERROR, "cannot load durable state (%s)", strerror(-rc));
         return rc;
     }
+    /* LAB(persistence): restore the term, the vote and the log (Figure 2 persistent state) */
     n->current_term = p.term;
     n->voted_for = p.voted_for;
+    /* LAB(snapshots): the log base and the state machine from the snapshot (§7) */
     n->log.base_index = p.snapshot_index;
     n->log.base_term = p.snapshot_term;
     if (p.snapshot_index > 0) {
@@ -424,11 +426,13 @@ static int recover(struct raft_node *n)
         p.snapshot = NULL;
         n->commit_index = n->last_applied = p.snapshot_index;
     }
+    /* END LAB */
     for (size_t i = 0; i < p.n_entries; i++) {
         log_append_owned(&n->log, &p.entries[i]);
         p.entries[i].data = NULL;
     }
     n->durable_index = log_last_index(&n->log);
+    /* END LAB */
     raft_persisted_free(&p);
     log_recovered(n);
     return 0;

@@ -45,6 +45,7 @@ static uint32_t copy_batch_locked(struct raft_node *n, struct lane *l, uint64_t 
 static uint64_t back_up_locked(struct raft_node *n, struct peer *p, uint64_t prev,
                                const struct raft_append_entries_reply *r)
 {
+    /* LAB(agreement): the next nextIndex after a refusal, a term at a time (§5.3 fast backup) */
     uint64_t next = r->conflict_index;
     if (r->conflict_term != 0) {
         uint64_t last = log_last_index_of_term(&n->log, r->conflict_term);
@@ -59,6 +60,8 @@ static uint64_t back_up_locked(struct raft_node *n, struct peer *p, uint64_t pre
              p->id, (unsigned long long)prev, (unsigned long long)r->conflict_index,
              (unsigned long long)r->conflict_term, (unsigned long long)next);
     return next;
+    /* STUB: (void)n; (void)p; (void)r; */
+    /* END LAB: return prev; */
 }
 
 static void note_call_failed_locked(struct raft_node *n, struct peer *p, int rc,
@@ -89,18 +92,21 @@ void replication_prepare_append_locked(struct raft_node *n, struct lane *l, uint
                                        struct rpc *out)
 {
     NODE_ASSERT_LOCKED(n);
+    /* LAB(election): build the heartbeat: term, prevLogIndex, when the next one is due (§5.2) */
     struct peer *p = l->peer;
     uint64_t prev = p->next_index - 1;
     struct raft_append_entries *ae = &out->req.u.ae;
     out->req.type = RAFT_MSG_APPEND_ENTRIES;
     ae->term = n->current_term;
     ae->prev_log_index = prev;
+    /* LAB(agreement): prevLogTerm, leaderCommit and the entries (Figure 2 AppendEntries, §5.3) */
     ae->prev_log_term = log_term_at(&n->log, prev);
     ae->leader_commit = n->commit_index;
     ae->n_entries = copy_batch_locked(n, l, p->next_index);
     ae->entries = l->batch;
     p->next_index += ae->n_entries;
     p->backlog = p->next_index <= log_last_index(&n->log);
+    /* END LAB: (void)copy_batch_locked; */
     out->round = p->sent_round = n->read_round;
     out->timeout_ms = n->cfg.election_timeout_min_ms;
     p->heartbeat_due_ms = now + n->cfg.heartbeat_ms;
@@ -108,6 +114,8 @@ void replication_prepare_append_locked(struct raft_node *n, struct lane *l, uint
              "-> n%u AppendEntries prev %llu@T%llu, %u entries, commit %llu", p->id,
              (unsigned long long)prev, (unsigned long long)ae->prev_log_term,
              ae->n_entries, (unsigned long long)ae->leader_commit);
+    /* STUB: (void)l; (void)now; (void)out; (void)copy_batch_locked; */
+    /* END LAB */
 }
 
 /* The reply to an AppendEntries sent in this term as leader. */
@@ -116,6 +124,7 @@ void replication_handle_append_reply_locked(struct raft_node *n, struct peer *p,
                                             const struct raft_msg *reply, uint64_t now)
 {
     NODE_ASSERT_LOCKED(n);
+    /* LAB(election): a failed call is retried later; a reply is an acknowledgement (thesis §6.2) */
     const struct raft_append_entries *ae = &sent->req.u.ae;
     uint64_t prev = ae->prev_log_index;
     if (rc != 0) {
@@ -124,6 +133,7 @@ void replication_handle_append_reply_locked(struct raft_node *n, struct peer *p,
         return;
     }
     node_note_ack_locked(n, p, sent, now);
+    /* LAB(agreement): matchIndex and nextIndex from the reply, then the commit index (Figure 2 leaders, §5.3) */
     const struct raft_append_entries_reply *r = &reply->u.ae_reply;
     if (!r->success) {
         stop_pipelining_locked(p, back_up_locked(n, p, prev, r));
@@ -137,6 +147,10 @@ void replication_handle_append_reply_locked(struct raft_node *n, struct peer *p,
         p->next_index = p->match_index + 1;
     p->replicating = true;
     node_advance_commit_locked(n);
+    /* END LAB: (void)reply; (void)back_up_locked; */
+    /* STUB: (void)p; (void)sent; (void)rc; (void)reply; (void)now; */
+    /* STUB: (void)note_call_failed_locked; (void)stop_pipelining_locked; (void)back_up_locked; */
+    /* END LAB */
 }
 
 /* ---- follower ---- */
@@ -159,6 +173,7 @@ static int reply_append(struct raft_node *n, struct raft_msg *reply, bool succes
 static bool consistency_check_locked(struct raft_node *n, uint64_t prev, uint64_t prev_term,
                                      struct raft_msg *reply)
 {
+    /* LAB(agreement): the consistency check and the hint for fast backup (Figure 2 rule 2, §5.3) */
     uint64_t last = log_last_index(&n->log);
     if (prev > last) {
         reply_append(n, reply, false, 0, 0, last + 1);
@@ -170,6 +185,8 @@ static bool consistency_check_locked(struct raft_node *n, uint64_t prev, uint64_
         return false;
     }
     return true;
+    /* STUB: (void)n; (void)prev; (void)prev_term; (void)reply; */
+    /* END LAB: return false; */
 }
 
 /* Rules 3 and 4: delete a conflicting entry and all that follow it, then
@@ -179,6 +196,7 @@ static bool consistency_check_locked(struct raft_node *n, uint64_t prev, uint64_
 static int store_entries_locked(struct raft_node *n, uint64_t prev, uint32_t count,
                                 const struct raft_entry *entries)
 {
+    /* LAB(agreement): truncate at the first conflict only, append the rest (Figure 2 rules 3, 4) */
     uint32_t i = 0;
     for (; i < count; i++) {
         uint64_t index = prev + 1 + i;
@@ -191,11 +209,13 @@ static int store_entries_locked(struct raft_node *n, uint64_t prev, uint32_t cou
                  (unsigned long long)log_term_at(&n->log, index),
                  (unsigned long long)entries[i].term, (unsigned long long)index,
                  (unsigned long long)log_last_index(&n->log));
+        /* LAB(persistence): truncate the stored log too (Figure 2 persistent state) */
         int rc = n->storage.truncate(n->storage.ctx, index);
         if (rc) {
             node_disk_failed_locked(n, "truncating the log", rc);
             return -EIO;
         }
+        /* END LAB */
         log_truncate(&n->log, index);
         if (n->durable_index >= index)
             n->durable_index = index - 1;
@@ -210,6 +230,7 @@ static int store_entries_locked(struct raft_node *n, uint64_t prev, uint32_t cou
             log_truncate(&n->log, first);
             return -ENOMEM;
         }
+    /* LAB(persistence): store the new entries before answering (Figure 2 persistent state) */
     /* Figure 2: new entries are durable before the reply says success. */
     int rc = n->storage.append(n->storage.ctx, first, entries + i, count - i);
     if (rc) {
@@ -217,16 +238,20 @@ static int store_entries_locked(struct raft_node *n, uint64_t prev, uint32_t cou
         node_disk_failed_locked(n, "appending to the log", rc);
         return -EIO;
     }
+    /* END LAB */
     n->durable_index = log_last_index(&n->log);
     node_log(n, RAFT_LOG_DEBUG, "appended entries %llu..%llu from n%d",
              (unsigned long long)first, (unsigned long long)(prev + count), n->leader_id);
     return 0;
+    /* STUB: (void)n; (void)prev; (void)count; (void)entries; */
+    /* END LAB: return -ENOSYS; */
 }
 
 int replication_recv_append_entries_locked(struct raft_node *n, const struct raft_msg *req,
                                            uint64_t now, struct raft_msg *reply)
 {
     NODE_ASSERT_LOCKED(n);
+    /* LAB(election): refuse a stale leader, else follow it (Figure 2 rule 1, §5.2) */
     const struct raft_append_entries *ae = &req->u.ae;
     /* Rule 1: reply false if term < currentTerm. */
     if (node_is_stale_term_locked(n, ae->term, req->from) || ae->term < n->current_term) {
@@ -238,9 +263,11 @@ int replication_recv_append_entries_locked(struct raft_node *n, const struct raf
     if (n->disk_failed)
         return -EIO;
 
+    /* LAB(agreement): rules 2-5: check, store, commit (Figure 2 AppendEntries receiver, §5.3) */
     uint64_t prev = ae->prev_log_index, prev_term = ae->prev_log_term;
     uint32_t count = ae->n_entries;
     const struct raft_entry *entries = ae->entries;
+    /* LAB(snapshots): entries up to the snapshot base match (§7) */
     /* Entries up to the snapshot base are committed, so they match. */
     if (prev < n->log.base_index) {
         uint64_t skip = n->log.base_index - prev;
@@ -251,6 +278,7 @@ int replication_recv_append_entries_locked(struct raft_node *n, const struct raf
         prev = n->log.base_index;
         prev_term = n->log.base_term;
     }
+    /* END LAB */
     if (!consistency_check_locked(n, prev, prev_term, reply))
         return 0;
     int rc = store_entries_locked(n, prev, count, entries);
@@ -266,4 +294,8 @@ int replication_recv_append_entries_locked(struct raft_node *n, const struct raf
         node_wake_applier_locked(n);
     }
     return reply_append(n, reply, true, last_new, 0, 0);
+    /* STUB: (void)consistency_check_locked; (void)store_entries_locked; */
+    /* END LAB: return reply_append(n, reply, false, 0, 0, 0); */
+    /* STUB: (void)req; (void)now; (void)consistency_check_locked; (void)store_entries_locked; */
+    /* END LAB: return reply_append(n, reply, false, 0, 0, 0); */
 }

@@ -72,6 +72,7 @@ void node_apply_failed_locked(struct raft_node *n, uint64_t index, int rc)
 int node_persist_term_vote_locked(struct raft_node *n, uint64_t term, int32_t vote)
 {
     NODE_ASSERT_LOCKED(n);
+    /* LAB(persistence): save term and vote before they count (Figure 2 persistent state) */
     if (n->disk_failed)
         return -EIO;
     int rc = n->storage.save_term_vote(n->storage.ctx, term, vote);
@@ -79,6 +80,7 @@ int node_persist_term_vote_locked(struct raft_node *n, uint64_t term, int32_t vo
         node_disk_failed_locked(n, "saving term and vote", rc);
         return rc;
     }
+    /* END LAB */
     n->current_term = term;
     n->voted_for = vote;
     return 0;
@@ -122,10 +124,12 @@ static void ask_every_peer_locked(struct raft_node *n)
 void node_become_pre_candidate_locked(struct raft_node *n)
 {
     NODE_ASSERT_LOCKED(n);
+    /* LAB(election): become pre-candidate and ask every peer (thesis §9.6) */
     n->role = RAFT_PRE_CANDIDATE;
     n->leader_id = RAFT_NO_NODE;
     node_reset_election_timer_locked(n);
     ask_every_peer_locked(n);
+    /* END LAB: (void)ask_every_peer_locked; */
 }
 
 /* Figure 2, candidates: increment currentTerm, vote for self, reset the
@@ -133,6 +137,7 @@ void node_become_pre_candidate_locked(struct raft_node *n)
 int node_become_candidate_locked(struct raft_node *n)
 {
     NODE_ASSERT_LOCKED(n);
+    /* LAB(election): new term, vote for self, reset the timer, ask every peer (Figure 2) */
     int rc = node_persist_term_vote_locked(n, n->current_term + 1, (int32_t)n->cfg.id);
     if (rc)
         return rc;
@@ -141,11 +146,14 @@ int node_become_candidate_locked(struct raft_node *n)
     node_reset_election_timer_locked(n);
     ask_every_peer_locked(n);
     return 0;
+    /* STUB: (void)ask_every_peer_locked; */
+    /* END LAB: return -ENOSYS; */
 }
 
 void node_become_leader_locked(struct raft_node *n)
 {
     NODE_ASSERT_LOCKED(n);
+    /* LAB(election): lead: reset nextIndex/matchIndex, append a no-op, heartbeat at once (Figure 2, §8) */
     uint64_t now = node_now(n); /* after the vote's write, as in the timer reset */
     n->role = RAFT_LEADER;
     n->leader_id = (int32_t)n->cfg.id;
@@ -173,6 +181,7 @@ void node_become_leader_locked(struct raft_node *n)
     pthread_cond_signal(&n->syncer_cond);
     node_wake_peers_locked(n);
     pthread_cond_broadcast(&n->changed_cond);
+    /* END LAB */
 }
 
 void node_follow_leader_locked(struct raft_node *n, uint32_t leader, uint64_t term,
@@ -290,6 +299,7 @@ void node_note_read_ack_locked(struct raft_node *n, struct peer *p, uint64_t rou
 void node_advance_commit_locked(struct raft_node *n)
 {
     NODE_ASSERT_LOCKED(n);
+    /* LAB(agreement): commit what a majority stores, under Figure 8's rule (Figure 2 leaders, §5.3, §5.4.2) */
     uint64_t match[RAFT_MAX_NODES];
     for (uint32_t i = 0; i < n->cfg.n_nodes; i++)
         match[i] = n->peers[i].match_index;
@@ -308,4 +318,5 @@ void node_advance_commit_locked(struct raft_node *n)
     node_wake_applier_locked(n);
     if (noop_committed)
         clients_wake_locked(n, true); /* reads wait for the no-op */
+    /* END LAB */
 }

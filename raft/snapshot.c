@@ -49,6 +49,7 @@ static void replace_snapshot_locked(struct raft_node *n, struct snapshot_ref *s)
 void snapshot_take_if_due_drops_lock(struct raft_node *n)
 {
     NODE_ASSERT_LOCKED(n);
+    /* LAB(snapshots): snapshot the state machine, store it, compact the log (§7) */
     uint64_t index = n->last_applied;
     if (n->cfg.snapshot_every == 0 || n->snapshotting || n->disk_failed ||
         index - n->log.base_index < n->cfg.snapshot_every)
@@ -94,6 +95,7 @@ void snapshot_take_if_due_drops_lock(struct raft_node *n)
     replace_snapshot_locked(n, snapshot_new(index, term, data, len));
     node_log(n, RAFT_LOG_INFO, "snapshot taken at %llu@T%llu (%zu bytes) -> log now starts "
              "after it", (unsigned long long)index, (unsigned long long)term, len);
+    /* END LAB: (void)replace_snapshot_locked; */
 }
 
 /* ---- InstallSnapshot, leader side ---- */
@@ -105,6 +107,7 @@ void snapshot_prepare_install_locked(struct raft_node *n, struct peer *p, uint64
                                      struct rpc *out)
 {
     NODE_ASSERT_LOCKED(n);
+    /* LAB(snapshots): the next chunk of the snapshot (Figure 13 arguments) */
     struct snapshot_ref *s = n->snapshot;
     if (p->snapshot_offset > s->len)
         p->snapshot_offset = 0;
@@ -130,6 +133,7 @@ void snapshot_prepare_install_locked(struct raft_node *n, struct peer *p, uint64
         node_log(n, RAFT_LOG_INFO, "n%u needs entry %llu, compacted away -> send snapshot "
                  "up to %llu (%zu bytes)", p->id, (unsigned long long)p->next_index,
                  (unsigned long long)s->index, s->len);
+    /* END LAB: (void)p; (void)now; (void)out; */
 }
 
 void snapshot_handle_install_reply_locked(struct raft_node *n, struct peer *p,
@@ -137,6 +141,7 @@ void snapshot_handle_install_reply_locked(struct raft_node *n, struct peer *p,
                                          const struct raft_msg *reply, uint64_t now)
 {
     NODE_ASSERT_LOCKED(n);
+    /* LAB(snapshots): the next offset, or matchIndex once it is installed (Figure 13, §7) */
     const struct raft_install_snapshot *is = &sent->req.u.is;
     if (rc != 0) {
         p->retry_at_ms = now + n->cfg.heartbeat_ms;
@@ -154,6 +159,7 @@ void snapshot_handle_install_reply_locked(struct raft_node *n, struct peer *p,
     node_log(n, RAFT_LOG_INFO, "n%u installed the snapshot up to %llu",
              p->id, (unsigned long long)is->last_index);
     node_advance_commit_locked(n);
+    /* END LAB: (void)p; (void)sent; (void)rc; (void)reply; (void)now; */
 }
 
 /* ---- InstallSnapshot, follower side (Figure 13) ---- */
@@ -171,6 +177,7 @@ static int reply_install(struct raft_node *n, struct raft_msg *reply, uint64_t n
 static bool gather_chunk_locked(struct raft_node *n, const struct raft_install_snapshot *is,
                                 struct raft_msg *reply)
 {
+    /* LAB(snapshots): gather the chunks in order (Figure 13 receiver rules 2-5) */
     if (is->offset == 0) {
         free(n->incoming);
         n->incoming = NULL;
@@ -202,6 +209,8 @@ static bool gather_chunk_locked(struct raft_node *n, const struct raft_install_s
         return false;
     }
     return true;
+    /* STUB: (void)n; (void)is; (void)reply; */
+    /* END LAB: return false; */
 }
 
 /* Rules 6-8: keep the log suffix after the snapshot if the log has the
@@ -209,6 +218,7 @@ static bool gather_chunk_locked(struct raft_node *n, const struct raft_install_s
  * machine is reset from the snapshot (by the applier). */
 static int install_locked(struct raft_node *n, uint64_t index, uint64_t term)
 {
+    /* LAB(snapshots): keep or discard the log, save, compact, restore (Figure 13 rules 6-8) */
     bool keep_suffix = log_term_at(&n->log, index) == term && index <= log_last_index(&n->log);
     if (!keep_suffix) {
         /* Truncate before saving the snapshot: a crash in between leaves a
@@ -246,6 +256,8 @@ static int install_locked(struct raft_node *n, uint64_t index, uint64_t term)
              (unsigned long long)index, (unsigned long long)term, n->leader_id, len,
              keep_suffix ? "kept the log after it" : "discarded the whole log");
     return 0;
+    /* STUB: (void)n; (void)index; (void)term; */
+    /* END LAB: return -ENOSYS; */
 }
 
 int snapshot_recv_install_locked(struct raft_node *n, const struct raft_msg *req,
@@ -256,6 +268,7 @@ int snapshot_recv_install_locked(struct raft_node *n, const struct raft_msg *req
     if (is->total > MAX_SNAPSHOT_BYTES || is->offset > is->total ||
         is->len > is->total - is->offset)
         return -EINVAL;
+    /* LAB(snapshots): Figure 13 receiver: the term check, then the chunk (rule 1, §7) */
     /* Rule 1: reply immediately if term < currentTerm. */
     if (node_is_stale_term_locked(n, is->term, req->from) || is->term < n->current_term) {
         if (n->disk_failed)
@@ -274,4 +287,6 @@ int snapshot_recv_install_locked(struct raft_node *n, const struct raft_msg *req
     if (rc)
         return rc;
     return reply_install(n, reply, is->total);
+    /* STUB: (void)now; (void)gather_chunk_locked; (void)install_locked; */
+    /* END LAB: return reply_install(n, reply, 0); */
 }
