@@ -197,8 +197,8 @@ void node_log_proposal_locked(struct raft_node *n, const uint8_t *data, uint32_t
                               bool appended)
 {
     uint64_t index = log_last_index(&n->log);
-    if (!node_log_admit_locked(n, appended ? LOG_PUT : LOG_REDIRECT, node_now(n), index,
-                               index))
+    if (!node_logs(n, RAFT_LOG_INFO) ||
+        !node_log_admit_locked(n, appended ? LOG_PUT : LOG_REDIRECT, node_now(n), index, index))
         return;
     char what[160];
     node_describe_entry(n, RAFT_ENTRY_COMMAND, data, len, what, sizeof(what));

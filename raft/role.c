@@ -327,7 +327,8 @@ void node_advance_commit_locked(struct raft_node *n)
                                       n->current_term);
     if (next == n->commit_index)
         return;
-    if (node_log_admit_locked(n, LOG_COMMIT, node_now(n), n->commit_index, next))
+    if (node_logs(n, RAFT_LOG_INFO) &&
+        node_log_admit_locked(n, LOG_COMMIT, node_now(n), n->commit_index, next))
         log_commit_locked(n, match, next);
     bool noop_committed = n->commit_index < n->leader_first_index &&
                           next >= n->leader_first_index;
