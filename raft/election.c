@@ -70,8 +70,9 @@ static void start_pre_vote_locked(struct raft_node *n, uint64_t now)
         node_log(n, RAFT_LOG_INFO, "%s %llu ms%s -> pre-vote for T%llu (still at T%llu), "
                  "asking%s (last log %llu@T%llu)%s",
                  was_leader ? "was leader until" : "no leader heard for",
-                 (unsigned long long)silent_ms, was_leader ? " ago, no leader since" : "", (unsigned long long)n->current_term + 1,
-                 (unsigned long long)n->current_term, peers,
+                 (unsigned long long)silent_ms, was_leader ? " ago, no leader since" : "",
+                 (unsigned long long)n->current_term + 1, (unsigned long long)n->current_term,
+                 peers,
                  (unsigned long long)log_last_index(&n->log),
                  (unsigned long long)log_last_term(&n->log), note);
     }
