@@ -186,6 +186,7 @@ static int cmd_node(int argc, char **argv)
     snprintf(dir, sizeof(dir), "data/node-%ld", o.id);
     struct kv_server_config sc = {.peers = peers.v, .data_dir = o.data_dir ? o.data_dir : dir};
     configure_node(&sc, &o, (uint32_t)o.id, peers.n);
+    sc.raft.log_wall_clock = true; /* logs of several processes sort together */
     return serve(&sc, 1);
 }
 

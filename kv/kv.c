@@ -421,10 +421,41 @@ static int kv_restore(void *ctx, uint64_t index, const uint8_t *data, size_t len
     return rc;
 }
 
+/* At most max bytes of s for a log line: printable ASCII as it is, the rest
+ * as \xNN, and "..." when cut short. */
+static void quote_for_log(char *buf, size_t cap, const uint8_t *s, uint32_t len, uint32_t max)
+{
+    size_t off = 0;
+    for (uint32_t i = 0; i < len && i < max && off + 5 < cap; i++)
+        off += (size_t)snprintf(buf + off, cap - off, s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\'
+                                ? "%c" : "\\x%02x", s[i]);
+    if (len > max && off + 4 < cap)
+        snprintf(buf + off, cap - off, "...");
+}
+
+/* The log's words for a put: "put greeting from client 7 seq 3". Reads the
+ * entry only, never the map: the node calls it holding its own lock. */
+static void kv_describe(void *ctx, const uint8_t *data, uint32_t len, char *buf, size_t cap)
+{
+    (void)ctx;
+    struct reader r = {.p = data, .left = len};
+    const uint8_t *op = take(&r, 1);
+    uint64_t client = take_u64(&r), seq = take_u64(&r);
+    take_u64(&r); /* the leader's clock */
+    uint32_t key_len = take_u32(&r);
+    const uint8_t *key = take(&r, key_len);
+    if (r.bad || *op != KV_OP_PUT)
+        return; /* the node says "command (N bytes)" */
+    char quoted[160] = "";
+    quote_for_log(quoted, sizeof(quoted), key, key_len, 32);
+    snprintf(buf, cap, "put %s from client %llu seq %llu", quoted, (unsigned long long)client,
+             (unsigned long long)seq);
+}
+
 struct raft_fsm kv_fsm(struct kv *kv)
 {
     return (struct raft_fsm){.ctx = kv, .apply = kv_apply, .snapshot = kv_snapshot,
-                             .restore = kv_restore};
+                             .restore = kv_restore, .describe = kv_describe};
 }
 
 /* ---- queries ---- */

@@ -37,12 +37,13 @@ static void server_log(struct kv_server *s, enum raft_log_level level, const cha
 {
     if (level > s->cfg.raft.log_level)
         return;
-    char msg[512], line[640];
+    char msg[512], line[640], when[32];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    snprintf(line, sizeof(line), "%7.3f  n%u  %-4s %-13s %s%s", raft_uptime(), s->cfg.raft.id,
+    raft_log_time(s->cfg.raft.log_wall_clock, when, sizeof(when));
+    snprintf(line, sizeof(line), "%s  n%u  %-4s %-13s %s%s", when, s->cfg.raft.id,
              "", "server", level == RAFT_LOG_ERROR ? "ERROR: " :
              level == RAFT_LOG_WARN ? "warning: " : "", msg);
     raft_print_log_line(s->cfg.raft.id, line);

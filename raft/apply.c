@@ -28,6 +28,25 @@ static size_t copy_committed_locked(struct raft_node *n, struct apply_batch *b)
     return log_copy(&n->log, from, count, b->entries, &b->bytes, &b->bytes_cap) ? 0 : count;
 }
 
+/* "applied 12: put greeting from client 7 seq 3", one line per entry while
+ * they are few (logging.c condenses the rest). After the batch, under the
+ * lock, from the copies the state machine was handed. */
+static void log_applied_locked(struct raft_node *n, const struct apply_batch *b,
+                               uint64_t from, size_t applied)
+{
+    if (!node_logs(n, RAFT_LOG_INFO))
+        return;
+    uint64_t now = node_now(n);
+    for (size_t i = 0; i < applied; i++) {
+        if (!node_log_admit_locked(n, LOG_APPLIED, now, from + i, from + i))
+            continue;
+        const struct raft_entry *e = &b->entries[i];
+        char what[160];
+        node_describe_entry(n, e->type, e->data, e->len, what, sizeof(what));
+        node_log(n, RAFT_LOG_INFO, "applied %llu: %s", (unsigned long long)(from + i), what);
+    }
+}
+
 static void restore_drops_lock(struct raft_node *n)
 {
     struct snapshot_ref *s = n->to_restore;
@@ -79,6 +98,7 @@ void *applier_main(void *arg)
             if ((rc = n->fsm.apply(n->fsm.ctx, from + applied, &b.entries[applied])) == 0)
                 applied++;
         node_lock(n);
+        log_applied_locked(n, &b, from, applied);
         if (n->last_applied == from - 1)
             n->last_applied = from + applied - 1;
         if (rc)

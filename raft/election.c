@@ -68,15 +68,22 @@ static void start_real_election_locked(struct raft_node *n, uint64_t now)
 static void start_pre_vote_locked(struct raft_node *n, uint64_t now)
 {
     /* LAB(election): become pre-candidate and ask for pre-votes (thesis §9.6) */
-    uint64_t silent_ms = now - n->last_leader_contact_ms;
+    /* A node that led until lately heard no leader because it was one. */
+    bool was_leader = n->has_led && n->stopped_leading_ms > n->last_leader_contact_ms;
+    uint64_t silent_ms = now - (was_leader ? n->stopped_leading_ms : n->last_leader_contact_ms);
     node_become_pre_candidate_locked(n);
-    char peers[64];
-    describe_peers(n, peers, sizeof(peers));
-    node_log(n, RAFT_LOG_INFO, "no leader heard for %llu ms -> pre-vote for T%llu, asking%s "
-             "(last log %llu@T%llu)", (unsigned long long)silent_ms,
-             (unsigned long long)n->current_term + 1, peers,
-             (unsigned long long)log_last_index(&n->log),
-             (unsigned long long)log_last_term(&n->log));
+    char peers[64], note[96];
+    if (node_log_pre_vote_attempt_locked(n, now, note, sizeof(note))) {
+        describe_peers(n, peers, sizeof(peers));
+        node_log(n, RAFT_LOG_INFO, "%s %llu ms%s -> pre-vote for T%llu (still at T%llu), "
+                 "asking%s (last log %llu@T%llu)%s",
+                 was_leader ? "was leader until" : "no leader heard for",
+                 (unsigned long long)silent_ms, was_leader ? " ago, no leader since" : "",
+                 (unsigned long long)n->current_term + 1, (unsigned long long)n->current_term,
+                 peers,
+                 (unsigned long long)log_last_index(&n->log),
+                 (unsigned long long)log_last_term(&n->log), note);
+    }
     become_leader_if_won_locked(n, now);
     /* STUB: (void)n; (void)now; (void)describe_peers; (void)become_leader_if_won_locked; */
     /* END LAB */
@@ -121,9 +128,10 @@ static void check_quorum_locked(struct raft_node *n, uint64_t now)
         if (i != n->cfg.id && now - n->peers[i].last_ack_ms <= window)
             heard++;
     if (heard < n->majority) {
-        node_log(n, RAFT_LOG_INFO, "heard from only %u of %u nodes in %llu ms -> step down "
-                 "(check-quorum)", heard, n->cfg.n_nodes, (unsigned long long)window);
-        node_become_follower_locked(n, n->current_term, RAFT_NO_NODE, "lost quorum");
+        char why[96];
+        snprintf(why, sizeof(why), "heard from only %u of %u nodes in %llu ms (check-quorum)",
+                 heard, n->cfg.n_nodes, (unsigned long long)window);
+        node_become_follower_locked(n, n->current_term, RAFT_NO_NODE, why);
     }
     /* END LAB: (void)n; (void)now; */
 }
@@ -138,6 +146,7 @@ void election_tick_locked(struct raft_node *n, uint64_t now)
     if (n->disk_failed) {
         n->election_deadline_ms = now + n->cfg.election_timeout_max_ms;
     } else if (n->role == RAFT_LEADER) {
+        node_log_silent_peers_locked(n, now);
         if (n->cfg.check_quorum)
             check_quorum_locked(n, now);
         n->election_deadline_ms = now + n->cfg.election_timeout_max_ms;
@@ -188,6 +197,8 @@ void election_handle_vote_reply_locked(struct raft_node *n, struct peer *p,
     const struct raft_request_vote_reply *r = &reply->u.rv_reply;
     if (r->pre_vote != pre)
         return;
+    if (pre)
+        n->pre_votes.replies++;
     if (r->vote_granted) {
         n->votes |= 1u << p->id;
         become_leader_if_won_locked(n, now);
@@ -237,8 +248,10 @@ static int recv_pre_vote_locked(struct raft_node *n, const struct raft_request_v
                                               : "I still hear from a leader";
     else if (!election_log_up_to_date(my_term, my_index, rv->last_log_term, rv->last_log_index))
         denied = "my log is more up to date";
-    node_log(n, RAFT_LOG_INFO, "pre-vote from n%u for T%llu -> %s (its log %llu@T%llu, mine %llu@T%llu)%s%s",
-             from, (unsigned long long)rv->term, denied ? "deny" : "grant",
+    node_log(n, RAFT_LOG_INFO, "pre-vote from n%u, could it win T%llu (I am at T%llu)? -> %s "
+             "(its log %llu@T%llu, mine %llu@T%llu)%s%s",
+             from, (unsigned long long)rv->term, (unsigned long long)n->current_term,
+             denied ? "deny" : "grant",
              (unsigned long long)rv->last_log_index, (unsigned long long)rv->last_log_term,
              (unsigned long long)my_index, (unsigned long long)my_term,
              denied ? ": " : "", denied ? denied : "");

@@ -196,6 +196,7 @@ bool node_prepare_request_locked(struct raft_node *n, struct lane *l, uint64_t n
 {
     NODE_ASSERT_LOCKED(n);
     struct peer *p = l->peer;
+    node_log_flush_locked(n, now); /* a leader sends every heartbeat interval */
     memset(out, 0, sizeof(*out));
     out->to = p->id;
     out->term = n->current_term;
@@ -278,6 +279,7 @@ int node_receive_locked(struct raft_node *n, const struct raft_msg *req, uint64_
     reply->from = n->cfg.id;
     if (n->stopping || n->disk_failed)
         return -ESHUTDOWN;
+    node_log_flush_locked(n, now); /* a follower hears every heartbeat interval */
     switch (req->type) {
     case RAFT_MSG_REQUEST_VOTE:
         reply->type = RAFT_MSG_REQUEST_VOTE_REPLY;
@@ -312,14 +314,19 @@ int raft_receive(struct raft_node *n, const struct raft_msg *req, struct raft_ms
 int node_propose_locked(struct raft_node *n, const uint8_t *data, uint32_t len)
 {
     NODE_ASSERT_LOCKED(n);
-    if (n->role != RAFT_LEADER || n->disk_failed || n->stopping)
+    if (n->disk_failed || n->stopping)
         return -EPERM;
+    if (n->role != RAFT_LEADER) {
+        node_log_proposal_locked(n, data, len, false);
+        return -EPERM;
+    }
     /* Leader Append-Only: the leader only ever appends to its log. The
      * syncer makes it durable; replicators send it at once. */
     bool some_idle = node_some_peer_idle_locked(n);
     int rc = log_append(&n->log, n->current_term, RAFT_ENTRY_COMMAND, data, len);
     if (rc)
         return rc;
+    node_log_proposal_locked(n, data, len, true);
     pthread_cond_signal(&n->syncer_cond);
     /* A replicator already woken for earlier entries, or waiting for a
      * reply, sends this one with them: one wake-up per batch, not per entry. */

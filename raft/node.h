@@ -79,6 +79,29 @@ struct peer {
     uint64_t acked_round;      /* highest read round it confirmed (ReadIndex) */
     uint64_t sent_round;       /* read round of the last request sent */
     uint64_t snapshot_offset;  /* InstallSnapshot progress */
+    /* Said once per change, for the leader's log (logging.c) */
+    bool silent_logged; /* "stopped answering" said, "answers again" not yet */
+    bool behind_logged; /* "fell behind" said, "caught up" not yet */
+};
+
+/* Events that come by the hundred under load (logging.c): each kind gets
+ * at most a few lines a second, and the rest one summary line. */
+enum log_kind { LOG_PUT, LOG_REDIRECT, LOG_STORED, LOG_COMMIT, LOG_APPLIED, LOG_KINDS };
+
+struct log_burst {
+    uint64_t window_ms; /* start of the current one-second window */
+    unsigned lines;     /* lines printed in it */
+    uint64_t held;      /* events held back for the summary, and their range */
+    uint64_t first, last;
+};
+
+/* Pre-votes asked for since a leader was last heard: a node cut off from
+ * the others asks every election timeout, and says so only now and then. */
+struct pre_vote_streak {
+    uint64_t since_ms;  /* the last contact with a leader it counts from */
+    uint64_t logged_ms; /* when an attempt was last logged */
+    unsigned attempts;
+    unsigned replies;   /* answers received during the streak */
 };
 
 /* The latest snapshot, kept in memory to send to lagging followers. */
@@ -168,6 +191,12 @@ struct raft_node {
     uint64_t incoming_index, incoming_term;
 
     struct peer peers[RAFT_MAX_NODES];
+
+    /* What the log lines remember (logging.c) */
+    struct log_burst bursts[LOG_KINDS];
+    uint64_t stopped_leading_ms; /* when it last stepped down as leader */
+    bool has_led;                /* ... if it ever did */
+    struct pre_vote_streak pre_votes;
 };
 
 /* A client thread waiting in raft_wait_applied or raft_read_barrier. */
@@ -267,6 +296,36 @@ void config_apply(struct raft_config *out, const struct raft_config *cfg,
 /* ---- logging.c (a leaf) ---- */
 void node_log(struct raft_node *n, enum raft_log_level level,
               const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Whether a line at this level is printed: callers ask before building
+ * what only the line needs, so that a quiet node pays nothing for it. */
+static inline bool node_logs(const struct raft_node *n, enum raft_log_level level)
+{
+    return level <= n->cfg.log_level;
+}
+/* Whether an info line of this kind (about entries first..last) is printed
+ * now; if not, the event is counted into the summary of its second. */
+bool node_log_admit_locked(struct raft_node *n, enum log_kind kind, uint64_t now,
+                           uint64_t first, uint64_t last);
+/* Prints the summaries of seconds that are over; cheap when there are none. */
+void node_log_flush_locked(struct raft_node *n, uint64_t now);
+/* "put greeting from client 7 seq 3", "no-op", or "command (23 bytes)". */
+void node_describe_entry(const struct raft_node *n, uint8_t type, const uint8_t *data,
+                         uint32_t len, char *buf, size_t cap);
+/* A client's command appended as leader (appended) or refused because
+ * this node does not lead: "put k from client 7 seq 3 -> append at 12@T2". */
+void node_log_proposal_locked(struct raft_node *n, const uint8_t *data, uint32_t len,
+                              bool appended);
+/* The leader's notes on its followers, each said once per change: one
+ * stopped answering (at the election timer's tick), answers again (at its
+ * reply), fell behind or caught up (at a successful AppendEntries reply). */
+void node_log_silent_peers_locked(struct raft_node *n, uint64_t now);
+void node_log_peer_answered_locked(struct raft_node *n, struct peer *p, uint64_t now);
+void node_log_peer_progress_locked(struct raft_node *n, struct peer *p);
+/* Counts one more pre-vote asked for since a leader was last heard (or
+ * since this node stopped leading). True if this one is logged: the first,
+ * then at most one every few seconds, with note set to "(12th attempt, ...)". */
+bool node_log_pre_vote_attempt_locked(struct raft_node *n, uint64_t now, char *note,
+                                      size_t cap);
 
 /* ---- election.c ---- */
 void election_tick_locked(struct raft_node *n, uint64_t now);

@@ -193,6 +193,12 @@ struct raft_fsm {
     int (*snapshot)(void *ctx, uint8_t **data, size_t *len);
     /* Replaces the state with a snapshot taken at `index`. */
     int (*restore)(void *ctx, uint64_t index, const uint8_t *data, size_t len);
+    /* Optional: a few words for the log saying what a command does, in the
+     * state machine's terms ("put greeting from client 7 seq 3"), written
+     * NUL-terminated into buf. Called with the node's lock held and only
+     * for a line that will be printed, so it must be quick and must not
+     * call into the node. NULL: lines say "command (23 bytes)". */
+    void (*describe)(void *ctx, const uint8_t *data, uint32_t len, char *buf, size_t cap);
 };
 
 enum raft_log_level { RAFT_LOG_ERROR, RAFT_LOG_WARN, RAFT_LOG_INFO,
@@ -224,6 +230,10 @@ struct raft_config {
     void (*log_line)(void *ctx, uint32_t node, enum raft_log_level level,
                      const char *line);
     void *log_ctx;
+    /* The first column of a log line: false, seconds since the process
+     * started (one process, one story); true, the wall-clock time of day
+     * with milliseconds, so that lines of several processes sort together. */
+    bool log_wall_clock;
     /* The node's clock in milliseconds: monotonic, read by the threads only
      * (the rules are handed the time). NULL: raft_now_ms(). Tests pass a
      * clock they move by hand. */
@@ -237,8 +247,12 @@ void raft_config_defaults(struct raft_config *cfg, uint32_t id, uint32_t n_nodes
  * there is none), which also counts time the machine spent suspended. */
 uint64_t raft_now_ms(void);
 
-/* Seconds since the process started: the first column of every log line. */
+/* Seconds since the process started. */
 double raft_uptime(void);
+
+/* The first column of a log line (see raft_config.log_wall_clock):
+ * "  1.204" or "14:03:27.391". */
+void raft_log_time(bool wall_clock, char *buf, size_t cap);
 
 /* Writes one finished log line to stderr, coloured per node on a terminal. */
 void raft_print_log_line(uint32_t node, const char *line);

@@ -146,6 +146,7 @@ void replication_handle_append_reply_locked(struct raft_node *n, struct peer *p,
     if (p->match_index + 1 > p->next_index)
         p->next_index = p->match_index + 1;
     p->replicating = true;
+    node_log_peer_progress_locked(n, p);
     node_advance_commit_locked(n);
     /* END LAB: (void)reply; (void)back_up_locked; */
     /* STUB: (void)p; (void)sent; (void)rc; (void)reply; (void)now; */
@@ -194,7 +195,7 @@ static bool consistency_check_locked(struct raft_node *n, uint64_t prev, uint64_
  * a delayed or duplicated AppendEntries must never take back entries that a
  * later one added. Returns 0 or -EIO. */
 static int store_entries_locked(struct raft_node *n, uint64_t prev, uint32_t count,
-                                const struct raft_entry *entries)
+                                const struct raft_entry *entries, uint64_t now)
 {
     /* LAB(agreement): truncate at the first conflict only, append the rest (Figure 2 rules 3, 4) */
     uint32_t i = 0;
@@ -240,8 +241,19 @@ static int store_entries_locked(struct raft_node *n, uint64_t prev, uint32_t cou
     }
     /* END LAB */
     n->durable_index = log_last_index(&n->log);
-    node_log(n, RAFT_LOG_DEBUG, "appended entries %llu..%llu from n%d",
-             (unsigned long long)first, (unsigned long long)(prev + count), n->leader_id);
+    if (node_log_admit_locked(n, LOG_STORED, now, first, prev + count)) {
+        /* A batch of one says what it is: a single put is easy to follow. */
+        char what[96] = "";
+        if (count - i == 1) {
+            what[0] = ':';
+            what[1] = ' ';
+            node_describe_entry(n, entries[i].type, entries[i].data, entries[i].len, what + 2,
+                                sizeof(what) - 2);
+        }
+        node_log(n, RAFT_LOG_INFO, "stored %llu..%llu from leader n%d%s",
+                 (unsigned long long)first, (unsigned long long)(prev + count), n->leader_id,
+                 what);
+    }
     return 0;
     /* STUB: (void)n; (void)prev; (void)count; (void)entries; */
     /* END LAB: return -ENOSYS; */
@@ -281,15 +293,17 @@ int replication_recv_append_entries_locked(struct raft_node *n, const struct raf
     /* END LAB */
     if (!consistency_check_locked(n, prev, prev_term, reply))
         return 0;
-    int rc = store_entries_locked(n, prev, count, entries);
+    int rc = store_entries_locked(n, prev, count, entries, now);
     if (rc)
         return rc;
     /* Rule 5: commitIndex = min(leaderCommit, index of last new entry). */
     uint64_t last_new = prev + count;
     uint64_t commit = ae->leader_commit < last_new ? ae->leader_commit : last_new;
     if (commit > n->commit_index) {
-        node_log(n, RAFT_LOG_INFO, "commit %llu -> %llu (from leader n%u)",
-                 (unsigned long long)n->commit_index, (unsigned long long)commit, req->from);
+        if (node_log_admit_locked(n, LOG_COMMIT, now, n->commit_index, commit))
+            node_log(n, RAFT_LOG_INFO, "commit %llu -> %llu (from leader n%u)",
+                     (unsigned long long)n->commit_index, (unsigned long long)commit,
+                     req->from);
         n->commit_index = commit;
         node_wake_applier_locked(n);
     }

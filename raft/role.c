@@ -102,10 +102,15 @@ void node_become_follower_locked(struct raft_node *n, uint64_t term, int32_t lea
         return;
     n->role = RAFT_FOLLOWER;
     n->leader_id = leader;
+    if (old == RAFT_LEADER) {
+        n->stopped_leading_ms = node_now(n);
+        n->has_led = true;
+    }
     if (old != RAFT_FOLLOWER || term != old_term)
         node_log(n, RAFT_LOG_INFO, "%s -> %s%s", why,
                  old == RAFT_FOLLOWER ? "" : "step down, ",
-                 term != old_term ? "adopt the newer term" : "follow it");
+                 term != old_term ? "adopt the newer term" :
+                 leader == RAFT_NO_NODE ? "no leader known" : "follow it");
     if (old != RAFT_FOLLOWER) {
         node_reset_election_timer_locked(n);
         node_wake_all_locked(n);
@@ -169,6 +174,7 @@ void node_become_leader_locked(struct raft_node *n)
         p->lease_sent_ms = 0;      /* no lease until a majority answers */
         p->snapshot_offset = 0;
         p->replicating = false; /* one request at a time until one succeeds */
+        p->silent_logged = p->behind_logged = false;
     }
     /* §8: a new leader commits a no-op entry of its term at once, so that
      * entries of earlier terms commit and reads know the commit index. */
@@ -270,6 +276,7 @@ void node_note_ack_locked(struct raft_node *n, struct peer *p, const struct rpc 
 {
     NODE_ASSERT_LOCKED(n);
     p->failures = 0;
+    node_log_peer_answered_locked(n, p, now);
     p->last_ack_ms = now;
     if (sent->sent_ms > p->lease_sent_ms)
         p->lease_sent_ms = sent->sent_ms;
@@ -294,6 +301,26 @@ void node_note_read_ack_locked(struct raft_node *n, struct peer *p, uint64_t rou
     }
 }
 
+/* "commit 11 -> 12: stored on n0 n1 (majority of 3)", naming the nodes
+ * whose stored log reaches the new commit index, and this term's no-op
+ * (§8) when it is among the entries committed. */
+static void log_commit_locked(struct raft_node *n, const uint64_t *match, uint64_t next)
+{
+    char who[64] = "";
+    size_t off = 0;
+    for (uint32_t i = 0; i < n->cfg.n_nodes && off < sizeof(who); i++)
+        if (match[i] >= next)
+            off += (size_t)snprintf(who + off, sizeof(who) - off, " n%u", i);
+    const char *noop = "";
+    if (n->commit_index < n->leader_first_index && next >= n->leader_first_index)
+        noop = n->commit_index + 1 == n->leader_first_index
+                   ? " this term's no-op (§8),"
+                   : " earlier terms' entries with this term's no-op (§8, Figure 8),";
+    node_log(n, RAFT_LOG_INFO, "commit %llu -> %llu:%s stored on%s (majority of %u)",
+             (unsigned long long)n->commit_index, (unsigned long long)next, noop, who,
+             n->cfg.n_nodes);
+}
+
 /* Figure 2, leaders: advance commitIndex to the highest index stored on a
  * majority, under the rule of Figure 8 (commit.c). */
 void node_advance_commit_locked(struct raft_node *n)
@@ -310,8 +337,9 @@ void node_advance_commit_locked(struct raft_node *n)
                                       n->current_term);
     if (next == n->commit_index)
         return;
-    node_log(n, RAFT_LOG_INFO, "commit %llu -> %llu (stored on a majority)",
-             (unsigned long long)n->commit_index, (unsigned long long)next);
+    if (node_logs(n, RAFT_LOG_INFO) &&
+        node_log_admit_locked(n, LOG_COMMIT, node_now(n), n->commit_index, next))
+        log_commit_locked(n, match, next);
     bool noop_committed = n->commit_index < n->leader_first_index &&
                           next >= n->leader_first_index;
     n->commit_index = next;

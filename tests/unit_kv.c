@@ -1,7 +1,8 @@
 /*
  * unit_kv.c - the key-value state machine: puts, client sessions (a retried
  * request applies once), session expiry by log time, snapshot round trips,
- * and a put that cannot be applied for lack of memory.
+ * a put that cannot be applied for lack of memory, and the words the node
+ * logs for a put.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -180,6 +181,32 @@ static void test_put_that_cannot_be_applied_is_reported_to_the_node(void **state
     kv_free(kv);
 }
 
+/* The node's log lines say what a put is in the store's words: its key
+ * (unprintable bytes escaped, a long key cut short), client and seq. */
+static void test_describe_names_the_put(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(KV_DEFAULT_SESSION_TIMEOUT_MS);
+    struct raft_fsm f = kv_fsm(kv);
+    uint8_t buf[256];
+    char words[128];
+    size_t len = kv_encode_put(buf, 7, 3, 1000, (const uint8_t *)"greeting", 8,
+                               (const uint8_t *)"hello", 5);
+    f.describe(f.ctx, buf, (uint32_t)len, words, sizeof(words));
+    assert_string_equal(words, "put greeting from client 7 seq 3");
+    len = kv_encode_put(buf, 7, 4, 1000, (const uint8_t *)"a\nb", 3, NULL, 0);
+    f.describe(f.ctx, buf, (uint32_t)len, words, sizeof(words));
+    assert_string_equal(words, "put a\\x0ab from client 7 seq 4");
+    const char *key = "0123456789abcdef0123456789abcdefXYZ";
+    len = kv_encode_put(buf, 1, 1, 1000, (const uint8_t *)key, 35, NULL, 0);
+    f.describe(f.ctx, buf, (uint32_t)len, words, sizeof(words));
+    assert_string_equal(words, "put 0123456789abcdef0123456789abcdef... from client 1 seq 1");
+    words[0] = '\0';
+    f.describe(f.ctx, buf, 5, words, sizeof(words)); /* cut short: no words */
+    assert_string_equal(words, "");
+    kv_free(kv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -189,6 +216,7 @@ int main(void)
         cmocka_unit_test(test_snapshot_round_trip),
         cmocka_unit_test(test_put_that_cannot_be_applied_is_not_recorded),
         cmocka_unit_test(test_put_that_cannot_be_applied_is_reported_to_the_node),
+        cmocka_unit_test(test_describe_names_the_put),
     };
     return cmocka_run_group_tests_name("unit: key-value state machine", tests, NULL, NULL);
 }
