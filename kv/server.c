@@ -131,7 +131,7 @@ static int handle_frame(void *ctx, const struct wire_msg *req, struct wire_msg *
     reply->from = s->cfg.raft.id;
     if (req->type == WIRE_CLIENT_REQUEST)
         return handle_client(s, &req->u.request, reply, conn);
-    if (req->type < RAFT_MSG_REQUEST_VOTE || req->type > RAFT_MSG_INSTALL_SNAPSHOT_REPLY ||
+    if (req->type < RAFT_MSG_REQUEST_VOTE || req->type > RAFT_MSG_TIMEOUT_NOW_REPLY ||
         req->from >= s->cfg.raft.n_nodes) {
         server_log(s, RAFT_LOG_WARN, "refused a message of type %u claiming to be from node %u "
                    "(this cluster has nodes 0..%u)", req->type, req->from,
