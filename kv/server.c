@@ -60,6 +60,7 @@ static const uint8_t client_status_of[] = {
     [KV_ANSWER_NOT_LEADER] = CLIENT_NOT_LEADER,
     [KV_ANSWER_RETRY] = CLIENT_RETRY,
     [KV_ANSWER_BAD_REQUEST] = CLIENT_BAD_REQUEST,
+    [KV_ANSWER_REFUSED] = CLIENT_REFUSED,
 };
 
 /* The service's reply as a wire frame; the value moves with it (the
@@ -111,6 +112,7 @@ static int handle_client(struct kv_server *s, const struct client_request *q,
     case CLIENT_PUT: req.op = KV_REQUEST_PUT; break;
     case CLIENT_GET: req.op = KV_REQUEST_GET; break;
     case CLIENT_STATUS: req.op = KV_REQUEST_STATUS; break;
+    case CLIENT_TRANSFER: req.op = KV_REQUEST_TRANSFER; break;
     default: req.op = 0; /* the service refuses it */
     }
     struct kv_reply r;
