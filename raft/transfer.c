@@ -234,7 +234,9 @@ int raft_transfer(struct raft_node *n, int32_t target, unsigned timeout_ms,
         target = n->transfer_target;
     /* Waits by polling: nothing signals a follower that learns its leader,
      * and a few milliseconds do not matter next to an election. */
-    while (rc == 0 && (rc = transfer_outcome_locked(n, target, term, why, why_cap)) == -EAGAIN) {
+    if (rc == 0)
+        rc = transfer_outcome_locked(n, target, term, why, why_cap);
+    while (rc == -EAGAIN) {
         now = node_now(n);
         if (now >= deadline) {
             say(why, why_cap, "n%d did not take over within %u ms.", target, timeout_ms);
@@ -243,9 +245,15 @@ int raft_transfer(struct raft_node *n, int32_t target, unsigned timeout_ms,
         }
         uint64_t poll = now + 5;
         node_wait_until(n, &n->changed_cond, poll < deadline ? poll : deadline);
+        rc = transfer_outcome_locked(n, target, term, why, why_cap);
     }
-    if (rc == 0)
+    if (rc == 0) {
         *leader_hint = target;
+        node_log(n, RAFT_LOG_INFO, "transfer done: n%d leads T%llu", target,
+                 (unsigned long long)n->current_term);
+    } else if (rc != -EPERM) {
+        node_log(n, RAFT_LOG_INFO, "transfer not done: %s", why ? why : strerror(-rc));
+    }
     node_unlock(n);
     return rc;
 }
