@@ -6,6 +6,7 @@
  *   raft node    --id I --peers HOST:PORT,... [--data-dir DIR] [--log-level L]
  *                [--election-timeout MIN-MAX] [--heartbeat MS] [--snapshot-every N]
  *   raft client  --cluster HOST:PORT,... [--timeout S] put KEY VALUE | get KEY | status [--json]
+ *                | transfer [ID]
  *   raft bench   --cluster HOST:PORT,... [--clients C] [--seconds T] [--value-size B]
  *                [--keys K] [--read-ratio R] [--json]
  *   raft dump    DIR
@@ -33,6 +34,7 @@
 #define EXIT_USAGE CLI_EXIT_USAGE
 #define EXIT_UNAVAILABLE 3
 #define EXIT_START_FAILED 4
+#define EXIT_REFUSED 5
 
 #define ARRAY_LEN(table) (sizeof(table) / sizeof((table)[0]))
 
@@ -341,17 +343,48 @@ static int client_put_get(const struct client_options *o, const struct cli_addrs
     return 0;
 }
 
-/* The command words: put KEY VALUE | get KEY | status. Returns 0 or -EINVAL. */
+/* transfer [ID]: thesis §3.10, leadership moves to ID (or the most
+ * up-to-date voter); exit 0 once it leads. */
+static int client_transfer(const struct client_options *o, const struct cli_addrs *addrs,
+                           const char *id)
+{
+    struct kv_client *c;
+    if (kv_client_open(&c, addrs->v, addrs->n, (unsigned)(o->timeout_s * 1000)))
+        return EXIT_UNAVAILABLE;
+    int32_t leader = RAFT_NO_NODE;
+    char *why = NULL;
+    int rc = kv_client_transfer(c, id ? (int32_t)atol(id) : RAFT_NO_NODE, &leader, &why);
+    kv_client_close(c);
+    if (rc == 0)
+        printf("n%d leads\n", leader);
+    else if (rc == -EPERM)
+        fprintf(stderr, "The cluster refused the transfer: %s\n", why ? why : "no reason given.");
+    else
+        fprintf(stderr, "No transfer finished within %.1f s.\n", o->timeout_s);
+    free(why);
+    return rc == 0 ? 0 : rc == -EPERM ? EXIT_REFUSED : EXIT_UNAVAILABLE;
+}
+
+/* The command words: put KEY VALUE | get KEY | status | transfer [ID].
+ * Returns 0 or -EINVAL. */
 static int client_check_words(const struct client_options *o, const struct cli_words *w)
 {
     static const char *const sub = "client";
     if (w->n == 0)
-        return cli_usage_error(sub, "needs a command: put KEY VALUE, get KEY or status");
+        return cli_usage_error(sub, "needs a command: put KEY VALUE, get KEY, status or transfer [ID]");
     const char *cmd = w->v[0];
+    if (!strcmp(cmd, "transfer")) {
+        if (w->n > 2 || o->json)
+            return cli_usage_error(sub, "transfer takes at most one ID, and no --json");
+        if (w->n == 2 && (strspn(w->v[1], "0123456789") != strlen(w->v[1]) ||
+                          strlen(w->v[1]) == 0 || strlen(w->v[1]) > 9))
+            return cli_usage_error(sub, "a node id is a number; got %s", w->v[1]);
+        return 0;
+    }
     int want = !strcmp(cmd, "put") ? 3 : !strcmp(cmd, "get") ? 2 : !strcmp(cmd, "status") ? 1 : 0;
     if (want == 0)
         return cli_usage_error(sub, "unknown command %s; the commands are put KEY VALUE, "
-                               "get KEY and status", cmd);
+                               "get KEY, status and transfer [ID]", cmd);
     if (w->n != want)
         return cli_usage_error(sub, "%s takes %s; got %d argument%s", cmd,
                                want == 3 ? "KEY VALUE" : want == 2 ? "KEY" : "no arguments",
@@ -385,7 +418,7 @@ static int client_options(int argc, char **argv, struct client_options *o,
     };
     const struct cli_command cmd = {
         .name = "client", .synopsis = "--cluster HOST:PORT,... [options] "
-                                      "put KEY VALUE | get KEY | status",
+                                      "put KEY VALUE | get KEY | status | transfer [ID]",
         .summary = "Talks to a running cluster. A value that starts with a dash goes after "
                    "--, as in: put KEY -- --VALUE.",
         .options = opts, .n_options = ARRAY_LEN(opts), .dash_words = true};
@@ -407,6 +440,8 @@ static int cmd_client(int argc, char **argv)
         return cli_exit_code(rc);
     if (!strcmp(w.v[0], "status"))
         return client_status(&addrs, (unsigned)(o.timeout_s * 1000), o.json);
+    if (!strcmp(w.v[0], "transfer"))
+        return client_transfer(&o, &addrs, w.n == 2 ? w.v[1] : NULL);
     return client_put_get(&o, &addrs, &w);
 }
 
@@ -503,7 +538,7 @@ static const struct {
 } commands[] = {
     {"cluster", "run N nodes in this process, on 127.0.0.1", cmd_cluster, true},
     {"node", "run one node of a cluster", cmd_node, true},
-    {"client", "put, get or status against a running cluster", cmd_client, false},
+    {"client", "put, get, status or transfer against a running cluster", cmd_client, false},
     {"bench", "measure a running cluster's throughput and latency", cmd_bench, false},
     {"dump", "print a data directory as text", cmd_dump, false},
 };

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -95,12 +96,14 @@ static int learn_addr(struct kv_nodes *k, const uint8_t *addr, uint32_t len)
 
 bool kv_nodes_move_on(struct kv_nodes *k, const struct client_reply *reply)
 {
-    int hint = reply && reply->status == CLIENT_NOT_LEADER
+    int hint = reply && (reply->status == CLIENT_NOT_LEADER || reply->status == CLIENT_RETRY)
                    ? learn_addr(k, reply->leader_addr, reply->leader_addr_len)
                    : -1;
     if (hint >= 0 && (uint32_t)hint != k->target) {
         k->target = (uint32_t)hint;
-        return true;
+        /* A RETRY names the node about to lead (a leadership transfer):
+         * it is asked next, after the pause, once it has taken over. */
+        return reply->status == CLIENT_NOT_LEADER;
     }
     k->target = (k->target + 1) % k->n;
     return false;
@@ -144,7 +147,7 @@ void kv_client_close(struct kv_client *c)
 }
 
 /* Sends req to the leader, following hints and retrying until a final
- * answer (OK, NOT_FOUND, BAD_REQUEST) or the deadline. */
+ * answer (OK, NOT_FOUND, BAD_REQUEST, REFUSED) or the deadline. */
 static int call_leader(struct kv_client *c, const struct wire_msg *req, struct wire_msg *reply)
 {
     uint64_t deadline = now_ms() + c->timeout_ms;
@@ -175,7 +178,8 @@ static int call_leader(struct kv_client *c, const struct wire_msg *req, struct w
             continue;
         }
         uint8_t status = reply->u.reply.status;
-        if (status == CLIENT_OK || status == CLIENT_NOT_FOUND || status == CLIENT_BAD_REQUEST)
+        if (status == CLIENT_OK || status == CLIENT_NOT_FOUND || status == CLIENT_BAD_REQUEST ||
+            status == CLIENT_REFUSED)
             return 0;
         disconnect(c);
         if (!kv_nodes_move_on(&c->nodes, &reply->u.reply))
@@ -223,6 +227,30 @@ int kv_client_get(struct kv_client *c, const char *key, uint32_t key_len,
     memcpy(*value, reply.u.reply.value, reply.u.reply.value_len);
     (*value)[reply.u.reply.value_len] = '\0';
     *value_len = reply.u.reply.value_len;
+    return 0;
+}
+
+int kv_client_transfer(struct kv_client *c, int32_t target, int32_t *leader, char **why)
+{
+    struct wire_msg req = {.type = WIRE_CLIENT_REQUEST, .from = WIRE_FROM_CLIENT}, reply;
+    char id[16] = "";
+    if (target != RAFT_NO_NODE)
+        snprintf(id, sizeof(id), "%d", target);
+    req.u.request.op = CLIENT_TRANSFER;
+    req.u.request.key = (uint8_t *)id;
+    req.u.request.key_len = (uint32_t)strlen(id);
+    *why = NULL;
+    int rc = call_leader(c, &req, &reply);
+    if (rc)
+        return rc;
+    const struct client_reply *r = &reply.u.reply;
+    if (r->status == CLIENT_REFUSED) {
+        *why = strndup(r->value ? (const char *)r->value : "", r->value_len);
+        return -EPERM;
+    }
+    if (r->status != CLIENT_OK)
+        return -EINVAL;
+    *leader = r->leader_hint;
     return 0;
 }
 

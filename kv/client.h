@@ -38,6 +38,12 @@ int kv_client_put(struct kv_client *c, const char *key, uint32_t key_len,
 int kv_client_get(struct kv_client *c, const char *key, uint32_t key_len,
                   uint8_t **value, uint32_t *value_len);
 
+/* Moves leadership to node `target` (RAFT_NO_NODE: the most up-to-date
+ * voter), thesis §3.10. 0 once it leads (*leader); -EPERM when the cluster
+ * refused, with one malloc'd sentence in *why; -ETIMEDOUT when no transfer
+ * finished in time; -EINVAL for a request the cluster found malformed. */
+int kv_client_transfer(struct kv_client *c, int32_t target, int32_t *leader, char **why);
+
 /* ---- the parts of a session, for clients that drive their own I/O ---- */
 
 /* A fresh session id: random, so that no other client picks it. */

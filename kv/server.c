@@ -61,6 +61,7 @@ static const uint8_t client_status_of[] = {
     [KV_ANSWER_NOT_LEADER] = CLIENT_NOT_LEADER,
     [KV_ANSWER_RETRY] = CLIENT_RETRY,
     [KV_ANSWER_BAD_REQUEST] = CLIENT_BAD_REQUEST,
+    [KV_ANSWER_REFUSED] = CLIENT_REFUSED,
 };
 
 /* The service's reply as a wire frame; the value moves with it (the
@@ -112,6 +113,7 @@ static int handle_client(struct kv_server *s, const struct client_request *q,
     case CLIENT_PUT: req.op = KV_REQUEST_PUT; break;
     case CLIENT_GET: req.op = KV_REQUEST_GET; break;
     case CLIENT_STATUS: req.op = KV_REQUEST_STATUS; break;
+    case CLIENT_TRANSFER: req.op = KV_REQUEST_TRANSFER; break;
     default: req.op = 0; /* the service refuses it */
     }
     struct kv_reply r;
@@ -132,7 +134,7 @@ static int handle_frame(void *ctx, const struct wire_msg *req, struct wire_msg *
     reply->from = s->cfg.raft.id;
     if (req->type == WIRE_CLIENT_REQUEST)
         return handle_client(s, &req->u.request, reply, conn);
-    if (req->type < RAFT_MSG_REQUEST_VOTE || req->type > RAFT_MSG_INSTALL_SNAPSHOT_REPLY ||
+    if (req->type < RAFT_MSG_REQUEST_VOTE || req->type > RAFT_MSG_TIMEOUT_NOW_REPLY ||
         req->from >= s->cfg.raft.n_nodes) {
         server_log(s, RAFT_LOG_WARN, "refused a message of type %u claiming to be from node %u "
                    "(this cluster has nodes 0..%u)", req->type, req->from,

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 struct kv_service {
@@ -53,10 +54,12 @@ static void answer(struct kv_reply *r, enum kv_answer a, int32_t hint)
 }
 
 /* Redirects the client: the leader's id and its address, which the client
- * may not have been given. */
-static void answer_not_leader(struct kv_service *s, struct kv_reply *r, int32_t hint)
+ * may not have been given. A RETRY may name one too: the node that takes
+ * over after a leadership transfer. */
+static void answer_with_addr(struct kv_service *s, struct kv_reply *r, enum kv_answer a,
+                             int32_t hint)
 {
-    answer(r, KV_ANSWER_NOT_LEADER, hint);
+    answer(r, a, hint);
     if (s->cfg.peers && hint >= 0 && (uint32_t)hint < s->cfg.n_nodes)
         r->leader_addr = s->cfg.peers[hint];
 }
@@ -115,7 +118,9 @@ static int handle_put(struct kv_service *s, const struct kv_request *q, struct k
     /* The caller was told the answer comes later: it comes through answer. */
     struct kv_reply refused = {0};
     if (rc == -EPERM)
-        answer_not_leader(s, &refused, hint);
+        answer_with_addr(s, &refused, KV_ANSWER_NOT_LEADER, hint);
+    else if (rc == -EBUSY) /* a transfer: the target leads soon */
+        answer_with_addr(s, &refused, KV_ANSWER_RETRY, hint);
     else
         answer(&refused, KV_ANSWER_RETRY, RAFT_NO_NODE);
     s->cfg.answer(s->cfg.ctx, token, &refused);
@@ -127,7 +132,7 @@ static void handle_get(struct kv_service *s, const struct kv_request *q, struct 
     int32_t hint;
     int rc = raft_read_barrier(s->cfg.node, s->cfg.read_wait_ms, &hint);
     if (rc == -EPERM) {
-        answer_not_leader(s, r, hint);
+        answer_with_addr(s, r, KV_ANSWER_NOT_LEADER, hint);
         return;
     }
     if (rc != 0) {
@@ -145,6 +150,44 @@ static void handle_status(struct kv_service *s, struct kv_reply *r)
     answer(r, KV_ANSWER_OK, r->status.leader);
 }
 
+/* The target's id from its decimal text; RAFT_NO_NODE for none; -2 when
+ * it is not a number. */
+static int32_t parse_target(const uint8_t *key, uint32_t len)
+{
+    if (len == 0)
+        return RAFT_NO_NODE;
+    int32_t id = 0;
+    for (uint32_t i = 0; i < len; i++) {
+        if (key[i] < '0' || key[i] > '9' || len > 9)
+            return -2;
+        id = id * 10 + (key[i] - '0');
+    }
+    return id;
+}
+
+static void handle_transfer(struct kv_service *s, const struct kv_request *q,
+                            struct kv_reply *r)
+{
+    int32_t target = parse_target(q->key, q->key_len), hint;
+    if (target == -2) {
+        answer(r, KV_ANSWER_BAD_REQUEST, RAFT_NO_NODE);
+        return;
+    }
+    char why[160];
+    int rc = raft_transfer(s->cfg.node, target, s->cfg.read_wait_ms, &hint, why, sizeof(why));
+    if (rc == 0) {
+        answer_with_addr(s, r, KV_ANSWER_OK, hint);
+    } else if (rc == -EPERM) {
+        answer_with_addr(s, r, KV_ANSWER_NOT_LEADER, hint);
+    } else if (rc == -EINVAL || rc == -EBUSY) {
+        answer(r, KV_ANSWER_REFUSED, RAFT_NO_NODE);
+        r->value = (uint8_t *)strdup(why);
+        r->value_len = r->value ? (uint32_t)strlen(why) : 0;
+    } else {
+        answer(r, KV_ANSWER_RETRY, RAFT_NO_NODE);
+    }
+}
+
 int kv_service_handle(struct kv_service *s, const struct kv_request *q, struct kv_reply *r,
                       void *token)
 {
@@ -153,6 +196,7 @@ int kv_service_handle(struct kv_service *s, const struct kv_request *q, struct k
     case KV_REQUEST_PUT: return handle_put(s, q, r, token);
     case KV_REQUEST_GET: handle_get(s, q, r); break;
     case KV_REQUEST_STATUS: handle_status(s, r); break;
+    case KV_REQUEST_TRANSFER: handle_transfer(s, q, r); break;
     default: answer(r, KV_ANSWER_BAD_REQUEST, RAFT_NO_NODE);
     }
     return 0;

@@ -14,6 +14,11 @@
  *           log: on its lease (thesis §6.4.1) or after a ReadIndex round
  *           (§6.4).
  *   status  this node's view: role, term, leader, commit, applied, log end.
+ *   transfer  leadership to the node whose decimal id is the key (empty:
+ *           the most up-to-date voter), thesis §3.10: OK once it leads
+ *           (leader_hint), REFUSED with one sentence why in value, RETRY
+ *           when it did not take over in time. Puts meanwhile get RETRY
+ *           with the target as leader_hint.
  */
 #ifndef KV_SERVICE_H
 #define KV_SERVICE_H
@@ -30,7 +35,8 @@
  * commit down within an election timeout). */
 #define KV_SERVICE_READ_WAIT_MS 1000
 
-enum kv_request_op { KV_REQUEST_PUT = 1, KV_REQUEST_GET, KV_REQUEST_STATUS };
+enum kv_request_op { KV_REQUEST_PUT = 1, KV_REQUEST_GET, KV_REQUEST_STATUS,
+                     KV_REQUEST_TRANSFER };
 
 struct kv_request {
     enum kv_request_op op;
@@ -48,13 +54,14 @@ enum kv_answer {
     KV_ANSWER_NOT_LEADER,  /* ask leader_hint (or another node) */
     KV_ANSWER_RETRY,       /* no outcome yet (election, lost leadership): retry */
     KV_ANSWER_BAD_REQUEST, /* a put without session, seq or key; an unknown op */
+    KV_ANSWER_REFUSED,     /* the cluster will not do it: value says why */
 };
 
 struct kv_reply {
     enum kv_answer answer;
     int32_t leader_hint;     /* RAFT_NO_NODE when unknown */
-    const char *leader_addr; /* NOT_LEADER: leader_hint's address, or NULL */
-    uint8_t *value;          /* get: malloc'd, the caller's to free */
+    const char *leader_addr; /* NOT_LEADER, RETRY: leader_hint's address, or NULL */
+    uint8_t *value;          /* get, REFUSED: malloc'd, the caller's to free */
     uint32_t value_len;
     struct raft_status status; /* status */
 };

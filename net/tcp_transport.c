@@ -180,7 +180,7 @@ static int tcp_peer_read_reply(struct tcp_peer *p, int fd, uint32_t id,
 static bool tcp_is_raft_request(uint8_t type)
 {
     return type == RAFT_MSG_REQUEST_VOTE || type == RAFT_MSG_APPEND_ENTRIES ||
-           type == RAFT_MSG_INSTALL_SNAPSHOT;
+           type == RAFT_MSG_INSTALL_SNAPSHOT || type == RAFT_MSG_TIMEOUT_NOW;
 }
 
 /* Writes req on the peer's connection (connecting first if needed) and

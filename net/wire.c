@@ -6,7 +6,7 @@
  * of each message follows its header, fields in the order of its struct:
  *
  *   1  RequestVote         u64 term, u64 last_log_index, u64 last_log_term,
- *                          u8 pre_vote                              (25 bytes)
+ *                          u8 flags: 1 pre_vote, 2 transfer         (25 bytes)
  *   2  RequestVote reply   u64 term, u8 vote_granted, u8 pre_vote   (10 bytes)
  *   3  AppendEntries       u64 term, u64 prev_log_index, u64 prev_log_term,
  *                          u64 leader_commit, u32 n_entries, then n_entries
@@ -16,6 +16,8 @@
  *   5  InstallSnapshot     u64 term, u64 last_index, u64 last_term,
  *                          u64 offset, u64 total, bytes data, u8 done
  *   6  InstallSnapshot reply  u64 term, u64 next_offset             (16 bytes)
+ *   7  TimeoutNow          u64 term                                  (8 bytes)
+ *   8  TimeoutNow reply    u64 term                                  (8 bytes)
  *  16  client request      u8 op, u64 client_id, u64 seq, bytes key,
  *                          bytes value
  *  17  client reply        u8 status, i32 leader_hint, bytes leader_addr,
@@ -24,6 +26,10 @@
  *                          u64 applied, u64 last_index
  *
  * Signed fields (leader_hint, leader) travel as their two's complement u32.
+ *
+ * The flags byte of RequestVote was a boolean (pre_vote) before leadership
+ * transfer: its values 0 and 1 mean what they meant, so frames of older
+ * senders decode unchanged. Bits this decoder does not know are refused.
  *
  * The decoder trusts nothing: the length field must match the bytes given,
  * every field is read through a bounds-checked cursor, every length is
@@ -78,6 +84,15 @@ static uint8_t *wire_put_bytes(uint8_t *p, const uint8_t *data, uint32_t len)
 static uint8_t *wire_put_bool(uint8_t *p, uint8_t v)
 {
     return wire_put_u8(p, v != 0);
+}
+
+#define WIRE_VOTE_PRE_VOTE 1u
+#define WIRE_VOTE_TRANSFER 2u
+
+static uint8_t *wire_put_vote_flags(uint8_t *p, const struct raft_request_vote *rv)
+{
+    return wire_put_u8(p, (uint8_t)((rv->pre_vote ? WIRE_VOTE_PRE_VOTE : 0) |
+                                    (rv->transfer ? WIRE_VOTE_TRANSFER : 0)));
 }
 
 /* ---- reading: a cursor whose first error sticks ---- */
@@ -186,6 +201,9 @@ static uint64_t wire_body_size(const struct wire_msg *m)
         return 5 * 8 + 4 + (uint64_t)m->u.raft.u.is.len + 1;
     case RAFT_MSG_INSTALL_SNAPSHOT_REPLY:
         return 2 * 8;
+    case RAFT_MSG_TIMEOUT_NOW:
+    case RAFT_MSG_TIMEOUT_NOW_REPLY:
+        return 8;
     case WIRE_CLIENT_REQUEST:
         return 1 + 8 + 8 + 4 + (uint64_t)m->u.request.key_len + 4 +
                m->u.request.value_len;
@@ -201,7 +219,7 @@ static uint64_t wire_body_size(const struct wire_msg *m)
 static bool wire_known_type(uint8_t type)
 {
     return (type >= RAFT_MSG_REQUEST_VOTE &&
-            type <= RAFT_MSG_INSTALL_SNAPSHOT_REPLY) ||
+            type <= RAFT_MSG_TIMEOUT_NOW_REPLY) ||
            type == WIRE_CLIENT_REQUEST || type == WIRE_CLIENT_REPLY;
 }
 
@@ -223,7 +241,7 @@ static uint8_t *wire_put_raft(uint8_t *p, const struct raft_msg *m)
         p = wire_put_u64(p, m->u.rv.term);
         p = wire_put_u64(p, m->u.rv.last_log_index);
         p = wire_put_u64(p, m->u.rv.last_log_term);
-        return wire_put_bool(p, m->u.rv.pre_vote);
+        return wire_put_vote_flags(p, &m->u.rv);
     case RAFT_MSG_REQUEST_VOTE_REPLY:
         p = wire_put_u64(p, m->u.rv_reply.term);
         p = wire_put_bool(p, m->u.rv_reply.vote_granted);
@@ -255,6 +273,10 @@ static uint8_t *wire_put_raft(uint8_t *p, const struct raft_msg *m)
         p = wire_put_u64(p, m->u.is.total);
         p = wire_put_bytes(p, m->u.is.data, m->u.is.len);
         return wire_put_bool(p, m->u.is.done);
+    case RAFT_MSG_TIMEOUT_NOW:
+        return wire_put_u64(p, m->u.tn.term);
+    case RAFT_MSG_TIMEOUT_NOW_REPLY:
+        return wire_put_u64(p, m->u.tn_reply.term);
     default: /* RAFT_MSG_INSTALL_SNAPSHOT_REPLY */
         p = wire_put_u64(p, m->u.is_reply.term);
         return wire_put_u64(p, m->u.is_reply.next_offset);
@@ -364,6 +386,18 @@ static int wire_get_entries(struct wire_reader *r,
     return r->err;
 }
 
+static int wire_get_vote_flags(struct wire_reader *r, struct raft_request_vote *rv)
+{
+    uint8_t flags = wire_get_u8(r);
+    if (r->err)
+        return r->err;
+    if (flags & ~(WIRE_VOTE_PRE_VOTE | WIRE_VOTE_TRANSFER))
+        return -EBADMSG;
+    rv->pre_vote = (flags & WIRE_VOTE_PRE_VOTE) != 0;
+    rv->transfer = (flags & WIRE_VOTE_TRANSFER) != 0;
+    return 0;
+}
+
 static int wire_get_raft(struct wire_reader *r, struct raft_msg *m)
 {
     switch (m->type) {
@@ -371,8 +405,7 @@ static int wire_get_raft(struct wire_reader *r, struct raft_msg *m)
         m->u.rv.term = wire_get_u64(r);
         m->u.rv.last_log_index = wire_get_u64(r);
         m->u.rv.last_log_term = wire_get_u64(r);
-        m->u.rv.pre_vote = wire_get_bool(r);
-        return r->err;
+        return wire_get_vote_flags(r, &m->u.rv);
     case RAFT_MSG_REQUEST_VOTE_REPLY:
         m->u.rv_reply.term = wire_get_u64(r);
         m->u.rv_reply.vote_granted = wire_get_bool(r);
@@ -399,6 +432,12 @@ static int wire_get_raft(struct wire_reader *r, struct raft_msg *m)
         m->u.is.total = wire_get_u64(r);
         wire_get_bytes(r, UINT32_MAX, &m->u.is.len, &m->u.is.data);
         m->u.is.done = wire_get_bool(r);
+        return r->err;
+    case RAFT_MSG_TIMEOUT_NOW:
+        m->u.tn.term = wire_get_u64(r);
+        return r->err;
+    case RAFT_MSG_TIMEOUT_NOW_REPLY:
+        m->u.tn_reply.term = wire_get_u64(r);
         return r->err;
     default: /* RAFT_MSG_INSTALL_SNAPSHOT_REPLY */
         m->u.is_reply.term = wire_get_u64(r);

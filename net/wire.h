@@ -38,6 +38,7 @@ enum client_op {
     CLIENT_PUT = 1,
     CLIENT_GET = 2,
     CLIENT_STATUS = 3,
+    CLIENT_TRANSFER = 4, /* key: the target's id in decimal, or empty for any */
 };
 
 enum client_status {
@@ -46,6 +47,7 @@ enum client_status {
     CLIENT_NOT_LEADER = 2,  /* try leader_hint (or another node) */
     CLIENT_RETRY = 3,       /* no outcome yet (election, timeout): retry */
     CLIENT_BAD_REQUEST = 4, /* malformed or oversized request */
+    CLIENT_REFUSED = 5,     /* the cluster refused it; value: one sentence why */
 };
 
 #define CLIENT_MAX_KEY 1024

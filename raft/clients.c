@@ -81,8 +81,8 @@ int raft_propose_async(struct raft_node *n, const uint8_t *data, uint32_t len,
                        struct raft_async *a, int32_t *leader_hint)
 {
     node_lock(n);
-    *leader_hint = n->leader_id;
     int rc = node_propose_locked(n, data, len);
+    *leader_hint = rc == -EBUSY ? n->transfer_target : n->leader_id;
     if (rc == 0) {
         a->index = log_last_index(&n->log);
         a->term = n->current_term;
@@ -228,6 +228,11 @@ bool clients_holds_lease_locked(const struct raft_node *n, uint64_t now)
 {
     NODE_ASSERT_LOCKED(n);
     if (!n->cfg.lease_reads || !n->cfg.check_quorum)
+        return false;
+    /* Thesis §3.10: voters grant the transfer target's vote although they
+     * answered this leader recently, so once TimeoutNow may be on its way
+     * a new leader can take writes before this lease would run out. */
+    if (node_transfer_in_progress_locked(n))
         return false;
     uint64_t sent[RAFT_MAX_NODES];
     for (uint32_t i = 0; i < n->cfg.n_nodes; i++)

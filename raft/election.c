@@ -173,6 +173,7 @@ void election_prepare_vote_locked(struct raft_node *n, struct peer *p, struct rp
     rv->last_log_index = log_last_index(&n->log);
     rv->last_log_term = log_last_term(&n->log);
     rv->pre_vote = pre;
+    rv->transfer = !pre && n->transfer_campaign_term == n->current_term;
     out->timeout_ms = n->cfg.election_timeout_min_ms;
     p->vote_needed = false;
     node_log(n, RAFT_LOG_DEBUG, "-> n%u %sRequestVote T%llu", p->id, pre ? "pre-" : "",
@@ -272,9 +273,16 @@ int election_recv_request_vote_locked(struct raft_node *n, const struct raft_msg
     const struct raft_request_vote *rv = &req->u.rv;
     if (rv->pre_vote)
         return recv_pre_vote_locked(n, rv, req->from, now, reply);
+    /* Thesis §3.10: a candidate that the leader told to campaign carries
+     * a flag, and the rule below does not apply to it: the leader itself
+     * wants it elected (and holds no lease that counts on this vote). */
+    if (rv->transfer && rv->term > n->current_term && heard_from_leader_recently_locked(n, now))
+        node_log(n, RAFT_LOG_INFO, "RequestVote from n%u T%llu is a leadership transfer -> "
+                 "consider it although I heard from a leader recently (§3.10)", req->from,
+                 (unsigned long long)rv->term);
     /* Thesis §4.2.3: while a node hears from a current leader it ignores
      * vote requests, so a server removed or cut off cannot disrupt it. */
-    if (n->cfg.check_quorum && rv->term > n->current_term &&
+    if (n->cfg.check_quorum && rv->term > n->current_term && !rv->transfer &&
         heard_from_leader_recently_locked(n, now)) {
         if (n->leader_id == RAFT_NO_NODE)
             node_log(n, RAFT_LOG_INFO, "RequestVote from n%u T%llu -> ignore: I started less "
@@ -312,4 +320,12 @@ int election_recv_request_vote_locked(struct raft_node *n, const struct raft_msg
     return reply_vote(n, reply, denied == NULL, false);
     /* STUB: (void)req; (void)now; (void)recv_pre_vote_locked; */
     /* END LAB: return reply_vote(n, reply, false, false); */
+}
+
+void election_campaign_now_locked(struct raft_node *n, uint64_t now)
+{
+    NODE_ASSERT_LOCKED(n);
+    start_real_election_locked(n, now);
+    if (n->role == RAFT_CANDIDATE)
+        n->transfer_campaign_term = n->current_term; /* its vote requests say so */
 }

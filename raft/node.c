@@ -178,14 +178,24 @@ bool node_some_peer_sent_round_locked(const struct raft_node *n)
     return false;
 }
 
+/* Thesis §3.10: a leader transferring its leadership (transfer.c) takes
+ * no proposals and serves no lease reads until the transfer ends. */
+bool node_transfer_in_progress_locked(const struct raft_node *n)
+{
+    return n->role == RAFT_LEADER && n->transfer_target != RAFT_NO_NODE &&
+           n->transfer_term == n->current_term;
+}
+
 /* ---- what the threads call: the rules, dispatched ---- */
 
 /* The election timer's deadline passed (election.c decides what follows). */
 void node_tick_locked(struct raft_node *n, uint64_t now)
 {
     NODE_ASSERT_LOCKED(n);
-    if (now >= n->election_deadline_ms)
-        election_tick_locked(n, now);
+    if (now < n->election_deadline_ms)
+        return;
+    election_tick_locked(n, now);
+    transfer_tick_locked(n, now); /* abandoned after an election timeout */
 }
 
 /* Builds the request lane l sends next: a vote request while campaigning,
@@ -215,6 +225,8 @@ bool node_prepare_request_locked(struct raft_node *n, struct lane *l, uint64_t n
             return false;
         }
         snapshot_prepare_install_locked(n, p, now, out);
+    } else if (transfer_timeout_now_due_locked(n, p, now)) {
+        transfer_prepare_timeout_now_locked(n, p, now, out);
     } else {
         replication_prepare_append_locked(n, l, now, out);
     }
@@ -227,6 +239,7 @@ static uint64_t reply_term(const struct raft_msg *m)
     case RAFT_MSG_REQUEST_VOTE_REPLY: return m->u.rv_reply.term;
     case RAFT_MSG_APPEND_ENTRIES_REPLY: return m->u.ae_reply.term;
     case RAFT_MSG_INSTALL_SNAPSHOT_REPLY: return m->u.is_reply.term;
+    case RAFT_MSG_TIMEOUT_NOW_REPLY: return m->u.tn_reply.term;
     }
     return 0;
 }
@@ -264,6 +277,8 @@ void node_handle_reply_locked(struct raft_node *n, struct lane *l, struct rpc *s
         replication_handle_append_reply_locked(n, p, sent, rc, reply, now);
     else if (current && sent->req.type == RAFT_MSG_INSTALL_SNAPSHOT)
         snapshot_handle_install_reply_locked(n, p, sent, rc, reply, now);
+    else if (current && sent->req.type == RAFT_MSG_TIMEOUT_NOW)
+        transfer_handle_timeout_now_reply_locked(n, p, rc);
     if (sent->snapshot)
         snapshot_release(sent->snapshot);
     sent->snapshot = NULL;
@@ -290,6 +305,8 @@ int node_receive_locked(struct raft_node *n, const struct raft_msg *req, uint64_
     case RAFT_MSG_INSTALL_SNAPSHOT:
         reply->type = RAFT_MSG_INSTALL_SNAPSHOT_REPLY;
         return snapshot_recv_install_locked(n, req, now, reply);
+    case RAFT_MSG_TIMEOUT_NOW:
+        return transfer_recv_timeout_now_locked(n, req, now, reply);
     }
     return -EINVAL;
 }
@@ -320,6 +337,10 @@ int node_propose_locked(struct raft_node *n, const uint8_t *data, uint32_t len)
         node_log_proposal_locked(n, data, len, false);
         return -EPERM;
     }
+    /* Thesis §3.10: during a transfer the log must stop growing, or the
+     * target might never catch up with it. */
+    if (node_transfer_in_progress_locked(n))
+        return -EBUSY;
     /* Leader Append-Only: the leader only ever appends to its log. The
      * syncer makes it durable; replicators send it at once. */
     bool some_idle = node_some_peer_idle_locked(n);
@@ -339,8 +360,8 @@ int raft_propose(struct raft_node *n, const uint8_t *data, uint32_t len,
                  uint64_t *index, uint64_t *term, int32_t *leader_hint)
 {
     node_lock(n);
-    *leader_hint = n->leader_id;
     int rc = node_propose_locked(n, data, len);
+    *leader_hint = rc == -EBUSY ? n->transfer_target : n->leader_id;
     if (rc == 0) {
         *index = log_last_index(&n->log);
         *term = n->current_term;
@@ -461,6 +482,7 @@ int node_create(struct raft_node **out, const struct raft_config *cfg,
     n->majority = cfg->n_nodes / 2 + 1;
     n->voted_for = RAFT_NO_NODE;
     n->leader_id = RAFT_NO_NODE;
+    n->transfer_target = RAFT_NO_NODE;
     n->role = RAFT_FOLLOWER;
     n->rng = cfg->seed * 0x9e3779b97f4a7c15ull + cfg->id + 1;
     log_init(&n->log);

@@ -18,6 +18,7 @@
  *   rules   election.c    RequestVote both sides, the election timer's decision
  *           replication.c AppendEntries both sides
  *           snapshot.c    InstallSnapshot both sides, taking snapshots
+ *           transfer.c    leadership transfer (TimeoutNow) both sides
  *   threads timer.c, peer.c, apply.c, syncer.c: schedule rules, move bytes
  *           clients.c     what client threads wait for
  *   leaves  log.c, commit.c, logging.c, and storage behind raft_storage
@@ -174,6 +175,14 @@ struct raft_node {
     uint64_t durable_index;
     bool syncing;
     uint64_t leader_first_index; /* index of this term's no-op */
+
+    /* Leadership transfer (thesis §3.10, transfer.c): under way while this
+     * node leads transfer_term and transfer_target is not RAFT_NO_NODE. */
+    int32_t transfer_target;
+    uint64_t transfer_term;
+    uint64_t transfer_deadline_ms;  /* abandoned then: an election timeout on */
+    uint64_t transfer_next_send_ms; /* TimeoutNow due then (0: not sent yet) */
+    uint64_t transfer_campaign_term; /* a term this node campaigns in on TimeoutNow */
 
     /* ReadIndex (thesis §6.4): reads wait for a round of heartbeats */
     uint64_t read_round;      /* the latest round a read asked for */
@@ -337,6 +346,9 @@ int election_recv_request_vote_locked(struct raft_node *n, const struct raft_msg
                                       uint64_t now, struct raft_msg *reply);
 bool election_log_up_to_date(uint64_t my_last_term, uint64_t my_last_index,
                              uint64_t their_last_term, uint64_t their_last_index);
+/* Thesis §3.10: a real election at once, skipping pre-vote, whose vote
+ * requests carry the transfer flag. */
+void election_campaign_now_locked(struct raft_node *n, uint64_t now);
 
 /* ---- replication.c ---- */
 void replication_prepare_append_locked(struct raft_node *n, struct lane *l, uint64_t now,
@@ -360,6 +372,25 @@ int snapshot_recv_install_locked(struct raft_node *n, const struct raft_msg *req
 void snapshot_take_if_due_drops_lock(struct raft_node *n);
 struct snapshot_ref *snapshot_new(uint64_t index, uint64_t term, uint8_t *data, size_t len);
 void snapshot_release(struct snapshot_ref *s);
+
+/* ---- transfer.c: leadership transfer (thesis §3.10) ---- */
+bool node_transfer_in_progress_locked(const struct raft_node *n);
+/* Starts a transfer to target (RAFT_NO_NODE: the most up-to-date voter);
+ * 0, or -EINVAL / -EBUSY with one sentence in why. */
+int transfer_start_locked(struct raft_node *n, int32_t target, uint64_t now,
+                          char *why, size_t why_cap);
+/* Abandons a transfer whose election timeout has passed. */
+void transfer_tick_locked(struct raft_node *n, uint64_t now);
+/* Whether p is the target, caught up, and a TimeoutNow is due by now; when
+ * one is pending, the time it is due (0: none). */
+bool transfer_timeout_now_due_locked(const struct raft_node *n, const struct peer *p,
+                                     uint64_t now);
+uint64_t transfer_next_send_locked(const struct raft_node *n, const struct peer *p);
+void transfer_prepare_timeout_now_locked(struct raft_node *n, struct peer *p, uint64_t now,
+                                         struct rpc *out);
+void transfer_handle_timeout_now_reply_locked(struct raft_node *n, struct peer *p, int rc);
+int transfer_recv_timeout_now_locked(struct raft_node *n, const struct raft_msg *req,
+                                     uint64_t now, struct raft_msg *reply);
 
 /* ---- commit.c (a leaf) ---- */
 uint64_t commit_quorum_index(const uint64_t *match, uint32_t n_nodes);

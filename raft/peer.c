@@ -38,7 +38,7 @@ static bool has_work_locked(struct raft_node *n, struct peer *p, uint64_t now)
     if (n->role != RAFT_LEADER)
         return false;
     return p->next_index <= log_last_index(&n->log) || now >= p->heartbeat_due_ms ||
-           n->read_round > p->sent_round;
+           n->read_round > p->sent_round || transfer_timeout_now_due_locked(n, p, now);
 }
 
 /* When to look again if there is no work now (0: only when woken). Must
@@ -47,8 +47,12 @@ static uint64_t next_wakeup_locked(struct raft_node *n, struct peer *p)
 {
     if (p->sending || (p->in_flight > 0 && !may_pipeline_locked(n, p)))
         return 0; /* the lane in flight does the rest */
-    if (n->role == RAFT_LEADER)
-        return p->retry_at_ms > p->heartbeat_due_ms ? p->retry_at_ms : p->heartbeat_due_ms;
+    if (n->role == RAFT_LEADER) {
+        uint64_t due = p->heartbeat_due_ms, timeout_now = transfer_next_send_locked(n, p);
+        if (timeout_now && timeout_now < due)
+            due = timeout_now; /* resent at heartbeat pace (transfer.c) */
+        return p->retry_at_ms > due ? p->retry_at_ms : due;
+    }
     if ((n->role == RAFT_PRE_CANDIDATE || n->role == RAFT_CANDIDATE) && p->vote_needed)
         return p->retry_at_ms;
     return 0;

@@ -60,6 +60,8 @@ enum raft_msg_type {
     RAFT_MSG_APPEND_ENTRIES_REPLY = 4,
     RAFT_MSG_INSTALL_SNAPSHOT = 5,
     RAFT_MSG_INSTALL_SNAPSHOT_REPLY = 6,
+    RAFT_MSG_TIMEOUT_NOW = 7, /* thesis §3.10: leadership transfer */
+    RAFT_MSG_TIMEOUT_NOW_REPLY = 8,
 };
 
 struct raft_request_vote {
@@ -67,6 +69,9 @@ struct raft_request_vote {
     uint64_t last_log_index;
     uint64_t last_log_term;
     uint8_t pre_vote; /* 1: thesis §9.6 pre-vote, changes no state */
+    /* 1: the candidate campaigns because the leader told it to (TimeoutNow,
+     * thesis §3.10), so voters grant although they hear from that leader. */
+    uint8_t transfer;
 };
 
 struct raft_request_vote_reply {
@@ -113,6 +118,15 @@ struct raft_install_snapshot_reply {
     uint64_t next_offset; /* where the follower wants the next chunk to start */
 };
 
+/* Thesis §3.10: the leader of `term` asks the target to campaign at once. */
+struct raft_timeout_now {
+    uint64_t term;
+};
+
+struct raft_timeout_now_reply {
+    uint64_t term;
+};
+
 struct raft_msg {
     uint8_t type;  /* enum raft_msg_type */
     uint32_t from; /* the sender's node id */
@@ -123,6 +137,8 @@ struct raft_msg {
         struct raft_append_entries_reply ae_reply;
         struct raft_install_snapshot is;
         struct raft_install_snapshot_reply is_reply;
+        struct raft_timeout_now tn;
+        struct raft_timeout_now_reply tn_reply;
     } u;
 };
 
@@ -279,7 +295,9 @@ int raft_receive(struct raft_node *n, const struct raft_msg *req,
 
 /* Appends a command to the leader's log. On success sets *index and *term
  * of the new entry; returns -EPERM (with *leader_hint set) when this node is
- * not the leader. The data is copied. */
+ * not the leader, and -EBUSY (with *leader_hint set to the target) while it
+ * hands leadership over (raft_transfer): retry, at the target. The data is
+ * copied. */
 int raft_propose(struct raft_node *n, const uint8_t *data, uint32_t len,
                  uint64_t *index, uint64_t *term, int32_t *leader_hint);
 
@@ -298,10 +316,10 @@ struct raft_async {
 /* raft_propose, then a->done() once the entry is applied or cannot be: the
  * asynchronous form of raft_propose + raft_wait_applied, for a server that
  * answers clients from the node's threads instead of one waiting thread per
- * request. Returns 0 (done will be called), or -EPERM with *leader_hint set
- * (it will not). There is no timeout: with check_quorum, a leader that
- * cannot commit steps down within an election timeout, which calls back
- * every pending put. */
+ * request. Returns 0 (done will be called), or -EPERM or -EBUSY with
+ * *leader_hint set, as raft_propose (it will not). There is no timeout:
+ * with check_quorum, a leader that cannot commit steps down within an
+ * election timeout, which calls back every pending put. */
 int raft_propose_async(struct raft_node *n, const uint8_t *data, uint32_t len,
                        struct raft_async *a, int32_t *leader_hint);
 
@@ -332,5 +350,18 @@ int raft_read_barrier(struct raft_node *n, unsigned timeout_ms,
  * (-EIO), or timeout_ms passes (-ETIMEDOUT). */
 int raft_wait_applied(struct raft_node *n, uint64_t index, uint64_t term,
                       unsigned timeout_ms);
+
+/* Leadership transfer (thesis §3.10), on the leader: stops taking proposals,
+ * brings `target` up to date (RAFT_NO_NODE: the most up-to-date other
+ * voter), sends it TimeoutNow so that it campaigns at once, and waits until
+ * this node sees the target lead a newer term. The transfer is abandoned
+ * after election_timeout_max_ms; proposals are then taken again. Returns
+ * 0 (*leader_hint the new leader), -EPERM (not the leader, *leader_hint
+ * set), -EINVAL (a target that is this node or no member), -EBUSY (a
+ * transfer to another node is under way), -ETIMEDOUT (abandoned, or
+ * timeout_ms passed) or -ECANCELED (the node stops). On any error but
+ * -EPERM, why (why_cap bytes, may be NULL) holds one sentence saying why. */
+int raft_transfer(struct raft_node *n, int32_t target, unsigned timeout_ms,
+                  int32_t *leader_hint, char *why, size_t why_cap);
 
 #endif

@@ -239,7 +239,7 @@ static void test_usage_errors_are_one_sentence_and_a_pointer_to_help(void **stat
             NULL);
     refused("--json takes no value; got --json=yes", "client", "--json=yes", NULL);
     refused("--c is ambiguous: --cluster or --clients?", "bench", "--c", "x", NULL);
-    refused("unknown command frob; the commands are put KEY VALUE, get KEY and status",
+    refused("unknown command frob; the commands are put KEY VALUE, get KEY, status and transfer [ID]",
             "client", "--cluster", peers, "frob", NULL);
     refused("put takes KEY VALUE; got 1 argument", "client", "--cluster", peers, "put", "k",
             NULL);

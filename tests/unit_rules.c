@@ -111,111 +111,6 @@ static void test_figure8_no_commit_by_counting_older_term_replicas(void **state)
 }
 
 /* ---- driving one node, with no thread (tests/support/rules_node.h) ---- */
-
-/* The election timer's turn, at the present time. */
-static void tick(struct raft_node *n)
-{
-    node_lock(n);
-    node_tick_locked(n, rules_clock_ms);
-    node_unlock(n);
-}
-
-/* Moves the clock to the node's election deadline and ticks. */
-static void tick_at_deadline(struct raft_node *n)
-{
-    assert_true(n->election_deadline_ms >= rules_clock_ms);
-    rules_clock_ms = n->election_deadline_ms;
-    tick(n);
-}
-
-/* What node n's first lane to `peer` sends now; false if nothing. */
-static bool try_prepare(struct raft_node *n, uint32_t peer, struct rpc *r)
-{
-    node_lock(n);
-    bool some = node_prepare_request_locked(n, &n->peers[peer].lanes[0], rules_clock_ms, r);
-    node_unlock(n);
-    return some;
-}
-
-static struct rpc prepare(struct raft_node *n, uint32_t peer)
-{
-    struct rpc r;
-    assert_true(try_prepare(n, peer, &r));
-    return r;
-}
-
-/* The reply to `sent` arrives now. */
-static void answer(struct raft_node *n, struct rpc *sent, struct raft_msg reply)
-{
-    reply.from = sent->to;
-    node_lock(n);
-    node_handle_reply_locked(n, &n->peers[sent->to].lanes[0], sent, 0, &reply, rules_clock_ms);
-    node_unlock(n);
-}
-
-/* Peer `peer` grants the (pre-)vote node n asks it for now. */
-static void grant_vote(struct raft_node *n, uint32_t peer, bool pre)
-{
-    struct rpc r = prepare(n, peer);
-    assert_int_equal(r.req.type, RAFT_MSG_REQUEST_VOTE);
-    assert_int_equal(r.req.u.rv.pre_vote, pre);
-    answer(n, &r, rules_vote_reply(pre ? r.req.u.rv.term - 1 : r.req.u.rv.term, true, pre));
-}
-
-static void expect_node(const struct raft_node *n, enum raft_role role, uint64_t term)
-{
-    assert_int_equal(n->role, role);
-    assert_int_equal(n->current_term, term);
-}
-
-static void expect_saved(uint64_t term, int32_t vote)
-{
-    assert_int_equal(rules_store.term, term);
-    assert_int_equal(rules_store.vote, vote);
-}
-
-/* Elects node n by the rules: its timer expires, peer 1 grants the
- * pre-vote, then the vote. */
-static void make_leader(struct raft_node *n)
-{
-    uint64_t term = n->current_term;
-    tick_at_deadline(n);
-    expect_node(n, RAFT_PRE_CANDIDATE, term);
-    grant_vote(n, 1, true);
-    expect_node(n, RAFT_CANDIDATE, term + 1);
-    grant_vote(n, 1, false);
-    expect_node(n, RAFT_LEADER, term + 1);
-}
-
-/* What the leader's disk syncer does (syncer.c): writes its entries up to
- * `upto`, then counts them towards commitment. */
-static void sync_leader_log(struct raft_node *n, uint64_t upto)
-{
-    node_lock(n);
-    uint64_t from = n->durable_index + 1;
-    assert_int_equal(n->storage.append(n->storage.ctx, from, log_get(&n->log, from),
-                                       (size_t)(upto - n->durable_index)), 0);
-    n->durable_index = upto;
-    node_advance_commit_locked(n);
-    node_unlock(n);
-}
-
-static void propose(struct raft_node *n, unsigned count)
-{
-    node_lock(n);
-    for (unsigned i = 0; i < count; i++)
-        assert_int_equal(node_propose_locked(n, (const uint8_t *)"c", 1), 0);
-    node_unlock(n);
-}
-
-/* Hands req to the node as the network would, and returns its reply. */
-static struct raft_msg receive(struct raft_node *n, struct raft_msg req)
-{
-    struct raft_msg reply;
-    assert_int_equal(raft_receive(n, &req, &reply), 0);
-    return reply;
-}
-
 #define HEARTBEAT(term, prev, prev_term) rules_append_request(term, prev, prev_term, 0, NULL, 0)
 
 /* ---- the election timer (§5.2, thesis §9.6) ---- */
@@ -228,18 +123,18 @@ static void test_follower_past_its_deadline_becomes_pre_candidate_keeping_its_te
     uint64_t deadline = n->election_deadline_ms;
     assert_in_range(deadline, RULES_START_MS + RULES_MIN_MS, RULES_START_MS + RULES_MAX_MS);
     rules_clock_ms = deadline - 1;
-    tick(n);
-    expect_node(n, RAFT_FOLLOWER, 0); /* not yet */
-    tick_at_deadline(n);
-    expect_node(n, RAFT_PRE_CANDIDATE, 0);
+    rules_tick(n);
+    rules_expect_node(n, RAFT_FOLLOWER, 0); /* not yet */
+    rules_tick_at_deadline(n);
+    rules_expect_node(n, RAFT_PRE_CANDIDATE, 0);
     assert_int_equal(n->voted_for, RAFT_NO_NODE);
     assert_int_equal(rules_store.term_vote_saves, 0);
     assert_true(n->election_deadline_ms >= rules_clock_ms + RULES_MIN_MS); /* timer reset */
-    struct rpc r = prepare(n, 2);
+    struct rpc r = rules_prepare(n, 2);
     assert_int_equal(r.req.type, RAFT_MSG_REQUEST_VOTE);
     assert_true(r.req.u.rv.pre_vote);
     assert_int_equal(r.req.u.rv.term, 1);
-    assert_false(try_prepare(n, 2, &r)); /* one request per peer and election */
+    assert_false(rules_try_prepare(n, 2, &r)); /* one request per peer and election */
 }
 
 /* Thesis §9.6, then Figure 2, candidates: a pre-vote won (itself and one of
@@ -248,17 +143,17 @@ static void test_follower_past_its_deadline_becomes_pre_candidate_keeping_its_te
 static void test_granted_pre_vote_from_one_peer_of_three_makes_a_candidate(void **state)
 {
     struct raft_node *n = *state;
-    tick_at_deadline(n);
-    struct rpc denied = prepare(n, 2);
-    answer(n, &denied, rules_vote_reply(0, false, true));
-    expect_node(n, RAFT_PRE_CANDIDATE, 0); /* only its own vote */
-    grant_vote(n, 1, true);
-    expect_node(n, RAFT_CANDIDATE, 1);
+    rules_tick_at_deadline(n);
+    struct rpc denied = rules_prepare(n, 2);
+    rules_answer(n, &denied, rules_vote_reply(0, false, true));
+    rules_expect_node(n, RAFT_PRE_CANDIDATE, 0); /* only its own vote */
+    rules_grant_vote(n, 1, true);
+    rules_expect_node(n, RAFT_CANDIDATE, 1);
     assert_int_equal(n->voted_for, 0);
-    expect_saved(1, 0);
+    rules_expect_saved(1, 0);
     assert_int_equal(rules_store.term_vote_saves, 1);
     assert_int_equal(n->votes, 1u << 0); /* a fresh count for the real election */
-    struct rpc r = prepare(n, 2);
+    struct rpc r = rules_prepare(n, 2);
     assert_false(r.req.u.rv.pre_vote);
     assert_int_equal(r.req.u.rv.term, 1);
 }
@@ -267,14 +162,14 @@ static void test_granted_pre_vote_from_one_peer_of_three_makes_a_candidate(void 
 static void test_candidate_whose_election_times_out_starts_the_next_term(void **state)
 {
     struct raft_node *n = *state;
-    tick_at_deadline(n);
-    grant_vote(n, 1, true);
-    tick_at_deadline(n);
-    expect_node(n, RAFT_CANDIDATE, 2); /* no pre-vote again: straight to T2 */
-    expect_saved(2, 0);
+    rules_tick_at_deadline(n);
+    rules_grant_vote(n, 1, true);
+    rules_tick_at_deadline(n);
+    rules_expect_node(n, RAFT_CANDIDATE, 2); /* no pre-vote again: straight to T2 */
+    rules_expect_saved(2, 0);
     assert_int_equal(rules_store.term_vote_saves, 2);
     assert_true(n->election_deadline_ms > rules_clock_ms);
-    struct rpc r = prepare(n, 1);
+    struct rpc r = rules_prepare(n, 1);
     assert_false(r.req.u.rv.pre_vote);
     assert_int_equal(r.req.u.rv.term, 2);
 }
@@ -285,15 +180,15 @@ static void test_candidate_whose_election_times_out_starts_the_next_term(void **
 static void test_vote_granted_once_per_term_and_persisted_first(void **state)
 {
     struct raft_node *n = *state;
-    struct raft_msg rep = receive(n, rules_vote_request(1, 5, 0, 0, false));
+    struct raft_msg rep = rules_receive(n, rules_vote_request(1, 5, 0, 0, false));
     assert_true(rep.u.rv_reply.vote_granted);
     assert_int_equal(rep.u.rv_reply.term, 5);
-    expect_saved(5, 1);
+    rules_expect_saved(5, 1);
     assert_true(n->election_deadline_ms >= rules_clock_ms + RULES_MIN_MS); /* timer reset */
     /* Already voted for n1 in T5; the same candidate may ask again. */
-    assert_false(receive(n, rules_vote_request(2, 5, 0, 0, false)).u.rv_reply.vote_granted);
-    expect_saved(5, 1);
-    assert_true(receive(n, rules_vote_request(1, 5, 0, 0, false)).u.rv_reply.vote_granted);
+    assert_false(rules_receive(n, rules_vote_request(2, 5, 0, 0, false)).u.rv_reply.vote_granted);
+    rules_expect_saved(5, 1);
+    assert_true(rules_receive(n, rules_vote_request(1, 5, 0, 0, false)).u.rv_reply.vote_granted);
 }
 
 /* Thesis §6.4.1: a node that just started may have answered a leader's
@@ -304,27 +199,27 @@ static void test_node_votes_for_nobody_right_after_start(void **state)
 {
     struct raft_node *n = *state;
     rules_clock_ms += RULES_MIN_MS - 1;
-    assert_false(receive(n, rules_vote_request(1, 5, 0, 0, true)).u.rv_reply.vote_granted);
-    assert_false(receive(n, rules_vote_request(1, 5, 0, 0, false)).u.rv_reply.vote_granted);
-    expect_node(n, RAFT_FOLLOWER, 0);
+    assert_false(rules_receive(n, rules_vote_request(1, 5, 0, 0, true)).u.rv_reply.vote_granted);
+    assert_false(rules_receive(n, rules_vote_request(1, 5, 0, 0, false)).u.rv_reply.vote_granted);
+    rules_expect_node(n, RAFT_FOLLOWER, 0);
     assert_int_equal(rules_store.term_vote_saves, 0); /* nothing stored: no term, no vote */
     rules_clock_ms += 1;
-    assert_true(receive(n, rules_vote_request(1, 5, 0, 0, false)).u.rv_reply.vote_granted);
-    expect_saved(5, 1);
+    assert_true(rules_receive(n, rules_vote_request(1, 5, 0, 0, false)).u.rv_reply.vote_granted);
+    rules_expect_saved(5, 1);
 }
 
 static void test_vote_denied_to_an_older_term_or_staler_log(void **state)
 {
     struct raft_node *n = *state;
-    receive(n, rules_append_request(3, 0, 0, 0, (uint64_t[]){3, 3}, 2));
-    struct raft_msg rep = receive(n, rules_vote_request(2, 2, 9, 2, false)); /* older term */
+    rules_receive(n, rules_append_request(3, 0, 0, 0, (uint64_t[]){3, 3}, 2));
+    struct raft_msg rep = rules_receive(n, rules_vote_request(2, 2, 9, 2, false)); /* older term */
     assert_false(rep.u.rv_reply.vote_granted);
     assert_int_equal(rep.u.rv_reply.term, 3);
     rules_clock_ms += RULES_MIN_MS; /* the leader fell silent (thesis §4.2.3) */
-    rep = receive(n, rules_vote_request(2, 4, 9, 2, false)); /* rule 2: longer, older last term */
+    rep = rules_receive(n, rules_vote_request(2, 4, 9, 2, false)); /* rule 2: longer, older last term */
     assert_false(rep.u.rv_reply.vote_granted);
     assert_int_equal(rep.u.rv_reply.term, 4); /* but it adopted the newer term */
-    expect_saved(4, RAFT_NO_NODE);
+    rules_expect_saved(4, RAFT_NO_NODE);
 }
 
 /* Thesis §9.6: no pre-vote while a leader was heard from within the
@@ -332,16 +227,16 @@ static void test_vote_denied_to_an_older_term_or_staler_log(void **state)
 static void test_pre_vote_denied_while_a_leader_is_heard_and_granted_after(void **state)
 {
     struct raft_node *n = *state;
-    receive(n, HEARTBEAT(1, 0, 0));
+    rules_receive(n, HEARTBEAT(1, 0, 0));
     unsigned saves = rules_store.term_vote_saves;
     rules_clock_ms += RULES_MIN_MS - 1;
-    assert_false(receive(n, rules_vote_request(2, 2, 0, 0, true)).u.rv_reply.vote_granted);
+    assert_false(rules_receive(n, rules_vote_request(2, 2, 0, 0, true)).u.rv_reply.vote_granted);
     rules_clock_ms += 1;
-    struct raft_msg rep = receive(n, rules_vote_request(2, 2, 0, 0, true));
+    struct raft_msg rep = rules_receive(n, rules_vote_request(2, 2, 0, 0, true));
     assert_true(rep.u.rv_reply.vote_granted);
     assert_true(rep.u.rv_reply.pre_vote);
     assert_int_equal(rep.u.rv_reply.term, 1);
-    expect_node(n, RAFT_FOLLOWER, 1); /* a pre-vote changes no state */
+    rules_expect_node(n, RAFT_FOLLOWER, 1); /* a pre-vote changes no state */
     assert_int_equal(n->voted_for, RAFT_NO_NODE);
     assert_int_equal(rules_store.term_vote_saves, saves);
 }
@@ -351,13 +246,13 @@ static void test_pre_vote_denied_while_a_leader_is_heard_and_granted_after(void 
 static void test_request_vote_of_newer_term_ignored_while_hearing_from_a_leader(void **state)
 {
     struct raft_node *n = *state;
-    receive(n, HEARTBEAT(1, 0, 0));
+    rules_receive(n, HEARTBEAT(1, 0, 0));
     unsigned saves = rules_store.term_vote_saves;
     rules_clock_ms += 10;
-    struct raft_msg rep = receive(n, rules_vote_request(2, 5, 0, 0, false));
+    struct raft_msg rep = rules_receive(n, rules_vote_request(2, 5, 0, 0, false));
     assert_false(rep.u.rv_reply.vote_granted);
     assert_int_equal(rep.u.rv_reply.term, 1); /* neither in the reply nor here */
-    expect_node(n, RAFT_FOLLOWER, 1);
+    rules_expect_node(n, RAFT_FOLLOWER, 1);
     assert_int_equal(n->leader_id, 1);
     assert_int_equal(rules_store.term_vote_saves, saves);
 }
@@ -368,7 +263,7 @@ static void test_request_vote_of_newer_term_ignored_while_hearing_from_a_leader(
 static void test_heartbeat_is_a_consistency_check(void **state)
 {
     struct raft_node *n = *state;
-    struct raft_msg rep = receive(n, rules_append_request(1, 3, 1, 3, NULL, 0));
+    struct raft_msg rep = rules_receive(n, rules_append_request(1, 3, 1, 3, NULL, 0));
     assert_false(rep.u.ae_reply.success);
     assert_int_equal(rep.u.ae_reply.conflict_term, 0);
     assert_int_equal(rep.u.ae_reply.conflict_index, 1);
@@ -381,8 +276,8 @@ static void test_heartbeat_is_a_consistency_check(void **state)
 static void test_matching_entries_are_never_truncated(void **state)
 {
     struct raft_node *n = *state;
-    receive(n, rules_append_request(1, 0, 0, 0, (uint64_t[]){1, 1, 1}, 3));
-    struct raft_msg rep = receive(n, rules_append_request(1, 0, 0, 0, (uint64_t[]){1}, 1));
+    rules_receive(n, rules_append_request(1, 0, 0, 0, (uint64_t[]){1, 1, 1}, 3));
+    struct raft_msg rep = rules_receive(n, rules_append_request(1, 0, 0, 0, (uint64_t[]){1}, 1));
     assert_true(rep.u.ae_reply.success);
     assert_int_equal(rep.u.ae_reply.match_index, 1);
     assert_int_equal(log_last_index(&n->log), 3);
@@ -395,14 +290,14 @@ static void test_matching_entries_are_never_truncated(void **state)
 static void test_conflict_truncates_and_reports_the_term(void **state)
 {
     struct raft_node *n = *state;
-    receive(n, rules_append_request(2, 0, 0, 0, (uint64_t[]){1, 2, 2, 2}, 4));
+    rules_receive(n, rules_append_request(2, 0, 0, 0, (uint64_t[]){1, 2, 2, 2}, 4));
     /* A leader of T3 whose entry 3 is of T3: the follower names its
      * conflicting term 2 and that term's first index 2. */
-    struct raft_msg rep = receive(n, HEARTBEAT(3, 3, 3));
+    struct raft_msg rep = rules_receive(n, HEARTBEAT(3, 3, 3));
     assert_false(rep.u.ae_reply.success);
     assert_int_equal(rep.u.ae_reply.conflict_term, 2);
     assert_int_equal(rep.u.ae_reply.conflict_index, 2);
-    struct raft_msg ok = receive(n, rules_append_request(3, 1, 1, 0, (uint64_t[]){3}, 1));
+    struct raft_msg ok = rules_receive(n, rules_append_request(3, 1, 1, 0, (uint64_t[]){3}, 1));
     assert_true(ok.u.ae_reply.success);
     assert_int_equal(log_last_index(&n->log), 2);
     assert_int_equal(log_term_at(&n->log, 2), 3);
@@ -416,8 +311,8 @@ static void test_conflict_truncates_and_reports_the_term(void **state)
 static void test_follower_commit_is_capped_by_the_last_new_entry(void **state)
 {
     struct raft_node *n = *state;
-    receive(n, rules_append_request(1, 0, 0, 0, (uint64_t[]){1, 1, 1, 1, 1}, 5));
-    receive(n, rules_append_request(1, 1, 1, 9, (uint64_t[]){1}, 1));
+    rules_receive(n, rules_append_request(1, 0, 0, 0, (uint64_t[]){1, 1, 1, 1, 1}, 5));
+    rules_receive(n, rules_append_request(1, 1, 1, 9, (uint64_t[]){1}, 1));
     assert_int_equal(n->commit_index, 2);
 }
 
@@ -425,8 +320,8 @@ static void test_follower_commit_is_capped_by_the_last_new_entry(void **state)
 static void test_stale_term_append_is_refused(void **state)
 {
     struct raft_node *n = *state;
-    receive(n, rules_vote_request(2, 4, 0, 0, false));
-    struct raft_msg rep = receive(n, rules_append_request(3, 0, 0, 0, (uint64_t[]){3}, 1));
+    rules_receive(n, rules_vote_request(2, 4, 0, 0, false));
+    struct raft_msg rep = rules_receive(n, rules_append_request(3, 0, 0, 0, (uint64_t[]){3}, 1));
     assert_false(rep.u.ae_reply.success);
     assert_int_equal(rep.u.ae_reply.term, 4);
     assert_int_equal(log_last_index(&n->log), 0);
@@ -452,16 +347,16 @@ static void test_unknown_sender_is_refused(void **state)
 static void test_deposed_leader_keeps_committed_unwritten_entries(void **state)
 {
     struct raft_node *n = *state;
-    make_leader(n); /* T1, its no-op at 1 */
-    propose(n, 1);
-    struct rpc to1 = prepare(n, 1), to2 = prepare(n, 2); /* entries 1..2 */
-    propose(n, 1);
-    answer(n, &to1, rules_append_reply(1, true, 2, 0, 0));
-    answer(n, &to2, rules_append_reply(1, true, 2, 0, 0));
+    rules_make_leader(n); /* T1, its no-op at 1 */
+    rules_propose(n, 1);
+    struct rpc to1 = rules_prepare(n, 1), to2 = rules_prepare(n, 2); /* entries 1..2 */
+    rules_propose(n, 1);
+    rules_answer(n, &to1, rules_append_reply(1, true, 2, 0, 0));
+    rules_answer(n, &to2, rules_append_reply(1, true, 2, 0, 0));
     assert_int_equal(n->commit_index, 2);
     assert_int_equal(n->durable_index, 0); /* its syncer never ran */
-    assert_true(receive(n, HEARTBEAT(2, 0, 0)).u.ae_reply.success);
-    expect_node(n, RAFT_FOLLOWER, 2);
+    assert_true(rules_receive(n, HEARTBEAT(2, 0, 0)).u.ae_reply.success);
+    rules_expect_node(n, RAFT_FOLLOWER, 2);
     assert_int_equal(log_last_index(&n->log), 2); /* entry 3 was never acknowledged */
     assert_int_equal(n->commit_index, 2);
     assert_int_equal(rules_store.stored_last, 2); /* written before answering */
@@ -473,16 +368,16 @@ static void test_deposed_leader_keeps_committed_unwritten_entries(void **state)
 static void test_deposed_leader_keeps_what_its_disk_holds(void **state)
 {
     struct raft_node *n = *state;
-    make_leader(n);
-    sync_leader_log(n, 1);
-    struct rpc to1 = prepare(n, 1);
-    answer(n, &to1, rules_append_reply(1, true, 1, 0, 0));
+    rules_make_leader(n);
+    rules_sync_leader_log(n, 1);
+    struct rpc to1 = rules_prepare(n, 1);
+    rules_answer(n, &to1, rules_append_reply(1, true, 1, 0, 0));
     assert_int_equal(n->commit_index, 1);
-    propose(n, 2);
-    sync_leader_log(n, 2);
-    receive(n, HEARTBEAT(2, 0, 0));
+    rules_propose(n, 2);
+    rules_sync_leader_log(n, 2);
+    rules_receive(n, HEARTBEAT(2, 0, 0));
     assert_int_equal(log_last_index(&n->log), 2);
-    struct raft_msg ok = receive(n, rules_append_request(2, 1, 1, 0, (uint64_t[]){2}, 1));
+    struct raft_msg ok = rules_receive(n, rules_append_request(2, 1, 1, 0, (uint64_t[]){2}, 1));
     assert_true(ok.u.ae_reply.success);
     assert_int_equal(log_term_at(&n->log, 2), 2);
     assert_int_equal(rules_store.stored_last, 2);
@@ -495,13 +390,13 @@ static void test_deposed_leader_keeps_what_its_disk_holds(void **state)
 static void test_leader_deposed_by_append_settles_first(void **state)
 {
     struct raft_node *n = *state;
-    make_leader(n);
-    sync_leader_log(n, 1);
-    propose(n, 1); /* entry 2@T1, not written */
-    struct raft_msg rep = receive(n, rules_append_request(2, 2, 1, 0, (uint64_t[]){2}, 1));
+    rules_make_leader(n);
+    rules_sync_leader_log(n, 1);
+    rules_propose(n, 1); /* entry 2@T1, not written */
+    struct raft_msg rep = rules_receive(n, rules_append_request(2, 2, 1, 0, (uint64_t[]){2}, 1));
     assert_false(rep.u.ae_reply.success); /* entry 2 was never stored */
     assert_int_equal(rep.u.ae_reply.conflict_index, 2);
-    expect_node(n, RAFT_FOLLOWER, 2);
+    rules_expect_node(n, RAFT_FOLLOWER, 2);
     assert_int_equal(rules_store.term, 2);
     assert_int_equal(log_last_index(&n->log), 1);
     assert_int_equal(rules_store.stored_last, 1);
@@ -516,16 +411,16 @@ static void test_leader_deposed_by_append_settles_first(void **state)
 static void test_vote_reply_from_an_older_term_is_not_counted(void **state)
 {
     struct raft_node *n = *state;
-    tick_at_deadline(n);
-    grant_vote(n, 1, true);
-    struct rpc to1 = prepare(n, 1), to2 = prepare(n, 2);
-    tick_at_deadline(n);
-    answer(n, &to1, rules_vote_reply(1, true, false));
-    answer(n, &to2, rules_vote_reply(1, true, false));
-    expect_node(n, RAFT_CANDIDATE, 2);
+    rules_tick_at_deadline(n);
+    rules_grant_vote(n, 1, true);
+    struct rpc to1 = rules_prepare(n, 1), to2 = rules_prepare(n, 2);
+    rules_tick_at_deadline(n);
+    rules_answer(n, &to1, rules_vote_reply(1, true, false));
+    rules_answer(n, &to2, rules_vote_reply(1, true, false));
+    rules_expect_node(n, RAFT_CANDIDATE, 2);
     assert_int_equal(n->votes, 1u << 0);
-    grant_vote(n, 2, false); /* a grant for T2 does count */
-    expect_node(n, RAFT_LEADER, 2);
+    rules_grant_vote(n, 2, false); /* a grant for T2 does count */
+    rules_expect_node(n, RAFT_LEADER, 2);
 }
 
 /* A leader of T1 sends its no-op; before the answers come back it has been
@@ -534,15 +429,15 @@ static void test_vote_reply_from_an_older_term_is_not_counted(void **state)
 static void test_append_reply_from_an_older_term_is_ignored(void **state)
 {
     struct raft_node *n = *state;
-    make_leader(n);
-    sync_leader_log(n, 1);
-    struct rpc to1 = prepare(n, 1), to2 = prepare(n, 2);
+    rules_make_leader(n);
+    rules_sync_leader_log(n, 1);
+    struct rpc to1 = rules_prepare(n, 1), to2 = rules_prepare(n, 2);
     assert_int_equal(to1.req.u.ae.n_entries, 1);
-    receive(n, HEARTBEAT(2, 1, 1));
-    make_leader(n);
+    rules_receive(n, HEARTBEAT(2, 1, 1));
+    rules_make_leader(n);
     assert_int_equal(n->current_term, 3);
-    answer(n, &to1, rules_append_reply(1, true, 1, 0, 0));
-    answer(n, &to2, rules_append_reply(1, true, 1, 0, 0));
+    rules_answer(n, &to1, rules_append_reply(1, true, 1, 0, 0));
+    rules_answer(n, &to2, rules_append_reply(1, true, 1, 0, 0));
     assert_int_equal(n->peers[1].match_index, 0);
     assert_int_equal(n->peers[2].match_index, 0);
     assert_int_equal(n->commit_index, 0);
@@ -553,18 +448,18 @@ static void test_append_reply_from_an_older_term_is_ignored(void **state)
 static void test_reply_with_newer_term_makes_candidate_and_leader_step_down(void **state)
 {
     struct raft_node *n = *state;
-    tick_at_deadline(n);
-    grant_vote(n, 1, true);
-    struct rpc r = prepare(n, 2);
-    answer(n, &r, rules_vote_reply(4, false, false));
-    expect_node(n, RAFT_FOLLOWER, 4);
-    expect_saved(4, RAFT_NO_NODE);
-    make_leader(n);
-    r = prepare(n, 2);
-    answer(n, &r, rules_append_reply(7, false, 0, 0, 0));
-    expect_node(n, RAFT_FOLLOWER, 7);
+    rules_tick_at_deadline(n);
+    rules_grant_vote(n, 1, true);
+    struct rpc r = rules_prepare(n, 2);
+    rules_answer(n, &r, rules_vote_reply(4, false, false));
+    rules_expect_node(n, RAFT_FOLLOWER, 4);
+    rules_expect_saved(4, RAFT_NO_NODE);
+    rules_make_leader(n);
+    r = rules_prepare(n, 2);
+    rules_answer(n, &r, rules_append_reply(7, false, 0, 0, 0));
+    rules_expect_node(n, RAFT_FOLLOWER, 7);
     assert_int_equal(n->leader_id, RAFT_NO_NODE);
-    expect_saved(7, RAFT_NO_NODE);
+    rules_expect_saved(7, RAFT_NO_NODE);
 }
 
 /* ---- the leader (Figure 2, leaders; Figure 8; §5.3) ---- */
@@ -575,23 +470,23 @@ static void test_reply_with_newer_term_makes_candidate_and_leader_step_down(void
 static void test_append_success_sets_match_from_what_was_sent_and_commits_by_figure8(void **state)
 {
     struct raft_node *n = *state;
-    receive(n, rules_append_request(1, 0, 0, 0, (uint64_t[]){1, 1}, 2));
-    make_leader(n); /* T2, its no-op at 3 */
-    sync_leader_log(n, 3);
+    rules_receive(n, rules_append_request(1, 0, 0, 0, (uint64_t[]){1, 1}, 2));
+    rules_make_leader(n); /* T2, its no-op at 3 */
+    rules_sync_leader_log(n, 3);
     n->cfg.max_batch_bytes = 17; /* one entry per AppendEntries */
-    struct rpc r = prepare(n, 1);
-    answer(n, &r, rules_append_reply(2, false, 0, 0, 2)); /* n1 holds entry 1 only */
+    struct rpc r = rules_prepare(n, 1);
+    rules_answer(n, &r, rules_append_reply(2, false, 0, 0, 2)); /* n1 holds entry 1 only */
     assert_int_equal(n->peers[1].next_index, 2);
-    r = prepare(n, 1);
+    r = rules_prepare(n, 1);
     assert_int_equal(r.req.u.ae.prev_log_index, 1);
     assert_int_equal(r.req.u.ae.n_entries, 1);
-    propose(n, 1); /* entry 4: the log grows while the request is out */
-    answer(n, &r, rules_append_reply(2, true, 99, 0, 0));
+    rules_propose(n, 1); /* entry 4: the log grows while the request is out */
+    rules_answer(n, &r, rules_append_reply(2, true, 99, 0, 0));
     assert_int_equal(n->peers[1].match_index, 2);
     assert_int_equal(n->peers[1].next_index, 3);
     assert_int_equal(n->commit_index, 0); /* entry 2 (T1) is on a majority, not committed */
-    r = prepare(n, 1); /* entry 3, the no-op of T2 */
-    answer(n, &r, rules_append_reply(2, true, 3, 0, 0));
+    r = rules_prepare(n, 1); /* entry 3, the no-op of T2 */
+    rules_answer(n, &r, rules_append_reply(2, true, 3, 0, 0));
     assert_int_equal(n->peers[1].match_index, 3);
     assert_int_equal(n->commit_index, 3);
 }
@@ -602,19 +497,19 @@ static void test_append_success_sets_match_from_what_was_sent_and_commits_by_fig
 static void test_failure_reply_moves_next_index_by_fast_backup(void **state)
 {
     struct raft_node *n = *state;
-    receive(n, rules_append_request(3, 0, 0, 0, (uint64_t[]){1, 1, 1, 3, 3}, 5));
-    make_leader(n); /* T4: log 1 1 1 3 3 4 */
-    struct rpc r = prepare(n, 1);
+    rules_receive(n, rules_append_request(3, 0, 0, 0, (uint64_t[]){1, 1, 1, 3, 3}, 5));
+    rules_make_leader(n); /* T4: log 1 1 1 3 3 4 */
+    struct rpc r = rules_prepare(n, 1);
     assert_int_equal(r.req.u.ae.prev_log_index, 5);
-    answer(n, &r, rules_append_reply(4, false, 0, 2, 2)); /* n1's T2 starts at 2; no T2 here */
+    rules_answer(n, &r, rules_append_reply(4, false, 0, 2, 2)); /* n1's T2 starts at 2; no T2 here */
     assert_int_equal(n->peers[1].next_index, 2);
-    r = prepare(n, 1);
-    answer(n, &r, rules_append_reply(4, false, 0, 0, 1)); /* n1's log is empty */
+    r = rules_prepare(n, 1);
+    rules_answer(n, &r, rules_append_reply(4, false, 0, 0, 1)); /* n1's log is empty */
     assert_int_equal(n->peers[1].next_index, 1);
     assert_int_equal(n->peers[1].match_index, 0);
     assert_false(n->peers[1].replicating);
-    r = prepare(n, 2);
-    answer(n, &r, rules_append_reply(4, false, 0, 1, 1)); /* n2 has T1 at 5; here T1 ends at 3 */
+    r = rules_prepare(n, 2);
+    rules_answer(n, &r, rules_append_reply(4, false, 0, 1, 1)); /* n2 has T1 at 5; here T1 ends at 3 */
     assert_int_equal(n->peers[2].next_index, 4);
 }
 
@@ -623,14 +518,14 @@ static void test_failure_reply_moves_next_index_by_fast_backup(void **state)
 static void test_check_quorum_leader_hearing_from_no_peer_steps_down(void **state)
 {
     struct raft_node *n = *state;
-    make_leader(n);
+    rules_make_leader(n);
     uint64_t elected = rules_clock_ms;
     unsigned saves = rules_store.term_vote_saves;
-    tick_at_deadline(n); /* acks count from its election: still within the window */
+    rules_tick_at_deadline(n); /* acks count from its election: still within the window */
     assert_int_equal(rules_clock_ms, elected + RULES_MAX_MS);
-    expect_node(n, RAFT_LEADER, 1);
-    tick_at_deadline(n);
-    expect_node(n, RAFT_FOLLOWER, 1);
+    rules_expect_node(n, RAFT_LEADER, 1);
+    rules_tick_at_deadline(n);
+    rules_expect_node(n, RAFT_FOLLOWER, 1);
     assert_int_equal(n->leader_id, RAFT_NO_NODE);
     assert_int_equal(rules_store.term_vote_saves, saves);
 }
@@ -638,13 +533,13 @@ static void test_check_quorum_leader_hearing_from_no_peer_steps_down(void **stat
 static void test_check_quorum_leader_hearing_from_one_of_two_peers_stays(void **state)
 {
     struct raft_node *n = *state;
-    make_leader(n);
-    tick_at_deadline(n);
+    rules_make_leader(n);
+    rules_tick_at_deadline(n);
     rules_clock_ms += 10;
-    struct rpc r = prepare(n, 1);
-    answer(n, &r, rules_append_reply(1, true, 1, 0, 0));
-    tick_at_deadline(n); /* n1 answered MAX-10 ms ago, n2 never */
-    expect_node(n, RAFT_LEADER, 1);
+    struct rpc r = rules_prepare(n, 1);
+    rules_answer(n, &r, rules_append_reply(1, true, 1, 0, 0));
+    rules_tick_at_deadline(n); /* n1 answered MAX-10 ms ago, n2 never */
+    rules_expect_node(n, RAFT_LEADER, 1);
     assert_int_equal(n->election_deadline_ms, rules_clock_ms + RULES_MAX_MS);
 }
 
@@ -653,14 +548,14 @@ static void test_check_quorum_leader_hearing_from_one_of_two_peers_stays(void **
 static void test_lease_lasts_until_sent_plus_min_less_a_tenth(void **state)
 {
     struct raft_node *n = *state;
-    make_leader(n);
+    rules_make_leader(n);
     node_lock(n);
     assert_false(clients_holds_lease_locked(n, rules_clock_ms)); /* no majority answered yet */
     node_unlock(n);
     uint64_t sent = rules_clock_ms += 5;
-    struct rpc r = prepare(n, 1);
+    struct rpc r = rules_prepare(n, 1);
     rules_clock_ms += 20;
-    answer(n, &r, rules_append_reply(1, true, 1, 0, 0));
+    rules_answer(n, &r, rules_append_reply(1, true, 1, 0, 0));
     uint64_t end = sent + RULES_MIN_MS - RULES_MIN_MS / 10;
     node_lock(n);
     assert_true(clients_holds_lease_locked(n, end - 1));
@@ -677,13 +572,13 @@ static void test_lease_lasts_until_sent_plus_min_less_a_tenth(void **state)
 static void test_install_snapshot_gathers_chunks_in_order_and_installs(void **state)
 {
     struct raft_node *n = *state;
-    struct raft_msg rep = receive(n, rules_install_request(1, 5, 1, 0, "abc", 3, 6));
+    struct raft_msg rep = rules_receive(n, rules_install_request(1, 5, 1, 0, "abc", 3, 6));
     assert_int_equal(rep.u.is_reply.next_offset, 3);
     assert_int_equal(rep.u.is_reply.term, 1);
-    rep = receive(n, rules_install_request(1, 5, 1, 4, "ef", 2, 6)); /* out of place */
+    rep = rules_receive(n, rules_install_request(1, 5, 1, 4, "ef", 2, 6)); /* out of place */
     assert_int_equal(rep.u.is_reply.next_offset, 3);
     assert_int_equal(rules_store.snapshot_saves, 0);
-    rep = receive(n, rules_install_request(1, 5, 1, 3, "def", 3, 6));
+    rep = rules_receive(n, rules_install_request(1, 5, 1, 3, "def", 3, 6));
     assert_int_equal(rep.u.is_reply.next_offset, 6);
     assert_int_equal(rules_store.snapshot_saves, 1);
     assert_int_equal(rules_store.snapshot_index, 5);
@@ -702,8 +597,8 @@ static void test_install_snapshot_gathers_chunks_in_order_and_installs(void **st
 static void test_install_snapshot_keeps_a_matching_suffix(void **state)
 {
     struct raft_node *n = *state;
-    receive(n, rules_append_request(1, 0, 0, 0, (uint64_t[]){1, 1, 1, 1}, 4));
-    struct raft_msg rep = receive(n, rules_install_request(1, 2, 1, 0, "s", 1, 1));
+    rules_receive(n, rules_append_request(1, 0, 0, 0, (uint64_t[]){1, 1, 1, 1}, 4));
+    struct raft_msg rep = rules_receive(n, rules_install_request(1, 2, 1, 0, "s", 1, 1));
     assert_int_equal(rep.u.is_reply.next_offset, 1);
     assert_int_equal(rules_store.snapshot_index, 2);
     assert_int_equal(rules_store.truncates, 0);
@@ -717,8 +612,8 @@ static void test_install_snapshot_keeps_a_matching_suffix(void **state)
 static void test_install_snapshot_discards_a_conflicting_log(void **state)
 {
     struct raft_node *n = *state;
-    receive(n, rules_append_request(1, 0, 0, 0, (uint64_t[]){1, 1, 1}, 3));
-    assert_int_equal(receive(n, rules_install_request(2, 2, 2, 0, "t", 1, 1)).u.is_reply.term, 2);
+    rules_receive(n, rules_append_request(1, 0, 0, 0, (uint64_t[]){1, 1, 1}, 3));
+    assert_int_equal(rules_receive(n, rules_install_request(2, 2, 2, 0, "t", 1, 1)).u.is_reply.term, 2);
     assert_int_equal(rules_store.truncates, 1);
     assert_int_equal(rules_store.snapshot_index, 2);
     assert_int_equal(rules_store.snapshot_term, 2);

@@ -113,6 +113,52 @@ static void test_request_vote_roundtrip(void **state)
     free(frame);
 }
 
+/* The flags byte: pre_vote was a boolean before the transfer flag, so 0
+ * and 1 decode as before; 2 is the transfer flag; unknown bits refused. */
+static void test_request_vote_flags(void **state)
+{
+    (void)state;
+    struct raft_msg m = { .type = RAFT_MSG_REQUEST_VOTE, .from = 1 };
+    m.u.rv.term = 4;
+    m.u.rv.transfer = 1;
+    struct wire_msg w, out;
+    wire_from_raft(&w, &m);
+    size_t size;
+    uint8_t *frame = encode_new(&w, &size);
+    size_t at = WIRE_HEADER + 3 * 8;
+    assert_int_equal(frame[at], 2);
+    assert_int_equal(wire_decode(frame, size, &out), 0);
+    assert_int_equal(out.u.raft.u.rv.transfer, 1);
+    assert_int_equal(out.u.raft.u.rv.pre_vote, 0);
+    frame[at] = 1;
+    assert_int_equal(wire_decode(frame, size, &out), 0);
+    assert_int_equal(out.u.raft.u.rv.transfer, 0);
+    assert_int_equal(out.u.raft.u.rv.pre_vote, 1);
+    static const uint8_t bad[] = { 4, 0x80, 0xff };
+    for (size_t i = 0; i < sizeof bad; i++) {
+        frame[at] = bad[i];
+        assert_int_equal(decode_exact(frame, size, &out), -EBADMSG);
+    }
+    free(frame);
+}
+
+static void test_timeout_now_roundtrip(void **state)
+{
+    (void)state;
+    struct raft_msg m = { .type = RAFT_MSG_TIMEOUT_NOW, .from = 0 };
+    m.u.tn.term = 0x1122334455667788ull;
+    struct wire_msg out;
+    uint8_t *frame;
+    check_raft_roundtrip(&m, &out, &frame);
+    assert_true(out.u.raft.u.tn.term == m.u.tn.term);
+    free(frame);
+    m = (struct raft_msg){ .type = RAFT_MSG_TIMEOUT_NOW_REPLY, .from = 2 };
+    m.u.tn_reply.term = 12;
+    check_raft_roundtrip(&m, &out, &frame);
+    assert_true(out.u.raft.u.tn_reply.term == 12);
+    free(frame);
+}
+
 static void test_request_vote_reply_roundtrip(void **state)
 {
     (void)state;
@@ -411,7 +457,7 @@ static void test_unknown_version_is_refused(void **state)
 static void test_unknown_type_is_refused(void **state)
 {
     (void)state;
-    static const uint8_t bad[] = { 0, 7, 8, 15, 18, 255 };
+    static const uint8_t bad[] = { 0, 9, 15, 18, 255 };
     size_t size;
     uint8_t *frame = request_vote_frame(&size);
     struct wire_msg out;
@@ -421,7 +467,7 @@ static void test_unknown_type_is_refused(void **state)
     }
     free(frame);
 
-    struct wire_msg w = { .type = 7 };
+    struct wire_msg w = { .type = 9 };
     uint8_t buf[64];
     assert_int_equal(wire_size(&w), 0);
     assert_int_equal(wire_encode(&w, buf, sizeof buf), -EPROTO);
@@ -562,9 +608,7 @@ static void check_bool_at(const struct raft_msg *m, size_t offset)
 static void test_booleans_other_than_0_or_1_are_refused(void **state)
 {
     (void)state;
-    struct raft_msg m = { .type = RAFT_MSG_REQUEST_VOTE };
-    check_bool_at(&m, WIRE_HEADER + 3 * 8); /* pre_vote */
-    m = (struct raft_msg){ .type = RAFT_MSG_REQUEST_VOTE_REPLY };
+    struct raft_msg m = { .type = RAFT_MSG_REQUEST_VOTE_REPLY };
     check_bool_at(&m, WIRE_HEADER + 8);     /* vote_granted */
     check_bool_at(&m, WIRE_HEADER + 8 + 1); /* pre_vote */
     m = (struct raft_msg){ .type = RAFT_MSG_APPEND_ENTRIES_REPLY };
@@ -591,6 +635,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_vote_roundtrip),
+        cmocka_unit_test(test_request_vote_flags),
+        cmocka_unit_test(test_timeout_now_roundtrip),
         cmocka_unit_test(test_request_vote_reply_roundtrip),
         cmocka_unit_test(test_append_entries_roundtrip_none),
         cmocka_unit_test(test_append_entries_roundtrip_one),

@@ -682,6 +682,17 @@ int cluster_wait_applied(struct cluster *c, unsigned i, uint64_t index, uint64_t
     return rc;
 }
 
+int cluster_transfer(struct cluster *c, unsigned i, int32_t target, unsigned timeout_ms,
+                     int32_t *leader_hint, char *why, size_t why_cap)
+{
+    struct slot *s = &c->slots[i];
+    pthread_rwlock_rdlock(&s->lock);
+    int rc = s->node ? raft_transfer(s->node, target, timeout_ms, leader_hint, why, why_cap)
+                     : -ESHUTDOWN;
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+}
+
 unsigned cluster_check_one_leader(struct cluster *c)
 {
     for (int iters = 0; iters < 10; iters++) {

@@ -152,6 +152,9 @@ int cluster_read_barrier(struct cluster *c, unsigned i, unsigned timeout_ms,
                          int32_t *leader_hint);
 int cluster_wait_applied(struct cluster *c, unsigned i, uint64_t index, uint64_t term,
                          unsigned timeout_ms);
+/* raft_transfer on node i (-ESHUTDOWN when it is crashed). */
+int cluster_transfer(struct cluster *c, unsigned i, int32_t target, unsigned timeout_ms,
+                     int32_t *leader_hint, char *why, size_t why_cap);
 
 /* Node i's status; false when it is crashed. Records leaders it sees. */
 bool cluster_status(struct cluster *c, unsigned i, struct raft_status *st);

@@ -195,3 +195,108 @@ struct raft_msg rules_append_reply(uint64_t term, bool success, uint64_t match,
         .conflict_term = conflict_term, .conflict_index = conflict_index};
     return m;
 }
+
+/* ---- driving the node ---- */
+/* The election timer's turn, at the present time. */
+void rules_tick(struct raft_node *n)
+{
+    node_lock(n);
+    node_tick_locked(n, rules_clock_ms);
+    node_unlock(n);
+}
+
+/* Moves the clock to the node's election deadline and ticks. */
+void rules_tick_at_deadline(struct raft_node *n)
+{
+    assert_true(n->election_deadline_ms >= rules_clock_ms);
+    rules_clock_ms = n->election_deadline_ms;
+    rules_tick(n);
+}
+
+/* What node n's first lane to `peer` sends now; false if nothing. */
+bool rules_try_prepare(struct raft_node *n, uint32_t peer, struct rpc *r)
+{
+    node_lock(n);
+    bool some = node_prepare_request_locked(n, &n->peers[peer].lanes[0], rules_clock_ms, r);
+    node_unlock(n);
+    return some;
+}
+
+struct rpc rules_prepare(struct raft_node *n, uint32_t peer)
+{
+    struct rpc r;
+    assert_true(rules_try_prepare(n, peer, &r));
+    return r;
+}
+
+/* The reply to `sent` arrives now. */
+void rules_answer(struct raft_node *n, struct rpc *sent, struct raft_msg reply)
+{
+    reply.from = sent->to;
+    node_lock(n);
+    node_handle_reply_locked(n, &n->peers[sent->to].lanes[0], sent, 0, &reply, rules_clock_ms);
+    node_unlock(n);
+}
+
+/* Peer `peer` grants the (pre-)vote node n asks it for now. */
+void rules_grant_vote(struct raft_node *n, uint32_t peer, bool pre)
+{
+    struct rpc r = rules_prepare(n, peer);
+    assert_int_equal(r.req.type, RAFT_MSG_REQUEST_VOTE);
+    assert_int_equal(r.req.u.rv.pre_vote, pre);
+    rules_answer(n, &r, rules_vote_reply(pre ? r.req.u.rv.term - 1 : r.req.u.rv.term, true, pre));
+}
+
+void rules_expect_node(const struct raft_node *n, enum raft_role role, uint64_t term)
+{
+    assert_int_equal(n->role, role);
+    assert_int_equal(n->current_term, term);
+}
+
+void rules_expect_saved(uint64_t term, int32_t vote)
+{
+    assert_int_equal(rules_store.term, term);
+    assert_int_equal(rules_store.vote, vote);
+}
+
+/* Elects node n by the rules: its timer expires, peer 1 grants the
+ * pre-vote, then the vote. */
+void rules_make_leader(struct raft_node *n)
+{
+    uint64_t term = n->current_term;
+    rules_tick_at_deadline(n);
+    rules_expect_node(n, RAFT_PRE_CANDIDATE, term);
+    rules_grant_vote(n, 1, true);
+    rules_expect_node(n, RAFT_CANDIDATE, term + 1);
+    rules_grant_vote(n, 1, false);
+    rules_expect_node(n, RAFT_LEADER, term + 1);
+}
+
+/* What the leader's disk syncer does (syncer.c): writes its entries up to
+ * `upto`, then counts them towards commitment. */
+void rules_sync_leader_log(struct raft_node *n, uint64_t upto)
+{
+    node_lock(n);
+    uint64_t from = n->durable_index + 1;
+    assert_int_equal(n->storage.append(n->storage.ctx, from, log_get(&n->log, from),
+                                       (size_t)(upto - n->durable_index)), 0);
+    n->durable_index = upto;
+    node_advance_commit_locked(n);
+    node_unlock(n);
+}
+
+void rules_propose(struct raft_node *n, unsigned count)
+{
+    node_lock(n);
+    for (unsigned i = 0; i < count; i++)
+        assert_int_equal(node_propose_locked(n, (const uint8_t *)"c", 1), 0);
+    node_unlock(n);
+}
+
+/* Hands req to the node as the network would, and returns its reply. */
+struct raft_msg rules_receive(struct raft_node *n, struct raft_msg req)
+{
+    struct raft_msg reply;
+    assert_int_equal(raft_receive(n, &req, &reply), 0);
+    return reply;
+}

@@ -61,4 +61,29 @@ struct raft_msg rules_vote_reply(uint64_t term, bool granted, bool pre_vote);
 struct raft_msg rules_append_reply(uint64_t term, bool success, uint64_t match,
                                    uint64_t conflict_term, uint64_t conflict_index);
 
+/* ---- driving the node, one rule step at a time ---- */
+
+/* The election timer's turn at the present time; rules_tick_at_deadline
+ * first moves the clock to the node's election deadline. */
+void rules_tick(struct raft_node *n);
+void rules_tick_at_deadline(struct raft_node *n);
+/* What node n's first lane to `peer` sends now: false if nothing;
+ * rules_prepare fails the test then. */
+bool rules_try_prepare(struct raft_node *n, uint32_t peer, struct rpc *r);
+struct rpc rules_prepare(struct raft_node *n, uint32_t peer);
+/* The reply to `sent` arrives now. */
+void rules_answer(struct raft_node *n, struct rpc *sent, struct raft_msg reply);
+/* Peer `peer` grants the (pre-)vote node n asks it for now. */
+void rules_grant_vote(struct raft_node *n, uint32_t peer, bool pre);
+void rules_expect_node(const struct raft_node *n, enum raft_role role, uint64_t term);
+void rules_expect_saved(uint64_t term, int32_t vote);
+/* Elects node n: its timer expires, peer 1 grants the pre-vote, the vote. */
+void rules_make_leader(struct raft_node *n);
+/* What the leader's disk syncer does: writes its entries up to `upto`,
+ * then counts them towards commitment. */
+void rules_sync_leader_log(struct raft_node *n, uint64_t upto);
+void rules_propose(struct raft_node *n, unsigned count);
+/* Hands req to the node as the network would and returns its reply. */
+struct raft_msg rules_receive(struct raft_node *n, struct raft_msg req);
+
 #endif
