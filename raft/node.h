@@ -295,6 +295,8 @@ void node_wake_applier_locked(struct raft_node *n);
  * with what they have pending. */
 bool node_some_peer_idle_locked(const struct raft_node *n);
 bool node_some_peer_sent_round_locked(const struct raft_node *n);
+/* Thesis §3.10: this leader is handing its leadership over (transfer.c). */
+bool node_transfer_in_progress_locked(const struct raft_node *n);
 
 /* ---- config.c (a leaf) ---- */
 bool config_is_valid(const struct raft_config *cfg);
@@ -374,7 +376,6 @@ struct snapshot_ref *snapshot_new(uint64_t index, uint64_t term, uint8_t *data, 
 void snapshot_release(struct snapshot_ref *s);
 
 /* ---- transfer.c: leadership transfer (thesis §3.10) ---- */
-bool node_transfer_in_progress_locked(const struct raft_node *n);
 /* Starts a transfer to target (RAFT_NO_NODE: the most up-to-date voter);
  * 0, or -EINVAL / -EBUSY with one sentence in why. */
 int transfer_start_locked(struct raft_node *n, int32_t target, uint64_t now,
