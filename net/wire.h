@@ -38,6 +38,10 @@ enum client_op {
     CLIENT_PUT = 1,
     CLIENT_GET = 2,
     CLIENT_STATUS = 3,
+    CLIENT_DELETE = 4,
+    CLIENT_CAS = 5,         /* the only op that carries `expected` */
+    CLIENT_LIST = 6,        /* key: the prefix; the reply's value: a listing (kv/kv.h) */
+    CLIENT_LIST_VALUES = 7, /* the same, with each key's value */
 };
 
 enum client_status {
@@ -46,6 +50,8 @@ enum client_status {
     CLIENT_NOT_LEADER = 2,  /* try leader_hint (or another node) */
     CLIENT_RETRY = 3,       /* no outcome yet (election, timeout): retry */
     CLIENT_BAD_REQUEST = 4, /* malformed or oversized request */
+    CLIENT_MISMATCH = 5,    /* cas: the key held another value (in value) */
+    CLIENT_TOO_LARGE = 6,   /* list: the answer would exceed CLIENT_MAX_VALUE */
 };
 
 #define CLIENT_MAX_KEY 1024
@@ -60,6 +66,8 @@ struct client_request {
     uint8_t *key; /* borrowed */
     uint32_t value_len;
     uint8_t *value; /* borrowed */
+    uint32_t expected_len; /* CLIENT_CAS only: encoded after value */
+    uint8_t *expected;     /* borrowed */
 };
 
 struct client_reply {
