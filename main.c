@@ -5,8 +5,8 @@
  *                [--election-timeout MIN-MAX] [--heartbeat MS]
  *   raft node    --id I --peers HOST:PORT,... [--data-dir DIR] [--log-level L]
  *                [--election-timeout MIN-MAX] [--heartbeat MS] [--snapshot-every N]
- *   raft client  --cluster HOST:PORT,... [--timeout S] put KEY VALUE | get KEY | status [--json]
- *                | transfer [ID]
+ *   raft client  --cluster HOST:PORT,... [--timeout S] put KEY VALUE | get KEY | delete KEY |
+ *                cas KEY EXPECTED NEW | list [PREFIX] [--json] | status [--json] | transfer [ID]
  *   raft bench   --cluster HOST:PORT,... [--clients C] [--seconds T] [--value-size B]
  *                [--keys K] [--read-ratio R] [--json]
  *   raft dump    DIR
@@ -15,8 +15,9 @@
  * Each subcommand declares its options in a table (cli.h), which both
  * parses them and prints its --help.
  *
- * Exit codes: 0 done; 1 `get` of a missing key; 2 usage error; 3 unavailable
- * or timed out (for put: outcome unknown); 4 the node could not start.
+ * Exit codes: 0 done; 1 `get` or `delete` of a missing key, a `cas` that
+ * found something else; 2 usage error; 3 unavailable or timed out (for a
+ * write: outcome unknown); 4 the node could not start.
  */
 #include <errno.h>
 #include <signal.h>
@@ -25,16 +26,15 @@
 #include <string.h>
 
 #include "cli.h"
+#include "client_cmd.h"
 #include "kv/bench.h"
 #include "kv/client.h"
 #include "kv/server.h"
 #include "raft/storage/storage.h"
 
-#define EXIT_NOT_FOUND 1
 #define EXIT_USAGE CLI_EXIT_USAGE
 #define EXIT_UNAVAILABLE 3
 #define EXIT_START_FAILED 4
-#define EXIT_REFUSED 5
 
 #define ARRAY_LEN(table) (sizeof(table) / sizeof((table)[0]))
 
@@ -303,101 +303,63 @@ static int client_status(const struct cli_addrs *addrs, unsigned timeout_ms, boo
     return any ? 0 : EXIT_UNAVAILABLE;
 }
 
-/* put or get, once the words are known to be well formed. */
-static int client_put_get(const struct client_options *o, const struct cli_addrs *addrs,
-                          const struct cli_words *w)
+/* The commands of `raft client`: their words (the command's included)
+ * and what they take. */
+static const struct client_word {
+    const char *name, *args;
+    int min_words, max_words;
+    bool json; /* --json goes with it */
+} client_words[] = {
+    {"put", "KEY VALUE", 3, 3, false},
+    {"get", "KEY", 2, 2, false},
+    {"delete", "KEY", 2, 2, false},
+    {"cas", "KEY EXPECTED NEW", 4, 4, false},
+    {"list", "[PREFIX]", 1, 2, true},
+    {"status", "no arguments", 1, 1, true},
+    {"transfer", "[ID]", 1, 2, false},
+};
+
+#define CLIENT_COMMANDS "put KEY VALUE, get KEY, delete KEY, cas KEY EXPECTED NEW, " \
+                        "list [PREFIX], status and transfer [ID]"
+
+static int check_sizes(const char *sub, const struct cli_words *w)
 {
-    bool put = w->n == 3;
-    const char *key = w->v[1];
-    struct kv_client *c;
-    if (kv_client_open(&c, addrs->v, addrs->n, (unsigned)(o->timeout_s * 1000)))
-        return EXIT_UNAVAILABLE;
-    int rc;
-    if (put) {
-        rc = kv_client_put(c, key, (uint32_t)strlen(key), w->v[2], (uint32_t)strlen(w->v[2]));
-    } else {
-        uint8_t *value = NULL;
-        uint32_t len = 0;
-        rc = kv_client_get(c, key, (uint32_t)strlen(key), &value, &len);
-        if (rc == 0) {
-            fwrite(value, 1, len, stdout);
-            fputc('\n', stdout);
-        }
-        free(value);
+    if (!strcmp(w->v[0], "transfer")) {
+        size_t digits = strspn(w->v[1], "0123456789");
+        if (digits == 0 || digits != strlen(w->v[1]) || digits > 9)
+            return cli_usage_error(sub, "a node id is a number; got %s", w->v[1]);
+        return 0;
     }
-    kv_client_close(c);
-    if (rc == -ENOENT) {
-        fprintf(stderr, "The key %s does not exist.\n", key);
-        return EXIT_NOT_FOUND;
-    }
-    if (rc == -EINVAL) {
-        fprintf(stderr, "The cluster refused the request as malformed.\n");
-        return EXIT_USAGE;
-    }
-    if (rc) {
-        fprintf(stderr, put ? "No leader acknowledged the put within %.1f s; it may or may "
-                              "not have taken effect.\n"
-                            : "No leader answered within %.1f s.\n", o->timeout_s);
-        return EXIT_UNAVAILABLE;
-    }
+    if (strcmp(w->v[0], "list") && (strlen(w->v[1]) == 0 || strlen(w->v[1]) > CLIENT_MAX_KEY))
+        return cli_usage_error(sub, "a key must have 1 to %d bytes; got %zu", CLIENT_MAX_KEY,
+                               strlen(w->v[1]));
+    for (int i = 2; i < w->n; i++)
+        if (strlen(w->v[i]) > CLIENT_MAX_VALUE)
+            return cli_usage_error(sub, "a value must have at most %d bytes; got %zu",
+                                   CLIENT_MAX_VALUE, strlen(w->v[i]));
     return 0;
 }
 
-/* transfer [ID]: thesis §3.10, leadership moves to ID (or the most
- * up-to-date voter); exit 0 once it leads. */
-static int client_transfer(const struct client_options *o, const struct cli_addrs *addrs,
-                           const char *id)
-{
-    struct kv_client *c;
-    if (kv_client_open(&c, addrs->v, addrs->n, (unsigned)(o->timeout_s * 1000)))
-        return EXIT_UNAVAILABLE;
-    int32_t leader = RAFT_NO_NODE;
-    char *why = NULL;
-    int rc = kv_client_transfer(c, id ? (int32_t)atol(id) : RAFT_NO_NODE, &leader, &why);
-    kv_client_close(c);
-    if (rc == 0)
-        printf("n%d leads\n", leader);
-    else if (rc == -EPERM)
-        fprintf(stderr, "The cluster refused the transfer: %s\n", why ? why : "no reason given.");
-    else
-        fprintf(stderr, "No transfer finished within %.1f s.\n", o->timeout_s);
-    free(why);
-    return rc == 0 ? 0 : rc == -EPERM ? EXIT_REFUSED : EXIT_UNAVAILABLE;
-}
-
-/* The command words: put KEY VALUE | get KEY | status | transfer [ID].
- * Returns 0 or -EINVAL. */
+/* The command words, checked against client_words. Returns 0 or -EINVAL. */
 static int client_check_words(const struct client_options *o, const struct cli_words *w)
 {
     static const char *const sub = "client";
     if (w->n == 0)
-        return cli_usage_error(sub, "needs a command: put KEY VALUE, get KEY, status or transfer [ID]");
-    const char *cmd = w->v[0];
-    if (!strcmp(cmd, "transfer")) {
-        if (w->n > 2 || o->json)
-            return cli_usage_error(sub, "transfer takes at most one ID, and no --json");
-        if (w->n == 2 && (strspn(w->v[1], "0123456789") != strlen(w->v[1]) ||
-                          strlen(w->v[1]) == 0 || strlen(w->v[1]) > 9))
-            return cli_usage_error(sub, "a node id is a number; got %s", w->v[1]);
-        return 0;
-    }
-    int want = !strcmp(cmd, "put") ? 3 : !strcmp(cmd, "get") ? 2 : !strcmp(cmd, "status") ? 1 : 0;
-    if (want == 0)
-        return cli_usage_error(sub, "unknown command %s; the commands are put KEY VALUE, "
-                               "get KEY, status and transfer [ID]", cmd);
-    if (w->n != want)
-        return cli_usage_error(sub, "%s takes %s; got %d argument%s", cmd,
-                               want == 3 ? "KEY VALUE" : want == 2 ? "KEY" : "no arguments",
+        return cli_usage_error(sub, "needs a command: " CLIENT_COMMANDS);
+    const struct client_word *c = NULL;
+    for (size_t i = 0; i < ARRAY_LEN(client_words) && !c; i++)
+        if (!strcmp(client_words[i].name, w->v[0]))
+            c = &client_words[i];
+    if (!c)
+        return cli_usage_error(sub, "unknown command %s; the commands are " CLIENT_COMMANDS,
+                               w->v[0]);
+    if (w->n < c->min_words || w->n > c->max_words)
+        return cli_usage_error(sub, "%s takes %s; got %d argument%s", c->name, c->args,
                                w->n - 1, w->n == 2 ? "" : "s");
-    if (o->json && want != 1)
-        return cli_usage_error(sub, "--json goes with status only, not with %s", cmd);
-    if (want > 1 && (strlen(w->v[1]) == 0 || strlen(w->v[1]) > CLIENT_MAX_KEY))
-        return cli_usage_error(sub, "a key must have 1 to %d bytes; got %zu", CLIENT_MAX_KEY,
-                               strlen(w->v[1]));
-    if (want == 3 && strlen(w->v[2]) > CLIENT_MAX_VALUE)
-        return cli_usage_error(sub, "a value must have at most %d bytes; got %zu",
-                               CLIENT_MAX_VALUE, strlen(w->v[2]));
-    return 0;
+    if (o->json && !c->json)
+        return cli_usage_error(sub, "--json goes with status and list only, not with %s",
+                               c->name);
+    return w->n > 1 ? check_sizes(sub, w) : 0;
 }
 
 #define OPT_CLUSTER(o)                                                                     \
@@ -414,11 +376,14 @@ static int client_options(int argc, char **argv, struct client_options *o,
          .lo = 0.001, .hi = 86400, .accepts = "a number of seconds from 0.001 to 86400",
          .help = "seconds to keep trying, through elections; then exit 3"},
         {.name = "json", .kind = CLI_FLAG, .dest = &o->json,
-         .help = "with status: one JSON object per node per line"},
+         .help = "with status: one JSON object per node per line; with list: keys "
+                 "with their values"},
     };
     const struct cli_command cmd = {
         .name = "client", .synopsis = "--cluster HOST:PORT,... [options] "
-                                      "put KEY VALUE | get KEY | status | transfer [ID]",
+                                      "put KEY VALUE | get KEY | delete KEY | "
+                                      "cas KEY EXPECTED NEW | list [PREFIX] | status | "
+                                      "transfer [ID]",
         .summary = "Talks to a running cluster. A value that starts with a dash goes after "
                    "--, as in: put KEY -- --VALUE.",
         .options = opts, .n_options = ARRAY_LEN(opts), .dash_words = true};
@@ -440,9 +405,9 @@ static int cmd_client(int argc, char **argv)
         return cli_exit_code(rc);
     if (!strcmp(w.v[0], "status"))
         return client_status(&addrs, (unsigned)(o.timeout_s * 1000), o.json);
-    if (!strcmp(w.v[0], "transfer"))
-        return client_transfer(&o, &addrs, w.n == 2 ? w.v[1] : NULL);
-    return client_put_get(&o, &addrs, &w);
+    struct client_cmd cmd = {.words = w.v, .n_words = w.n, .json = o.json,
+                             .timeout_s = o.timeout_s};
+    return client_cmd_run(&cmd, addrs.v, addrs.n);
 }
 
 /* ---- bench and dump ---- */
@@ -538,7 +503,8 @@ static const struct {
 } commands[] = {
     {"cluster", "run N nodes in this process, on 127.0.0.1", cmd_cluster, true},
     {"node", "run one node of a cluster", cmd_node, true},
-    {"client", "put, get, status or transfer against a running cluster", cmd_client, false},
+    {"client", "put, get, delete, cas, list, status or transfer against a running cluster",
+     cmd_client, false},
     {"bench", "measure a running cluster's throughput and latency", cmd_bench, false},
     {"dump", "print a data directory as text", cmd_dump, false},
 };
@@ -549,8 +515,9 @@ static void print_commands(void)
     for (size_t i = 0; i < ARRAY_LEN(commands); i++)
         printf("  %-8s %s\n", commands[i].name, commands[i].summary);
     printf("\n`raft SUBCOMMAND --help` lists a subcommand's options.\n"
-           "Exit codes: 0 done; 1 get of a missing key; 2 usage error; 3 unavailable or "
-           "timed out; 4 a node could not start.\n");
+           "Exit codes: 0 done; 1 get or delete of a missing key, a cas that found "
+           "something else; 2 usage error; 3 unavailable or timed out; 4 a node could not "
+           "start.\n");
 }
 
 static int run_command(const char *name, int argc, char **argv)

@@ -179,7 +179,7 @@ static int call_leader(struct kv_client *c, const struct wire_msg *req, struct w
         }
         uint8_t status = reply->u.reply.status;
         if (status == CLIENT_OK || status == CLIENT_NOT_FOUND || status == CLIENT_BAD_REQUEST ||
-            status == CLIENT_REFUSED)
+            status == CLIENT_REFUSED || status == CLIENT_MISMATCH || status == CLIENT_TOO_LARGE)
             return 0;
         disconnect(c);
         if (!kv_nodes_move_on(&c->nodes, &reply->u.reply))
@@ -187,47 +187,88 @@ static int call_leader(struct kv_client *c, const struct wire_msg *req, struct w
     }
 }
 
-int kv_client_put(struct kv_client *c, const char *key, uint32_t key_len,
-                  const char *value, uint32_t value_len)
+/* A copy of the reply's value, NUL terminated for printing. */
+static int copy_value(const struct client_reply *r, uint8_t **value, uint32_t *value_len)
+{
+    *value = malloc(r->value_len + 1);
+    if (!*value)
+        return -ENOMEM;
+    if (r->value_len)
+        memcpy(*value, r->value, r->value_len);
+    (*value)[r->value_len] = '\0';
+    *value_len = r->value_len;
+    return 0;
+}
+
+/* One request through the leader. Writes take the session's next number,
+ * the same on every retry of it (thesis §6.3). Returns the reply's status
+ * (>= 0), or -ETIMEDOUT; value_out (may be NULL) gets a copy of the value. */
+static int request(struct kv_client *c, struct client_request *q, uint8_t **value_out,
+                   uint32_t *value_len)
 {
     struct wire_msg req = {.type = WIRE_CLIENT_REQUEST, .from = WIRE_FROM_CLIENT}, reply;
-    struct client_request *q = &req.u.request;
-    q->op = CLIENT_PUT;
     q->client_id = c->client_id;
-    q->seq = ++c->seq; /* the same number on every retry of this put */
-    q->key = (uint8_t *)key;
-    q->key_len = key_len;
-    q->value = (uint8_t *)value;
-    q->value_len = value_len;
+    if (q->op == CLIENT_PUT || q->op == CLIENT_DELETE || q->op == CLIENT_CAS)
+        q->seq = ++c->seq;
+    req.u.request = *q;
     int rc = call_leader(c, &req, &reply);
     if (rc)
         return rc;
-    return reply.u.reply.status == CLIENT_OK ? 0 : -EINVAL;
+    uint8_t status = reply.u.reply.status;
+    if (value_out && (status == CLIENT_OK || status == CLIENT_MISMATCH) &&
+        copy_value(&reply.u.reply, value_out, value_len))
+        return -ENOMEM;
+    return status;
+}
+
+int kv_client_put(struct kv_client *c, const char *key, uint32_t key_len,
+                  const char *value, uint32_t value_len)
+{
+    struct client_request q = {.op = CLIENT_PUT, .key = (uint8_t *)key, .key_len = key_len,
+                               .value = (uint8_t *)value, .value_len = value_len};
+    int st = request(c, &q, NULL, NULL);
+    return st < 0 ? st : st == CLIENT_OK ? 0 : -EINVAL;
 }
 
 int kv_client_get(struct kv_client *c, const char *key, uint32_t key_len,
                   uint8_t **value, uint32_t *value_len)
 {
-    struct wire_msg req = {.type = WIRE_CLIENT_REQUEST, .from = WIRE_FROM_CLIENT}, reply;
-    struct client_request *q = &req.u.request;
-    q->op = CLIENT_GET;
-    q->client_id = c->client_id;
-    q->key = (uint8_t *)key;
-    q->key_len = key_len;
-    int rc = call_leader(c, &req, &reply);
-    if (rc)
-        return rc;
-    if (reply.u.reply.status == CLIENT_NOT_FOUND)
-        return -ENOENT;
-    if (reply.u.reply.status != CLIENT_OK)
-        return -EINVAL;
-    *value = malloc(reply.u.reply.value_len + 1);
-    if (!*value)
-        return -ENOMEM;
-    memcpy(*value, reply.u.reply.value, reply.u.reply.value_len);
-    (*value)[reply.u.reply.value_len] = '\0';
-    *value_len = reply.u.reply.value_len;
-    return 0;
+    struct client_request q = {.op = CLIENT_GET, .key = (uint8_t *)key, .key_len = key_len};
+    int st = request(c, &q, value, value_len);
+    return st < 0 ? st : st == CLIENT_OK ? 0 : st == CLIENT_NOT_FOUND ? -ENOENT : -EINVAL;
+}
+
+int kv_client_delete(struct kv_client *c, const char *key, uint32_t key_len)
+{
+    struct client_request q = {.op = CLIENT_DELETE, .key = (uint8_t *)key, .key_len = key_len};
+    int st = request(c, &q, NULL, NULL);
+    return st < 0 ? st : st == CLIENT_OK ? 0 : st == CLIENT_NOT_FOUND ? -ENOENT : -EINVAL;
+}
+
+int kv_client_cas(struct kv_client *c, const char *key, uint32_t key_len,
+                  const char *expected, uint32_t expected_len,
+                  const char *value, uint32_t value_len, uint8_t **held, uint32_t *held_len)
+{
+    struct client_request q = {.op = CLIENT_CAS, .key = (uint8_t *)key, .key_len = key_len,
+                               .expected = (uint8_t *)expected, .expected_len = expected_len,
+                               .value = (uint8_t *)value, .value_len = value_len};
+    *held = NULL;
+    int st = request(c, &q, held, held_len);
+    if (st == CLIENT_OK) {
+        free(*held); /* an OK reply carries no value; nothing to keep */
+        *held = NULL;
+    }
+    return st < 0 ? st : st == CLIENT_OK ? 0 : st == CLIENT_NOT_FOUND ? -ENOENT
+                                          : st == CLIENT_MISMATCH ? -EEXIST : -EINVAL;
+}
+
+int kv_client_list(struct kv_client *c, const char *prefix, uint32_t prefix_len, bool values,
+                   uint8_t **listing, uint32_t *listing_len)
+{
+    struct client_request q = {.op = values ? CLIENT_LIST_VALUES : CLIENT_LIST,
+                               .key = (uint8_t *)prefix, .key_len = prefix_len};
+    int st = request(c, &q, listing, listing_len);
+    return st < 0 ? st : st == CLIENT_OK ? 0 : st == CLIENT_TOO_LARGE ? -EMSGSIZE : -EINVAL;
 }
 
 int kv_client_transfer(struct kv_client *c, int32_t target, int32_t *leader, char **why)

@@ -44,6 +44,23 @@ int kv_client_get(struct kv_client *c, const char *key, uint32_t key_len,
  * finished in time; -EINVAL for a request the cluster found malformed. */
 int kv_client_transfer(struct kv_client *c, int32_t target, int32_t *leader, char **why);
 
+/* 0 deleted; -ENOENT it did not exist; -ETIMEDOUT or -EINVAL as for put. */
+int kv_client_delete(struct kv_client *c, const char *key, uint32_t key_len);
+
+/* Sets key to value if it holds expected: 0 swapped; -ENOENT the key does
+ * not exist; -EEXIST it held another value, a malloc'd copy in *held (NUL
+ * terminated); -ETIMEDOUT or -EINVAL as for put. */
+int kv_client_cas(struct kv_client *c, const char *key, uint32_t key_len,
+                  const char *expected, uint32_t expected_len,
+                  const char *value, uint32_t value_len, uint8_t **held, uint32_t *held_len);
+
+/* The keys starting with prefix, sorted, with their values if asked: 0
+ * with a malloc'd listing (kv_listing_next in kv/kv.h reads it after its
+ * u32 count); -EMSGSIZE when it would not fit in one reply; -ETIMEDOUT or
+ * -EINVAL as for get. */
+int kv_client_list(struct kv_client *c, const char *prefix, uint32_t prefix_len, bool values,
+                   uint8_t **listing, uint32_t *listing_len);
+
 /* ---- the parts of a session, for clients that drive their own I/O ---- */
 
 /* A fresh session id: random, so that no other client picks it. */

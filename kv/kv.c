@@ -5,9 +5,12 @@
  * client id -> session. The applier thread writes; request handlers read.
  *
  * Snapshot layout (big-endian):
- *   u32 magic "KVS1"  u64 applied_index  u64 clock_ms
+ *   u32 magic "KVS2"  u64 applied_index  u64 clock_ms
  *   u64 n_keys     then per key:     u32 key_len key u32 value_len value
  *   u64 n_sessions then per session: u64 client_id u64 last_seq u64 last_active_ms
+ *                                    u8 last_result u32 held_len held
+ * ("KVS1", written before delete and cas existed, has no last_result and
+ * held; it is still read.)
  */
 #include "kv/kv.h"
 
@@ -17,8 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KV_OP_PUT 1
-#define SNAPSHOT_MAGIC 0x4b565331u /* "KVS1" */
+#define SNAPSHOT_MAGIC_V1 0x4b565331u /* "KVS1" */
+#define SNAPSHOT_MAGIC 0x4b565332u    /* "KVS2" */
 
 struct kv_item {
     uint8_t *key; /* NULL: empty slot */
@@ -28,10 +31,16 @@ struct kv_item {
     uint64_t hash;
 };
 
+/* The answer to a session's last request is kept with it, so that a retry
+ * of a delete or cas that was applied gets the same answer (thesis §6.3:
+ * the state machine "returns the saved response" to a duplicate). */
 struct kv_session {
     uint64_t client_id; /* 0: empty slot */
     uint64_t last_seq;
     uint64_t last_active_ms;
+    uint8_t last_result; /* enum kv_result of last_seq */
+    uint32_t held_len;
+    uint8_t *held; /* KV_RESULT_MISMATCH: the value the key held (malloc'd) */
 };
 
 struct kv {
@@ -123,23 +132,69 @@ static uint32_t take_u32(struct reader *r)
     return p ? get_u32(p) : 0;
 }
 
+size_t kv_command_size(const struct kv_command *c)
+{
+    size_t n = 1 + 8 + 8 + 8 + 4 + (size_t)c->key_len;
+    if (c->op == KV_OP_CAS)
+        n += 4 + (size_t)c->expected_len;
+    if (c->op != KV_OP_DELETE)
+        n += 4 + (size_t)c->value_len;
+    return n;
+}
+
+size_t kv_encode_command(uint8_t *buf, const struct kv_command *c)
+{
+    uint8_t *p = buf;
+    *p++ = c->op;
+    put_u64(p, c->client_id);
+    put_u64(p + 8, c->seq);
+    put_u64(p + 16, c->time_ms);
+    p = put_bytes(p + 24, c->key, c->key_len);
+    if (c->op == KV_OP_CAS)
+        p = put_bytes(p, c->expected, c->expected_len);
+    if (c->op != KV_OP_DELETE)
+        p = put_bytes(p, c->value, c->value_len);
+    return (size_t)(p - buf);
+}
+
 size_t kv_put_size(uint32_t key_len, uint32_t value_len)
 {
-    return 1 + 8 + 8 + 8 + 4 + (size_t)key_len + 4 + value_len;
+    return kv_command_size(&(struct kv_command){.op = KV_OP_PUT, .key_len = key_len,
+                                                .value_len = value_len});
 }
 
 size_t kv_encode_put(uint8_t *buf, uint64_t client_id, uint64_t seq, uint64_t time_ms,
                      const uint8_t *key, uint32_t key_len,
                      const uint8_t *value, uint32_t value_len)
 {
-    uint8_t *p = buf;
-    *p++ = KV_OP_PUT;
-    put_u64(p, client_id);
-    put_u64(p + 8, seq);
-    put_u64(p + 16, time_ms);
-    p = put_bytes(p + 24, key, key_len);
-    p = put_bytes(p, value, value_len);
-    return (size_t)(p - buf);
+    struct kv_command c = {.op = KV_OP_PUT, .client_id = client_id, .seq = seq,
+                           .time_ms = time_ms, .key = key, .key_len = key_len,
+                           .value = value, .value_len = value_len};
+    return kv_encode_command(buf, &c);
+}
+
+/* Decodes an entry's command; false if it is not one (never proposed:
+ * every replica skips it alike). Pointers point into data. */
+static bool decode_command(const uint8_t *data, uint32_t len, struct kv_command *c)
+{
+    struct reader r = {.p = data, .left = len};
+    const uint8_t *op = take(&r, 1);
+    *c = (struct kv_command){.op = op ? *op : 0};
+    c->client_id = take_u64(&r);
+    c->seq = take_u64(&r);
+    c->time_ms = take_u64(&r);
+    c->key_len = take_u32(&r);
+    c->key = take(&r, c->key_len);
+    if (c->op == KV_OP_CAS) {
+        c->expected_len = take_u32(&r);
+        c->expected = take(&r, c->expected_len);
+    }
+    if (c->op != KV_OP_DELETE) {
+        c->value_len = take_u32(&r);
+        c->value = take(&r, c->value_len);
+    }
+    return !r.bad && r.left == 0 &&
+           (c->op == KV_OP_PUT || c->op == KV_OP_DELETE || c->op == KV_OP_CAS);
 }
 
 /* ---- the key table ---- */
@@ -208,6 +263,38 @@ static int set_locked(struct kv *kv, const uint8_t *key, uint32_t key_len,
     return 0;
 }
 
+/* The item of key, or NULL. */
+static struct kv_item *lookup_locked(struct kv *kv, const uint8_t *key, uint32_t key_len)
+{
+    if (!kv->items_cap)
+        return NULL;
+    struct kv_item *it = find_slot(kv->items, kv->items_cap, key, key_len,
+                                   hash_bytes(key, key_len));
+    return it->key ? it : NULL;
+}
+
+/* Removes an item. Linear probing finds a key by walking from its home
+ * slot to the first empty one, so the items after the hole that could not
+ * sit in their home slot are moved back into it, one by one (no
+ * tombstones to clean up later). */
+static void remove_locked(struct kv *kv, struct kv_item *it)
+{
+    size_t mask = kv->items_cap - 1, hole = (size_t)(it - kv->items);
+    free(it->key);
+    free(it->value);
+    kv->n_items--;
+    for (size_t j = (hole + 1) & mask; kv->items[j].key; j = (j + 1) & mask) {
+        size_t home = kv->items[j].hash & mask;
+        /* It stays if its home lies cyclically in (hole, j]. */
+        bool stays = hole < j ? (home > hole && home <= j) : (home > hole || home <= j);
+        if (stays)
+            continue;
+        kv->items[hole] = kv->items[j];
+        hole = j;
+    }
+    kv->items[hole] = (struct kv_item){0};
+}
+
 /* ---- sessions ---- */
 
 static struct kv_session *find_session(struct kv_session *s, size_t cap, uint64_t id)
@@ -230,6 +317,8 @@ static int rebuild_sessions(struct kv *kv, size_t cap, uint64_t cutoff_ms)
         if (old->client_id && old->last_active_ms >= cutoff_ms) {
             *find_session(s, cap, old->client_id) = *old;
             n++;
+        } else {
+            free(old->held);
         }
     }
     free(kv->sessions);
@@ -273,47 +362,88 @@ static struct kv_session *session_locked(struct kv *kv, uint64_t id)
 
 /* ---- the state machine ---- */
 
-/* 0, or -ENOMEM with the put not applied and its seq not recorded (its
- * clock and session expiry may have been: applying it again is the same). */
-static int apply_put_locked(struct kv *kv, const uint8_t *data, uint32_t len)
+/* A copy of n bytes (at least one byte allocated), or NULL. */
+static uint8_t *copy_locked(struct kv *kv, const uint8_t *b, uint32_t n)
 {
-    struct reader r = {.p = data, .left = len};
-    const uint8_t *op = take(&r, 1);
-    uint64_t client = take_u64(&r), seq = take_u64(&r), time_ms = take_u64(&r);
-    uint32_t key_len = take_u32(&r);
-    const uint8_t *key = take(&r, key_len);
-    uint32_t value_len = take_u32(&r);
-    const uint8_t *value = take(&r, value_len);
-    if (r.bad || *op != KV_OP_PUT)
-        return 0; /* never proposed: every replica skips it alike */
-    if (time_ms > kv->clock_ms)
-        kv->clock_ms = time_ms;
+    uint8_t *c = alloc_locked(kv, n ? n : 1, false);
+    if (c && n)
+        memcpy(c, b, n);
+    return c;
+}
+
+/* Carries out a write; *held gets a copy of the value a cas found instead
+ * of the one it expected. 0 or -ENOMEM with nothing changed. */
+static int write_locked(struct kv *kv, const struct kv_command *c, enum kv_result *result,
+                        uint8_t **held, uint32_t *held_len)
+{
+    struct kv_item *it = lookup_locked(kv, c->key, c->key_len);
+    *result = KV_RESULT_DONE;
+    switch (c->op) {
+    case KV_OP_DELETE:
+        if (it)
+            remove_locked(kv, it);
+        else
+            *result = KV_RESULT_ABSENT;
+        return 0;
+    case KV_OP_CAS:
+        if (!it) {
+            *result = KV_RESULT_ABSENT;
+            return 0;
+        }
+        if (it->value_len != c->expected_len ||
+            memcmp(it->value, c->expected, c->expected_len) != 0) {
+            *result = KV_RESULT_MISMATCH;
+            *held = copy_locked(kv, it->value, it->value_len);
+            *held_len = it->value_len;
+            return *held ? 0 : -ENOMEM;
+        }
+        break;
+    }
+    return set_locked(kv, c->key, c->key_len, c->value, c->value_len);
+}
+
+/* 0, or -ENOMEM with the command not applied and its seq not recorded (its
+ * clock and session expiry may have been: applying it again is the same). */
+static int apply_command_locked(struct kv *kv, const uint8_t *data, uint32_t len)
+{
+    struct kv_command c;
+    if (!decode_command(data, len, &c))
+        return 0;
+    if (c.time_ms > kv->clock_ms)
+        kv->clock_ms = c.time_ms;
     int rc = expire_sessions_locked(kv);
     if (rc == 0)
         rc = reserve_session_locked(kv);
     if (rc)
         return rc;
-    struct kv_session *s = find_session(kv->sessions, kv->sessions_cap, client);
+    struct kv_session *s = find_session(kv->sessions, kv->sessions_cap, c.client_id);
     /* §6.3: a request already applied for this session is not applied again. */
-    if (s->client_id == client && seq <= s->last_seq) {
+    if (s->client_id == c.client_id && c.seq <= s->last_seq) {
         s->last_active_ms = kv->clock_ms;
         kv->duplicates++;
         return 0;
     }
-    rc = set_locked(kv, key, key_len, value, value_len);
+    enum kv_result result;
+    uint8_t *held = NULL;
+    uint32_t held_len = 0;
+    rc = write_locked(kv, &c, &result, &held, &held_len);
     if (rc)
         return rc;
-    /* Recorded only once applied: a session never claims a put it lost. */
-    s = session_locked(kv, client);
+    /* Recorded only once applied: a session never claims a write it lost. */
+    s = session_locked(kv, c.client_id);
     s->last_active_ms = kv->clock_ms;
-    s->last_seq = seq;
+    s->last_seq = c.seq;
+    s->last_result = (uint8_t)result;
+    free(s->held);
+    s->held = held;
+    s->held_len = held_len;
     return 0;
 }
 
 int kv_apply_entry(struct kv *kv, uint64_t index, const struct raft_entry *e)
 {
     pthread_mutex_lock(&kv->mu);
-    int rc = e->type == RAFT_ENTRY_COMMAND ? apply_put_locked(kv, e->data, e->len) : 0;
+    int rc = e->type == RAFT_ENTRY_COMMAND ? apply_command_locked(kv, e->data, e->len) : 0;
     if (rc == 0)
         kv->applied_index = index;
     pthread_mutex_unlock(&kv->mu);
@@ -331,7 +461,9 @@ static int kv_snapshot(void *ctx, uint8_t **data, size_t *len)
 {
     struct kv *kv = ctx;
     pthread_mutex_lock(&kv->mu);
-    size_t size = 4 + 8 + 8 + 8 + 8 + kv->n_sessions * 24;
+    size_t size = 4 + 8 + 8 + 8 + 8 + kv->n_sessions * (24 + 1 + 4);
+    for (size_t i = 0; i < kv->sessions_cap; i++)
+        size += kv->sessions[i].held_len;
     for (size_t i = 0; i < kv->items_cap; i++)
         if (kv->items[i].key)
             size += 8 + kv->items[i].key_len + kv->items[i].value_len;
@@ -359,7 +491,8 @@ static int kv_snapshot(void *ctx, uint8_t **data, size_t *len)
         put_u64(p, s->client_id);
         put_u64(p + 8, s->last_seq);
         put_u64(p + 16, s->last_active_ms);
-        p += 24;
+        p[24] = s->last_result;
+        p = put_bytes(p + 25, s->held, s->held_len);
     }
     pthread_mutex_unlock(&kv->mu);
     *data = buf;
@@ -374,6 +507,8 @@ static void clear_locked(struct kv *kv)
         free(kv->items[i].value);
     }
     free(kv->items);
+    for (size_t i = 0; i < kv->sessions_cap; i++)
+        free(kv->sessions[i].held);
     free(kv->sessions);
     kv->items = NULL;
     kv->sessions = NULL;
@@ -383,7 +518,8 @@ static void clear_locked(struct kv *kv)
 static int restore_locked(struct kv *kv, const uint8_t *data, size_t len)
 {
     struct reader r = {.p = data, .left = len};
-    if (take_u32(&r) != SNAPSHOT_MAGIC)
+    uint32_t magic = take_u32(&r);
+    if (magic != SNAPSHOT_MAGIC && magic != SNAPSHOT_MAGIC_V1)
         return -EBADMSG;
     take_u64(&r); /* applied index: the caller's index is authoritative */
     kv->clock_ms = take_u64(&r);
@@ -399,6 +535,13 @@ static int restore_locked(struct kv *kv, const uint8_t *data, size_t len)
     n = take_u64(&r);
     for (uint64_t i = 0; i < n && !r.bad; i++) {
         uint64_t id = take_u64(&r), seq = take_u64(&r), active = take_u64(&r);
+        const uint8_t *result = NULL, *held = NULL;
+        uint32_t held_len = 0;
+        if (magic == SNAPSHOT_MAGIC) {
+            result = take(&r, 1);
+            held_len = take_u32(&r);
+            held = take(&r, held_len);
+        }
         if (r.bad)
             break;
         if (reserve_session_locked(kv))
@@ -406,6 +549,10 @@ static int restore_locked(struct kv *kv, const uint8_t *data, size_t len)
         struct kv_session *s = session_locked(kv, id);
         s->last_seq = seq;
         s->last_active_ms = active;
+        s->last_result = result ? *result : KV_RESULT_DONE;
+        if (held_len && !(s->held = copy_locked(kv, held, held_len)))
+            return -ENOMEM;
+        s->held_len = held_len;
     }
     return r.bad || r.left ? -EBADMSG : 0;
 }
@@ -534,4 +681,99 @@ void kv_get_stats(struct kv *kv, struct kv_stats *st)
             h += kv->items[i].hash * 31 + hash_bytes(kv->items[i].value, kv->items[i].value_len);
     st->hash = h;
     pthread_mutex_unlock(&kv->mu);
+}
+
+int kv_request_result(struct kv *kv, uint64_t client_id, uint64_t seq, enum kv_result *result,
+                      uint8_t **held, uint32_t *held_len)
+{
+    int rc = -ENOENT;
+    pthread_mutex_lock(&kv->mu);
+    const struct kv_session *s = kv->sessions_cap
+        ? find_session(kv->sessions, kv->sessions_cap, client_id) : NULL;
+    if (s && s->client_id == client_id && s->last_seq == seq) {
+        *result = (enum kv_result)s->last_result;
+        *held = NULL;
+        *held_len = s->held_len;
+        rc = 0;
+        if (s->last_result == KV_RESULT_MISMATCH && !(*held = malloc(s->held_len + 1)))
+            rc = -ENOMEM;
+        else if (*held)
+            memcpy(*held, s->held, s->held_len);
+    }
+    pthread_mutex_unlock(&kv->mu);
+    return rc;
+}
+
+static int compare_items(const void *a, const void *b)
+{
+    const struct kv_item *x = *(const struct kv_item *const *)a;
+    const struct kv_item *y = *(const struct kv_item *const *)b;
+    uint32_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+    int c = memcmp(x->key, y->key, n);
+    return c ? c : (x->key_len > y->key_len) - (x->key_len < y->key_len);
+}
+
+static bool has_prefix(const struct kv_item *it, const uint8_t *prefix, uint32_t len)
+{
+    return it->key && it->key_len >= len && memcmp(it->key, prefix, len) == 0;
+}
+
+/* Encodes the items, sorted, into a malloc'd listing of at most max bytes. */
+static int encode_listing(struct kv_item **found, size_t n, bool values, size_t max,
+                          uint8_t **out, uint32_t *out_len)
+{
+    size_t size = 4;
+    for (size_t i = 0; i < n; i++)
+        size += 4 + found[i]->key_len + (values ? 4 + found[i]->value_len : 0);
+    if (size > max)
+        return -EMSGSIZE;
+    uint8_t *buf = malloc(size), *p = buf;
+    if (!buf)
+        return -ENOMEM;
+    put_u32(p, (uint32_t)n);
+    p += 4;
+    for (size_t i = 0; i < n; i++) {
+        p = put_bytes(p, found[i]->key, found[i]->key_len);
+        if (values)
+            p = put_bytes(p, found[i]->value, found[i]->value_len);
+    }
+    *out = buf;
+    *out_len = (uint32_t)size;
+    return 0;
+}
+
+int kv_list(struct kv *kv, const uint8_t *prefix, uint32_t prefix_len, bool values,
+            size_t max, uint8_t **out, uint32_t *out_len)
+{
+    pthread_mutex_lock(&kv->mu);
+    struct kv_item **found = malloc((kv->n_items ? kv->n_items : 1) * sizeof(*found));
+    int rc = found ? 0 : -ENOMEM;
+    size_t n = 0;
+    for (size_t i = 0; found && i < kv->items_cap; i++)
+        if (has_prefix(&kv->items[i], prefix, prefix_len))
+            found[n++] = &kv->items[i];
+    if (found) {
+        qsort(found, n, sizeof(*found), compare_items);
+        rc = encode_listing(found, n, values, max, out, out_len);
+    }
+    pthread_mutex_unlock(&kv->mu);
+    free(found);
+    return rc;
+}
+
+int kv_listing_next(const uint8_t **p, size_t *left, bool values, const uint8_t **key,
+                    uint32_t *key_len, const uint8_t **value, uint32_t *value_len)
+{
+    struct reader r = {.p = *p, .left = *left};
+    *key_len = take_u32(&r);
+    *key = take(&r, *key_len);
+    if (values) {
+        *value_len = take_u32(&r);
+        *value = take(&r, *value_len);
+    }
+    if (r.bad)
+        return -EBADMSG;
+    *p = r.p;
+    *left = r.left;
+    return 0;
 }

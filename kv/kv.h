@@ -25,17 +25,53 @@ struct kv *kv_new(uint64_t session_timeout_ms);
 void kv_free(struct kv *kv);
 
 /* The table of functions a Raft node drives (apply, snapshot, restore).
- * Its apply aborts the process when an entry cannot be applied (out of
- * memory): the replica stops rather than diverge. */
+ * Its apply returns -ENOMEM when an entry cannot be applied: the node then
+ * stops rather than diverge from the replicas that applied it. */
 struct raft_fsm kv_fsm(struct kv *kv);
 
 /* Applies the committed entry at index. 0, or -ENOMEM with nothing of it
  * applied (the put's seq is not recorded, the applied index stays). */
 int kv_apply_entry(struct kv *kv, uint64_t index, const struct raft_entry *e);
 
-/* A put as a log entry's payload. Layout (big-endian):
- *   u8 op (1 = put)  u64 client_id  u64 seq  u64 leader_time_ms
- *   u32 key_len  key  u32 value_len  value */
+/* A write as a log entry's payload. Layout (big-endian):
+ *   u8 op  u64 client_id  u64 seq  u64 leader_time_ms  u32 key_len key
+ *   then for a put:    u32 value_len value
+ *        for a delete: nothing
+ *        for a cas:    u32 expected_len expected  u32 value_len value */
+enum kv_op { KV_OP_PUT = 1, KV_OP_DELETE = 2, KV_OP_CAS = 3 };
+
+struct kv_command {
+    uint8_t op; /* enum kv_op */
+    uint64_t client_id, seq, time_ms;
+    const uint8_t *key, *expected, *value; /* borrowed */
+    uint32_t key_len, expected_len, value_len;
+};
+size_t kv_command_size(const struct kv_command *c);
+size_t kv_encode_command(uint8_t *buf, const struct kv_command *c);
+
+/* What an applied write did, kept with its session (thesis §6.3) so that
+ * a retry of it is answered alike: done; the key did not exist (delete,
+ * cas); it held another value than the cas expected. */
+enum kv_result { KV_RESULT_DONE, KV_RESULT_ABSENT, KV_RESULT_MISMATCH };
+
+/* The result of the session's request seq, if it is the last one the
+ * session applied: 0 with *result, and for a mismatch *held, a malloc'd
+ * copy of what the key held (NULL otherwise). -ENOENT if not applied (or
+ * no longer the last), -ENOMEM. */
+int kv_request_result(struct kv *kv, uint64_t client_id, uint64_t seq, enum kv_result *result,
+                      uint8_t **held, uint32_t *held_len);
+
+/* The keys that start with prefix, sorted bytewise, with their values if
+ * asked, as a malloc'd listing of at most max bytes (-EMSGSIZE if larger):
+ *   u32 count, then per key: u32 key_len key [u32 value_len value] */
+int kv_list(struct kv *kv, const uint8_t *prefix, uint32_t prefix_len, bool values,
+            size_t max, uint8_t **out, uint32_t *out_len);
+/* Reads the next key (and value) of a listing after its count; advances
+ * *p and *left. 0 or -EBADMSG. */
+int kv_listing_next(const uint8_t **p, size_t *left, bool values, const uint8_t **key,
+                    uint32_t *key_len, const uint8_t **value, uint32_t *value_len);
+
+/* A put, encoded as above. */
 size_t kv_put_size(uint32_t key_len, uint32_t value_len);
 size_t kv_encode_put(uint8_t *buf, uint64_t client_id, uint64_t seq, uint64_t time_ms,
                      const uint8_t *key, uint32_t key_len,

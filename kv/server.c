@@ -61,6 +61,8 @@ static const uint8_t client_status_of[] = {
     [KV_ANSWER_NOT_LEADER] = CLIENT_NOT_LEADER,
     [KV_ANSWER_RETRY] = CLIENT_RETRY,
     [KV_ANSWER_BAD_REQUEST] = CLIENT_BAD_REQUEST,
+    [KV_ANSWER_MISMATCH] = CLIENT_MISMATCH,
+    [KV_ANSWER_TOO_LARGE] = CLIENT_TOO_LARGE,
     [KV_ANSWER_REFUSED] = CLIENT_REFUSED,
 };
 
@@ -106,16 +108,18 @@ static void send_reply(void *ctx, void *token, const struct kv_reply *r)
 static int handle_client(struct kv_server *s, const struct client_request *q,
                          struct wire_msg *reply, struct tcp_conn *conn)
 {
+    static const enum kv_request_op op_of[] = {
+        [CLIENT_PUT] = KV_REQUEST_PUT,       [CLIENT_GET] = KV_REQUEST_GET,
+        [CLIENT_STATUS] = KV_REQUEST_STATUS, [CLIENT_DELETE] = KV_REQUEST_DELETE,
+        [CLIENT_CAS] = KV_REQUEST_CAS,       [CLIENT_LIST] = KV_REQUEST_LIST,
+        [CLIENT_LIST_VALUES] = KV_REQUEST_LIST_VALUES, [CLIENT_TRANSFER] = KV_REQUEST_TRANSFER,
+    };
     struct kv_request req = {.client_id = q->client_id, .seq = q->seq, .key = q->key,
                              .key_len = q->key_len, .value = q->value,
-                             .value_len = q->value_len};
-    switch (q->op) {
-    case CLIENT_PUT: req.op = KV_REQUEST_PUT; break;
-    case CLIENT_GET: req.op = KV_REQUEST_GET; break;
-    case CLIENT_STATUS: req.op = KV_REQUEST_STATUS; break;
-    case CLIENT_TRANSFER: req.op = KV_REQUEST_TRANSFER; break;
-    default: req.op = 0; /* the service refuses it */
-    }
+                             .value_len = q->value_len, .expected = q->expected,
+                             .expected_len = q->expected_len};
+    /* 0, which the service refuses, for an op it does not know. */
+    req.op = q->op < sizeof(op_of) / sizeof(op_of[0]) ? op_of[q->op] : 0;
     struct kv_reply r;
     if (kv_service_handle(s->service, &req, &r, conn) == KV_SERVICE_LATER) {
         reply->type = WIRE_CLIENT_REPLY; /* with no value for the transport to free */

@@ -1,6 +1,7 @@
 /*
- * service.c - client requests on one node: puts through the log, reads
- * through a read barrier, status from the node (see service.h).
+ * service.c - client requests on one node: writes (put, delete, cas) through
+ * the log, reads (get, list) through a read barrier, status from the node
+ * (see service.h).
  */
 #include "kv/service.h"
 
@@ -13,8 +14,8 @@ struct kv_service {
     struct kv_service_config cfg;
 };
 
-/* A put waiting for its entry to be applied. */
-struct pending_put {
+/* A write waiting for its entry to be applied. */
+struct pending_write {
     struct raft_async async; /* first: the callback gets its address */
     struct kv_service *s;
     void *token;
@@ -64,17 +65,35 @@ static void answer_with_addr(struct kv_service *s, struct kv_reply *r, enum kv_a
         r->leader_addr = s->cfg.peers[hint];
 }
 
+/* The answer to a write the session table says was applied: a retry
+ * whose first copy was applied is answered as that copy was. */
+static void answer_applied(struct kv_service *s, uint64_t client_id, uint64_t seq,
+                           struct kv_reply *r)
+{
+    enum kv_result result;
+    int rc = kv_request_result(s->cfg.kv, client_id, seq, &result, &r->value, &r->value_len);
+    if (rc == 0 && result == KV_RESULT_DONE)
+        answer(r, KV_ANSWER_OK, (int32_t)s->cfg.id);
+    else if (rc == 0 && result == KV_RESULT_ABSENT)
+        answer(r, KV_ANSWER_NOT_FOUND, (int32_t)s->cfg.id);
+    else if (rc == 0)
+        answer(r, KV_ANSWER_MISMATCH, (int32_t)s->cfg.id);
+    else if (kv_applied_request(s->cfg.kv, client_id, seq))
+        answer(r, KV_ANSWER_OK, (int32_t)s->cfg.id); /* a put the session moved past */
+    else
+        answer(r, KV_ANSWER_RETRY, RAFT_NO_NODE);
+}
+
 /* Called back by the node (its applier) once the entry is applied, or
  * cannot be. The session table says whether this request was applied: the
- * entry at its index may be another leader's, and the answer to a retry
- * whose first copy was applied is OK too. */
-static void put_done(struct raft_async *a, int rc)
+ * entry at its index may be another leader's. */
+static void write_done(struct raft_async *a, int rc)
 {
-    struct pending_put *p = (struct pending_put *)a;
+    struct pending_write *p = (struct pending_write *)a;
     struct kv_service *s = p->s;
     struct kv_reply r = {0};
     if (rc == 0 && kv_applied_request(s->cfg.kv, p->client_id, p->seq))
-        answer(&r, KV_ANSWER_OK, (int32_t)s->cfg.id);
+        answer_applied(s, p->client_id, p->seq, &r);
     else
         answer(&r, KV_ANSWER_RETRY, RAFT_NO_NODE);
     void *token = p->token;
@@ -82,8 +101,14 @@ static void put_done(struct raft_async *a, int rc)
     s->cfg.answer(s->cfg.ctx, token, &r);
 }
 
-static int handle_put(struct kv_service *s, const struct kv_request *q, struct kv_reply *r,
-                      void *token)
+static const uint8_t command_op[] = {
+    [KV_REQUEST_PUT] = KV_OP_PUT,
+    [KV_REQUEST_DELETE] = KV_OP_DELETE,
+    [KV_REQUEST_CAS] = KV_OP_CAS,
+};
+
+static int handle_write(struct kv_service *s, const struct kv_request *q, struct kv_reply *r,
+                        void *token)
 {
     if (q->client_id == 0 || q->seq == 0 || q->key_len == 0) {
         answer(r, KV_ANSWER_BAD_REQUEST, RAFT_NO_NODE);
@@ -91,21 +116,24 @@ static int handle_put(struct kv_service *s, const struct kv_request *q, struct k
     }
     /* A retry of a request that was already applied gets the same answer. */
     if (kv_applied_request(s->cfg.kv, q->client_id, q->seq)) {
-        answer(r, KV_ANSWER_OK, (int32_t)s->cfg.id);
+        answer_applied(s, q->client_id, q->seq, r);
         return 0;
     }
-    size_t len = kv_put_size(q->key_len, q->value_len);
+    struct kv_command c = {.op = command_op[q->op], .client_id = q->client_id, .seq = q->seq,
+                           .time_ms = wall_clock_ms(), .key = q->key, .key_len = q->key_len,
+                           .expected = q->expected, .expected_len = q->expected_len,
+                           .value = q->value, .value_len = q->value_len};
+    size_t len = kv_command_size(&c);
     uint8_t *cmd = malloc(len);
-    struct pending_put *p = malloc(sizeof(*p));
+    struct pending_write *p = malloc(sizeof(*p));
     if (!cmd || !p) {
         free(cmd);
         free(p);
         answer(r, KV_ANSWER_RETRY, RAFT_NO_NODE);
         return 0;
     }
-    kv_encode_put(cmd, q->client_id, q->seq, wall_clock_ms(), q->key, q->key_len,
-                  q->value, q->value_len);
-    *p = (struct pending_put){.async.done = put_done, .s = s, .token = token,
+    kv_encode_command(cmd, &c);
+    *p = (struct pending_write){.async.done = write_done, .s = s, .token = token,
                               .client_id = q->client_id, .seq = q->seq};
     if (s->cfg.defer)
         s->cfg.defer(s->cfg.ctx, token); /* before the applier can answer */
@@ -127,20 +155,35 @@ static int handle_put(struct kv_service *s, const struct kv_request *q, struct k
     return KV_SERVICE_LATER;
 }
 
-static void handle_get(struct kv_service *s, const struct kv_request *q, struct kv_reply *r)
+/* A linearizable read (thesis §6.4): 0 once this node may answer from its
+ * store, else the answer is in *r. */
+static int read_barrier(struct kv_service *s, struct kv_reply *r)
 {
     int32_t hint;
     int rc = raft_read_barrier(s->cfg.node, s->cfg.read_wait_ms, &hint);
-    if (rc == -EPERM) {
+    if (rc == -EPERM)
         answer_with_addr(s, r, KV_ANSWER_NOT_LEADER, hint);
-        return;
-    }
-    if (rc != 0) {
+    else if (rc != 0)
         answer(r, KV_ANSWER_RETRY, RAFT_NO_NODE);
+    return rc;
+}
+
+static void handle_get(struct kv_service *s, const struct kv_request *q, struct kv_reply *r)
+{
+    if (read_barrier(s, r))
         return;
-    }
-    rc = kv_get(s->cfg.kv, q->key, q->key_len, &r->value, &r->value_len);
+    int rc = kv_get(s->cfg.kv, q->key, q->key_len, &r->value, &r->value_len);
     answer(r, rc == 0 ? KV_ANSWER_OK : rc == -ENOENT ? KV_ANSWER_NOT_FOUND : KV_ANSWER_RETRY,
+           (int32_t)s->cfg.id);
+}
+
+static void handle_list(struct kv_service *s, const struct kv_request *q, struct kv_reply *r)
+{
+    if (read_barrier(s, r))
+        return;
+    int rc = kv_list(s->cfg.kv, q->key, q->key_len, q->op == KV_REQUEST_LIST_VALUES,
+                     KV_SERVICE_MAX_LISTING, &r->value, &r->value_len);
+    answer(r, rc == 0 ? KV_ANSWER_OK : rc == -EMSGSIZE ? KV_ANSWER_TOO_LARGE : KV_ANSWER_RETRY,
            (int32_t)s->cfg.id);
 }
 
@@ -193,8 +236,12 @@ int kv_service_handle(struct kv_service *s, const struct kv_request *q, struct k
 {
     *r = (struct kv_reply){.leader_hint = RAFT_NO_NODE};
     switch (q->op) {
-    case KV_REQUEST_PUT: return handle_put(s, q, r, token);
+    case KV_REQUEST_PUT:
+    case KV_REQUEST_DELETE:
+    case KV_REQUEST_CAS: return handle_write(s, q, r, token);
     case KV_REQUEST_GET: handle_get(s, q, r); break;
+    case KV_REQUEST_LIST:
+    case KV_REQUEST_LIST_VALUES: handle_list(s, q, r); break;
     case KV_REQUEST_STATUS: handle_status(s, r); break;
     case KV_REQUEST_TRANSFER: handle_transfer(s, q, r); break;
     default: answer(r, KV_ANSWER_BAD_REQUEST, RAFT_NO_NODE);

@@ -35,8 +35,19 @@
  * commit down within an election timeout). */
 #define KV_SERVICE_READ_WAIT_MS 1000
 
-enum kv_request_op { KV_REQUEST_PUT = 1, KV_REQUEST_GET, KV_REQUEST_STATUS,
-                     KV_REQUEST_TRANSFER };
+/* The largest listing a list answers with: what one client reply holds. */
+#define KV_SERVICE_MAX_LISTING (1u << 20)
+
+enum kv_request_op {
+    KV_REQUEST_PUT = 1,
+    KV_REQUEST_GET,
+    KV_REQUEST_STATUS,
+    KV_REQUEST_DELETE,      /* a write like put: through the log, once per session seq */
+    KV_REQUEST_CAS,         /* likewise: value replaces expected, or nothing changes */
+    KV_REQUEST_LIST,        /* a read like get: the keys starting with key, sorted */
+    KV_REQUEST_LIST_VALUES, /* the same, with their values */
+    KV_REQUEST_TRANSFER,    /* key: the target's id in decimal, or empty for any */
+};
 
 struct kv_request {
     enum kv_request_op op;
@@ -46,6 +57,8 @@ struct kv_request {
     uint32_t key_len;
     const uint8_t *value;
     uint32_t value_len;
+    const uint8_t *expected; /* cas */
+    uint32_t expected_len;
 };
 
 enum kv_answer {
@@ -53,7 +66,9 @@ enum kv_answer {
     KV_ANSWER_NOT_FOUND,   /* get of a key that does not exist */
     KV_ANSWER_NOT_LEADER,  /* ask leader_hint (or another node) */
     KV_ANSWER_RETRY,       /* no outcome yet (election, lost leadership): retry */
-    KV_ANSWER_BAD_REQUEST, /* a put without session, seq or key; an unknown op */
+    KV_ANSWER_BAD_REQUEST, /* a write without session, seq or key; an unknown op */
+    KV_ANSWER_MISMATCH,    /* cas: the key held another value (in value) */
+    KV_ANSWER_TOO_LARGE,   /* list: more than fits in one reply */
     KV_ANSWER_REFUSED,     /* the cluster will not do it: value says why */
 };
 
@@ -61,7 +76,7 @@ struct kv_reply {
     enum kv_answer answer;
     int32_t leader_hint;     /* RAFT_NO_NODE when unknown */
     const char *leader_addr; /* NOT_LEADER, RETRY: leader_hint's address, or NULL */
-    uint8_t *value;          /* get, REFUSED: malloc'd, the caller's to free */
+    uint8_t *value;          /* get, list, cas mismatch, REFUSED: malloc'd, the caller's to free */
     uint32_t value_len;
     struct raft_status status; /* status */
 };
@@ -72,10 +87,11 @@ struct kv_service_config {
     uint32_t id, n_nodes;
     char *const *peers;    /* "host:port" by id, for redirects; may be NULL */
     unsigned read_wait_ms; /* 0: KV_SERVICE_READ_WAIT_MS */
-    /* Deferred answers. For a put that goes to the log, defer(ctx, token)
+    /* Deferred answers. For a write that goes to the log, defer(ctx, token)
      * is called before the node could answer (may be NULL), then
      * answer(ctx, token, reply) exactly once, from the node's applier
-     * thread or the calling one; the reply carries no value. */
+     * thread or the calling one; a cas mismatch's reply carries the value
+     * held, which answer must free. */
     void (*defer)(void *ctx, void *token);
     void (*answer)(void *ctx, void *token, const struct kv_reply *reply);
     void *ctx;

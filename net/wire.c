@@ -206,7 +206,8 @@ static uint64_t wire_body_size(const struct wire_msg *m)
         return 8;
     case WIRE_CLIENT_REQUEST:
         return 1 + 8 + 8 + 4 + (uint64_t)m->u.request.key_len + 4 +
-               m->u.request.value_len;
+               m->u.request.value_len +
+               (m->u.request.op == CLIENT_CAS ? 4 + (uint64_t)m->u.request.expected_len : 0);
     case WIRE_CLIENT_REPLY:
         return 1 + 4 + 4 + (uint64_t)m->u.reply.leader_addr_len +
                4 + (uint64_t)m->u.reply.value_len + 4 + 1 + 8 + 4 +
@@ -289,7 +290,8 @@ static uint8_t *wire_put_request(uint8_t *p, const struct client_request *q)
     p = wire_put_u64(p, q->client_id);
     p = wire_put_u64(p, q->seq);
     p = wire_put_bytes(p, q->key, q->key_len);
-    return wire_put_bytes(p, q->value, q->value_len);
+    p = wire_put_bytes(p, q->value, q->value_len);
+    return q->op == CLIENT_CAS ? wire_put_bytes(p, q->expected, q->expected_len) : p;
 }
 
 static uint8_t *wire_put_reply(uint8_t *p, const struct client_reply *r)
@@ -312,7 +314,8 @@ static int wire_check_limits(const struct wire_msg *msg)
 {
     if (msg->type == WIRE_CLIENT_REQUEST &&
         (msg->u.request.key_len > CLIENT_MAX_KEY ||
-         msg->u.request.value_len > CLIENT_MAX_VALUE))
+         msg->u.request.value_len > CLIENT_MAX_VALUE ||
+         msg->u.request.expected_len > CLIENT_MAX_VALUE))
         return -EMSGSIZE;
     if (msg->type == WIRE_CLIENT_REPLY &&
         (msg->u.reply.value_len > CLIENT_MAX_VALUE ||
@@ -453,6 +456,10 @@ static int wire_get_request(struct wire_reader *r, struct client_request *q)
     q->seq = wire_get_u64(r);
     wire_get_bytes(r, CLIENT_MAX_KEY, &q->key_len, &q->key);
     wire_get_bytes(r, CLIENT_MAX_VALUE, &q->value_len, &q->value);
+    q->expected_len = 0;
+    q->expected = NULL;
+    if (q->op == CLIENT_CAS)
+        wire_get_bytes(r, CLIENT_MAX_VALUE, &q->expected_len, &q->expected);
     return r->err;
 }
 

@@ -39,6 +39,10 @@ enum client_op {
     CLIENT_GET = 2,
     CLIENT_STATUS = 3,
     CLIENT_TRANSFER = 4, /* key: the target's id in decimal, or empty for any */
+    CLIENT_DELETE = 5,
+    CLIENT_CAS = 6,         /* the only op that carries `expected` */
+    CLIENT_LIST = 7,        /* key: the prefix; the reply's value: a listing (kv/kv.h) */
+    CLIENT_LIST_VALUES = 8, /* the same, with each key's value */
 };
 
 enum client_status {
@@ -48,6 +52,8 @@ enum client_status {
     CLIENT_RETRY = 3,       /* no outcome yet (election, timeout): retry */
     CLIENT_BAD_REQUEST = 4, /* malformed or oversized request */
     CLIENT_REFUSED = 5,     /* the cluster refused it; value: one sentence why */
+    CLIENT_MISMATCH = 6,    /* cas: the key held another value (in value) */
+    CLIENT_TOO_LARGE = 7,   /* list: the answer would exceed CLIENT_MAX_VALUE */
 };
 
 #define CLIENT_MAX_KEY 1024
@@ -62,6 +68,8 @@ struct client_request {
     uint8_t *key; /* borrowed */
     uint32_t value_len;
     uint8_t *value; /* borrowed */
+    uint32_t expected_len; /* CLIENT_CAS only: encoded after value */
+    uint8_t *expected;     /* borrowed */
 };
 
 struct client_reply {

@@ -151,7 +151,7 @@ static void test_help_of_each_subcommand_lists_options_and_defaults(void **state
     line_has(o, "  --heartbeat MS ", "(default: 50)");
     line_has(o, "  --snapshot-every N ", "(default: 10000)");
     o = help_of("client")->out;
-    line_has(o, "usage: raft client ", "put KEY VALUE | get KEY | status");
+    line_has(o, "usage: raft client ", "put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | list [PREFIX] | status | transfer [ID]");
     line_has(o, "  --cluster HOST:PORT,... ", "(required)");
     line_has(o, "  --timeout S ", "(default: 5)");
     line_has(o, "  --json ", "status");
@@ -239,11 +239,11 @@ static void test_usage_errors_are_one_sentence_and_a_pointer_to_help(void **stat
             NULL);
     refused("--json takes no value; got --json=yes", "client", "--json=yes", NULL);
     refused("--c is ambiguous: --cluster or --clients?", "bench", "--c", "x", NULL);
-    refused("unknown command frob; the commands are put KEY VALUE, get KEY, status and transfer [ID]",
+    refused("unknown command frob; the commands are put KEY VALUE, get KEY, delete KEY, cas KEY EXPECTED NEW, list [PREFIX], status and transfer [ID]",
             "client", "--cluster", peers, "frob", NULL);
     refused("put takes KEY VALUE; got 1 argument", "client", "--cluster", peers, "put", "k",
             NULL);
-    refused("--json goes with status only, not with get", "client", "--cluster", peers, "get",
+    refused("--json goes with status and list only, not with get", "client", "--cluster", peers, "get",
             "k", "--json", NULL);
     refused("unexpected argument extra; cluster takes options only", "cluster", "extra", NULL);
     refused("expects one data directory, DIR; got 0 arguments", "dump", NULL);

@@ -340,6 +340,34 @@ static void test_client_request_roundtrip(void **state)
     check_client_request(CLIENT_STATUS, NULL, NULL);
 }
 
+/* Only a cas carries `expected`, after its value; other ops do not. */
+static void test_cas_request_carries_expected(void **state)
+{
+    (void)state;
+    struct wire_msg m = {.type = WIRE_CLIENT_REQUEST, .from = WIRE_FROM_CLIENT};
+    m.u.request = (struct client_request){
+        .op = CLIENT_CAS, .client_id = 9, .seq = 4, .key_len = 4, .key = (uint8_t *)"lock",
+        .value_len = 4, .value = (uint8_t *)"mine", .expected_len = 4,
+        .expected = (uint8_t *)"free"};
+    size_t size;
+    uint8_t *frame = encode_new(&m, &size);
+    struct wire_msg out;
+    assert_int_equal(wire_decode(frame, size, &out), 0);
+    assert_int_equal(out.u.request.op, CLIENT_CAS);
+    assert_int_equal(out.u.request.expected_len, 4);
+    assert_memory_equal(out.u.request.expected, "free", 4);
+    assert_memory_equal(out.u.request.value, "mine", 4);
+    wire_msg_release(&out);
+    free(frame);
+    m.u.request.op = CLIENT_PUT; /* the same fields, but a put has no expected */
+    frame = encode_new(&m, &size);
+    assert_int_equal(wire_decode(frame, size, &out), 0);
+    assert_int_equal(out.u.request.expected_len, 0);
+    assert_null(out.u.request.expected);
+    wire_msg_release(&out);
+    free(frame);
+}
+
 static void test_client_reply_roundtrip(void **state)
 {
     (void)state;
@@ -645,6 +673,7 @@ int main(void)
         cmocka_unit_test(test_install_snapshot_roundtrip),
         cmocka_unit_test(test_install_snapshot_reply_roundtrip),
         cmocka_unit_test(test_client_request_roundtrip),
+        cmocka_unit_test(test_cas_request_carries_expected),
         cmocka_unit_test(test_client_reply_roundtrip),
         cmocka_unit_test(test_length_beyond_bytes_present_is_refused),
         cmocka_unit_test(test_frame_size_limits),
