@@ -580,23 +580,20 @@ static void quote_for_log(char *buf, size_t cap, const uint8_t *s, uint32_t len,
         snprintf(buf + off, cap - off, "...");
 }
 
-/* The log's words for a put: "put greeting from client 7 seq 3". Reads the
- * entry only, never the map: the node calls it holding its own lock. */
+/* The log's words for a write: "put greeting from client 7 seq 3". Reads
+ * the entry only, never the map: the node calls it holding its own lock. */
 static void kv_describe(void *ctx, const uint8_t *data, uint32_t len, char *buf, size_t cap)
 {
     (void)ctx;
-    struct reader r = {.p = data, .left = len};
-    const uint8_t *op = take(&r, 1);
-    uint64_t client = take_u64(&r), seq = take_u64(&r);
-    take_u64(&r); /* the leader's clock */
-    uint32_t key_len = take_u32(&r);
-    const uint8_t *key = take(&r, key_len);
-    if (r.bad || *op != KV_OP_PUT)
+    static const char *const names[] = {[KV_OP_PUT] = "put", [KV_OP_DELETE] = "delete",
+                                        [KV_OP_CAS] = "cas"};
+    struct kv_command c;
+    if (!decode_command(data, len, &c))
         return; /* the node says "command (N bytes)" */
     char quoted[160] = "";
-    quote_for_log(quoted, sizeof(quoted), key, key_len, 32);
-    snprintf(buf, cap, "put %s from client %llu seq %llu", quoted, (unsigned long long)client,
-             (unsigned long long)seq);
+    quote_for_log(quoted, sizeof(quoted), c.key, c.key_len, 32);
+    snprintf(buf, cap, "%s %s from client %llu seq %llu", names[c.op], quoted,
+             (unsigned long long)c.client_id, (unsigned long long)c.seq);
 }
 
 struct raft_fsm kv_fsm(struct kv *kv)
