@@ -18,14 +18,17 @@
  * or timed out (for put: outcome unknown); 4 the node could not start.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "kv/bench.h"
 #include "kv/client.h"
+#include "kv/console.h"
 #include "kv/server.h"
 #include "raft/storage/storage.h"
 
@@ -117,19 +120,55 @@ static void configure_node(struct kv_server_config *sc, const struct serve_optio
     sc->raft.snapshot_every = (uint64_t)o->snapshot_every;
 }
 
-static int serve(struct kv_server_config *configs, uint32_t count)
+/* The console's `quit`: wakes the main thread's sigwait() as a stop
+ * signal would. */
+static void console_quit(void *ctx)
+{
+    pthread_kill(*(pthread_t *)ctx, SIGUSR1);
+}
+
+static int start_console(struct kv_console **out, struct kv_server **servers,
+                         const struct kv_server_config *configs, uint32_t count,
+                         pthread_t *main_thread)
+{
+    const struct raft_config *r = &configs[0].raft;
+    struct kv_console_config cc = {
+        .servers = servers, .configs = configs, .n = count, .in_fd = STDIN_FILENO,
+        .out = stdout, .quit = console_quit, .ctx = main_thread,
+        /* long enough to wait out an election, even in slow motion */
+        .client_timeout_ms = 5000 + 4 * r->election_timeout_max_ms,
+    };
+    int rc = kv_console_start(out, &cc);
+    if (rc)
+        fprintf(stderr, "raft: cannot start the console: %s\n", strerror(-rc));
+    return rc;
+}
+
+/* Runs the nodes until a stop signal, or the console's quit (with_console:
+ * commands on standard input act on the nodes meanwhile). */
+static int serve(struct kv_server_config *configs, uint32_t count, bool with_console)
 {
     sigset_t set;
     block_stop_signals(&set);
+    if (with_console) {
+        sigaddset(&set, SIGUSR1); /* the console's quit; blocked before any thread starts */
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
+    }
+    pthread_t self = pthread_self();
     struct kv_server *servers[RAFT_MAX_NODES] = {0};
+    struct kv_console *console = NULL;
     int rc = 0;
     for (uint32_t i = 0; i < count && rc == 0; i++)
         rc = kv_server_start(&servers[i], &configs[i]);
+    if (rc == 0 && with_console)
+        rc = start_console(&console, servers, configs, count, &self);
     if (rc == 0) {
         int sig;
         sigwait(&set, &sig);
-        fprintf(stderr, "raft: %s received, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        fprintf(stderr, "raft: %s, stopping\n", sig == SIGINT ? "SIGINT received"
+                : sig == SIGTERM ? "SIGTERM received" : "quit typed on the console");
     }
+    kv_console_stop(console); /* first: it may be crashing or restarting a node */
     for (uint32_t i = 0; i < count; i++)
         if (servers[i])
             kv_server_stop(servers[i]);
@@ -186,7 +225,7 @@ static int cmd_node(int argc, char **argv)
     snprintf(dir, sizeof(dir), "data/node-%ld", o.id);
     struct kv_server_config sc = {.peers = peers.v, .data_dir = o.data_dir ? o.data_dir : dir};
     configure_node(&sc, &o, (uint32_t)o.id, peers.n);
-    return serve(&sc, 1);
+    return serve(&sc, 1, false);
 }
 
 static int cluster_options(int argc, char **argv, struct serve_options *o)
@@ -204,8 +243,8 @@ static int cluster_options(int argc, char **argv, struct serve_options *o)
     };
     const struct cli_command cmd = {
         .name = "cluster", .synopsis = "[options]",
-        .summary = "Runs N nodes in this process on 127.0.0.1 until SIGINT or SIGTERM; "
-                   "logs go to stderr.",
+        .summary = "Runs N nodes in this process on 127.0.0.1 until SIGINT, SIGTERM or "
+                   "quit; logs go to stderr. Commands on stdin act on the nodes (type help).",
         .options = opts, .n_options = ARRAY_LEN(opts)};
     struct cli_words w;
     int rc = cli_parse(&cmd, argc, argv, &w);
@@ -240,7 +279,7 @@ static int cmd_cluster(int argc, char **argv)
         sc[i] = (struct kv_server_config){.peers = addrs, .data_dir = dirs[i]};
         configure_node(&sc[i], &o, i, n);
     }
-    return serve(sc, n);
+    return serve(sc, n, true);
 }
 
 /* ---- client ---- */
