@@ -361,7 +361,15 @@ static int client_put_get(const struct client_options *o, const struct cli_addrs
         }
         free(value);
     }
+    if (rc == -EHOSTUNREACH)
+        fprintf(stderr, "Cannot resolve %s, and no other node accepted a connection.\n",
+                kv_client_unresolved(c));
     kv_client_close(c);
+    if (rc == -ECONNREFUSED)
+        fprintf(stderr, "Connection refused by every node: is the cluster running at %s?\n",
+                o->cluster);
+    if (rc == -ECONNREFUSED || rc == -EHOSTUNREACH)
+        return EXIT_UNAVAILABLE;
     if (rc == -ENOENT) {
         fprintf(stderr, "The key %s does not exist.\n", key);
         return EXIT_NOT_FOUND;
