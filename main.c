@@ -29,6 +29,7 @@
 #include "kv/bench.h"
 #include "kv/client.h"
 #include "kv/console.h"
+#include "kv/kv.h"
 #include "kv/server.h"
 #include "raft/storage/storage.h"
 
@@ -532,7 +533,7 @@ static int cmd_dump(int argc, char **argv)
         rc = cli_usage_error(cmd.name, "expects one data directory, DIR; got %d arguments", w.n);
     if (rc)
         return cli_exit_code(rc);
-    rc = file_storage_dump(w.v[0], stdout);
+    rc = file_storage_dump(w.v[0], stdout, kv_describe_entry);
     if (rc) {
         fprintf(stderr, "Cannot read the data directory %s: %s.\n", w.v[0], strerror(-rc));
         return EXIT_START_FAILED;

@@ -12,6 +12,7 @@
 #include "kv/kv.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -271,21 +272,61 @@ static struct kv_session *session_locked(struct kv *kv, uint64_t id)
     return s;
 }
 
+int kv_decode_put(const uint8_t *data, uint32_t len, struct kv_put *out)
+{
+    struct reader r = {.p = data, .left = len};
+    const uint8_t *op = take(&r, 1);
+    out->client_id = take_u64(&r);
+    out->seq = take_u64(&r);
+    out->time_ms = take_u64(&r);
+    out->key_len = take_u32(&r);
+    out->key = take(&r, out->key_len);
+    out->value_len = take_u32(&r);
+    out->value = take(&r, out->value_len);
+    return r.bad || *op != KV_OP_PUT ? -EBADMSG : 0;
+}
+
+/* Appends up to KV_DESCRIBE_BYTES of b to buf at *used: printable ASCII as
+ * is, backslash and the rest escaped. */
+#define KV_DESCRIBE_BYTES 64
+static void describe_bytes(char *buf, size_t cap, size_t *used, const uint8_t *b, uint32_t n)
+{
+    for (uint32_t i = 0; i < n && i < KV_DESCRIBE_BYTES && *used < cap; i++) {
+        int w = b[i] >= 0x20 && b[i] < 0x7f && b[i] != '\\'
+                    ? snprintf(buf + *used, cap - *used, "%c", b[i])
+                    : snprintf(buf + *used, cap - *used, "\\x%02x", b[i]);
+        *used += (size_t)w;
+    }
+    if (n > KV_DESCRIBE_BYTES && *used < cap)
+        *used += (size_t)snprintf(buf + *used, cap - *used, "...(%" PRIu32 " bytes)", n);
+}
+
+int kv_describe_entry(char *buf, size_t cap, const uint8_t *data, uint32_t len)
+{
+    struct kv_put put;
+    if (cap == 0 || kv_decode_put(data, len, &put) != 0)
+        return -EBADMSG;
+    size_t used = (size_t)snprintf(buf, cap, "put ");
+    describe_bytes(buf, cap, &used, put.key, put.key_len);
+    if (used < cap)
+        used += (size_t)snprintf(buf + used, cap - used, " = ");
+    describe_bytes(buf, cap, &used, put.value, put.value_len);
+    if (used < cap)
+        used += (size_t)snprintf(buf + used, cap - used, "  (client %016" PRIx64 ", seq %"
+                                 PRIu64 ")", put.client_id, put.seq);
+    return (int)(used < cap ? used : cap - 1);
+}
+
 /* ---- the state machine ---- */
 
 /* 0, or -ENOMEM with the put not applied and its seq not recorded (its
  * clock and session expiry may have been: applying it again is the same). */
 static int apply_put_locked(struct kv *kv, const uint8_t *data, uint32_t len)
 {
-    struct reader r = {.p = data, .left = len};
-    const uint8_t *op = take(&r, 1);
-    uint64_t client = take_u64(&r), seq = take_u64(&r), time_ms = take_u64(&r);
-    uint32_t key_len = take_u32(&r);
-    const uint8_t *key = take(&r, key_len);
-    uint32_t value_len = take_u32(&r);
-    const uint8_t *value = take(&r, value_len);
-    if (r.bad || *op != KV_OP_PUT)
+    struct kv_put put;
+    if (kv_decode_put(data, len, &put) != 0)
         return 0; /* never proposed: every replica skips it alike */
+    uint64_t client = put.client_id, seq = put.seq, time_ms = put.time_ms;
     if (time_ms > kv->clock_ms)
         kv->clock_ms = time_ms;
     int rc = expire_sessions_locked(kv);
@@ -300,7 +341,7 @@ static int apply_put_locked(struct kv *kv, const uint8_t *data, uint32_t len)
         kv->duplicates++;
         return 0;
     }
-    rc = set_locked(kv, key, key_len, value, value_len);
+    rc = set_locked(kv, put.key, put.key_len, put.value, put.value_len);
     if (rc)
         return rc;
     /* Recorded only once applied: a session never claims a put it lost. */

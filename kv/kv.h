@@ -41,6 +41,22 @@ size_t kv_encode_put(uint8_t *buf, uint64_t client_id, uint64_t seq, uint64_t ti
                      const uint8_t *key, uint32_t key_len,
                      const uint8_t *value, uint32_t value_len);
 
+/* A put entry's payload decoded; key and value point into the payload. */
+struct kv_put {
+    uint64_t client_id, seq, time_ms;
+    const uint8_t *key, *value;
+    uint32_t key_len, value_len;
+};
+
+/* 0, or -EBADMSG when data is not a well-formed put. */
+int kv_decode_put(const uint8_t *data, uint32_t len, struct kv_put *out);
+
+/* A command entry in words, for people: "put KEY = VALUE  (client C, seq
+ * S)", unprintable bytes escaped, long keys and values cut. Writes a
+ * NUL-terminated string of at most cap bytes and returns its length, or
+ * -EBADMSG when data is not a put. (`raft dump` prints entries with it.) */
+int kv_describe_entry(char *buf, size_t cap, const uint8_t *data, uint32_t len);
+
 /* Copies the value of key into a malloc'd buffer. 0 or -ENOENT/-ENOMEM. */
 int kv_get(struct kv *kv, const uint8_t *key, uint32_t key_len,
            uint8_t **value, uint32_t *value_len);
