@@ -157,7 +157,8 @@ static void expect(struct console *c, const char *command, const char *want)
 
 static void stop_cluster(struct console *c)
 {
-    close(c->in);
+    if (c->in >= 0)
+        close(c->in);
     close(c->out);
     for (int i = 0; i < NODES; i++)
         port_release(&c->ports[i]);
@@ -272,6 +273,8 @@ static void test_console_crash_restart_isolate_heal(void **state)
     struct view v[NODES];
     char line[512];
     start_cluster(c);
+    /* On a pipe, no hint comes first: the first line is help's reply. */
+    expect(c, "help", "commands: status | put K V | get K | crash N | restart N |");
     int leader = wait_leader(c, v, -1);
 
     expect(c, "put greeting hello", "ok: greeting = hello");
@@ -318,6 +321,34 @@ static void test_console_crash_restart_isolate_heal(void **state)
     stop_cluster(c);
 }
 
+/* The end of the commands is not the end of the cluster: it runs on,
+ * serving clients, until a stop signal. */
+static void test_end_of_input_leaves_the_cluster_running(void **state)
+{
+    (void)state;
+    struct console con, *c = &con;
+    struct view v[NODES];
+    start_cluster(c);
+    wait_leader(c, v, -1);
+    close(c->in);
+    c->in = -1;
+    pause_ms(500);
+    int st;
+    assert_int_equal(waitpid(c->pid, &st, WNOHANG), 0);
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "%s client --cluster 127.0.0.1:%d put after-eof yes "
+             ">/dev/null 2>&1", bin(), c->ports[0].port);
+    st = system(cmd);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(kill(c->pid, SIGTERM), 0);
+    assert_int_equal(waitpid(c->pid, &st, 0), c->pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_non_null(strstr(file_text(c->log), "raft: SIGTERM received, stopping"));
+    stop_cluster(c);
+}
+
 /* No node listens: the client says so at once instead of retrying for its
  * whole --timeout. */
 static void test_client_refused_by_every_node_fails_fast(void **state)
@@ -358,6 +389,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_console_crash_restart_isolate_heal),
+        cmocka_unit_test(test_end_of_input_leaves_the_cluster_running),
         cmocka_unit_test(test_client_refused_by_every_node_fails_fast),
     };
     return cmocka_run_group_tests_name("system: the console of raft cluster", tests, NULL, NULL);
