@@ -129,23 +129,6 @@ static void console_quit(void *ctx)
     pthread_kill(*(pthread_t *)ctx, SIGUSR1);
 }
 
-static int start_console(struct kv_console **out, struct kv_server **servers,
-                         const struct kv_server_config *configs, uint32_t count,
-                         pthread_t *main_thread)
-{
-    const struct raft_config *r = &configs[0].raft;
-    struct kv_console_config cc = {
-        .servers = servers, .configs = configs, .n = count, .in_fd = STDIN_FILENO,
-        .out = stdout, .quit = console_quit, .ctx = main_thread,
-        /* long enough to wait out an election, even in slow motion */
-        .client_timeout_ms = 5000 + 4 * r->election_timeout_max_ms,
-    };
-    int rc = kv_console_start(out, &cc);
-    if (rc)
-        fprintf(stderr, "raft: cannot start the console: %s\n", strerror(-rc));
-    return rc;
-}
-
 /* Runs the nodes until a stop signal, or the console's quit (with_console:
  * commands on standard input act on the nodes meanwhile). */
 static int serve(struct kv_server_config *configs, uint32_t count, bool with_console)
@@ -162,8 +145,11 @@ static int serve(struct kv_server_config *configs, uint32_t count, bool with_con
     int rc = 0;
     for (uint32_t i = 0; i < count && rc == 0; i++)
         rc = kv_server_start(&servers[i], &configs[i]);
-    if (rc == 0 && with_console)
-        rc = start_console(&console, servers, configs, count, &self);
+    struct kv_console_config cc = {.servers = servers, .configs = configs, .n = count,
+                                   .in_fd = STDIN_FILENO, .out = stdout,
+                                   .quit = console_quit, .ctx = &self};
+    if (rc == 0 && with_console && (rc = kv_console_start(&console, &cc)) != 0)
+        fprintf(stderr, "raft: cannot start the console: %s\n", strerror(-rc));
     if (rc == 0) {
         int sig;
         sigwait(&set, &sig);

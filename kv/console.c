@@ -363,10 +363,12 @@ int kv_console_start(struct kv_console **out, const struct kv_console_config *cf
         return -ENOMEM;
     c->cfg = *cfg;
     c->wake[0] = c->wake[1] = -1;
+    if (c->cfg.client_timeout_ms == 0) /* even in slow motion */
+        c->cfg.client_timeout_ms = 5000 + 4 * cfg->configs[0].raft.election_timeout_max_ms;
     char *addrs[RAFT_MAX_NODES];
     for (uint32_t i = 0; i < cfg->n; i++)
         addrs[i] = cfg->configs[0].peers[i];
-    int rc = kv_client_open(&c->client, addrs, cfg->n, cfg->client_timeout_ms);
+    int rc = kv_client_open(&c->client, addrs, cfg->n, c->cfg.client_timeout_ms);
     if (rc == 0 && pipe(c->wake) != 0)
         rc = -errno;
     if (rc == 0 && isatty(cfg->in_fd))

@@ -34,7 +34,7 @@ struct kv_console_config {
     uint32_t n;
     int in_fd;               /* commands */
     FILE *out;               /* replies */
-    unsigned client_timeout_ms; /* for put and get */
+    unsigned client_timeout_ms; /* for put and get; 0: enough to wait out an election */
     void (*quit)(void *ctx); /* called from the console's thread on `quit` */
     void *ctx;
 };
