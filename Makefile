@@ -61,7 +61,7 @@ $(BUILD)/raft-proxy: $(BUILD)/obj/tests/chaos/proxy_main.o $(BUILD)/obj/tests/ch
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 run: $(BUILD)/raft
-	$(BUILD)/raft cluster
+	$(BUILD)/raft cluster $(ARGS)
 
 cmocka:
 	@tests/need-cmocka.sh

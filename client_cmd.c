@@ -48,10 +48,20 @@ static void print_json_string(const uint8_t *b, uint32_t n)
 }
 
 /* The exit code of what the session returned, saying why on stderr. */
-static int outcome(int rc, const struct client_cmd *cmd)
+static int outcome(int rc, const struct client_cmd *cmd, const struct kv_client *c)
 {
     if (rc == 0)
         return 0;
+    if (rc == -ECONNREFUSED) {
+        fprintf(stderr, "Connection refused by every node: is the cluster running at %s?\n",
+                cmd->cluster);
+        return EXIT_UNAVAILABLE;
+    }
+    if (rc == -EHOSTUNREACH) {
+        fprintf(stderr, "Cannot resolve %s, and no other node accepted a connection.\n",
+                kv_client_unresolved(c));
+        return EXIT_UNAVAILABLE;
+    }
     if (rc == -EINVAL) {
         fprintf(stderr, "The cluster refused the request as malformed.\n");
         return EXIT_MALFORMED;
@@ -69,7 +79,7 @@ static int outcome(int rc, const struct client_cmd *cmd)
 static int run_put(struct kv_client *c, const struct client_cmd *cmd)
 {
     const char *k = cmd->words[1], *v = cmd->words[2];
-    return outcome(kv_client_put(c, k, len_of(k), v, len_of(v)), cmd);
+    return outcome(kv_client_put(c, k, len_of(k), v, len_of(v)), cmd, c);
 }
 
 static int run_get(struct kv_client *c, const struct client_cmd *cmd)
@@ -85,7 +95,7 @@ static int run_get(struct kv_client *c, const struct client_cmd *cmd)
         fprintf(stderr, "The key %s does not exist.\n", k);
         return EXIT_NO;
     }
-    return outcome(rc, cmd);
+    return outcome(rc, cmd, c);
 }
 
 static int run_delete(struct kv_client *c, const struct client_cmd *cmd)
@@ -96,7 +106,7 @@ static int run_delete(struct kv_client *c, const struct client_cmd *cmd)
         fprintf(stderr, "The key %s did not exist.\n", k);
         return EXIT_NO;
     }
-    return outcome(rc, cmd);
+    return outcome(rc, cmd, c);
 }
 
 /* cas KEY EXPECTED NEW: a mismatch prints what the key held (nothing if
@@ -115,7 +125,7 @@ static int run_cas(struct kv_client *c, const struct client_cmd *cmd)
         fprintf(stderr, "The key %s does not exist; nothing changed.\n", k);
     }
     free(held);
-    return rc == -EEXIST || rc == -ENOENT ? EXIT_NO : outcome(rc, cmd);
+    return rc == -EEXIST || rc == -ENOENT ? EXIT_NO : outcome(rc, cmd, c);
 }
 
 static int print_listing(const uint8_t *listing, uint32_t len, bool json)
@@ -156,7 +166,7 @@ static int run_list(struct kv_client *c, const struct client_cmd *cmd)
                 "prefix.\n", *prefix ? " starting with " : "", prefix, CLIENT_MAX_VALUE);
         return EXIT_REFUSED;
     }
-    int code = rc == 0 && len >= 4 ? print_listing(listing, len, cmd->json) : outcome(rc, cmd);
+    int code = rc == 0 && len >= 4 ? print_listing(listing, len, cmd->json) : outcome(rc, cmd, c);
     free(listing);
     return code;
 }
@@ -173,12 +183,12 @@ static int run_transfer(struct kv_client *c, const struct client_cmd *cmd)
         printf("n%d leads\n", leader);
     else if (rc == -EPERM)
         fprintf(stderr, "The cluster refused the transfer: %s\n", why ? why : "no reason given.");
-    else if (rc != -EINVAL)
+    else if (rc == -ETIMEDOUT)
         fprintf(stderr, "No transfer finished within %.1f s.\n", cmd->timeout_s);
     free(why);
     if (rc == -EPERM)
         return EXIT_REFUSED;
-    return rc == 0 || rc == -EINVAL ? outcome(rc, cmd) : EXIT_UNAVAILABLE;
+    return rc == -ETIMEDOUT ? EXIT_UNAVAILABLE : outcome(rc, cmd, c);
 }
 
 static const struct {

@@ -13,6 +13,7 @@ struct client_cmd {
     int n_words;
     bool json;        /* list: keys with values, as JSON */
     double timeout_s; /* for the whole operation, retries included */
+    const char *cluster; /* as given, for messages */
 };
 
 /* Runs the command against the cluster; returns the process's exit code. */

@@ -3,6 +3,7 @@
  *
  *   raft cluster [--nodes N] [--base-port P] [--data-dir DIR] [--log-level L]
  *                [--election-timeout MIN-MAX] [--heartbeat MS]
+ *                (and a console on stdin that acts on its nodes: kv/console.h)
  *   raft node    --id I --peers HOST:PORT,... [--data-dir DIR] [--log-level L]
  *                [--election-timeout MIN-MAX] [--heartbeat MS] [--snapshot-every N]
  *   raft client  --cluster HOST:PORT,... [--timeout S] put KEY VALUE | get KEY | delete KEY |
@@ -20,15 +21,19 @@
  * write: outcome unknown); 4 the node could not start.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "client_cmd.h"
 #include "kv/bench.h"
 #include "kv/client.h"
+#include "kv/console.h"
+#include "kv/kv.h"
 #include "kv/server.h"
 #include "raft/storage/storage.h"
 
@@ -119,19 +124,41 @@ static void configure_node(struct kv_server_config *sc, const struct serve_optio
     sc->raft.snapshot_every = (uint64_t)o->snapshot_every;
 }
 
-static int serve(struct kv_server_config *configs, uint32_t count)
+/* The console's `quit`: wakes the main thread's sigwait() as a stop
+ * signal would. */
+static void console_quit(void *ctx)
+{
+    pthread_kill(*(pthread_t *)ctx, SIGUSR1);
+}
+
+/* Runs the nodes until a stop signal, or the console's quit (with_console:
+ * commands on standard input act on the nodes meanwhile). */
+static int serve(struct kv_server_config *configs, uint32_t count, bool with_console)
 {
     sigset_t set;
     block_stop_signals(&set);
+    if (with_console) {
+        sigaddset(&set, SIGUSR1); /* the console's quit; blocked before any thread starts */
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
+    }
+    pthread_t self = pthread_self();
     struct kv_server *servers[RAFT_MAX_NODES] = {0};
+    struct kv_console *console = NULL;
     int rc = 0;
     for (uint32_t i = 0; i < count && rc == 0; i++)
         rc = kv_server_start(&servers[i], &configs[i]);
+    struct kv_console_config cc = {.servers = servers, .configs = configs, .n = count,
+                                   .in_fd = STDIN_FILENO, .out = stdout,
+                                   .quit = console_quit, .ctx = &self};
+    if (rc == 0 && with_console && (rc = kv_console_start(&console, &cc)) != 0)
+        fprintf(stderr, "raft: cannot start the console: %s\n", strerror(-rc));
     if (rc == 0) {
         int sig;
         sigwait(&set, &sig);
-        fprintf(stderr, "raft: %s received, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        fprintf(stderr, "raft: %s, stopping\n", sig == SIGINT ? "SIGINT received"
+                : sig == SIGTERM ? "SIGTERM received" : "quit typed on the console");
     }
+    kv_console_stop(console); /* first: it may be crashing or restarting a node */
     for (uint32_t i = 0; i < count; i++)
         if (servers[i])
             kv_server_stop(servers[i]);
@@ -189,7 +216,7 @@ static int cmd_node(int argc, char **argv)
     struct kv_server_config sc = {.peers = peers.v, .data_dir = o.data_dir ? o.data_dir : dir};
     configure_node(&sc, &o, (uint32_t)o.id, peers.n);
     sc.raft.log_wall_clock = true; /* logs of several processes sort together */
-    return serve(&sc, 1);
+    return serve(&sc, 1, false);
 }
 
 static int cluster_options(int argc, char **argv, struct serve_options *o)
@@ -207,8 +234,8 @@ static int cluster_options(int argc, char **argv, struct serve_options *o)
     };
     const struct cli_command cmd = {
         .name = "cluster", .synopsis = "[options]",
-        .summary = "Runs N nodes in this process on 127.0.0.1 until SIGINT or SIGTERM; "
-                   "logs go to stderr.",
+        .summary = "Runs N nodes in this process on 127.0.0.1 until SIGINT, SIGTERM or "
+                   "quit; logs go to stderr. Commands on stdin act on the nodes (type help).",
         .options = opts, .n_options = ARRAY_LEN(opts)};
     struct cli_words w;
     int rc = cli_parse(&cmd, argc, argv, &w);
@@ -243,7 +270,7 @@ static int cmd_cluster(int argc, char **argv)
         sc[i] = (struct kv_server_config){.peers = addrs, .data_dir = dirs[i]};
         configure_node(&sc[i], &o, i, n);
     }
-    return serve(sc, n);
+    return serve(sc, n, true);
 }
 
 /* ---- client ---- */
@@ -406,7 +433,7 @@ static int cmd_client(int argc, char **argv)
     if (!strcmp(w.v[0], "status"))
         return client_status(&addrs, (unsigned)(o.timeout_s * 1000), o.json);
     struct client_cmd cmd = {.words = w.v, .n_words = w.n, .json = o.json,
-                             .timeout_s = o.timeout_s};
+                             .timeout_s = o.timeout_s, .cluster = o.cluster};
     return client_cmd_run(&cmd, addrs.v, addrs.n);
 }
 
@@ -486,7 +513,7 @@ static int cmd_dump(int argc, char **argv)
         rc = cli_usage_error(cmd.name, "expects one data directory, DIR; got %d arguments", w.n);
     if (rc)
         return cli_exit_code(rc);
-    rc = file_storage_dump(w.v[0], stdout);
+    rc = file_storage_dump(w.v[0], stdout, kv_describe_entry);
     if (rc) {
         fprintf(stderr, "Cannot read the data directory %s: %s.\n", w.v[0], strerror(-rc));
         return EXIT_START_FAILED;

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -18,6 +19,8 @@ struct kv_client {
     struct kv_nodes nodes;
     unsigned timeout_ms;
     int fd; /* connection to nodes.target, or -1 */
+    bool reached;          /* some node accepted a connection of this session */
+    char unresolved[256];  /* a host that does not resolve, or "" */
     uint64_t client_id;
     uint64_t seq;
     uint8_t *buf; /* reply frames */
@@ -146,11 +149,48 @@ void kv_client_close(struct kv_client *c)
     free(c);
 }
 
+/* Whether host_port names a host that does not exist (as opposed to one
+ * the resolver could not ask about just now); if so, remembers the host. */
+static bool unresolvable(struct kv_client *c, const char *host_port)
+{
+    char host[sizeof(c->unresolved)];
+    uint16_t port;
+    if (tcp_parse_addr(host_port, host, sizeof(host), &port) != 0)
+        return false;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *list;
+    int rc = getaddrinfo(host, NULL, &hints, &list);
+    if (rc == 0) {
+        freeaddrinfo(list);
+        return false;
+    }
+    if (rc == EAI_AGAIN || rc == EAI_MEMORY || rc == EAI_SYSTEM)
+        return false;
+    memcpy(c->unresolved, host, sizeof(c->unresolved));
+    return true;
+}
+
+/* A failed connect that waiting will not mend, as far as a session that
+ * never reached any node can tell: nothing listens there, or no such host.
+ * (A session that did reach a node keeps trying: its cluster may be
+ * restarting.) */
+static bool hopeless(struct kv_client *c, int rc)
+{
+    if (c->reached)
+        return false;
+    if (rc == -ECONNREFUSED)
+        return true;
+    return rc == -EHOSTUNREACH && unresolvable(c, c->nodes.addrs[c->nodes.target]);
+}
+
 /* Sends req to the leader, following hints and retrying until a final
- * answer (OK, NOT_FOUND, BAD_REQUEST, REFUSED) or the deadline. */
+ * answer (OK, NOT_FOUND, BAD_REQUEST, REFUSED, MISMATCH, TOO_LARGE) or the
+ * deadline; or until every node has refused the connection or has an
+ * unknown host (-ECONNREFUSED, -EHOSTUNREACH), which no wait would change. */
 static int call_leader(struct kv_client *c, const struct wire_msg *req, struct wire_msg *reply)
 {
     uint64_t deadline = now_ms() + c->timeout_ms;
+    uint32_t unreachable = 0; /* nodes in a row for which hopeless() held */
+    c->unresolved[0] = '\0';
     for (;;) {
         uint64_t now = now_ms();
         if (now >= deadline)
@@ -159,11 +199,16 @@ static int call_leader(struct kv_client *c, const struct wire_msg *req, struct w
         if (c->fd < 0) {
             int fd = tcp_dial(c->nodes.addrs[c->nodes.target], left < 500 ? left : 500);
             if (fd < 0) {
+                if (!hopeless(c, fd))
+                    unreachable = 0;
+                else if (++unreachable >= c->nodes.n)
+                    return c->unresolved[0] ? -EHOSTUNREACH : -ECONNREFUSED;
                 kv_nodes_move_on(&c->nodes, NULL);
                 sleep_ms(KV_CLIENT_RETRY_PAUSE_MS);
                 continue;
             }
             c->fd = fd;
+            c->reached = true;
         }
         /* A node that stopped answering (frozen, cut off) costs one attempt,
          * not the whole timeout: another node may lead by now. */
@@ -293,6 +338,11 @@ int kv_client_transfer(struct kv_client *c, int32_t target, int32_t *leader, cha
         return -EINVAL;
     *leader = r->leader_hint;
     return 0;
+}
+
+const char *kv_client_unresolved(const struct kv_client *c)
+{
+    return c->unresolved[0] ? c->unresolved : NULL;
 }
 
 int kv_client_status(const char *addr, unsigned timeout_ms, struct client_reply *out)

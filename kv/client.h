@@ -29,7 +29,11 @@ int kv_client_open(struct kv_client **out, char *const *addrs, uint32_t n_addrs,
 void kv_client_close(struct kv_client *c);
 
 /* 0 when acknowledged; -ETIMEDOUT when no leader answered in time (for a
- * put: the outcome is unknown); -EINVAL for a request the cluster refused. */
+ * put: the outcome is unknown); -EINVAL for a request the cluster refused.
+ * A session that has not yet reached any node gives up at once, with the
+ * request not sent, when every node refuses the connection (-ECONNREFUSED)
+ * or some have hosts that do not resolve and the rest refuse
+ * (-EHOSTUNREACH; kv_client_unresolved names one). */
 int kv_client_put(struct kv_client *c, const char *key, uint32_t key_len,
                   const char *value, uint32_t value_len);
 
@@ -60,6 +64,9 @@ int kv_client_cas(struct kv_client *c, const char *key, uint32_t key_len,
  * -EINVAL as for get. */
 int kv_client_list(struct kv_client *c, const char *prefix, uint32_t prefix_len, bool values,
                    uint8_t **listing, uint32_t *listing_len);
+
+/* After -EHOSTUNREACH: a host name of the cluster that does not resolve. */
+const char *kv_client_unresolved(const struct kv_client *c);
 
 /* ---- the parts of a session, for clients that drive their own I/O ---- */
 

@@ -15,6 +15,7 @@
 #include "kv/kv.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -358,6 +359,44 @@ static struct kv_session *session_locked(struct kv *kv, uint64_t id)
         kv->n_sessions++;
     }
     return s;
+}
+
+/* Appends up to KV_DESCRIBE_BYTES of b to buf at *used: printable ASCII as
+ * is, backslash and the rest escaped. */
+#define KV_DESCRIBE_BYTES 64
+static void describe_bytes(char *buf, size_t cap, size_t *used, const uint8_t *b, uint32_t n)
+{
+    for (uint32_t i = 0; i < n && i < KV_DESCRIBE_BYTES && *used < cap; i++) {
+        int w = b[i] >= 0x20 && b[i] < 0x7f && b[i] != '\\'
+                    ? snprintf(buf + *used, cap - *used, "%c", b[i])
+                    : snprintf(buf + *used, cap - *used, "\\x%02x", b[i]);
+        *used += (size_t)w;
+    }
+    if (n > KV_DESCRIBE_BYTES && *used < cap)
+        *used += (size_t)snprintf(buf + *used, cap - *used, "...(%" PRIu32 " bytes)", n);
+}
+
+int kv_describe_entry(char *buf, size_t cap, const uint8_t *data, uint32_t len)
+{
+    static const char *const names[] = {[KV_OP_PUT] = "put", [KV_OP_DELETE] = "delete",
+                                        [KV_OP_CAS] = "cas"};
+    struct kv_command c;
+    if (cap == 0 || !decode_command(data, len, &c))
+        return -EBADMSG;
+    size_t used = (size_t)snprintf(buf, cap, "%s ", names[c.op]);
+    describe_bytes(buf, cap, &used, c.key, c.key_len);
+    if (c.op == KV_OP_CAS && used < cap) {
+        used += (size_t)snprintf(buf + used, cap - used, " if ");
+        describe_bytes(buf, cap, &used, c.expected, c.expected_len);
+    }
+    if (c.op != KV_OP_DELETE && used < cap) {
+        used += (size_t)snprintf(buf + used, cap - used, " = ");
+        describe_bytes(buf, cap, &used, c.value, c.value_len);
+    }
+    if (used < cap)
+        used += (size_t)snprintf(buf + used, cap - used, "  (client %016" PRIx64 ", seq %"
+                                 PRIu64 ")", c.client_id, c.seq);
+    return (int)(used < cap ? used : cap - 1);
 }
 
 /* ---- the state machine ---- */

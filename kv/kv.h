@@ -77,6 +77,13 @@ size_t kv_encode_put(uint8_t *buf, uint64_t client_id, uint64_t seq, uint64_t ti
                      const uint8_t *key, uint32_t key_len,
                      const uint8_t *value, uint32_t value_len);
 
+/* A command entry in words, for people: "put KEY = VALUE  (client C, seq
+ * S)", "delete KEY ...", "cas KEY if EXPECTED = NEW ...", unprintable bytes
+ * escaped, long keys and values cut. Writes a NUL-terminated string of at
+ * most cap bytes and returns its length, or -EBADMSG when data is not a
+ * command. (`raft dump` prints entries with it.) */
+int kv_describe_entry(char *buf, size_t cap, const uint8_t *data, uint32_t len);
+
 /* Copies the value of key into a malloc'd buffer. 0 or -ENOENT/-ENOMEM. */
 int kv_get(struct kv *kv, const uint8_t *key, uint32_t key_len,
            uint8_t **value, uint32_t *value_len);

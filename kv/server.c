@@ -4,11 +4,18 @@
  * decoded, to the key-value service (kv/service.h), whose replies it
  * encodes. A put's answer is sent by the node's applier (tcp_reply), so
  * that no thread waits per put.
+ *
+ * For the console of `raft cluster`, a node can also be cut off from its
+ * peers (kv_server_isolate): a switch between the node and its outbound
+ * transport, and at the door of the listener, drops Raft messages both ways
+ * while client requests still get through, as a network partition that
+ * leaves the node reachable from its clients would.
  */
 #include "kv/server.h"
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +32,8 @@ struct kv_server {
     struct kv *kv;
     struct file_storage *storage;
     struct tcp_transport *transport;
+    struct raft_transport net; /* the TCP table, behind the isolation switch */
+    atomic_bool isolated;      /* drop every Raft message, in and out */
     struct raft_node *node;
     struct kv_service *service;
     struct tcp_server *listener;
@@ -54,6 +63,50 @@ static void module_log(void *ctx, enum raft_log_level level, const char *msg)
 {
     server_log(ctx, level, "%s", msg);
 }
+
+/* ---- the isolation switch ---- */
+
+/* An isolated node's RPCs fail at once, as an unreachable network's would
+ * (the replicator backs off and retries, as after any failure). */
+static int cut_call(void *ctx, uint32_t peer, const struct raft_msg *req,
+                    struct raft_msg *reply, unsigned timeout_ms)
+{
+    struct kv_server *s = ctx;
+    if (atomic_load(&s->isolated))
+        return -ENETUNREACH;
+    return s->net.call(s->net.ctx, peer, req, reply, timeout_ms);
+}
+
+static int cut_send(void *ctx, uint32_t peer, const struct raft_msg *req, uint64_t *ticket,
+                    unsigned timeout_ms)
+{
+    struct kv_server *s = ctx;
+    if (atomic_load(&s->isolated))
+        return -ENETUNREACH;
+    return s->net.send(s->net.ctx, peer, req, ticket, timeout_ms);
+}
+
+/* A ticket sent before the cut is still awaited (every ticket must be),
+ * but its reply, arriving after it, is dropped. */
+static int cut_await(void *ctx, uint32_t peer, uint64_t ticket, struct raft_msg *reply,
+                     unsigned timeout_ms)
+{
+    struct kv_server *s = ctx;
+    int rc = s->net.await(s->net.ctx, peer, ticket, reply, timeout_ms);
+    return rc == 0 && atomic_load(&s->isolated) ? -ENETUNREACH : rc;
+}
+
+static struct raft_transport cut_ops(struct kv_server *s)
+{
+    struct raft_transport t = {.ctx = s, .call = cut_call};
+    if (s->net.send && s->net.await) {
+        t.send = cut_send;
+        t.await = cut_await;
+    }
+    return t;
+}
+
+/* ---- client requests ---- */
 
 static const uint8_t client_status_of[] = {
     [KV_ANSWER_OK] = CLIENT_OK,
@@ -145,6 +198,8 @@ static int handle_frame(void *ctx, const struct wire_msg *req, struct wire_msg *
                    s->cfg.raft.n_nodes - 1);
         return -EINVAL;
     }
+    if (atomic_load(&s->isolated))
+        return -ENETUNREACH; /* closes the connection: the sender hears nothing */
     int rc = raft_receive(s->node, &req->u.raft, &reply->u.raft);
     reply->type = reply->u.raft.type;
     return rc;
@@ -192,7 +247,8 @@ int kv_server_start(struct kv_server **out, const struct kv_server_config *cfg)
     rc = tcp_transport_create(&s->transport, id, cfg->peers, cfg->raft.n_nodes, module_log, s);
     if (rc)
         goto fail;
-    struct raft_transport transport = tcp_transport_ops(s->transport);
+    s->net = tcp_transport_ops(s->transport);
+    struct raft_transport transport = cut_ops(s);
     struct raft_storage storage = file_storage_ops(s->storage);
     struct raft_fsm fsm = kv_fsm(s->kv);
     rc = raft_start(&s->node, &cfg->raft, &transport, &storage, &fsm);
@@ -229,4 +285,36 @@ void kv_server_stop(struct kv_server *s)
 {
     server_log(s, RAFT_LOG_INFO, "stopping");
     cleanup(s);
+}
+
+/* Stopping already writes nothing more: every write the node made was
+ * synced before anything depended on it (Figure 2), and file_storage_close
+ * flushes nothing. So a crash is a stop that says so; what the node held
+ * only in memory (its volatile state, the key-value map, replies not yet
+ * sent) is gone, as after kill -9. */
+void kv_server_crash(struct kv_server *s)
+{
+    server_log(s, RAFT_LOG_WARN, "crashed: its threads stop without another write; it "
+               "restarts from what its data directory holds");
+    cleanup(s);
+}
+
+void kv_server_isolate(struct kv_server *s, bool isolated)
+{
+    if (atomic_exchange(&s->isolated, isolated) == isolated)
+        return;
+    server_log(s, RAFT_LOG_WARN, isolated
+               ? "isolated: every message to or from its peers is dropped from now on "
+                 "(clients still reach it)"
+               : "healed: messages to and from its peers flow again");
+}
+
+bool kv_server_isolated(struct kv_server *s)
+{
+    return atomic_load(&s->isolated);
+}
+
+void kv_server_status(struct kv_server *s, struct raft_status *st)
+{
+    raft_get_status(s->node, st);
 }

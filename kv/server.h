@@ -22,4 +22,18 @@ struct kv_server;
 int kv_server_start(struct kv_server **out, const struct kv_server_config *cfg);
 void kv_server_stop(struct kv_server *s);
 
+/* Stops the node as a crash would: no thread of it survives, nothing more
+ * is written, and what it held only in memory is lost. kv_server_start on
+ * the same config restarts it from its data directory. */
+void kv_server_crash(struct kv_server *s);
+
+/* Cuts the node off from its peers (true) or reconnects it (false): while
+ * cut, the Raft messages it sends fail at once and those that reach it are
+ * refused, but clients are still answered. */
+void kv_server_isolate(struct kv_server *s, bool isolated);
+bool kv_server_isolated(struct kv_server *s);
+
+/* The node's own view: role, term, leader, commit, applied, last index. */
+void kv_server_status(struct kv_server *s, struct raft_status *st);
+
 #endif

@@ -277,7 +277,7 @@ static void test_dump_prints_the_directory(void **state)
     size_t len = 0;
     FILE *out = open_memstream(&text, &len);
     assert_non_null(out);
-    assert_int_equal(file_storage_dump(f->dir, out), 0);
+    assert_int_equal(file_storage_dump(f->dir, out, NULL), 0);
     fclose(out);
     char line[256];
     snprintf(line, sizeof(line), "data directory: %s\n", f->dir);
@@ -296,12 +296,12 @@ static void test_dump_prints_the_directory(void **state)
     /* Corruption makes it say so, and fail. */
     sfx_flip_byte(seg, 30);
     out = open_memstream(&text, &len);
-    assert_int_equal(file_storage_dump(f->dir, out), -EBADMSG);
+    assert_int_equal(file_storage_dump(f->dir, out, NULL), -EBADMSG);
     fclose(out);
     assert_non_null(strstr(text, "offset 0: a bad checksum (corrupt"));
     free(text);
     out = open_memstream(&text, &len);
-    assert_int_equal(file_storage_dump("/nonexistent/raft-dir", out), -ENOENT);
+    assert_int_equal(file_storage_dump("/nonexistent/raft-dir", out, NULL), -ENOENT);
     fclose(out);
     free(text);
 }

@@ -151,14 +151,27 @@ static int dump_snapshot(const char *dir, FILE *out, uint64_t *snapshot_index)
 struct print_ctx {
     FILE *out;
     uint64_t snapshot_index;
+    file_storage_describe_fn describe;
 };
+
+/* A command in the state machine's words if it has some for it, else a
+ * preview of its bytes. */
+static void print_data(const struct print_ctx *p, const struct fmt_record *r)
+{
+    char words[512];
+    if (r->type == RAFT_ENTRY_COMMAND && p->describe &&
+        p->describe(words, sizeof(words), r->data, r->len) >= 0)
+        fputs(words, p->out);
+    else
+        print_preview(p->out, r->data, r->len);
+}
 
 static int print_record(void *arg, const struct fmt_record *r)
 {
     struct print_ctx *p = arg;
     fprintf(p->out, "  %8" PRIu64 " %6" PRIu64 "  %-7s %8" PRIu32 "  ", r->index, r->term,
             type_name(r->type), r->len);
-    print_preview(p->out, r->data, r->len);
+    print_data(p, r);
     if (r->index <= p->snapshot_index)
         fputs("  (in the snapshot)", p->out);
     fputc('\n', p->out);
@@ -189,7 +202,7 @@ static int print_scan_end(FILE *out, const uint8_t *buf, size_t len, bool is_las
 }
 
 static int dump_segment(const char *dir, FILE *out, uint64_t first, bool is_last,
-                        uint64_t snapshot_index)
+                        struct print_ctx *p)
 {
     char name[FMT_SEGMENT_NAME_LEN + 1];
     fmt_segment_name(name, first);
@@ -200,9 +213,8 @@ static int dump_segment(const char *dir, FILE *out, uint64_t first, bool is_last
         return rc;
     fprintf(out, "%s: %zu bytes\n", name, len);
     fprintf(out, "     index   term  type      length  data\n");
-    struct print_ctx p = { .out = out, .snapshot_index = snapshot_index };
     struct fmt_scan scan;
-    fmt_scan_segment(buf, len, first, print_record, &p, &scan);
+    fmt_scan_segment(buf, len, first, print_record, p, &scan);
     rc = print_scan_end(out, buf, len, is_last, &scan);
     free(buf);
     return rc;
@@ -246,7 +258,7 @@ static int list_segments(const char *dir, uint64_t **firsts, size_t *n)
     return rc;
 }
 
-int file_storage_dump(const char *dir, FILE *out)
+int file_storage_dump(const char *dir, FILE *out, file_storage_describe_fn describe)
 {
     uint64_t *firsts;
     size_t n;
@@ -257,12 +269,12 @@ int file_storage_dump(const char *dir, FILE *out)
     }
     fprintf(out, "data directory: %s\n", dir);
     int bad = dump_meta(dir, out);
-    uint64_t snapshot_index;
-    rc = dump_snapshot(dir, out, &snapshot_index);
+    struct print_ctx p = {.out = out, .describe = describe};
+    rc = dump_snapshot(dir, out, &p.snapshot_index);
     if (rc && !bad)
         bad = rc;
     for (size_t i = 0; i < n; i++) {
-        rc = dump_segment(dir, out, firsts[i], i + 1 == n, snapshot_index);
+        rc = dump_segment(dir, out, firsts[i], i + 1 == n, &p);
         if (rc && !bad)
             bad = rc;
     }

@@ -67,11 +67,19 @@ void file_storage_set_segment_size(struct file_storage *s, size_t bytes);
  * Valid until the next call on s. */
 const char *file_storage_error(const struct file_storage *s);
 
+/* Puts a command entry's data into words (the state machine knows what its
+ * commands mean; storage does not): writes a NUL-terminated string of at
+ * most cap bytes and returns its length, or a negative errno to have the
+ * bytes shown instead. kv_describe_entry (kv/kv.h) is one. */
+typedef int (*file_storage_describe_fn)(char *buf, size_t cap, const uint8_t *data,
+                                        uint32_t len);
+
 /* Prints the data directory as text (`raft dump DIR`): term, vote, snapshot,
- * then every log record with its index, term, type, length and a preview of
- * its data. Changes nothing on disk. Returns 0, -ENOENT when `dir` does not
+ * then every log record with its index, term, type, length and its data:
+ * described by `describe` when given (may be NULL), else a preview of its
+ * bytes. Changes nothing on disk. Returns 0, -ENOENT when `dir` does not
  * exist, or -EBADMSG when something is corrupt (what could be read is still
  * printed, with the problem named in place). */
-int file_storage_dump(const char *dir, FILE *out);
+int file_storage_dump(const char *dir, FILE *out, file_storage_describe_fn describe);
 
 #endif

@@ -22,6 +22,10 @@ struct port_reservation {
 /* Reserves a free port on 127.0.0.1; 0 or -errno. */
 int port_reserve(struct port_reservation *r);
 
+/* Reserves n consecutive ports (`raft cluster` listens on base, base+1,
+ * ...) into p[0..n-1]; 0 or -errno (-EADDRINUSE when no run was found). */
+int port_reserve_run(struct port_reservation *p, int n);
+
 /* Frees the port (the reservation, not a node listening on it). */
 void port_release(struct port_reservation *r);
 
