@@ -631,7 +631,7 @@ static void kv_describe(void *ctx, const uint8_t *data, uint32_t len, char *buf,
         return; /* the node says "command (N bytes)" */
     char quoted[160] = "";
     quote_for_log(quoted, sizeof(quoted), c.key, c.key_len, 32);
-    snprintf(buf, cap, "%s %s from client %llu seq %llu", names[c.op], quoted,
+    snprintf(buf, cap, "%s %s from client %016llx seq %llu", names[c.op], quoted,
              (unsigned long long)c.client_id, (unsigned long long)c.seq);
 }
 

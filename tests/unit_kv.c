@@ -193,14 +193,14 @@ static void test_describe_names_the_put(void **state)
     size_t len = kv_encode_put(buf, 7, 3, 1000, (const uint8_t *)"greeting", 8,
                                (const uint8_t *)"hello", 5);
     f.describe(f.ctx, buf, (uint32_t)len, words, sizeof(words));
-    assert_string_equal(words, "put greeting from client 7 seq 3");
+    assert_string_equal(words, "put greeting from client 0000000000000007 seq 3");
     len = kv_encode_put(buf, 7, 4, 1000, (const uint8_t *)"a\nb", 3, NULL, 0);
     f.describe(f.ctx, buf, (uint32_t)len, words, sizeof(words));
-    assert_string_equal(words, "put a\\x0ab from client 7 seq 4");
+    assert_string_equal(words, "put a\\x0ab from client 0000000000000007 seq 4");
     const char *key = "0123456789abcdef0123456789abcdefXYZ";
     len = kv_encode_put(buf, 1, 1, 1000, (const uint8_t *)key, 35, NULL, 0);
     f.describe(f.ctx, buf, (uint32_t)len, words, sizeof(words));
-    assert_string_equal(words, "put 0123456789abcdef0123456789abcdef... from client 1 seq 1");
+    assert_string_equal(words, "put 0123456789abcdef0123456789abcdef... from client 0000000000000001 seq 1");
     words[0] = '\0';
     f.describe(f.ctx, buf, 5, words, sizeof(words)); /* cut short: no words */
     assert_string_equal(words, "");
