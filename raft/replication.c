@@ -255,7 +255,7 @@ static int store_entries_locked(struct raft_node *n, uint64_t prev, uint32_t cou
                  what);
     }
     return 0;
-    /* STUB: (void)n; (void)prev; (void)count; (void)entries; */
+    /* STUB: (void)n; (void)prev; (void)count; (void)entries; (void)now; */
     /* END LAB: return -ENOSYS; */
 }
 
