@@ -359,3 +359,10 @@ void cli_help(const struct cli_command *cmd, FILE *out)
     }
     fprintf(out, "  %-*s  %s\n", width, "-h, --help", "print this help and exit");
 }
+
+int cli_parse_options(const struct cli_command *cmd, int argc, char **argv)
+{
+    struct cli_words w;
+    int rc = cli_parse(cmd, argc, argv, &w);
+    return rc ? rc : cli_no_words(cmd, &w);
+}

@@ -80,6 +80,9 @@ int cli_usage_error(const char *sub, const char *fmt, ...)
 /* A usage error unless cmd was given no words. Returns 0 or -EINVAL. */
 int cli_no_words(const struct cli_command *cmd, const struct cli_words *words);
 
+/* cli_parse for a subcommand that takes options only, no words. */
+int cli_parse_options(const struct cli_command *cmd, int argc, char **argv);
+
 /* The process's exit status after cli_parse or cli_usage_error returned rc. */
 int cli_exit_code(int rc);
 

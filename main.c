@@ -188,10 +188,7 @@ static int node_options(int argc, char **argv, struct serve_options *o, struct c
         .name = "node", .synopsis = "--id I --peers HOST:PORT,... [options]",
         .summary = "Runs one node of a cluster until SIGINT or SIGTERM; logs go to stderr.",
         .options = opts, .n_options = ARRAY_LEN(opts)};
-    struct cli_words w;
-    int rc = cli_parse(&cmd, argc, argv, &w);
-    if (rc == 0)
-        rc = cli_no_words(&cmd, &w);
+    int rc = cli_parse_options(&cmd, argc, argv);
     if (rc == 0)
         rc = check_timing(cmd.name, o);
     if (rc == 0)
@@ -237,10 +234,7 @@ static int cluster_options(int argc, char **argv, struct serve_options *o)
         .summary = "Runs N nodes in this process on 127.0.0.1 until SIGINT, SIGTERM or "
                    "quit; logs go to stderr. Commands on stdin act on the nodes (type help).",
         .options = opts, .n_options = ARRAY_LEN(opts)};
-    struct cli_words w;
-    int rc = cli_parse(&cmd, argc, argv, &w);
-    if (rc == 0)
-        rc = cli_no_words(&cmd, &w);
+    int rc = cli_parse_options(&cmd, argc, argv);
     if (rc == 0)
         rc = check_timing(cmd.name, o);
     if (rc == 0 && o->base_port + o->nodes - 1 > 65535)
@@ -468,10 +462,7 @@ static int bench_options(int argc, char **argv, struct bench_cli *o, struct cli_
         .summary = "Runs a closed-loop load against a running cluster and prints its "
                    "throughput and latency.",
         .options = opts, .n_options = ARRAY_LEN(opts)};
-    struct cli_words w;
-    int rc = cli_parse(&cmd, argc, argv, &w);
-    if (rc == 0)
-        rc = cli_no_words(&cmd, &w);
+    int rc = cli_parse_options(&cmd, argc, argv);
     if (rc == 0)
         rc = cli_parse_addrs(cmd.name, "cluster", o->cluster, addrs);
     return rc;
