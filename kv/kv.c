@@ -21,43 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv/bytes.h"
+#include "kv/store.h"
+
 #define SNAPSHOT_MAGIC_V1 0x4b565331u /* "KVS1" */
 #define SNAPSHOT_MAGIC 0x4b565332u    /* "KVS2" */
-
-struct kv_item {
-    uint8_t *key; /* NULL: empty slot */
-    uint32_t key_len;
-    uint32_t value_len;
-    uint8_t *value;
-    uint64_t hash;
-};
-
-/* The answer to a session's last request is kept with it, so that a retry
- * of a delete or cas that was applied gets the same answer (thesis §6.3:
- * the state machine "returns the saved response" to a duplicate). */
-struct kv_session {
-    uint64_t client_id; /* 0: empty slot */
-    uint64_t last_seq;
-    uint64_t last_active_ms;
-    uint8_t last_result; /* enum kv_result of last_seq */
-    uint32_t held_len;
-    uint8_t *held; /* KV_RESULT_MISMATCH: the value the key held (malloc'd) */
-};
-
-struct kv {
-    pthread_mutex_t mu;
-    /* mu guards everything below */
-    struct kv_item *items;
-    size_t items_cap, n_items; /* cap is a power of two */
-    struct kv_session *sessions;
-    size_t sessions_cap, n_sessions;
-    uint64_t applied_index;
-    uint64_t clock_ms;      /* the leader's time of the last applied put */
-    uint64_t last_expiry_ms;
-    uint64_t session_timeout_ms;
-    uint64_t duplicates; /* committed puts that the session table refused */
-    long allocs_left;    /* allocations that may succeed; -1: no limit (tests) */
-};
 
 /* Every allocation of the apply path, so that tests can make one fail. */
 static void *alloc_locked(struct kv *kv, size_t n, bool zero)
@@ -67,135 +35,6 @@ static void *alloc_locked(struct kv *kv, size_t n, bool zero)
     if (kv->allocs_left > 0)
         kv->allocs_left--;
     return zero ? calloc(1, n) : malloc(n);
-}
-
-/* ---- encoding helpers ---- */
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 3; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-/* A byte string: u32 length, then the bytes. Returns the end. */
-static uint8_t *put_bytes(uint8_t *p, const uint8_t *b, uint32_t n)
-{
-    put_u32(p, n);
-    if (n)
-        memcpy(p + 4, b, n);
-    return p + 4 + n;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    return (uint64_t)get_u32(p) << 32 | get_u32(p + 4);
-}
-
-/* A bounds-checked reader over a byte buffer. */
-struct reader {
-    const uint8_t *p;
-    size_t left;
-    bool bad;
-};
-
-static const uint8_t *take(struct reader *r, size_t n)
-{
-    if (r->bad || n > r->left) {
-        r->bad = true;
-        return NULL;
-    }
-    const uint8_t *p = r->p;
-    r->p += n;
-    r->left -= n;
-    return p;
-}
-
-static uint64_t take_u64(struct reader *r)
-{
-    const uint8_t *p = take(r, 8);
-    return p ? get_u64(p) : 0;
-}
-
-static uint32_t take_u32(struct reader *r)
-{
-    const uint8_t *p = take(r, 4);
-    return p ? get_u32(p) : 0;
-}
-
-size_t kv_command_size(const struct kv_command *c)
-{
-    size_t n = 1 + 8 + 8 + 8 + 4 + (size_t)c->key_len;
-    if (c->op == KV_OP_CAS)
-        n += 4 + (size_t)c->expected_len;
-    if (c->op != KV_OP_DELETE)
-        n += 4 + (size_t)c->value_len;
-    return n;
-}
-
-size_t kv_encode_command(uint8_t *buf, const struct kv_command *c)
-{
-    uint8_t *p = buf;
-    *p++ = c->op;
-    put_u64(p, c->client_id);
-    put_u64(p + 8, c->seq);
-    put_u64(p + 16, c->time_ms);
-    p = put_bytes(p + 24, c->key, c->key_len);
-    if (c->op == KV_OP_CAS)
-        p = put_bytes(p, c->expected, c->expected_len);
-    if (c->op != KV_OP_DELETE)
-        p = put_bytes(p, c->value, c->value_len);
-    return (size_t)(p - buf);
-}
-
-size_t kv_put_size(uint32_t key_len, uint32_t value_len)
-{
-    return kv_command_size(&(struct kv_command){.op = KV_OP_PUT, .key_len = key_len,
-                                                .value_len = value_len});
-}
-
-size_t kv_encode_put(uint8_t *buf, uint64_t client_id, uint64_t seq, uint64_t time_ms,
-                     const uint8_t *key, uint32_t key_len,
-                     const uint8_t *value, uint32_t value_len)
-{
-    struct kv_command c = {.op = KV_OP_PUT, .client_id = client_id, .seq = seq,
-                           .time_ms = time_ms, .key = key, .key_len = key_len,
-                           .value = value, .value_len = value_len};
-    return kv_encode_command(buf, &c);
-}
-
-/* Decodes an entry's command; false if it is not one (never proposed:
- * every replica skips it alike). Pointers point into data. */
-static bool decode_command(const uint8_t *data, uint32_t len, struct kv_command *c)
-{
-    struct reader r = {.p = data, .left = len};
-    const uint8_t *op = take(&r, 1);
-    *c = (struct kv_command){.op = op ? *op : 0};
-    c->client_id = take_u64(&r);
-    c->seq = take_u64(&r);
-    c->time_ms = take_u64(&r);
-    c->key_len = take_u32(&r);
-    c->key = take(&r, c->key_len);
-    if (c->op == KV_OP_CAS) {
-        c->expected_len = take_u32(&r);
-        c->expected = take(&r, c->expected_len);
-    }
-    if (c->op != KV_OP_DELETE) {
-        c->value_len = take_u32(&r);
-        c->value = take(&r, c->value_len);
-    }
-    return !r.bad && r.left == 0 &&
-           (c->op == KV_OP_PUT || c->op == KV_OP_DELETE || c->op == KV_OP_CAS);
 }
 
 /* ---- the key table ---- */
@@ -361,44 +200,6 @@ static struct kv_session *session_locked(struct kv *kv, uint64_t id)
     return s;
 }
 
-/* Appends up to KV_DESCRIBE_BYTES of b to buf at *used: printable ASCII as
- * is, backslash and the rest escaped. */
-#define KV_DESCRIBE_BYTES 64
-static void describe_bytes(char *buf, size_t cap, size_t *used, const uint8_t *b, uint32_t n)
-{
-    for (uint32_t i = 0; i < n && i < KV_DESCRIBE_BYTES && *used < cap; i++) {
-        int w = b[i] >= 0x20 && b[i] < 0x7f && b[i] != '\\'
-                    ? snprintf(buf + *used, cap - *used, "%c", b[i])
-                    : snprintf(buf + *used, cap - *used, "\\x%02x", b[i]);
-        *used += (size_t)w;
-    }
-    if (n > KV_DESCRIBE_BYTES && *used < cap)
-        *used += (size_t)snprintf(buf + *used, cap - *used, "...(%" PRIu32 " bytes)", n);
-}
-
-int kv_describe_entry(char *buf, size_t cap, const uint8_t *data, uint32_t len)
-{
-    static const char *const names[] = {[KV_OP_PUT] = "put", [KV_OP_DELETE] = "delete",
-                                        [KV_OP_CAS] = "cas"};
-    struct kv_command c;
-    if (cap == 0 || !decode_command(data, len, &c))
-        return -EBADMSG;
-    size_t used = (size_t)snprintf(buf, cap, "%s ", names[c.op]);
-    describe_bytes(buf, cap, &used, c.key, c.key_len);
-    if (c.op == KV_OP_CAS && used < cap) {
-        used += (size_t)snprintf(buf + used, cap - used, " if ");
-        describe_bytes(buf, cap, &used, c.expected, c.expected_len);
-    }
-    if (c.op != KV_OP_DELETE && used < cap) {
-        used += (size_t)snprintf(buf + used, cap - used, " = ");
-        describe_bytes(buf, cap, &used, c.value, c.value_len);
-    }
-    if (used < cap)
-        used += (size_t)snprintf(buf + used, cap - used, "  (client %016" PRIx64 ", seq %"
-                                 PRIu64 ")", c.client_id, c.seq);
-    return (int)(used < cap ? used : cap - 1);
-}
-
 /* ---- the state machine ---- */
 
 /* A copy of n bytes (at least one byte allocated), or NULL. */
@@ -446,7 +247,7 @@ static int write_locked(struct kv *kv, const struct kv_command *c, enum kv_resul
 static int apply_command_locked(struct kv *kv, const uint8_t *data, uint32_t len)
 {
     struct kv_command c;
-    if (!decode_command(data, len, &c))
+    if (!kv_decode_command(data, len, &c))
         return 0;
     if (c.time_ms > kv->clock_ms)
         kv->clock_ms = c.time_ms;
@@ -607,38 +408,10 @@ static int kv_restore(void *ctx, uint64_t index, const uint8_t *data, size_t len
     return rc;
 }
 
-/* At most max bytes of s for a log line: printable ASCII as it is, the rest
- * as \xNN, and "..." when cut short. */
-static void quote_for_log(char *buf, size_t cap, const uint8_t *s, uint32_t len, uint32_t max)
-{
-    size_t off = 0;
-    for (uint32_t i = 0; i < len && i < max && off + 5 < cap; i++)
-        off += (size_t)snprintf(buf + off, cap - off, s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\'
-                                ? "%c" : "\\x%02x", s[i]);
-    if (len > max && off + 4 < cap)
-        snprintf(buf + off, cap - off, "...");
-}
-
-/* The log's words for a write: "put greeting from client 7 seq 3". Reads
- * the entry only, never the map: the node calls it holding its own lock. */
-static void kv_describe(void *ctx, const uint8_t *data, uint32_t len, char *buf, size_t cap)
-{
-    (void)ctx;
-    static const char *const names[] = {[KV_OP_PUT] = "put", [KV_OP_DELETE] = "delete",
-                                        [KV_OP_CAS] = "cas"};
-    struct kv_command c;
-    if (!decode_command(data, len, &c))
-        return; /* the node says "command (N bytes)" */
-    char quoted[160] = "";
-    quote_for_log(quoted, sizeof(quoted), c.key, c.key_len, 32);
-    snprintf(buf, cap, "%s %s from client %016llx seq %llu", names[c.op], quoted,
-             (unsigned long long)c.client_id, (unsigned long long)c.seq);
-}
-
 struct raft_fsm kv_fsm(struct kv *kv)
 {
     return (struct raft_fsm){.ctx = kv, .apply = kv_apply, .snapshot = kv_snapshot,
-                             .restore = kv_restore, .describe = kv_describe};
+                             .restore = kv_restore, .describe = kv_describe_for_log};
 }
 
 /* ---- queries ---- */
@@ -738,78 +511,4 @@ int kv_request_result(struct kv *kv, uint64_t client_id, uint64_t seq, enum kv_r
     }
     pthread_mutex_unlock(&kv->mu);
     return rc;
-}
-
-static int compare_items(const void *a, const void *b)
-{
-    const struct kv_item *x = *(const struct kv_item *const *)a;
-    const struct kv_item *y = *(const struct kv_item *const *)b;
-    uint32_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
-    int c = memcmp(x->key, y->key, n);
-    return c ? c : (x->key_len > y->key_len) - (x->key_len < y->key_len);
-}
-
-static bool has_prefix(const struct kv_item *it, const uint8_t *prefix, uint32_t len)
-{
-    return it->key && it->key_len >= len && memcmp(it->key, prefix, len) == 0;
-}
-
-/* Encodes the items, sorted, into a malloc'd listing of at most max bytes. */
-static int encode_listing(struct kv_item **found, size_t n, bool values, size_t max,
-                          uint8_t **out, uint32_t *out_len)
-{
-    size_t size = 4;
-    for (size_t i = 0; i < n; i++)
-        size += 4 + found[i]->key_len + (values ? 4 + found[i]->value_len : 0);
-    if (size > max)
-        return -EMSGSIZE;
-    uint8_t *buf = malloc(size), *p = buf;
-    if (!buf)
-        return -ENOMEM;
-    put_u32(p, (uint32_t)n);
-    p += 4;
-    for (size_t i = 0; i < n; i++) {
-        p = put_bytes(p, found[i]->key, found[i]->key_len);
-        if (values)
-            p = put_bytes(p, found[i]->value, found[i]->value_len);
-    }
-    *out = buf;
-    *out_len = (uint32_t)size;
-    return 0;
-}
-
-int kv_list(struct kv *kv, const uint8_t *prefix, uint32_t prefix_len, bool values,
-            size_t max, uint8_t **out, uint32_t *out_len)
-{
-    pthread_mutex_lock(&kv->mu);
-    struct kv_item **found = malloc((kv->n_items ? kv->n_items : 1) * sizeof(*found));
-    int rc = found ? 0 : -ENOMEM;
-    size_t n = 0;
-    for (size_t i = 0; found && i < kv->items_cap; i++)
-        if (has_prefix(&kv->items[i], prefix, prefix_len))
-            found[n++] = &kv->items[i];
-    if (found) {
-        qsort(found, n, sizeof(*found), compare_items);
-        rc = encode_listing(found, n, values, max, out, out_len);
-    }
-    pthread_mutex_unlock(&kv->mu);
-    free(found);
-    return rc;
-}
-
-int kv_listing_next(const uint8_t **p, size_t *left, bool values, const uint8_t **key,
-                    uint32_t *key_len, const uint8_t **value, uint32_t *value_len)
-{
-    struct reader r = {.p = *p, .left = *left};
-    *key_len = take_u32(&r);
-    *key = take(&r, *key_len);
-    if (values) {
-        *value_len = take_u32(&r);
-        *value = take(&r, *value_len);
-    }
-    if (r.bad)
-        return -EBADMSG;
-    *p = r.p;
-    *left = r.left;
-    return 0;
 }

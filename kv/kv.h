@@ -48,6 +48,12 @@ struct kv_command {
 };
 size_t kv_command_size(const struct kv_command *c);
 size_t kv_encode_command(uint8_t *buf, const struct kv_command *c);
+/* Decodes an entry's command; false if it is not one. Pointers point into
+ * data. */
+bool kv_decode_command(const uint8_t *data, uint32_t len, struct kv_command *c);
+/* The log's words for a write, "put greeting from client C seq 3": the
+ * state machine's describe callback (struct raft_fsm). */
+void kv_describe_for_log(void *ctx, const uint8_t *data, uint32_t len, char *buf, size_t cap);
 
 /* What an applied write did, kept with its session (thesis §6.3) so that
  * a retry of it is answered alike: done; the key did not exist (delete,
