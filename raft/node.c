@@ -211,6 +211,7 @@ bool node_prepare_request_locked(struct raft_node *n, struct lane *l, uint64_t n
     out->to = p->id;
     out->term = n->current_term;
     out->role = n->role;
+    out->election = n->election;
     out->sent_ms = now;
     out->req.from = n->cfg.id;
     if (n->role == RAFT_PRE_CANDIDATE || n->role == RAFT_CANDIDATE) {
@@ -253,12 +254,17 @@ static uint64_t reply_term(const struct raft_msg *m)
 static bool reply_is_current_locked(struct raft_node *n, const struct rpc *sent, int rc,
                                     const struct raft_msg *reply)
 {
-    bool granted_pre_vote = reply->type == RAFT_MSG_REQUEST_VOTE_REPLY &&
+    bool granted_pre_vote = rc == 0 && reply->type == RAFT_MSG_REQUEST_VOTE_REPLY &&
                             reply->u.rv_reply.pre_vote && reply->u.rv_reply.vote_granted;
     if (rc == 0 && reply_term(reply) > n->current_term && !granted_pre_vote) {
         node_is_stale_term_locked(n, reply_term(reply), sent->to);
         return false;
     }
+    /* Two pre-vote rounds can share a term and a role: a grant from an
+     * earlier round (late, after the node heard a leader again) is not one
+     * for this round. */
+    if (sent->req.type == RAFT_MSG_REQUEST_VOTE && sent->election != n->election)
+        return false;
     return n->current_term == sent->term && n->role == sent->role;
 }
 
@@ -313,16 +319,30 @@ int node_receive_locked(struct raft_node *n, const struct raft_msg *req, uint64_
 
 /* ---- entry points of raft.h ---- */
 
+/* The rules never wait. A message that may change the stored log waits
+ * here until no thread writes it outside the lock: the leader's syncer
+ * (a deposed leader settles its log first), and for InstallSnapshot a
+ * snapshot being taken. Holding the lock from then on, neither starts. A
+ * newer term deposes this node first (Figure 2, all servers), so that it
+ * stops taking proposals that would keep its syncer writing; a message of
+ * an older term is answered without waiting (it changes nothing). */
+static void wait_for_stored_log_locked(struct raft_node *n, const struct raft_msg *req)
+{
+    uint64_t term = req->type == RAFT_MSG_APPEND_ENTRIES ? req->u.ae.term : req->u.is.term;
+    if (req->from >= n->cfg.n_nodes || req->from == n->cfg.id || n->stopping ||
+        n->disk_failed || term < n->current_term)
+        return;
+    if (term > n->current_term)
+        node_is_stale_term_locked(n, term, req->from);
+    while (n->syncing || (req->type == RAFT_MSG_INSTALL_SNAPSHOT && n->snapshotting))
+        node_wait_until(n, &n->changed_cond, 0);
+}
+
 int raft_receive(struct raft_node *n, const struct raft_msg *req, struct raft_msg *reply)
 {
     node_lock(n);
-    /* The rules never wait. A message that may change the stored log waits
-     * here until no thread writes it outside the lock: the leader's syncer
-     * (a deposed leader settles its log first), and for InstallSnapshot a
-     * snapshot being taken. Holding the lock from then on, neither starts. */
     if (req->type == RAFT_MSG_APPEND_ENTRIES || req->type == RAFT_MSG_INSTALL_SNAPSHOT)
-        while (n->syncing || (req->type == RAFT_MSG_INSTALL_SNAPSHOT && n->snapshotting))
-            node_wait_until(n, &n->changed_cond, 0);
+        wait_for_stored_log_locked(n, req);
     int rc = node_receive_locked(n, req, node_now(n), reply);
     node_unlock(n);
     return rc;

@@ -126,6 +126,7 @@ struct rpc {
     uint64_t sent_ms;              /* when it was built (read leases) */
     unsigned timeout_ms;
     struct snapshot_ref *snapshot; /* InstallSnapshot: its data, held */
+    uint64_t election;             /* RequestVote: the node's election it asks for */
 };
 
 struct raft_node {
@@ -165,6 +166,7 @@ struct raft_node {
     enum raft_role role;
     int32_t leader_id;
     uint32_t votes; /* bit i: node i granted this (pre-)election */
+    uint64_t election; /* numbers the (pre-)elections this node started */
     uint64_t election_deadline_ms;
     uint64_t last_leader_contact_ms; /* or start: pre-vote, §4.2.3, read leases */
     uint64_t rng;

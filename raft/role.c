@@ -119,6 +119,7 @@ void node_become_follower_locked(struct raft_node *n, uint64_t term, int32_t lea
 
 static void ask_every_peer_locked(struct raft_node *n)
 {
+    n->election++;
     n->votes = 1u << n->cfg.id;
     for (uint32_t i = 0; i < n->cfg.n_nodes; i++)
         n->peers[i].vote_needed = (i != n->cfg.id);

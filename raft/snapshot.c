@@ -90,8 +90,13 @@ void snapshot_take_if_due_drops_lock(struct raft_node *n)
     }
     while (n->syncing)
         node_wait_until(n, &n->changed_cond, 0);
-    if (index > n->log.base_index)
-        log_compact(&n->log, index, term);
+    /* While this node waited, a newer snapshot may have been installed from
+     * the leader: it covers this one, which is dropped. */
+    if (index <= n->log.base_index) {
+        free(data);
+        return;
+    }
+    log_compact(&n->log, index, term);
     replace_snapshot_locked(n, snapshot_new(index, term, data, len));
     node_log(n, RAFT_LOG_INFO, "snapshot taken at %llu@T%llu (%zu bytes) -> log now starts "
              "after it", (unsigned long long)index, (unsigned long long)term, len);

@@ -241,6 +241,41 @@ static void test_pre_vote_denied_while_a_leader_is_heard_and_granted_after(void 
     assert_int_equal(rules_store.term_vote_saves, saves);
 }
 
+/* A grant from an earlier pre-vote round of the same term does not count
+ * for the next one: in between, the node heard from a leader, which that
+ * grant knew nothing of (thesis §9.6). */
+static void test_late_pre_vote_grant_of_an_earlier_round_is_not_counted(void **state)
+{
+    struct raft_node *n = *state;
+    rules_receive(n, HEARTBEAT(1, 0, 0));
+    rules_tick_at_deadline(n); /* round 1, in T1 */
+    rules_expect_node(n, RAFT_PRE_CANDIDATE, 1);
+    struct rpc first = rules_prepare(n, 1);
+    rules_receive(n, HEARTBEAT(1, 0, 0)); /* the leader of T1 after all */
+    rules_expect_node(n, RAFT_FOLLOWER, 1);
+    rules_tick_at_deadline(n);            /* it falls silent: round 2, same term */
+    rules_expect_node(n, RAFT_PRE_CANDIDATE, 1);
+    rules_answer(n, &first, rules_vote_reply(1, true, true));
+    rules_expect_node(n, RAFT_PRE_CANDIDATE, 1); /* one grant of round 2 would win */
+}
+
+/* A message of an older term changes nothing stored: it is answered even
+ * while the leader's syncer writes (raft_receive does not wait for it). */
+static void test_stale_append_is_answered_while_the_syncer_writes(void **state)
+{
+    struct raft_node *n = *state;
+    rules_receive(n, HEARTBEAT(3, 0, 0));
+    node_lock(n);
+    n->syncing = true; /* no syncer thread runs here: it would never end */
+    node_unlock(n);
+    struct raft_msg rep = rules_receive(n, HEARTBEAT(2, 0, 0));
+    assert_false(rep.u.ae_reply.success);
+    assert_int_equal(rep.u.ae_reply.term, 3);
+    node_lock(n);
+    n->syncing = false;
+    node_unlock(n);
+}
+
 /* Thesis §4.2.3 (with check-quorum): a node that hears from a leader
  * ignores RequestVote of a newer term; it does not even adopt the term. */
 static void test_request_vote_of_newer_term_ignored_while_hearing_from_a_leader(void **state)
@@ -643,6 +678,8 @@ int main(void)
         NODE_TEST(test_node_votes_for_nobody_right_after_start, rules_setup_node),
         NODE_TEST(test_vote_denied_to_an_older_term_or_staler_log, rules_setup_follower),
         NODE_TEST(test_pre_vote_denied_while_a_leader_is_heard_and_granted_after, rules_setup_follower),
+        NODE_TEST(test_late_pre_vote_grant_of_an_earlier_round_is_not_counted, rules_setup_follower),
+        NODE_TEST(test_stale_append_is_answered_while_the_syncer_writes, rules_setup_follower),
         NODE_TEST(test_request_vote_of_newer_term_ignored_while_hearing_from_a_leader,
                   rules_setup_follower),
         NODE_TEST(test_heartbeat_is_a_consistency_check, rules_setup_follower),
