@@ -23,8 +23,8 @@ override CFLAGS += -fsanitize=$(SAN) -fno-omit-frame-pointer -DRAFT_CHECK_INVARI
 LDFLAGS += -fsanitize=$(SAN)
 endif
 
-# bench/bench_loop.c and bench_stats.c are generic (bench/etcd_load.c links them
-# alone); `raft bench` (kv/bench.c) runs on them too.
+# bench/bench_loop.c and bench_stats.c are generic (bench/etcd_load.c and
+# etcd_http.c link them alone); `raft bench` (kv/bench.c) runs on them too.
 LIB_SRC  := $(wildcard raft/*.c raft/storage/*.c net/*.c kv/*.c) bench/bench_loop.c bench/bench_stats.c
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 SUPPORT_SRC := $(wildcard tests/support/*.c)

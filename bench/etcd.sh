@@ -41,7 +41,7 @@ trap 'exit 130' INT TERM
 # The generator, built as the Makefile builds everything else.
 mkdir -p "$BUILD"
 "$CC" -O2 -g -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Werror -I. \
-    -pthread -o "$BUILD/etcd-load" bench/etcd_load.c bench/bench_stats.c bench/bench_loop.c
+    -pthread -o "$BUILD/etcd-load" bench/etcd_load.c bench/etcd_http.c bench/bench_stats.c bench/bench_loop.c
 
 CLUSTER=""
 INITIAL=""

@@ -1,7 +1,9 @@
 /*
- * cluster_internal.h - what cluster.c (life cycle, faults, lab helpers) and
- * checks.c (the state machine, the safety checks, the monitor thread)
- * share. Not for test files: they use cluster.h.
+ * cluster_internal.h - what cluster.c (life cycle, faults), cluster_ops.c
+ * (the test-facing operations, lab helpers), cluster_report.c (log rings,
+ * failure reports, the fatal-signal handler) and checks.c (the state
+ * machine, the safety checks, the monitor thread) share. Not for test
+ * files: they use cluster.h.
  *
  * Locks, in the order they may nest (a thread holding one may take only
  * those below it):
@@ -137,8 +139,21 @@ struct cluster {
 };
 
 uint64_t lab_now_ms(void);
+
+/* cluster_report.c */
+void ring_init(struct ring *r);
 void ring_push(struct ring *r, const char *line);
 void ring_print(struct ring *r, const char *title);
+/* The nodes' raft_config.log_line: ctx is the node's struct slot. */
+void lab_log_line(void *ctx, uint32_t node, enum raft_log_level level, const char *line);
+/* cluster_note, also into node i's ring. */
+void cluster_note_node(struct cluster *c, unsigned i, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The fatal-signal handler: what it prints for c's test, installing it
+ * (again after cmocka's, see cluster_report.c), and "no test running". */
+void fatal_banner_set(struct cluster *c);
+void fatal_handler_install(void);
+void fatal_banner_clear(void);
 
 /* Records a failed check from any thread and prints its report at once
  * (seed, message, the log lines of the nodes in `nodes`, a bit mask). */
