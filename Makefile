@@ -15,7 +15,7 @@ BUILD   ?= build
 SAN     ?=
 CFLAGS  ?= -O2 -g
 override CFLAGS += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Werror -I. -pthread
-LDLIBS  += -pthread
+LDLIBS  += -pthread -lssl -lcrypto
 ifneq ($(SAN),)
 override CFLAGS += -fsanitize=$(SAN) -fno-omit-frame-pointer -DRAFT_CHECK_INVARIANTS
 LDFLAGS += -fsanitize=$(SAN)
