@@ -43,7 +43,7 @@ SUITE_BIN := $(SUITES:%=$(BUILD)/tests/%)
 .SECONDARY:
 all: $(BUILD)/raft $(BUILD)/raft-proxy
 
-$(BUILD)/raft: $(BUILD)/obj/main.o $(BUILD)/obj/cli.o $(LIB_OBJ)
+$(BUILD)/raft: $(BUILD)/obj/main.o $(BUILD)/obj/cli.o $(BUILD)/obj/cli_tls.o $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/obj/%.o: %.c

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_tls.h"
 #include "kv/bench.h"
 #include "kv/client.h"
 #include "kv/server.h"
@@ -46,6 +47,7 @@ struct serve_options {
     struct cli_range election; /* election timeout, ms */
     long heartbeat;            /* ms */
     int log_level;             /* an enum raft_log_level; -1 until given */
+    struct tls_flags tls;
 };
 
 /* The defaults are raft's own, so that --help shows what a node will use. */
@@ -154,6 +156,7 @@ static int node_options(int argc, char **argv, struct serve_options *o, struct c
         {.name = "snapshot-every", .kind = CLI_LONG, .metavar = "N", .dest = &o->snapshot_every,
          .lo = 0, .hi = (double)(1L << 40),
          .help = "snapshot once N applied entries are in the log; 0: never"},
+        CLI_TLS_OPTIONS(&o->tls),
     };
     const struct cli_command cmd = {
         .name = "node", .synopsis = "--id I --peers HOST:PORT,... [options]",
@@ -184,7 +187,13 @@ static int cmd_node(int argc, char **argv)
     resolve_log_level(&o);
     char dir[512];
     snprintf(dir, sizeof(dir), "data/node-%ld", o.id);
-    struct kv_server_config sc = {.peers = peers.v, .data_dir = o.data_dir ? o.data_dir : dir};
+    char name[32];
+    snprintf(name, sizeof(name), "node-%ld", o.id);
+    struct tls_paths tls;
+    if (cli_tls_paths("node", &o.tls, name, &tls))
+        return EXIT_USAGE;
+    struct kv_server_config sc = {.peers = peers.v, .data_dir = o.data_dir ? o.data_dir : dir,
+                                  .tls = tls.files};
     configure_node(&sc, &o, (uint32_t)o.id, peers.n);
     return serve(&sc, 1);
 }
@@ -201,6 +210,7 @@ static int cluster_options(int argc, char **argv, struct serve_options *o)
         OPT_LOG_LEVEL(o),
         OPT_ELECTION(o),
         OPT_HEARTBEAT(o),
+        CLI_TLS_OPTIONS(&o->tls),
     };
     const struct cli_command cmd = {
         .name = "cluster", .synopsis = "[options]",
@@ -231,13 +241,21 @@ static int cmd_cluster(int argc, char **argv)
     char addr_buf[RAFT_MAX_NODES][32], dirs[RAFT_MAX_NODES][512];
     char *addrs[RAFT_MAX_NODES + 1] = {0};
     struct kv_server_config sc[RAFT_MAX_NODES];
+    static struct tls_paths tls[RAFT_MAX_NODES]; /* node I uses node-I's certificate */
+    for (uint32_t i = 0; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "node-%u", i);
+        if (cli_tls_paths("cluster", &o.tls, name, &tls[i]))
+            return EXIT_USAGE;
+    }
     for (uint32_t i = 0; i < n; i++) {
         snprintf(addr_buf[i], sizeof(addr_buf[i]), "127.0.0.1:%ld", o.base_port + (long)i);
         addrs[i] = addr_buf[i];
     }
     for (uint32_t i = 0; i < n; i++) {
         snprintf(dirs[i], sizeof(dirs[i]), "%s/node-%u", o.data_dir ? o.data_dir : "data", i);
-        sc[i] = (struct kv_server_config){.peers = addrs, .data_dir = dirs[i]};
+        sc[i] = (struct kv_server_config){.peers = addrs, .data_dir = dirs[i],
+                                          .tls = tls[i].files};
         configure_node(&sc[i], &o, i, n);
     }
     return serve(sc, n);
@@ -249,6 +267,8 @@ struct client_options {
     const char *cluster;
     double timeout_s;
     bool json;
+    struct tls_flags tls;
+    struct tls_ctx *tls_ctx; /* made from tls; NULL: plain TCP */
 };
 
 static void print_status_json(const char *addr, uint32_t id, int rc, const struct client_reply *r)
@@ -282,7 +302,8 @@ static void print_status_row(const char *addr, uint32_t id, int rc, const struct
            (unsigned long long)r->last_index);
 }
 
-static int client_status(const struct cli_addrs *addrs, unsigned timeout_ms, bool json)
+static int client_status(const struct cli_addrs *addrs, unsigned timeout_ms, bool json,
+                         struct tls_ctx *tls)
 {
     if (!json)
         printf("%-3s %-22s %-14s %6s  %-6s %8s %8s %8s\n", "id", "addr", "role", "term",
@@ -291,7 +312,7 @@ static int client_status(const struct cli_addrs *addrs, unsigned timeout_ms, boo
     bool any = false;
     for (uint32_t i = 0; i < addrs->n; i++) {
         struct client_reply r;
-        int rc = kv_client_status(addrs->v[i], each, &r);
+        int rc = kv_client_status_tls(addrs->v[i], tls, each, &r);
         any |= rc == 0;
         (json ? print_status_json : print_status_row)(addrs->v[i], i, rc, &r);
     }
@@ -309,6 +330,7 @@ static int client_put_get(const struct client_options *o, const struct cli_addrs
     struct kv_client *c;
     if (kv_client_open(&c, addrs->v, addrs->n, (unsigned)(o->timeout_s * 1000)))
         return EXIT_UNAVAILABLE;
+    kv_client_set_tls(c, o->tls_ctx);
     int rc;
     if (put) {
         rc = kv_client_put(c, key, (uint32_t)strlen(key), w->v[2], (uint32_t)strlen(w->v[2]));
@@ -381,6 +403,7 @@ static int client_options(int argc, char **argv, struct client_options *o,
          .help = "seconds to keep trying, through elections; then exit 3"},
         {.name = "json", .kind = CLI_FLAG, .dest = &o->json,
          .help = "with status: one JSON object per node per line"},
+        CLI_TLS_OPTIONS(&o->tls),
     };
     const struct cli_command cmd = {
         .name = "client", .synopsis = "--cluster HOST:PORT,... [options] "
@@ -393,6 +416,8 @@ static int client_options(int argc, char **argv, struct client_options *o,
         rc = client_check_words(o, w);
     if (rc == 0)
         rc = cli_parse_addrs(cmd.name, "cluster", o->cluster, addrs);
+    if (rc == 0)
+        rc = cli_tls_client(cmd.name, &o->tls, &o->tls_ctx);
     return rc;
 }
 
@@ -405,8 +430,11 @@ static int cmd_client(int argc, char **argv)
     if (rc)
         return cli_exit_code(rc);
     if (!strcmp(w.v[0], "status"))
-        return client_status(&addrs, (unsigned)(o.timeout_s * 1000), o.json);
-    return client_put_get(&o, &addrs, &w);
+        rc = client_status(&addrs, (unsigned)(o.timeout_s * 1000), o.json, o.tls_ctx);
+    else
+        rc = client_put_get(&o, &addrs, &w);
+    tls_ctx_free(o.tls_ctx);
+    return rc;
 }
 
 /* ---- bench and dump ---- */
@@ -505,6 +533,7 @@ static const struct {
     {"client", "put, get or status against a running cluster", cmd_client, false},
     {"bench", "measure a running cluster's throughput and latency", cmd_bench, false},
     {"dump", "print a data directory as text", cmd_dump, false},
+    {"certs", "make a CA and certificates for mutual TLS", cli_cmd_certs, false},
 };
 
 static void print_commands(void)

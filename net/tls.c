@@ -81,6 +81,51 @@ static void tls_reason(char *err, size_t cap, const char *what)
     ERR_clear_error();
 }
 
+/* ---- the command line's files ---- */
+
+static int tls_flags_explicit(const struct tls_flags *f, struct tls_paths *out, char *err,
+                              size_t cap)
+{
+    if (!f->ca || !f->cert || !f->key) {
+        snprintf(err, cap, "--tls-ca, --tls-cert and --tls-key go together (or give "
+                 "--tls-dir DIR alone); missing %s", !f->ca ? "--tls-ca"
+                 : !f->cert ? "--tls-cert" : "--tls-key");
+        return -EINVAL;
+    }
+    snprintf(out->ca, sizeof out->ca, "%s", f->ca);
+    snprintf(out->cert, sizeof out->cert, "%s", f->cert);
+    snprintf(out->key, sizeof out->key, "%s", f->key);
+    return 0;
+}
+
+int tls_flags_resolve(const struct tls_flags *f, const char *name, struct tls_paths *out,
+                      char *err, size_t err_cap)
+{
+    memset(out, 0, sizeof *out);
+    bool any_file = f->ca || f->cert || f->key;
+    if (!f->dir && !any_file)
+        return 0;
+    if (f->dir && any_file) {
+        snprintf(err, err_cap, "--tls-dir stands for --tls-ca, --tls-cert and --tls-key; "
+                 "give either --tls-dir or those three");
+        return -EINVAL;
+    }
+    if (f->dir && strlen(f->dir) + strlen(name) + 6 >= TLS_PATH_MAX) {
+        snprintf(err, err_cap, "--tls-dir must be a directory path under %d bytes",
+                 TLS_PATH_MAX - 32);
+        return -EINVAL;
+    }
+    if (f->dir) {
+        snprintf(out->ca, sizeof out->ca, "%s/ca.crt", f->dir);
+        snprintf(out->cert, sizeof out->cert, "%s/%s.crt", f->dir, name);
+        snprintf(out->key, sizeof out->key, "%s/%s.key", f->dir, name);
+    } else if (tls_flags_explicit(f, out, err, err_cap) < 0) {
+        return -EINVAL;
+    }
+    out->files = (struct tls_files){ .ca = out->ca, .cert = out->cert, .key = out->key };
+    return 0;
+}
+
 /* ---- the context ---- */
 
 static int tls_ctx_load(struct tls_ctx *c, const struct tls_files *f, char *err, size_t cap)
@@ -167,12 +212,16 @@ struct tls_identity tls_ctx_identity(const struct tls_ctx *c)
 /* ---- one call on a session ---- */
 
 /* What an SSL call's failure means: -EAGAIN with the events to wait for,
- * or the error that ends the connection. Clears the thread's error queue
- * so that the next call's SSL_get_error() is not misled. */
-static int tls_failure(SSL *ssl, int ret, short *events)
+ * or the error that ends the connection, with OpenSSL's reason in why
+ * (when not NULL). Clears the thread's error queue so that the next call's
+ * SSL_get_error() is not misled. */
+static int tls_failure(SSL *ssl, int ret, short *events, char *why, size_t why_cap)
 {
     int e = SSL_get_error(ssl, ret);
     int saved = errno;
+    const char *reason = ERR_reason_error_string(ERR_peek_error());
+    if (why != NULL)
+        snprintf(why, why_cap, "%s", reason != NULL ? reason : "");
     ERR_clear_error();
     switch (e) {
     case SSL_ERROR_WANT_READ:
@@ -197,7 +246,7 @@ long tls_conn_read(struct tls_conn *c, void *buf, size_t n, short *events)
     ERR_clear_error();
     errno = 0;
     int ret = SSL_read_ex(c->ssl, buf, n, &got);
-    long rc = ret == 1 ? (long)got : tls_failure(c->ssl, ret, events);
+    long rc = ret == 1 ? (long)got : tls_failure(c->ssl, ret, events, NULL, 0);
     pthread_mutex_unlock(&c->mu);
     return rc;
 }
@@ -209,7 +258,7 @@ long tls_conn_write(struct tls_conn *c, const void *buf, size_t n, short *events
     ERR_clear_error();
     errno = 0;
     int ret = SSL_write_ex(c->ssl, buf, n, &put);
-    long rc = ret == 1 ? (long)put : tls_failure(c->ssl, ret, events);
+    long rc = ret == 1 ? (long)put : tls_failure(c->ssl, ret, events, NULL, 0);
     pthread_mutex_unlock(&c->mu);
     return rc;
 }
@@ -226,14 +275,14 @@ bool tls_conn_pending(struct tls_conn *c)
 
 /* Why a handshake failed, for the log line: certificate verification says
  * what was wrong with the certificate; otherwise OpenSSL's reason. */
-static void tls_handshake_reason(SSL *ssl, int rc, char *err, size_t cap)
+static void tls_handshake_reason(SSL *ssl, int rc, const char *why, char *err,
+                                 size_t cap)
 {
     long v = SSL_get_verify_result(ssl);
     if (rc == -EPROTO && v != X509_V_OK) {
         snprintf(err, cap, "certificate refused: %s", X509_verify_cert_error_string(v));
-        ERR_clear_error();
     } else if (rc == -EPROTO) {
-        tls_reason(err, cap, "TLS handshake failed");
+        snprintf(err, cap, "TLS handshake failed%s%s", why[0] ? ": " : "", why);
     } else if (rc == -ETIMEDOUT) {
         snprintf(err, cap, "TLS handshake not finished in time");
     } else {
@@ -241,7 +290,8 @@ static void tls_handshake_reason(SSL *ssl, int rc, char *err, size_t cap)
     }
 }
 
-static int tls_handshake_loop(SSL *ssl, int fd, int64_t deadline)
+static int tls_handshake_loop(SSL *ssl, int fd, int64_t deadline, char *why,
+                              size_t why_cap)
 {
     for (;;) {
         ERR_clear_error();
@@ -250,7 +300,7 @@ static int tls_handshake_loop(SSL *ssl, int fd, int64_t deadline)
         if (ret == 1)
             return 0;
         short events = 0;
-        int rc = tls_failure(ssl, ret, &events);
+        int rc = tls_failure(ssl, ret, &events, why, why_cap);
         if (rc == -EAGAIN)
             rc = tcp_wait(fd, events, deadline);
         if (rc < 0)
@@ -278,9 +328,10 @@ int tls_conn_handshake(struct tls_conn **out, struct tls_ctx *ctx, int fd, bool 
         SSL_set_accept_state(c->ssl);
     else
         SSL_set_connect_state(c->ssl);
-    int rc = tls_handshake_loop(c->ssl, fd, deadline);
+    char why[128] = "";
+    int rc = tls_handshake_loop(c->ssl, fd, deadline, why, sizeof why);
     if (rc < 0) {
-        tls_handshake_reason(c->ssl, rc, err, err_cap);
+        tls_handshake_reason(c->ssl, rc, why, err, err_cap);
         tls_conn_free(c);
         return rc;
     }

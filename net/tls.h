@@ -43,6 +43,25 @@ struct tls_identity {
     uint32_t id; /* the node id, for TLS_ROLE_NODE */
 };
 
+/* The command line's TLS flags as given: --tls-dir DIR, or --tls-ca,
+ * --tls-cert and --tls-key together (NULL when absent). */
+struct tls_flags {
+    const char *dir, *ca, *cert, *key;
+};
+
+#define TLS_PATH_MAX 1024
+struct tls_paths {
+    char ca[TLS_PATH_MAX], cert[TLS_PATH_MAX], key[TLS_PATH_MAX];
+    struct tls_files files; /* pointing into the above, or all NULL */
+};
+
+/* The files the flags name for a certificate called `name` ("node-2",
+ * "client"): DIR/ca.crt, DIR/name.crt and DIR/name.key for --tls-dir.
+ * No flag at all: 0 with every file NULL (plain TCP). Flags half given or
+ * mixed: -EINVAL with one sentence in err naming them. */
+int tls_flags_resolve(const struct tls_flags *f, const char *name, struct tls_paths *out,
+                      char *err, size_t err_cap);
+
 struct tls_ctx;
 struct tls_conn;
 
