@@ -49,13 +49,18 @@ bool tcp_server_stopping(struct tcp_server *s)
 void tcp_server_log_refusal(struct tcp_server *s, const char *peer, const char *why)
 {
     unsigned long n = atomic_fetch_add(&s->tls_refusals, 1) + 1;
-    if (n == 1)
-        tcp_log(s->opt.log, s->opt.log_ctx, RAFT_LOG_WARN,
-                "closing connection from %s: %s (further TLS refusals are logged "
-                "every %d)", peer, why, TCP_TLS_LOG_EVERY);
-    else if (n % TCP_TLS_LOG_EVERY == 0)
-        tcp_log(s->opt.log, s->opt.log_ctx, RAFT_LOG_WARN,
-                "closing connection from %s: %s (%lu TLS refusals so far)", peer, why, n);
+    int64_t now = tcp_now_ms();
+    int64_t last = atomic_load(&s->tls_logged_ms);
+    /* The first; then one a second at most, or every TCP_TLS_LOG_EVERY-th. */
+    bool due = n == 1 || n % TCP_TLS_LOG_EVERY == 0 ||
+               (now - last >= 1000 && atomic_compare_exchange_strong(&s->tls_logged_ms,
+                                                                     &last, now));
+    if (!due)
+        return;
+    atomic_store(&s->tls_logged_ms, now);
+    tcp_log(s->opt.log, s->opt.log_ctx, RAFT_LOG_WARN,
+            "closing connection from %s: %s (TLS refusal %lu; at most one a second is "
+            "logged)", peer, why, n);
 }
 
 void tcp_server_conn_done(struct tcp_server *s, struct tcp_conn *c)

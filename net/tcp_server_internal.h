@@ -62,6 +62,7 @@ struct tcp_server {
     bool refusing;      /* the connection limit was logged; reset on a close */
     /* Failed handshakes and refused certificates, to throttle their logs. */
     atomic_ulong tls_refusals;
+    atomic_llong tls_logged_ms; /* when one was last logged */
 };
 
 /* tcp_conn.c */
@@ -81,8 +82,9 @@ void tcp_conn_free(struct tcp_conn *c);
 
 bool tcp_server_stopping(struct tcp_server *s);
 
-/* Logs a TLS refusal: the first, then every TCP_TLS_LOG_EVERY-th with the
- * count, so that a flood of bad handshakes cannot flood the log. */
+/* Logs a TLS refusal: the first, then at most one a second (and every
+ * TCP_TLS_LOG_EVERY-th), with the count, so that a flood of bad handshakes
+ * cannot flood the log. */
 #define TCP_TLS_LOG_EVERY 100
 void tcp_server_log_refusal(struct tcp_server *s, const char *peer, const char *why);
 
