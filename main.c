@@ -444,6 +444,7 @@ struct bench_cli {
     long clients, value_size, keys;
     double seconds, read_ratio;
     bool json;
+    struct tls_flags tls;
 };
 
 static int bench_options(int argc, char **argv, struct bench_cli *o, struct cli_addrs *addrs)
@@ -462,6 +463,7 @@ static int bench_options(int argc, char **argv, struct bench_cli *o, struct cli_
          .lo = 0, .hi = 1, .help = "the fraction of requests that are gets"},
         {.name = "json", .kind = CLI_FLAG, .dest = &o->json,
          .help = "print the result as one JSON object"},
+        CLI_TLS_OPTIONS(&o->tls),
     };
     const struct cli_command cmd = {
         .name = "bench", .synopsis = "--cluster HOST:PORT,... [options]",
@@ -489,8 +491,11 @@ static int cmd_bench(int argc, char **argv)
                                .clients = (unsigned)o.clients, .seconds = o.seconds,
                                .value_size = (unsigned)o.value_size, .keys = (unsigned)o.keys,
                                .read_ratio = o.read_ratio, .timeout_ms = 5000};
+    if (cli_tls_client("bench", &o.tls, &bo.tls))
+        return EXIT_USAGE;
     struct bench_result r;
     rc = bench_run(&bo, &r);
+    tls_ctx_free(bo.tls);
     bench_print(&r, o.json, stdout);
     if (rc) {
         fprintf(stderr, "The benchmark could not run: %s.\n", strerror(-rc));
