@@ -17,7 +17,7 @@ BUILD   ?= build
 SAN     ?=
 CFLAGS  ?= -O2 -g
 override CFLAGS += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Werror -I. -pthread
-LDLIBS  += -pthread
+LDLIBS  += -pthread -lssl -lcrypto
 ifneq ($(SAN),)
 override CFLAGS += -fsanitize=$(SAN) -fno-omit-frame-pointer -DRAFT_CHECK_INVARIANTS
 LDFLAGS += -fsanitize=$(SAN)
@@ -45,7 +45,7 @@ SUITE_BIN := $(SUITES:%=$(BUILD)/tests/%)
 .SECONDARY:
 all: $(BUILD)/raft $(BUILD)/raft-proxy
 
-$(BUILD)/raft: $(BUILD)/obj/main.o $(BUILD)/obj/cli.o $(BUILD)/obj/client_cmd.o $(LIB_OBJ)
+$(BUILD)/raft: $(BUILD)/obj/main.o $(BUILD)/obj/cli.o $(BUILD)/obj/cli_tls.o $(BUILD)/obj/client_cmd.o $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/obj/%.o: %.c

@@ -209,6 +209,7 @@ int client_cmd_run(const struct client_cmd *cmd, char *const *addrs, uint32_t n_
             fprintf(stderr, "Out of memory.\n");
             return EXIT_UNAVAILABLE;
         }
+        kv_client_set_tls(c, cmd->tls);
         int code = commands[i].run(c, cmd);
         kv_client_close(c);
         return code;

@@ -8,12 +8,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct tls_ctx;
+
 struct client_cmd {
     char *const *words; /* the command word, then its arguments */
     int n_words;
     bool json;        /* list: keys with values, as JSON */
     double timeout_s; /* for the whole operation, retries included */
     const char *cluster; /* as given, for messages */
+    struct tls_ctx *tls; /* NULL: plain TCP */
 };
 
 /* Runs the command against the cluster; returns the process's exit code. */

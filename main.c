@@ -30,6 +30,7 @@
 
 #include "cli.h"
 #include "client_cmd.h"
+#include "cli_tls.h"
 #include "kv/bench.h"
 #include "kv/client.h"
 #include "kv/console.h"
@@ -53,6 +54,7 @@ struct serve_options {
     struct cli_range election; /* election timeout, ms */
     long heartbeat;            /* ms */
     int log_level;             /* an enum raft_log_level; -1 until given */
+    struct tls_flags tls;
 };
 
 /* The defaults are raft's own, so that --help shows what a node will use. */
@@ -183,6 +185,7 @@ static int node_options(int argc, char **argv, struct serve_options *o, struct c
         {.name = "snapshot-every", .kind = CLI_LONG, .metavar = "N", .dest = &o->snapshot_every,
          .lo = 0, .hi = (double)(1L << 40),
          .help = "snapshot once N applied entries are in the log; 0: never"},
+        CLI_TLS_OPTIONS(&o->tls),
     };
     const struct cli_command cmd = {
         .name = "node", .synopsis = "--id I --peers HOST:PORT,... [options]",
@@ -210,7 +213,13 @@ static int cmd_node(int argc, char **argv)
     resolve_log_level(&o);
     char dir[512];
     snprintf(dir, sizeof(dir), "data/node-%ld", o.id);
-    struct kv_server_config sc = {.peers = peers.v, .data_dir = o.data_dir ? o.data_dir : dir};
+    char name[32];
+    snprintf(name, sizeof(name), "node-%ld", o.id);
+    struct tls_paths tls;
+    if (cli_tls_paths("node", &o.tls, name, &tls))
+        return EXIT_USAGE;
+    struct kv_server_config sc = {.peers = peers.v, .data_dir = o.data_dir ? o.data_dir : dir,
+                                  .tls = tls.files};
     configure_node(&sc, &o, (uint32_t)o.id, peers.n);
     sc.raft.log_wall_clock = true; /* logs of several processes sort together */
     return serve(&sc, 1, false);
@@ -228,6 +237,7 @@ static int cluster_options(int argc, char **argv, struct serve_options *o)
         OPT_LOG_LEVEL(o),
         OPT_ELECTION(o),
         OPT_HEARTBEAT(o),
+        CLI_TLS_OPTIONS(&o->tls),
     };
     const struct cli_command cmd = {
         .name = "cluster", .synopsis = "[options]",
@@ -255,13 +265,21 @@ static int cmd_cluster(int argc, char **argv)
     char addr_buf[RAFT_MAX_NODES][32], dirs[RAFT_MAX_NODES][512];
     char *addrs[RAFT_MAX_NODES + 1] = {0};
     struct kv_server_config sc[RAFT_MAX_NODES];
+    static struct tls_paths tls[RAFT_MAX_NODES]; /* node I uses node-I's certificate */
+    for (uint32_t i = 0; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "node-%u", i);
+        if (cli_tls_paths("cluster", &o.tls, name, &tls[i]))
+            return EXIT_USAGE;
+    }
     for (uint32_t i = 0; i < n; i++) {
         snprintf(addr_buf[i], sizeof(addr_buf[i]), "127.0.0.1:%ld", o.base_port + (long)i);
         addrs[i] = addr_buf[i];
     }
     for (uint32_t i = 0; i < n; i++) {
         snprintf(dirs[i], sizeof(dirs[i]), "%s/node-%u", o.data_dir ? o.data_dir : "data", i);
-        sc[i] = (struct kv_server_config){.peers = addrs, .data_dir = dirs[i]};
+        sc[i] = (struct kv_server_config){.peers = addrs, .data_dir = dirs[i],
+                                          .tls = tls[i].files};
         configure_node(&sc[i], &o, i, n);
     }
     return serve(sc, n, true);
@@ -273,6 +291,8 @@ struct client_options {
     const char *cluster;
     double timeout_s;
     bool json;
+    struct tls_flags tls;
+    struct tls_ctx *tls_ctx; /* made from tls; NULL: plain TCP */
 };
 
 static void print_status_json(const char *addr, uint32_t id, int rc, const struct client_reply *r)
@@ -306,7 +326,8 @@ static void print_status_row(const char *addr, uint32_t id, int rc, const struct
            (unsigned long long)r->last_index);
 }
 
-static int client_status(const struct cli_addrs *addrs, unsigned timeout_ms, bool json)
+static int client_status(const struct cli_addrs *addrs, unsigned timeout_ms, bool json,
+                         struct tls_ctx *tls)
 {
     if (!json)
         printf("%-3s %-22s %-14s %6s  %-6s %8s %8s %8s\n", "id", "addr", "role", "term",
@@ -315,7 +336,7 @@ static int client_status(const struct cli_addrs *addrs, unsigned timeout_ms, boo
     bool any = false;
     for (uint32_t i = 0; i < addrs->n; i++) {
         struct client_reply r;
-        int rc = kv_client_status(addrs->v[i], each, &r);
+        int rc = kv_client_status_tls(addrs->v[i], tls, each, &r);
         any |= rc == 0;
         (json ? print_status_json : print_status_row)(addrs->v[i], i, rc, &r);
     }
@@ -399,6 +420,7 @@ static int client_options(int argc, char **argv, struct client_options *o,
         {.name = "json", .kind = CLI_FLAG, .dest = &o->json,
          .help = "with status: one JSON object per node per line; with list: keys "
                  "with their values"},
+        CLI_TLS_OPTIONS(&o->tls),
     };
     const struct cli_command cmd = {
         .name = "client", .synopsis = "--cluster HOST:PORT,... [options] "
@@ -413,6 +435,8 @@ static int client_options(int argc, char **argv, struct client_options *o,
         rc = client_check_words(o, w);
     if (rc == 0)
         rc = cli_parse_addrs(cmd.name, "cluster", o->cluster, addrs);
+    if (rc == 0)
+        rc = cli_tls_client(cmd.name, &o->tls, &o->tls_ctx);
     return rc;
 }
 
@@ -424,11 +448,16 @@ static int cmd_client(int argc, char **argv)
     int rc = client_options(argc, argv, &o, &w, &addrs);
     if (rc)
         return cli_exit_code(rc);
-    if (!strcmp(w.v[0], "status"))
-        return client_status(&addrs, (unsigned)(o.timeout_s * 1000), o.json);
-    struct client_cmd cmd = {.words = w.v, .n_words = w.n, .json = o.json,
-                             .timeout_s = o.timeout_s, .cluster = o.cluster};
-    return client_cmd_run(&cmd, addrs.v, addrs.n);
+    if (!strcmp(w.v[0], "status")) {
+        rc = client_status(&addrs, (unsigned)(o.timeout_s * 1000), o.json, o.tls_ctx);
+    } else {
+        struct client_cmd cmd = {.words = w.v, .n_words = w.n, .json = o.json,
+                                 .timeout_s = o.timeout_s, .cluster = o.cluster,
+                                 .tls = o.tls_ctx};
+        rc = client_cmd_run(&cmd, addrs.v, addrs.n);
+    }
+    tls_ctx_free(o.tls_ctx);
+    return rc;
 }
 
 /* ---- bench and dump ---- */
@@ -438,6 +467,7 @@ struct bench_cli {
     long clients, value_size, keys;
     double seconds, read_ratio;
     bool json;
+    struct tls_flags tls;
 };
 
 static int bench_options(int argc, char **argv, struct bench_cli *o, struct cli_addrs *addrs)
@@ -456,6 +486,7 @@ static int bench_options(int argc, char **argv, struct bench_cli *o, struct cli_
          .lo = 0, .hi = 1, .help = "the fraction of requests that are gets"},
         {.name = "json", .kind = CLI_FLAG, .dest = &o->json,
          .help = "print the result as one JSON object"},
+        CLI_TLS_OPTIONS(&o->tls),
     };
     const struct cli_command cmd = {
         .name = "bench", .synopsis = "--cluster HOST:PORT,... [options]",
@@ -480,8 +511,11 @@ static int cmd_bench(int argc, char **argv)
                                .clients = (unsigned)o.clients, .seconds = o.seconds,
                                .value_size = (unsigned)o.value_size, .keys = (unsigned)o.keys,
                                .read_ratio = o.read_ratio, .timeout_ms = 5000};
+    if (cli_tls_client("bench", &o.tls, &bo.tls))
+        return EXIT_USAGE;
     struct bench_result r;
     rc = bench_run(&bo, &r);
+    tls_ctx_free(bo.tls);
     bench_print(&r, o.json, stdout);
     if (rc) {
         fprintf(stderr, "The benchmark could not run: %s.\n", strerror(-rc));
@@ -525,6 +559,7 @@ static const struct {
      cmd_client, false},
     {"bench", "measure a running cluster's throughput and latency", cmd_bench, false},
     {"dump", "print a data directory as text", cmd_dump, false},
+    {"certs", "make a CA and certificates for mutual TLS", cli_cmd_certs, false},
 };
 
 static void print_commands(void)

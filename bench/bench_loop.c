@@ -74,16 +74,24 @@ static void broken(struct bench_session *s, uint64_t now)
     s->loop->d->broken(s, now);
 }
 
+/* send() as the driver's write() would answer: the count or -errno. */
+static long send_some(struct bench_session *s, const void *p, size_t n)
+{
+    ssize_t w = send(s->fd, p, n, MSG_NOSIGNAL);
+    return w < 0 ? -errno : (long)w;
+}
+
 /* Writes what is left of the request without blocking; once all is out,
  * the session awaits its reply. */
 static void flush(struct bench_session *s, uint64_t now)
 {
     while (s->out_sent < s->out_len) {
-        ssize_t w = send(s->fd, (const char *)s->out + s->out_sent, s->out_len - s->out_sent,
-                         MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
+        const char *p = (const char *)s->out + s->out_sent;
+        size_t n = s->out_len - s->out_sent;
+        long w = s->loop->d->write ? s->loop->d->write(s, p, n) : send_some(s, p, n);
+        if (w == -EINTR)
             continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (w == -EAGAIN || w == -EWOULDBLOCK) {
             watch(s, EPOLLIN | EPOLLOUT);
             s->io = BENCH_SENDING;
             return;

@@ -67,6 +67,10 @@ struct bench_driver {
     void (*broken)(struct bench_session *s, uint64_t now);
     /* now >= wake_ns. */
     void (*timer)(struct bench_session *s, uint64_t now);
+    /* Optional: writes up to n bytes of the request on s's connection
+     * (a TLS session, say) and returns the count, -EAGAIN when it would
+     * block, or -errno. NULL: send() on fd. */
+    long (*write)(struct bench_session *s, const void *p, size_t n);
 };
 
 /* Runs `clients` sessions for `seconds`, then summarises every timed

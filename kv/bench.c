@@ -8,6 +8,11 @@
  * pauses KV_CLIENT_RETRY_PAUSE_MS when nobody is known to lead. An operation's latency runs
  * from its first attempt to its final answer; one without a final answer
  * within the timeout counts as an error.
+ *
+ * With TLS, a session connects and runs its handshake at once (bounded by
+ * KV_CLIENT_ATTEMPT_MS), holding up its loop's other sessions only while
+ * it does; requests and replies then go through the session's TLS
+ * connection without blocking.
  */
 #include "kv/bench.h"
 
@@ -15,10 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "bench/bench_loop.h"
 #include "kv/client.h"
+#include "net/tcp_internal.h"
 #include "net/tcp_socket.h"
+#include "net/tls.h"
 
 #define NS_PER_MS 1000000ull
 
@@ -39,6 +47,7 @@ struct session {
     size_t out_len, out_cap;
     uint8_t *in;  /* the reply read so far */
     size_t in_have, in_cap;
+    struct tls_conn *tls; /* b.fd's TLS session; NULL when plain or closed */
 };
 
 static int grow(uint8_t **buf, size_t *cap, size_t need)
@@ -78,6 +87,29 @@ static void move_on(struct session *s, const struct client_reply *reply, uint64_
     wake_at(s, now + KV_CLIENT_RETRY_PAUSE_MS * NS_PER_MS);
 }
 
+/* Connects to the target and runs the handshake, both before returning;
+ * the node must show a node certificate. The fd or -errno. */
+static int dial_tls(struct session *s, struct tls_ctx *tls)
+{
+    int fd = tcp_dial(s->nodes.addrs[s->nodes.target], KV_CLIENT_ATTEMPT_MS);
+    if (fd < 0)
+        return fd;
+    struct tls_identity who;
+    char err[160];
+    int rc = tls_conn_handshake(&s->tls, tls, fd, false, tcp_now_ms() + KV_CLIENT_ATTEMPT_MS,
+                                &who, err, sizeof(err));
+    if (rc == 0 && who.role != TLS_ROLE_NODE) {
+        tls_conn_free(s->tls);
+        s->tls = NULL;
+        rc = -EACCES;
+    }
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
 /* Sends the current request to the target, connecting first if need be. */
 static void attempt(struct session *s, uint64_t now)
 {
@@ -85,7 +117,11 @@ static void attempt(struct session *s, uint64_t now)
     s->paused = false;
     s->in_have = 0;
     if (s->b.fd < 0) {
-        int fd = tcp_dial_start(s->nodes.addrs[s->nodes.target]);
+        tls_conn_free(s->tls); /* of the connection closed before */
+        s->tls = NULL;
+        const struct bench_options *opt = ((const struct load *)bench_ctx(&s->b))->opt;
+        int fd = opt->tls ? dial_tls(s, opt->tls)
+                          : tcp_dial_start(s->nodes.addrs[s->nodes.target]);
         if (fd < 0 || bench_adopt(&s->b, fd) < 0) {
             move_on(s, NULL, now);
             return;
@@ -167,10 +203,18 @@ static void on_readable(struct bench_session *b, uint64_t now)
             bench_abort(&s->b, -ENOMEM, now);
             return;
         }
-        ssize_t r = recv(s->b.fd, s->in + s->in_have, s->in_cap - s->in_have, 0);
-        if (r < 0 && errno == EINTR)
+        ssize_t r;
+        short events;
+        if (s->tls) {
+            r = tls_conn_read(s->tls, s->in + s->in_have, s->in_cap - s->in_have, &events);
+            if (r == -EAGAIN)
+                return; /* TLS 1.3 without renegotiation: a read waits for input only */
+        } else {
+            r = recv(s->b.fd, s->in + s->in_have, s->in_cap - s->in_have, 0);
+        }
+        if (!s->tls && r < 0 && errno == EINTR)
             continue;
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (!s->tls && r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
         if (r <= 0) {
             move_on(s, NULL, now); /* closed or reset */
@@ -201,6 +245,13 @@ static void on_timer(struct bench_session *b, uint64_t now)
     }
 }
 
+static long tls_write(struct bench_session *b, const void *p, size_t n)
+{
+    struct session *s = (struct session *)b;
+    short events;
+    return tls_conn_write(s->tls, p, n, &events);
+}
+
 static int session_init(struct bench_session *b)
 {
     struct session *s = (struct session *)b;
@@ -215,6 +266,7 @@ static void session_free(struct bench_session *b)
 {
     struct session *s = (struct session *)b;
     kv_nodes_free(&s->nodes);
+    tls_conn_free(s->tls);
     free(s->out);
     free(s->in);
 }
@@ -230,7 +282,8 @@ int bench_run(const struct bench_options *opt, struct bench_result *out)
     const struct bench_driver d = {.session_size = sizeof(struct session), .ctx = &load,
                                    .init = session_init, .free = session_free,
                                    .start = start_op, .readable = on_readable,
-                                   .broken = on_broken, .timer = on_timer};
+                                   .broken = on_broken, .timer = on_timer,
+                                   .write = opt->tls ? tls_write : NULL};
     int rc = bench_loops_run(&d, opt->clients, opt->seconds, out);
     free(load.value);
     return rc;

@@ -11,6 +11,8 @@
 
 #include "bench/bench_stats.h" /* struct bench_result, bench_print */
 
+struct tls_ctx;
+
 struct bench_options {
     char *const *addrs;
     uint32_t n_addrs;
@@ -20,6 +22,7 @@ struct bench_options {
     unsigned keys;       /* default 1000 */
     double read_ratio;   /* 0..1, default 0 */
     unsigned timeout_ms; /* per request, retries included */
+    struct tls_ctx *tls; /* mutual TLS (net/tls.h); NULL: plain TCP */
 };
 
 int bench_run(const struct bench_options *opt, struct bench_result *out);

@@ -18,7 +18,8 @@
 struct kv_client {
     struct kv_nodes nodes;
     unsigned timeout_ms;
-    int fd; /* connection to nodes.target, or -1 */
+    struct tcp_link *link; /* connection to nodes.target, or NULL */
+    struct tls_ctx *tls;   /* NULL: plain TCP; not owned */
     bool reached;          /* some node accepted a connection of this session */
     char unresolved[256];  /* a host that does not resolve, or "" */
     uint64_t client_id;
@@ -127,16 +128,19 @@ int kv_client_open(struct kv_client **out, char *const *addrs, uint32_t n_addrs,
         return -ENOMEM;
     }
     c->timeout_ms = timeout_ms;
-    c->fd = -1;
     *out = c;
     return 0;
 }
 
+void kv_client_set_tls(struct kv_client *c, struct tls_ctx *tls)
+{
+    c->tls = tls;
+}
+
 static void disconnect(struct kv_client *c)
 {
-    if (c->fd >= 0)
-        close(c->fd);
-    c->fd = -1;
+    tcp_link_close(c->link);
+    c->link = NULL;
 }
 
 void kv_client_close(struct kv_client *c)
@@ -196,10 +200,11 @@ static int call_leader(struct kv_client *c, const struct wire_msg *req, struct w
         if (now >= deadline)
             return -ETIMEDOUT;
         unsigned left = (unsigned)(deadline - now);
-        if (c->fd < 0) {
-            int fd = tcp_dial(c->nodes.addrs[c->nodes.target], left < 500 ? left : 500);
-            if (fd < 0) {
-                if (!hopeless(c, fd))
+        if (!c->link) {
+            int rc = tcp_link_dial(&c->link, c->nodes.addrs[c->nodes.target], c->tls,
+                                   left < 500 ? left : 500);
+            if (rc < 0) {
+                if (!hopeless(c, rc))
                     unreachable = 0;
                 else if (++unreachable >= c->nodes.n)
                     return c->unresolved[0] ? -EHOSTUNREACH : -ECONNREFUSED;
@@ -207,12 +212,11 @@ static int call_leader(struct kv_client *c, const struct wire_msg *req, struct w
                 sleep_ms(KV_CLIENT_RETRY_PAUSE_MS);
                 continue;
             }
-            c->fd = fd;
             c->reached = true;
         }
         /* A node that stopped answering (frozen, cut off) costs one attempt,
          * not the whole timeout: another node may lead by now. */
-        int rc = tcp_roundtrip(c->fd, req, reply, &c->buf, &c->cap,
+        int rc = tcp_link_roundtrip(c->link, req, reply, &c->buf, &c->cap,
                                left < KV_CLIENT_ATTEMPT_MS ? left : KV_CLIENT_ATTEMPT_MS);
         if (rc != 0 || reply->type != WIRE_CLIENT_REPLY) {
             if (rc == 0)
@@ -347,15 +351,22 @@ const char *kv_client_unresolved(const struct kv_client *c)
 
 int kv_client_status(const char *addr, unsigned timeout_ms, struct client_reply *out)
 {
-    int fd = tcp_dial(addr, timeout_ms);
-    if (fd < 0)
-        return fd;
+    return kv_client_status_tls(addr, NULL, timeout_ms, out);
+}
+
+int kv_client_status_tls(const char *addr, struct tls_ctx *tls, unsigned timeout_ms,
+                         struct client_reply *out)
+{
+    struct tcp_link *link;
+    int rc = tcp_link_dial(&link, addr, tls, timeout_ms);
+    if (rc < 0)
+        return rc;
     struct wire_msg req = {.type = WIRE_CLIENT_REQUEST, .from = WIRE_FROM_CLIENT}, reply;
     req.u.request.op = CLIENT_STATUS;
     uint8_t *buf = NULL;
     size_t cap = 0;
-    int rc = tcp_roundtrip(fd, &req, &reply, &buf, &cap, timeout_ms);
-    close(fd);
+    rc = tcp_link_roundtrip(link, &req, &reply, &buf, &cap, timeout_ms);
+    tcp_link_close(link);
     if (rc == 0 && reply.type != WIRE_CLIENT_REPLY)
         rc = -EPROTO;
     /* The reply's byte strings point into buf, freed below: *out keeps

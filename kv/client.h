@@ -28,6 +28,11 @@ int kv_client_open(struct kv_client **out, char *const *addrs, uint32_t n_addrs,
                    unsigned timeout_ms);
 void kv_client_close(struct kv_client *c);
 
+/* Talks mutual TLS (net/tls.h) from the next connection on; NULL: plain
+ * TCP. tls is not owned and must outlive c. */
+struct tls_ctx;
+void kv_client_set_tls(struct kv_client *c, struct tls_ctx *tls);
+
 /* 0 when acknowledged; -ETIMEDOUT when no leader answered in time (for a
  * put: the outcome is unknown); -EINVAL for a request the cluster refused.
  * A session that has not yet reached any node gives up at once, with the
@@ -95,5 +100,8 @@ bool kv_nodes_move_on(struct kv_nodes *k, const struct client_reply *reply);
 /* Asks one node for its status; 0 or a negative errno if it did not answer.
  * *out holds no pointers: value and leader_addr are NULL. */
 int kv_client_status(const char *addr, unsigned timeout_ms, struct client_reply *out);
+/* The same over TLS when tls is not NULL. */
+int kv_client_status_tls(const char *addr, struct tls_ctx *tls, unsigned timeout_ms,
+                         struct client_reply *out);
 
 #endif

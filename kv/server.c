@@ -37,6 +37,7 @@ struct kv_server {
     struct raft_node *node;
     struct kv_service *service;
     struct tcp_server *listener;
+    struct tls_ctx *tls; /* NULL: plain TCP */
 };
 
 static void server_log(struct kv_server *s, enum raft_log_level level, const char *fmt, ...)
@@ -218,8 +219,33 @@ static void cleanup(struct kv_server *s)
         tcp_transport_destroy(s->transport);
     if (s->storage)
         file_storage_close(s->storage);
+    tls_ctx_free(s->tls); /* after the listener and transport that used it */
     kv_free(s->kv);
     free(s);
+}
+
+/* The node's TLS context, if configured: its certificate must name this
+ * node, or its peers would refuse it (and it would speak for another). */
+static int open_tls(struct kv_server *s)
+{
+    const struct tls_files *f = &s->cfg.tls;
+    if (!f->ca)
+        return 0;
+    char err[256], name[32];
+    int rc = tls_ctx_new(&s->tls, f, err, sizeof(err));
+    if (rc) {
+        server_log(s, RAFT_LOG_ERROR, "TLS with CA %s, certificate %s and key %s: %s",
+                   f->ca, f->cert, f->key, err);
+        return rc;
+    }
+    struct tls_identity me = tls_ctx_identity(s->tls);
+    if (me.role != TLS_ROLE_NODE || me.id != s->cfg.raft.id) {
+        server_log(s, RAFT_LOG_ERROR, "the certificate %s names %s, not node-%u", f->cert,
+                   tls_identity_str(me, name, sizeof(name)), s->cfg.raft.id);
+        return -EINVAL;
+    }
+    server_log(s, RAFT_LOG_INFO, "mutual TLS 1.3 for peers and clients, CA %s", f->ca);
+    return 0;
 }
 
 int kv_server_start(struct kv_server **out, const struct kv_server_config *cfg)
@@ -236,6 +262,9 @@ int kv_server_start(struct kv_server **out, const struct kv_server_config *cfg)
         server_log(s, RAFT_LOG_ERROR, "bad address %s", cfg->peers[id]);
         goto fail;
     }
+    rc = open_tls(s);
+    if (rc)
+        goto fail;
     s->kv = kv_new(cfg->session_timeout_ms ? cfg->session_timeout_ms
                                            : KV_DEFAULT_SESSION_TIMEOUT_MS);
     rc = s->kv ? file_storage_open(&s->storage, cfg->data_dir, module_log, s) : -ENOMEM;
@@ -247,6 +276,7 @@ int kv_server_start(struct kv_server **out, const struct kv_server_config *cfg)
     rc = tcp_transport_create(&s->transport, id, cfg->peers, cfg->raft.n_nodes, module_log, s);
     if (rc)
         goto fail;
+    tcp_transport_set_tls(s->transport, s->tls);
     s->net = tcp_transport_ops(s->transport);
     struct raft_transport transport = cut_ops(s);
     struct raft_storage storage = file_storage_ops(s->storage);
@@ -265,7 +295,7 @@ int kv_server_start(struct kv_server **out, const struct kv_server_config *cfg)
     if (rc)
         goto fail;
     struct tcp_server_options opt = {
-        .host = host, .port = port, .handler = handle_frame, .handler_ctx = s,
+        .host = host, .port = port, .tls = s->tls, .handler = handle_frame, .handler_ctx = s,
         .log = module_log, .log_ctx = s,
     };
     rc = tcp_server_start(&s->listener, &opt);

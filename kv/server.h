@@ -6,6 +6,7 @@
 #ifndef KV_SERVER_H
 #define KV_SERVER_H
 
+#include "net/tls.h"
 #include "raft/raft.h"
 
 struct kv_server_config {
@@ -13,6 +14,9 @@ struct kv_server_config {
     char *const *peers;      /* "host:port" of every node, by id */
     const char *data_dir;
     uint64_t session_timeout_ms;
+    /* Mutual TLS for peers and clients when tls.ca is set; the certificate
+     * must be node-<id>'s. All NULL: plain TCP. */
+    struct tls_files tls;
 };
 
 struct kv_server;

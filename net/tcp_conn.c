@@ -6,6 +6,11 @@
  * A peer that sends garbage loses its connection only; why it was closed is
  * logged at warn level when the peer was at fault, at debug level when it
  * merely went away.
+ *
+ * With TLS the thread first runs the handshake, bounded by
+ * TCP_HANDSHAKE_MS, and then serves a request only if the certificate's
+ * role allows it: the peer protocol to a node certificate naming the
+ * message's sender, client requests to any certificate of the CA.
  */
 #include "net/tcp_internal.h"
 #include "net/tcp_server_internal.h"
@@ -17,6 +22,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+
+#include "net/tls.h"
+
+/* A handshake must be done within this, or the connection is dropped. */
+#define TCP_HANDSHAKE_MS 5000
+
+static struct tcp_stream tcp_conn_stream(const struct tcp_conn *c)
+{
+    return (struct tcp_stream){ .fd = c->fd, .tls = c->tls };
+}
 
 /* Logs why a connection is being closed: at warn level when the peer did
  * something wrong, at debug level when it merely went away or was idle. */
@@ -91,7 +106,8 @@ static int tcp_conn_send_reply(struct tcp_conn *c, const struct wire_msg *reply,
                 (unsigned)reply->type, c->peer, tcp_errstr((int)n, e, sizeof e));
         return (int)n;
     }
-    int rc = tcp_send_all(c->fd, c->out, (size_t)n, deadline);
+    struct tcp_stream io = tcp_conn_stream(c);
+    int rc = tcp_send_all(&io, c->out, (size_t)n, deadline);
     if (rc < 0) {
         char e[96];
         tcp_conn_log(c, rc == -ETIMEDOUT, "sending the reply: %s",
@@ -132,18 +148,42 @@ static void tcp_conn_wait_reply_sent(struct tcp_conn *c)
     pthread_mutex_unlock(&c->reply_mu);
 }
 
+/* What the peer's certificate allows (with TLS): client requests from any
+ * certificate of the CA; the peer protocol only from a node certificate,
+ * and only as the node it names, so that a node cannot speak for another
+ * and a client cannot speak for any (Consul CVE-2021-37219). */
+static int tcp_conn_authorize(struct tcp_conn *c, const struct wire_msg *req)
+{
+    if (c->tls == NULL || req->type == WIRE_CLIENT_REQUEST)
+        return 0;
+    char who[32];
+    tls_identity_str(c->who, who, sizeof who);
+    if (c->who.role != TLS_ROLE_NODE) {
+        tcp_conn_log(c, true, "a %s certificate may not send peer messages (type %u)",
+                     who, (unsigned)req->type);
+        return -EACCES;
+    }
+    if (req->from != c->who.id) {
+        tcp_conn_log(c, true, "the certificate of %s sent a message claiming to be "
+                     "from n%u", who, (unsigned)req->from);
+        return -EACCES;
+    }
+    return 0;
+}
+
 /* Reads one request, has the handler answer it, writes the reply (unless
  * the handler deferred it). */
 static int tcp_conn_serve_one(struct tcp_conn *c)
 {
     struct tcp_server *s = c->srv;
+    struct tcp_stream io = tcp_conn_stream(c);
     int64_t now = tcp_now_ms();
     atomic_store_explicit(&c->waiting_since_ms, now, memory_order_relaxed);
     /* A client sends its next request only after our reply: unless it is
      * already here, wait first and save a recv that would find nothing. */
-    int rc = c->in_have ? 0 : tcp_wait(c->fd, POLLIN, now + s->opt.idle_timeout_ms);
+    int rc = c->in_have ? 0 : tcp_wait_input(&io, now + s->opt.idle_timeout_ms);
     if (rc == 0)
-        rc = tcp_recv_at_least(c->fd, &c->in, &c->in_cap, &c->in_have, 4,
+        rc = tcp_recv_at_least(&io, &c->in, &c->in_cap, &c->in_have, 4,
                                now + s->opt.idle_timeout_ms);
     atomic_store_explicit(&c->waiting_since_ms, 0, memory_order_relaxed);
     long size = rc < 0 ? rc : wire_frame_size(c->in);
@@ -152,7 +192,7 @@ static int tcp_conn_serve_one(struct tcp_conn *c)
         return (int)size;
     }
     /* The idle clock restarts once a frame has begun to arrive. */
-    rc = tcp_recv_at_least(c->fd, &c->in, &c->in_cap, &c->in_have, (size_t)size,
+    rc = tcp_recv_at_least(&io, &c->in, &c->in_cap, &c->in_have, (size_t)size,
                            tcp_now_ms() + s->opt.idle_timeout_ms);
     if (rc < 0) {
         tcp_conn_read_failed(c, rc, c->in_have, c->in);
@@ -165,6 +205,11 @@ static int tcp_conn_serve_one(struct tcp_conn *c)
     if (rc < 0) {
         tcp_conn_log(c, true, "malformed frame (type %u, %ld bytes): %s",
                      (unsigned)c->in[5], size, tcp_decode_reason(rc));
+        return rc;
+    }
+    rc = tcp_conn_authorize(c, &req);
+    if (rc < 0) {
+        wire_msg_release(&req);
         return rc;
     }
     memset(&reply, 0, sizeof reply);
@@ -186,13 +231,39 @@ static int tcp_conn_serve_one(struct tcp_conn *c)
     return rc;
 }
 
+/* The TLS handshake, before any byte is read as a frame. While it runs the
+ * connection counts as idle, so that at the connection limit a pile of
+ * half-open handshakes gives way to new connections. */
+static int tcp_conn_secure(struct tcp_conn *c)
+{
+    struct tcp_server *s = c->srv;
+    int64_t now = tcp_now_ms();
+    unsigned limit = s->opt.idle_timeout_ms < TCP_HANDSHAKE_MS ? s->opt.idle_timeout_ms
+                                                               : TCP_HANDSHAKE_MS;
+    atomic_store_explicit(&c->waiting_since_ms, now, memory_order_relaxed);
+    char why[160];
+    int rc = tls_conn_handshake(&c->tls, s->opt.tls, c->fd, true, now + limit, &c->who,
+                                why, sizeof why);
+    atomic_store_explicit(&c->waiting_since_ms, 0, memory_order_relaxed);
+    if (rc == 0 && c->who.role == TLS_ROLE_NONE) {
+        snprintf(why, sizeof why, "its certificate names no role (CN=node-I or CN=client)");
+        rc = -EACCES;
+    }
+    if (rc < 0 && !tcp_server_stopping(s))
+        tcp_server_log_refusal(s, c->peer, why);
+    return rc;
+}
+
 void *tcp_conn_main(void *arg)
 {
     struct tcp_conn *c = arg;
+    int rc = c->srv->opt.tls != NULL ? tcp_conn_secure(c) : 0;
     /* One iteration: one request in, one reply out. Any error ends it. */
-    while (tcp_conn_serve_one(c) == 0)
+    while (rc == 0 && (rc = tcp_conn_serve_one(c)) == 0)
         ;
     tcp_conn_wait_reply_sent(c);
+    tls_conn_free(c->tls);
+    c->tls = NULL;
     free(c->in);
     free(c->out);
     c->in = c->out = NULL;

@@ -50,23 +50,36 @@ int tcp_socket_setup(int fd);
 /* A getaddrinfo() error as a negative errno. */
 int tcp_gai_errno(int rc);
 
+/* A connected socket and, when the connection is secured, its TLS session
+ * (net/tls.h), through which every byte then goes. */
+struct tls_conn;
+struct tcp_stream {
+    int fd;
+    struct tls_conn *tls; /* NULL: plain TCP */
+};
+
 /* Waits until fd is ready for `events` (or in error) or the deadline passes:
  * 0 or -ETIMEDOUT / -errno. */
 int tcp_wait(int fd, short events, int64_t deadline);
 
+/* Waits for input on the stream, as tcp_wait(POLLIN) does, but returns at
+ * once when TLS holds decrypted bytes that poll() cannot see. */
+int tcp_wait_input(const struct tcp_stream *s, int64_t deadline);
+
 /* Sends all n bytes (MSG_NOSIGNAL) before the deadline. */
-int tcp_send_all(int fd, const uint8_t *p, size_t n, int64_t deadline);
+int tcp_send_all(const struct tcp_stream *s, const uint8_t *p, size_t n,
+                 int64_t deadline);
 
 /* Reads until at least `want` bytes are in *buf (*have so far), taking
  * whatever else has arrived too. */
-int tcp_recv_at_least(int fd, uint8_t **buf, size_t *cap, size_t *have,
-                      size_t want, int64_t deadline);
+int tcp_recv_at_least(const struct tcp_stream *s, uint8_t **buf, size_t *cap,
+                      size_t *have, size_t want, int64_t deadline);
 
 /* Reads until *buf starts with one whole frame (bytes past it may follow).
  * Returns the frame's size, or -errno (-EBADMSG / -EMSGSIZE: a length
  * field no frame can have). */
-long tcp_recv_frame(int fd, uint8_t **buf, size_t *cap, size_t *have,
-                    int64_t deadline);
+long tcp_recv_frame(const struct tcp_stream *s, uint8_t **buf, size_t *cap,
+                    size_t *have, int64_t deadline);
 
 /* Encodes msg into *buf, grown to fit. Returns the frame's size, or -EPROTO
  * (unknown type), -EMSGSIZE (over WIRE_MAX_FRAME or a field limit),

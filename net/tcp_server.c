@@ -46,6 +46,23 @@ bool tcp_server_stopping(struct tcp_server *s)
     return stopping;
 }
 
+void tcp_server_log_refusal(struct tcp_server *s, const char *peer, const char *why)
+{
+    unsigned long n = atomic_fetch_add(&s->tls_refusals, 1) + 1;
+    int64_t now = tcp_now_ms();
+    int64_t last = atomic_load(&s->tls_logged_ms);
+    /* The first; then one a second at most, or every TCP_TLS_LOG_EVERY-th. */
+    bool due = n == 1 || n % TCP_TLS_LOG_EVERY == 0 ||
+               (now - last >= 1000 && atomic_compare_exchange_strong(&s->tls_logged_ms,
+                                                                     &last, now));
+    if (!due)
+        return;
+    atomic_store(&s->tls_logged_ms, now);
+    tcp_log(s->opt.log, s->opt.log_ctx, RAFT_LOG_WARN,
+            "closing connection from %s: %s (TLS refusal %lu; at most one a second is "
+            "logged)", peer, why, n);
+}
+
 void tcp_server_conn_done(struct tcp_server *s, struct tcp_conn *c)
 {
     pthread_mutex_lock(&s->mu);
@@ -308,6 +325,25 @@ static int tcp_make_wake_pipe(int p[2])
     return 0;
 }
 
+static bool tcp_is_loopback(const char *host)
+{
+    return host != NULL && (strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+                            strcmp(host, "localhost") == 0);
+}
+
+/* Plain TCP off loopback lets anyone who can reach the port rewrite the
+ * log with a high term, or read and write every key: say so at start. */
+static void tcp_server_warn_plain(const struct tcp_server_options *opt)
+{
+    if (opt->tls != NULL || tcp_is_loopback(opt->host))
+        return;
+    tcp_log(opt->log, opt->log_ctx, RAFT_LOG_WARN,
+            "listening on %s without TLS: anyone who can reach port %u can act as a "
+            "peer or a client (give --tls-dir, or --tls-ca, --tls-cert and --tls-key)",
+            opt->host != NULL && opt->host[0] != '\0' ? opt->host : "every interface",
+            (unsigned)opt->port);
+}
+
 int tcp_server_start(struct tcp_server **out,
                      const struct tcp_server_options *opt)
 {
@@ -336,6 +372,7 @@ int tcp_server_start(struct tcp_server **out,
     rc = -pthread_create(&s->listener, NULL, tcp_listener_main, s);
     if (rc < 0)
         goto err_after_mutex;
+    tcp_server_warn_plain(opt);
     *out = s;
     return 0;
 

@@ -26,6 +26,11 @@ struct tcp_server_options {
     /* Called from the connection threads, several at once. A client reply's
      * value is freed by the server after the handler returns, whatever it
      * returns (see net/transport.h). */
+    /* With a context (net/tls.h), every connection is mutual TLS 1.3: the
+     * handshake comes first, a peer message is served only from a node
+     * certificate naming its sender, and a client certificate may send
+     * client requests only. NULL: plain TCP. Not owned; outlives s. */
+    struct tls_ctx *tls;
     transport_handler handler;
     void *handler_ctx;
     /* may be NULL */

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "net/tcp_server.h"
+#include "net/tls.h"
 
 #define TCP_PEER_NAME_MAX (NI_MAXHOST + NI_MAXSERV + 4) /* "[host]:serv" */
 
@@ -27,6 +28,10 @@ struct tcp_conn {
     int fd;            /* closed by whoever joins the thread, never before */
     pthread_t thread;
     char peer[TCP_PEER_NAME_MAX]; /* "addr:port", for log lines */
+    /* With TLS: the session, set up by the thread before its first read,
+     * and who the peer's certificate names. */
+    struct tls_conn *tls;
+    struct tls_identity who;
     uint8_t *in, *out; /* request and reply frames; the thread's own */
     size_t in_cap, out_cap;
     size_t in_have;    /* bytes received into in, maybe past one frame */
@@ -55,6 +60,9 @@ struct tcp_server {
     unsigned n_evicting; /* of those, shut down to make room and ending */
     bool stopping;
     bool refusing;      /* the connection limit was logged; reset on a close */
+    /* Failed handshakes and refused certificates, to throttle their logs. */
+    atomic_ulong tls_refusals;
+    atomic_llong tls_logged_ms; /* when one was last logged */
 };
 
 /* tcp_conn.c */
@@ -73,6 +81,12 @@ void tcp_conn_free(struct tcp_conn *c);
 /* tcp_server.c */
 
 bool tcp_server_stopping(struct tcp_server *s);
+
+/* Logs a TLS refusal: the first, then at most one a second (and every
+ * TCP_TLS_LOG_EVERY-th), with the count, so that a flood of bad handshakes
+ * cannot flood the log. */
+#define TCP_TLS_LOG_EVERY 100
+void tcp_server_log_refusal(struct tcp_server *s, const char *peer, const char *why);
 
 /* Counts c out of the open connections and wakes the listener to join it. */
 void tcp_server_conn_done(struct tcp_server *s, struct tcp_conn *c);

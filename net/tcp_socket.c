@@ -6,6 +6,7 @@
  */
 #include "net/tcp_socket.h"
 #include "net/tcp_internal.h"
+#include "net/tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -168,20 +169,58 @@ int tcp_wait(int fd, short events, int64_t deadline)
     }
 }
 
-int tcp_send_all(int fd, const uint8_t *p, size_t n, int64_t deadline)
+int tcp_wait_input(const struct tcp_stream *s, int64_t deadline)
+{
+    if (s->tls != NULL && tls_conn_pending(s->tls))
+        return 0;
+    return tcp_wait(s->fd, POLLIN, deadline);
+}
+
+/* One non-blocking write: the count, or -EAGAIN with the events to wait
+ * for, or -errno. */
+static long tcp_write_some(const struct tcp_stream *s, const uint8_t *p, size_t n,
+                           short *events)
+{
+    if (s->tls != NULL)
+        return tls_conn_write(s->tls, p, n, events);
+    ssize_t w = send(s->fd, p, n, MSG_NOSIGNAL);
+    if (w >= 0)
+        return (long)w;
+    *events = POLLOUT;
+    return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
+/* One non-blocking read, as tcp_write_some(); -ECONNRESET at the end. */
+static long tcp_read_some(const struct tcp_stream *s, uint8_t *p, size_t n,
+                          short *events)
+{
+    if (s->tls != NULL)
+        return tls_conn_read(s->tls, p, n, events);
+    ssize_t r = recv(s->fd, p, n, 0);
+    if (r > 0)
+        return (long)r;
+    *events = POLLIN;
+    if (r == 0)
+        return -ECONNRESET;
+    return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
+int tcp_send_all(const struct tcp_stream *s, const uint8_t *p, size_t n,
+                 int64_t deadline)
 {
     size_t done = 0;
     while (done < n) {
-        ssize_t w = send(fd, p + done, n - done, MSG_NOSIGNAL);
+        short events = POLLOUT;
+        long w = tcp_write_some(s, p + done, n - done, &events);
         if (w >= 0) {
             done += (size_t)w;
             continue;
         }
-        if (errno == EINTR)
+        if (w == -EINTR)
             continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return -errno;
-        int rc = tcp_wait(fd, POLLOUT, deadline);
+        if (w != -EAGAIN)
+            return (int)w;
+        int rc = tcp_wait(s->fd, events, deadline);
         if (rc < 0)
             return rc;
     }
@@ -191,31 +230,30 @@ int tcp_send_all(int fd, const uint8_t *p, size_t n, int64_t deadline)
 /* Reads until at least `want` bytes are in *buf (*have so far), taking
  * whatever else has arrived too, so that a small frame costs one recv.
  * The data may be there already: recv first, poll only when it is not. */
-int tcp_recv_at_least(int fd, uint8_t **buf, size_t *cap, size_t *have,
-                      size_t want, int64_t deadline)
+int tcp_recv_at_least(const struct tcp_stream *s, uint8_t **buf, size_t *cap,
+                      size_t *have, size_t want, int64_t deadline)
 {
     int rc = tcp_reserve(buf, cap, want);
     while (rc == 0 && *have < want) {
-        ssize_t r = recv(fd, *buf + *have, *cap - *have, 0);
+        short events = POLLIN;
+        long r = tcp_read_some(s, *buf + *have, *cap - *have, &events);
         if (r > 0)
             *have += (size_t)r;
-        else if (r == 0)
-            rc = -ECONNRESET;
-        else if (errno == EAGAIN || errno == EWOULDBLOCK)
-            rc = tcp_wait(fd, POLLIN, deadline);
-        else if (errno != EINTR)
-            rc = -errno;
+        else if (r == -EAGAIN)
+            rc = tcp_wait(s->fd, events, deadline);
+        else if (r != -EINTR)
+            rc = (int)r;
     }
     return rc;
 }
 
-long tcp_recv_frame(int fd, uint8_t **buf, size_t *cap, size_t *have,
-                    int64_t deadline)
+long tcp_recv_frame(const struct tcp_stream *s, uint8_t **buf, size_t *cap,
+                    size_t *have, int64_t deadline)
 {
-    int rc = tcp_recv_at_least(fd, buf, cap, have, 4, deadline);
+    int rc = tcp_recv_at_least(s, buf, cap, have, 4, deadline);
     long size = rc < 0 ? rc : wire_frame_size(*buf);
     if (size > 0)
-        rc = tcp_recv_at_least(fd, buf, cap, have, (size_t)size, deadline);
+        rc = tcp_recv_at_least(s, buf, cap, have, (size_t)size, deadline);
     return rc < 0 ? rc : size;
 }
 
@@ -234,25 +272,26 @@ long tcp_encode(const struct wire_msg *msg, uint8_t **buf, size_t *cap)
  * so it waits first, then takes whatever has arrived: usually the whole
  * frame in one recv. A peer that sends more than one frame breaks the
  * protocol (one reply per request). Returns the frame's size, or -errno. */
-static long tcp_recv_reply(int fd, uint8_t **buf, size_t *cap, int64_t deadline)
+static long tcp_recv_reply(const struct tcp_stream *s, uint8_t **buf, size_t *cap,
+                           int64_t deadline)
 {
     size_t have = 0;
-    int rc = tcp_wait(fd, POLLIN, deadline);
-    long size = rc < 0 ? rc : tcp_recv_frame(fd, buf, cap, &have, deadline);
+    int rc = tcp_wait_input(s, deadline);
+    long size = rc < 0 ? rc : tcp_recv_frame(s, buf, cap, &have, deadline);
     return size > 0 && have > (size_t)size ? -EPROTO : size;
 }
 
 /* Encodes req into *buf, sends it, and reads and decodes one reply frame
  * into *buf: reply points into *buf afterwards. */
-static int tcp_exchange(int fd, const struct wire_msg *req,
+static int tcp_exchange(const struct tcp_stream *s, const struct wire_msg *req,
                         struct wire_msg *reply, uint8_t **buf, size_t *cap,
                         int64_t deadline)
 {
     long n = tcp_encode(req, buf, cap);
-    int rc = n < 0 ? (int)n : tcp_send_all(fd, *buf, (size_t)n, deadline);
+    int rc = n < 0 ? (int)n : tcp_send_all(s, *buf, (size_t)n, deadline);
     if (rc < 0)
         return rc;
-    long frame = tcp_recv_reply(fd, buf, cap, deadline);
+    long frame = tcp_recv_reply(s, buf, cap, deadline);
     if (frame < 0)
         return (int)frame;
     return wire_decode(*buf, (size_t)frame, reply);
@@ -365,13 +404,82 @@ int tcp_dial_start(const char *host_port)
     return rc;
 }
 
-int tcp_roundtrip(int fd, const struct wire_msg *req, struct wire_msg *reply,
-                  uint8_t **buf, size_t *cap, unsigned timeout_ms)
+static int tcp_stream_roundtrip(const struct tcp_stream *s, const struct wire_msg *req,
+                                struct wire_msg *reply, uint8_t **buf, size_t *cap,
+                                unsigned timeout_ms)
 {
-    if (fd < 0 || req == NULL || reply == NULL || buf == NULL || cap == NULL)
+    if (s->fd < 0 || req == NULL || reply == NULL || buf == NULL || cap == NULL)
         return -EINVAL;
     memset(reply, 0, sizeof *reply);
     if (wire_size(req) == 0)
         return -EINVAL; /* a type no frame can carry */
-    return tcp_exchange(fd, req, reply, buf, cap, tcp_now_ms() + timeout_ms);
+    return tcp_exchange(s, req, reply, buf, cap, tcp_now_ms() + timeout_ms);
+}
+
+int tcp_roundtrip(int fd, const struct wire_msg *req, struct wire_msg *reply,
+                  uint8_t **buf, size_t *cap, unsigned timeout_ms)
+{
+    struct tcp_stream s = { .fd = fd };
+    return tcp_stream_roundtrip(&s, req, reply, buf, cap, timeout_ms);
+}
+
+/* ---- links: a client's connection, plain or TLS ---- */
+
+struct tcp_link {
+    struct tcp_stream s;
+};
+
+/* A client talks only to nodes: a server whose certificate is the CA's
+ * but names a client (or no role) is not one. */
+static int tcp_link_secure(struct tcp_link *l, struct tls_ctx *tls, int64_t deadline)
+{
+    struct tls_identity peer;
+    char err[160];
+    int rc = tls_conn_handshake(&l->s.tls, tls, l->s.fd, false, deadline, &peer, err,
+                                sizeof err);
+    if (rc == 0 && peer.role != TLS_ROLE_NODE) {
+        tls_conn_free(l->s.tls);
+        l->s.tls = NULL;
+        rc = -EACCES;
+    }
+    return rc;
+}
+
+int tcp_link_dial(struct tcp_link **out, const char *host_port, struct tls_ctx *tls,
+                  unsigned timeout_ms)
+{
+    struct tcp_link *l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return -ENOMEM;
+    int64_t deadline = tcp_now_ms() + timeout_ms;
+    l->s.fd = tcp_dial(host_port, timeout_ms);
+    int rc = l->s.fd < 0 ? l->s.fd : 0;
+    if (rc == 0 && tls != NULL)
+        rc = tcp_link_secure(l, tls, deadline);
+    if (rc < 0) {
+        if (l->s.fd >= 0)
+            close(l->s.fd);
+        free(l);
+        return rc;
+    }
+    *out = l;
+    return 0;
+}
+
+int tcp_link_roundtrip(struct tcp_link *l, const struct wire_msg *req,
+                       struct wire_msg *reply, uint8_t **buf, size_t *cap,
+                       unsigned timeout_ms)
+{
+    if (l == NULL)
+        return -EINVAL;
+    return tcp_stream_roundtrip(&l->s, req, reply, buf, cap, timeout_ms);
+}
+
+void tcp_link_close(struct tcp_link *l)
+{
+    if (l == NULL)
+        return;
+    tls_conn_free(l->s.tls);
+    close(l->s.fd);
+    free(l);
 }

@@ -38,4 +38,20 @@ int tcp_dial_start(const char *host_port);
 int tcp_roundtrip(int fd, const struct wire_msg *req, struct wire_msg *reply,
                   uint8_t **buf, size_t *cap, unsigned timeout_ms);
 
+/* A client's connection to a node: plain TCP, or TLS when given a context
+ * (net/tls.h), in which case the node must show a node certificate of the
+ * CA. Returns 0 or -errno: -EPROTO for a failed handshake, -EACCES for a
+ * server whose certificate is not a node's. */
+struct tcp_link;
+struct tls_ctx;
+int tcp_link_dial(struct tcp_link **out, const char *host_port, struct tls_ctx *tls,
+                  unsigned timeout_ms);
+
+/* tcp_roundtrip() over a link; after a failure the caller closes it. */
+int tcp_link_roundtrip(struct tcp_link *l, const struct wire_msg *req,
+                       struct wire_msg *reply, uint8_t **buf, size_t *cap,
+                       unsigned timeout_ms);
+
+void tcp_link_close(struct tcp_link *l);
+
 #endif

@@ -6,14 +6,21 @@
  * back in the same order, and any failure closes the connection and fails
  * every call on it, so that a late reply can never be read as the answer to
  * another.
+ *
+ * With TLS, a connection is used only once the handshake is done and the
+ * peer's certificate names the node expected at that address: a peer list
+ * that points at the wrong node, or an impostor holding another node's
+ * certificate, gets no request.
  */
 #include "net/tcp_transport.h"
 #include "net/tcp_internal.h"
 #include "net/tcp_socket.h"
+#include "net/tls.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -49,6 +56,7 @@ struct tcp_peer {
     pthread_mutex_t mu;  /* guards everything below */
     pthread_cond_t cond; /* a slot done, the writer or reader finished, or fd closed */
     int fd;              /* -1 when not connected */
+    struct tls_conn *tls; /* fd's TLS session, or NULL (plain TCP) */
     bool sending, reading;
     bool broken;         /* fd is shut down; closed once nobody uses it */
     uint64_t next_ticket; /* of the next request sent */
@@ -67,6 +75,7 @@ struct tcp_peer {
 struct tcp_transport {
     uint32_t self_id;
     uint32_t n_peers;
+    struct tls_ctx *tls; /* NULL: plain TCP; not owned */
     tcp_log_fn log;
     void *log_ctx;
     struct tcp_peer peers[]; /* index = node id */
@@ -87,6 +96,33 @@ static void tcp_peer_failed_locked(struct tcp_transport *t, uint32_t id,
             tcp_errstr(err, e, sizeof e));
 }
 
+/* The handshake on a fresh connection to peer id, and the check that its
+ * certificate is node id's. Logs a refusal once, as a failed connect. */
+static int tcp_peer_secure_locked(struct tcp_transport *t, uint32_t id, int fd,
+                                  int64_t deadline)
+{
+    struct tcp_peer *p = &t->peers[id];
+    struct tls_identity who;
+    char why[160];
+    int rc = tls_conn_handshake(&p->tls, t->tls, fd, false, deadline, &who, why,
+                                sizeof why);
+    if (rc == 0 && (who.role != TLS_ROLE_NODE || who.id != id)) {
+        char name[32];
+        snprintf(why, sizeof why, "its certificate names %s, not node-%u",
+                 tls_identity_str(who, name, sizeof name), (unsigned)id);
+        tls_conn_free(p->tls);
+        p->tls = NULL;
+        rc = -EACCES;
+    }
+    if (rc < 0 && !p->failing) {
+        p->failing = true;
+        tcp_log(t->log, t->log_ctx, RAFT_LOG_WARN,
+                "refusing n%u at %s:%u: %s (retrying with backoff; logged again when it "
+                "answers)", (unsigned)id, p->host, (unsigned)p->port, why);
+    }
+    return rc;
+}
+
 static int tcp_peer_connect_locked(struct tcp_transport *t, uint32_t id,
                                    int64_t deadline)
 {
@@ -95,6 +131,13 @@ static int tcp_peer_connect_locked(struct tcp_transport *t, uint32_t id,
     if (tcp_now_ms() < p->retry_at)
         return p->last_err;
     int fd = tcp_connect(p->host, p->port, deadline);
+    if (fd >= 0 && t->tls != NULL) {
+        int rc = tcp_peer_secure_locked(t, id, fd, deadline);
+        if (rc < 0) {
+            close(fd);
+            fd = rc;
+        }
+    }
     if (fd >= 0) {
         p->fd = fd;
         p->in_have = 0;
@@ -106,7 +149,7 @@ static int tcp_peer_connect_locked(struct tcp_transport *t, uint32_t id,
     p->retry_at = tcp_now_ms() + p->backoff_ms;
     p->backoff_ms = p->backoff_ms * 2 > TCP_BACKOFF_MAX_MS
                         ? TCP_BACKOFF_MAX_MS : p->backoff_ms * 2;
-    tcp_peer_failed_locked(t, id, "cannot connect to", fd);
+    tcp_peer_failed_locked(t, id, "cannot connect to", fd); /* unless logged above */
     return fd;
 }
 
@@ -116,6 +159,8 @@ static void tcp_peer_close_if_unused_locked(struct tcp_peer *p)
 {
     if (!p->broken || p->sending || p->reading)
         return;
+    tls_conn_free(p->tls);
+    p->tls = NULL;
     close(p->fd);
     p->fd = -1;
     p->broken = false;
@@ -158,11 +203,11 @@ static int tcp_peer_wait_locked(struct tcp_peer *p, int64_t deadline)
  * and decodes it into *r, checking that it answers a request of req_type
  * and comes from the node asked: a mismatch means a misconfigured address
  * list or a confused peer. */
-static int tcp_peer_read_reply(struct tcp_peer *p, int fd, uint32_t id,
-                               uint8_t req_type, struct raft_msg *r,
+static int tcp_peer_read_reply(struct tcp_peer *p, const struct tcp_stream *io,
+                               uint32_t id, uint8_t req_type, struct raft_msg *r,
                                int64_t deadline)
 {
-    long size = tcp_recv_frame(fd, &p->in, &p->in_cap, &p->in_have, deadline);
+    long size = tcp_recv_frame(io, &p->in, &p->in_cap, &p->in_have, deadline);
     if (size < 0)
         return (int)size;
     struct wire_msg w;
@@ -217,11 +262,11 @@ static int tcp_transport_send(void *ctx, uint32_t id, const struct raft_msg *req
     struct tcp_slot *s = &p->slots[k % TCP_WINDOW];
     *s = (struct tcp_slot){ .busy = true, .req_type = req->type };
     p->sending = true;
-    int fd = p->fd;
+    struct tcp_stream io = { .fd = p->fd, .tls = p->tls };
     pthread_mutex_unlock(&p->mu);
 
     long n = tcp_encode(&w, &p->out, &p->out_cap);
-    rc = n < 0 ? (int)n : tcp_send_all(fd, p->out, (size_t)n, deadline);
+    rc = n < 0 ? (int)n : tcp_send_all(&io, p->out, (size_t)n, deadline);
 
     pthread_mutex_lock(&p->mu);
     p->sending = false;
@@ -258,10 +303,10 @@ static int tcp_transport_await(void *ctx, uint32_t id, uint64_t ticket,
          * on it, and the next frame answers the oldest ticket in flight. */
         struct tcp_slot *next = &p->slots[p->next_reply % TCP_WINDOW];
         struct raft_msg r;
-        int fd = p->fd;
+        struct tcp_stream io = { .fd = p->fd, .tls = p->tls };
         p->reading = true;
         pthread_mutex_unlock(&p->mu);
-        int rc = tcp_peer_read_reply(p, fd, id, next->req_type, &r, deadline);
+        int rc = tcp_peer_read_reply(p, &io, id, next->req_type, &r, deadline);
         pthread_mutex_lock(&p->mu);
         p->reading = false;
         if (rc == 0 && !p->broken) {
@@ -304,6 +349,7 @@ static void tcp_transport_free(struct tcp_transport *t, uint32_t n_inited)
 {
     for (uint32_t i = 0; i < n_inited; i++) {
         struct tcp_peer *p = &t->peers[i];
+        tls_conn_free(p->tls);
         if (p->fd >= 0)
             close(p->fd);
         free(p->out);
@@ -374,6 +420,11 @@ void tcp_transport_destroy(struct tcp_transport *t)
 {
     if (t != NULL)
         tcp_transport_free(t, t->n_peers);
+}
+
+void tcp_transport_set_tls(struct tcp_transport *t, struct tls_ctx *tls)
+{
+    t->tls = tls;
 }
 
 struct raft_transport tcp_transport_ops(struct tcp_transport *t)

@@ -27,6 +27,12 @@ int tcp_transport_create(struct tcp_transport **out, uint32_t self_id,
                                      const char *msg),
                          void *log_ctx);
 
+/* Makes every connection mutual TLS (net/tls.h), used only once the peer's
+ * certificate names the node id it is dialed as; NULL: plain TCP. Call
+ * before the first call; tls is not owned and must outlive t. */
+struct tls_ctx;
+void tcp_transport_set_tls(struct tcp_transport *t, struct tls_ctx *tls);
+
 /* Closes every connection and frees t. No call may be in progress. */
 void tcp_transport_destroy(struct tcp_transport *t);
 
