@@ -41,14 +41,14 @@ SUITES   := $(foreach s,$(SUITES),$(if $(findstring $(PART),$(s)),$(s)))
 endif
 SUITE_BIN := $(SUITES:%=$(BUILD)/tests/%)
 
-.PHONY: all run test check bench bench-etcd bench-compare fuzz clean cmocka student grade
+.PHONY: all run test check bench bench-etcd bench-compare fuzz clean cmocka openssl student grade
 .SECONDARY:
 all: $(BUILD)/raft $(BUILD)/raft-proxy
 
 $(BUILD)/raft: $(BUILD)/obj/main.o $(BUILD)/obj/cli.o $(BUILD)/obj/cli_tls.o $(BUILD)/obj/client_cmd.o $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/obj/%.o: %.c
+$(BUILD)/obj/%.o: %.c | openssl
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
@@ -64,7 +64,12 @@ run: $(BUILD)/raft
 	$(BUILD)/raft cluster $(ARGS)
 
 cmocka:
-	@tests/need-cmocka.sh
+	@tests/need-package.sh cmocka.h libcmocka-dev "make test"
+
+# Every object waits for OpenSSL's headers (TLS and `raft certs`), installed
+# on first use like cmocka.
+openssl:
+	@tests/need-package.sh openssl/ssl.h libssl-dev "the build"
 
 test: cmocka $(BUILD)/raft $(BUILD)/raft-proxy
 	@$(MAKE) --no-print-directory $(SUITE_BIN)
