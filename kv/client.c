@@ -62,6 +62,7 @@ int kv_nodes_init(struct kv_nodes *k, char *const *addrs, uint32_t n, uint64_t f
 {
     memset(k, 0, sizeof(*k));
     for (uint32_t i = 0; i < n && i < KV_MAX_ADDRS; i++) {
+        k->ids[i] = (int32_t)i;
         k->addrs[i] = strdup(addrs[i]);
         if (!k->addrs[i]) {
             kv_nodes_free(k);
@@ -95,14 +96,35 @@ static int learn_addr(struct kv_nodes *k, const uint8_t *addr, uint32_t len)
     if (!copy)
         return -1;
     k->addrs[k->n] = copy;
+    k->ids[k->n] = RAFT_NO_NODE;
     return (int)k->n++;
+}
+
+void kv_nodes_heard(struct kv_nodes *k, uint32_t from)
+{
+    if (from < RAFT_MAX_NODES)
+        k->ids[k->target] = (int32_t)from;
+}
+
+/* Where to find the leader a refusal names, or -1. The client's own route
+ * to that node comes first: the address in the reply is the one the
+ * answering node dials its peer at, which a client on another network (or
+ * behind other links) may not reach, and waiting out an attempt on a route
+ * that is down costs more than the whole failover. */
+static int hinted(struct kv_nodes *k, const struct client_reply *reply)
+{
+    if (!reply || (reply->status != CLIENT_NOT_LEADER && reply->status != CLIENT_RETRY))
+        return -1;
+    if (reply->leader_hint >= 0)
+        for (uint32_t i = 0; i < k->n; i++)
+            if (k->ids[i] == reply->leader_hint)
+                return (int)i;
+    return learn_addr(k, reply->leader_addr, reply->leader_addr_len);
 }
 
 bool kv_nodes_move_on(struct kv_nodes *k, const struct client_reply *reply)
 {
-    int hint = reply && (reply->status == CLIENT_NOT_LEADER || reply->status == CLIENT_RETRY)
-                   ? learn_addr(k, reply->leader_addr, reply->leader_addr_len)
-                   : -1;
+    int hint = hinted(k, reply);
     if (hint >= 0 && (uint32_t)hint != k->target) {
         k->target = (uint32_t)hint;
         /* A RETRY names the node about to lead (a leadership transfer):
@@ -226,6 +248,7 @@ static int call_leader(struct kv_client *c, const struct wire_msg *req, struct w
             sleep_ms(KV_CLIENT_RETRY_PAUSE_MS);
             continue;
         }
+        kv_nodes_heard(&c->nodes, reply->from);
         uint8_t status = reply->u.reply.status;
         if (status == CLIENT_OK || status == CLIENT_NOT_FOUND || status == CLIENT_BAD_REQUEST ||
             status == CLIENT_REFUSED || status == CLIENT_MISMATCH || status == CLIENT_TOO_LARGE)

@@ -83,6 +83,10 @@ uint64_t kv_client_new_id(void);
 #define KV_MAX_ADDRS (2 * RAFT_MAX_NODES)
 struct kv_nodes {
     char *addrs[KV_MAX_ADDRS]; /* owned */
+    /* The node id each address answers as: the position in the list given
+     * (addresses are given by node id) until a reply says otherwise;
+     * RAFT_NO_NODE for a learnt one not heard from yet. */
+    int32_t ids[KV_MAX_ADDRS];
     uint32_t n;
     uint32_t target;
 };
@@ -92,10 +96,16 @@ int kv_nodes_init(struct kv_nodes *k, char *const *addrs, uint32_t n, uint64_t f
 void kv_nodes_free(struct kv_nodes *k);
 
 /* The target did not answer finally: moves to the leader a NOT_LEADER
- * reply names (reply may be NULL) or else to the next node. Returns true
+ * reply names (reply may be NULL), at the address this client has reached
+ * it at if any, else at the address in the reply; or else to the next
+ * node. Returns true
  * when it moved to a named leader, to be tried at once; false when nobody
  * is known to lead (an election is probably under way: pause first). */
 bool kv_nodes_move_on(struct kv_nodes *k, const struct client_reply *reply);
+
+/* The target answered as node `from` (the reply frame's sender), so that a
+ * later hint naming that node leads back to this address. */
+void kv_nodes_heard(struct kv_nodes *k, uint32_t from);
 
 /* Asks one node for its status; 0 or a negative errno if it did not answer.
  * *out holds no pointers: value and leader_addr are NULL. */

@@ -273,6 +273,9 @@ int kv_server_start(struct kv_server **out, const struct kv_server_config *cfg)
                    strerror(-rc));
         goto fail;
     }
+    rc = file_storage_claim_id(s->storage, id); /* its refusal is logged, one sentence */
+    if (rc)
+        goto fail;
     rc = tcp_transport_create(&s->transport, id, cfg->peers, cfg->raft.n_nodes, module_log, s);
     if (rc)
         goto fail;

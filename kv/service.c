@@ -84,6 +84,19 @@ static void answer_applied(struct kv_service *s, uint64_t client_id, uint64_t se
         answer(r, KV_ANSWER_RETRY, RAFT_NO_NODE);
 }
 
+/* A write this node held when it stopped leading: the client is sent on
+ * at once, to the leader this node knows of by now if any (a step-down for
+ * a newer term often names it), rather than left to wait on a node that
+ * cannot commit. It retries with the same number, so a copy that the new
+ * leader commits after all is applied once (§6.3). */
+static void answer_deposed(struct kv_service *s, struct kv_reply *r)
+{
+    struct raft_status st;
+    raft_get_status(s->cfg.node, &st);
+    int32_t hint = st.leader == (int32_t)s->cfg.id ? RAFT_NO_NODE : st.leader;
+    answer_with_addr(s, r, KV_ANSWER_NOT_LEADER, hint);
+}
+
 /* Called back by the node (its applier) once the entry is applied, or
  * cannot be. The session table says whether this request was applied: the
  * entry at its index may be another leader's. */
@@ -94,6 +107,8 @@ static void write_done(struct raft_async *a, int rc)
     struct kv_reply r = {0};
     if (rc == 0 && kv_applied_request(s->cfg.kv, p->client_id, p->seq))
         answer_applied(s, p->client_id, p->seq, &r);
+    else if (rc == -ECANCELED)
+        answer_deposed(s, &r);
     else
         answer(&r, KV_ANSWER_RETRY, RAFT_NO_NODE);
     void *token = p->token;

@@ -11,6 +11,15 @@
  *              20  u32 crc of bytes 0..19
  *             Missing: term 0, no vote.
  *
+ *   node-id   the id of the node the directory belongs to, 16 bytes:
+ *               0  u32 magic "RFTN"      4  u32 version (1)
+ *               8  u32 node id          12  u32 crc of bytes 0..11
+ *             Written once, when a node first starts on the directory;
+ *             checked on every start after (identity.c): a node started
+ *             with another id is refused. Missing: a new directory, or
+ *             one written by a release that did not record the id; the
+ *             id given takes it and is recorded.
+ *
  *   snapshot  the latest snapshot: a 40-byte header, then the data:
  *               0  u32 magic "RFTS"      4  u32 version (1)
  *               8  u64 last included index
@@ -32,21 +41,23 @@
  *             one has reached the segment size (8 MiB by default); a batch
  *             is never split across segments.
  *
- *   meta.tmp, snapshot.tmp   a replacement being written; ignored on load.
+ *   meta.tmp, snapshot.tmp, node-id.tmp   a replacement being written;
+ *             ignored on load.
  *
  *   lock      the pid of the process that has the directory open, as
  *             decimal text; flock'ed while it is open (lock.c). Not data:
  *             ignored on load, never synced.
  *
- * WRITING (storage.c, segments.c). meta and snapshot are replaced
- * atomically: write the .tmp file, fdatasync it, rename it over the old
- * one, fsync the directory. An append writes all its records with one
+ * WRITING (storage.c, segments.c, identity.c). meta, snapshot and node-id
+ * are replaced atomically: write the .tmp file, fdatasync it, rename it
+ * over the old one, fsync the directory. An append writes all its records with one
  * write at the end of the last segment, then one fdatasync; creating a
  * segment also fsyncs the directory. Only then does append return.
  *
- * RECOVERY (recover.c). meta and snapshot must be whole and checksummed: a
- * rename only ever installs a file that was synced, so a defect there is
- * corruption and load fails with -EBADMSG. Then the segments are read in
+ * RECOVERY (recover.c; node-id in identity.c). meta, snapshot and node-id
+ * must be whole and checksummed: a rename only ever installs a file that
+ * was synced, so a defect there is corruption and load (or the start, for
+ * node-id) fails with -EBADMSG. Then the segments are read in
  * order. Segments wholly covered by the snapshot are skipped and deleted,
  * and entries at or below the snapshot index are validated but not
  * returned.
@@ -90,6 +101,7 @@
 
 #define META_MAGIC 0x5246544Du     /* "RFTM" */
 #define SNAPSHOT_MAGIC 0x52465453u /* "RFTS" */
+#define NODE_ID_MAGIC 0x5246544Eu  /* "RFTN" */
 
 static void put_be32(uint8_t *p, uint32_t v)
 {
@@ -339,6 +351,30 @@ int fmt_meta_decode(const uint8_t *buf, size_t len, uint64_t *term, int32_t *vot
     if (*voted_for < RAFT_NO_NODE)
         return defect(why, bad_offset, "impossible votedFor", 16);
     return 0;
+}
+
+/* ---- node-id ---- */
+
+void fmt_node_id_encode(uint8_t out[FMT_NODE_ID_SIZE], uint32_t id)
+{
+    put_be32(out, NODE_ID_MAGIC);
+    put_be32(out + 4, FMT_VERSION);
+    put_be32(out + 8, id);
+    put_be32(out + 12, crc32c(0, out, 12));
+}
+
+int fmt_node_id_decode(const uint8_t *buf, size_t len, uint32_t *id, const char **why,
+                       size_t *bad_offset)
+{
+    if (len != FMT_NODE_ID_SIZE)
+        return defect(why, bad_offset, len < FMT_NODE_ID_SIZE ? "the file is cut short"
+                                                              : "the file is too long",
+                      len < FMT_NODE_ID_SIZE ? len : FMT_NODE_ID_SIZE);
+    int rc = check_header(buf, NODE_ID_MAGIC, 12, "not a node-id file (bad magic number)",
+                          "bad checksum", why, bad_offset);
+    if (rc == 0)
+        *id = get_be32(buf + 8);
+    return rc;
 }
 
 /* ---- snapshot ---- */

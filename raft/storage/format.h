@@ -23,11 +23,14 @@
 #define FMT_SNAPSHOT_NAME "snapshot"
 #define FMT_SNAPSHOT_TMP_NAME "snapshot.tmp"
 #define FMT_LOCK_NAME "lock"
+#define FMT_NODE_ID_NAME "node-id"
+#define FMT_NODE_ID_TMP_NAME "node-id.tmp"
 #define FMT_SEGMENT_PREFIX "log-"
 #define FMT_SEGMENT_NAME_LEN 20 /* "log-" and 16 hex digits */
 
 #define FMT_META_SIZE 24
 #define FMT_SNAPSHOT_HEADER_SIZE 40
+#define FMT_NODE_ID_SIZE 16
 
 /* A record: [u32 crc][u32 length][u64 index][u64 term][u8 type][u8 flags][data] */
 #define FMT_RECORD_HEADER_SIZE 8 /* crc and length */
@@ -110,6 +113,13 @@ void fmt_meta_encode(uint8_t out[FMT_META_SIZE], uint64_t term, int32_t voted_fo
 /* Returns 0, or -EBADMSG with *why and *bad_offset describing the defect. */
 int fmt_meta_decode(const uint8_t *buf, size_t len, uint64_t *term, int32_t *voted_for,
                     const char **why, size_t *bad_offset);
+
+/* ---- node-id: whose directory this is ---- */
+
+void fmt_node_id_encode(uint8_t out[FMT_NODE_ID_SIZE], uint32_t id);
+/* Returns 0, or -EBADMSG with *why and *bad_offset describing the defect. */
+int fmt_node_id_decode(const uint8_t *buf, size_t len, uint32_t *id, const char **why,
+                       size_t *bad_offset);
 
 /* ---- snapshot ---- */
 

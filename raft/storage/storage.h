@@ -48,6 +48,13 @@ int file_storage_open_with_io(struct file_storage **out, const char *dir,
                               file_storage_log_fn log, void *log_ctx,
                               const struct storage_io *io);
 
+/* Checks that the directory is node `id`'s, before the first load: 0
+ * when it is, or when it records no owner yet (a new directory, or one
+ * written by an older release), which then records `id` durably; -EEXIST
+ * when it belongs to another node, -EBADMSG when its record is damaged,
+ * each with one sentence naming the directory (file_storage_error). */
+int file_storage_claim_id(struct file_storage *s, uint32_t id);
+
 /* Closes files and frees the storage. Everything acknowledged is already
  * durable, so there is nothing to flush. */
 void file_storage_close(struct file_storage *s);

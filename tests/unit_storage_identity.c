@@ -1,0 +1,142 @@
+/*
+ * unit_storage_identity.c - a data directory belongs to one node id: the
+ * first start records it, a start under another id is refused with one
+ * sentence naming the directory and both ids (and nothing on disk changes),
+ * a directory of an older release takes the id given, and a damaged record
+ * stops the start rather than being guessed at.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "tests/support/storage_fixture.h"
+
+static void node_id_path(const struct sfx *f, char *out, size_t cap)
+{
+    sfx_path(f, "node-id", out, cap);
+}
+
+/* The file's bytes, for comparing before and after. */
+static size_t read_bytes(const char *path, uint8_t *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    ssize_t n = read(fd, buf, cap);
+    close(fd);
+    assert_true(n >= 0);
+    return (size_t)n;
+}
+
+static void test_first_start_records_the_id_and_the_same_id_starts_again(void **state)
+{
+    struct sfx *f = *state;
+    char path[256];
+    node_id_path(f, path, sizeof(path));
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(file_storage_claim_id(f->fs, 2), 0);
+    assert_int_equal(sfx_file_size(path), 16);
+    assert_non_null(strstr(f->log, "recorded as the data directory of node 2"));
+
+    struct raft_persisted p;
+    assert_int_equal(sfx_reload(f, &p), 0);
+    raft_persisted_free(&p);
+    assert_int_equal(file_storage_claim_id(f->fs, 2), 0);
+    assert_null(strstr(f->log, "recorded")); /* written once, not at every start */
+}
+
+static void test_another_id_is_refused_naming_directory_and_both_ids(void **state)
+{
+    struct sfx *f = *state;
+    assert_int_equal(file_storage_claim_id(f->fs, 0), 0);
+    char path[256];
+    node_id_path(f, path, sizeof(path));
+    uint8_t before[64], after[64];
+    size_t n_before = read_bytes(path, before, sizeof(before));
+
+    sfx_close(f);
+    sfx_open(f);
+    f->log[0] = '\0';
+    assert_int_equal(file_storage_claim_id(f->fs, 1), -EEXIST);
+    const char *err = file_storage_error(f->fs);
+    assert_non_null(strstr(err, f->dir));
+    assert_non_null(strstr(err, "belongs to node 0"));
+    assert_non_null(strstr(err, "node 1 was asked"));
+    assert_non_null(strstr(f->log, err)); /* and it was logged, as one line */
+    assert_null(strchr(err, '\n'));
+
+    size_t n_after = read_bytes(path, after, sizeof(after));
+    assert_int_equal(n_after, n_before);
+    assert_memory_equal(after, before, n_before);
+    /* The rightful owner still starts. */
+    assert_int_equal(file_storage_claim_id(f->fs, 0), 0);
+}
+
+/* An older release wrote term, vote and log but no node-id file: the id
+ * given takes the directory, and what it held is still there. */
+static void test_directory_of_an_older_release_takes_the_id_given(void **state)
+{
+    struct sfx *f = *state;
+    struct raft_persisted p;
+    assert_int_equal(f->st.load(f->st.ctx, &p), 0);
+    raft_persisted_free(&p);
+    assert_int_equal(f->st.save_term_vote(f->st.ctx, 7, 1), 0);
+    sfx_append_range(f, 1, 5, 7, 2);
+
+    assert_int_equal(sfx_reload(f, &p), 0);
+    raft_persisted_free(&p);
+    assert_int_equal(file_storage_claim_id(f->fs, 1), 0);
+    assert_int_equal(sfx_reload(f, &p), 0);
+    assert_int_equal(p.term, 7);
+    assert_int_equal(p.voted_for, 1);
+    assert_int_equal(p.n_entries, 5);
+    raft_persisted_free(&p);
+    assert_int_equal(file_storage_claim_id(f->fs, 1), 0);
+    assert_int_equal(file_storage_claim_id(f->fs, 0), -EEXIST);
+}
+
+static void test_damaged_record_stops_the_start(void **state)
+{
+    struct sfx *f = *state;
+    assert_int_equal(file_storage_claim_id(f->fs, 3), 0);
+    char path[256];
+    node_id_path(f, path, sizeof(path));
+    sfx_flip_byte(path, 9); /* inside the id: only the checksum tells */
+    assert_int_equal(file_storage_claim_id(f->fs, 3), -EBADMSG);
+    assert_non_null(strstr(file_storage_error(f->fs), path));
+    assert_non_null(strstr(file_storage_error(f->fs), "bad checksum"));
+}
+
+/* A crash before the rename leaves only node-id.tmp: no record yet, so the
+ * next start records its id as a first start would. */
+static void test_leftover_temp_file_is_no_record(void **state)
+{
+    struct sfx *f = *state;
+    char tmp[256];
+    sfx_path(f, "node-id.tmp", tmp, sizeof(tmp));
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "RFTN", 4), 4); /* cut short */
+    close(fd);
+    assert_int_equal(file_storage_claim_id(f->fs, 4), 0);
+    assert_int_equal(file_storage_claim_id(f->fs, 5), -EEXIST);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        IN_FRESH_DIR(test_first_start_records_the_id_and_the_same_id_starts_again),
+        IN_FRESH_DIR(test_another_id_is_refused_naming_directory_and_both_ids),
+        IN_FRESH_DIR(test_directory_of_an_older_release_takes_the_id_given),
+        IN_FRESH_DIR(test_damaged_record_stops_the_start),
+        IN_FRESH_DIR(test_leftover_temp_file_is_no_record),
+    };
+    return cmocka_run_group_tests_name("unit_storage_identity", tests, NULL, NULL);
+}
