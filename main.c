@@ -12,6 +12,7 @@
  *   raft bench   --cluster HOST:PORT,... [--clients C] [--seconds T] [--value-size B]
  *                [--keys K] [--read-ratio R] [--json]
  *   raft dump    DIR
+ *   raft timeline [--out FILE.html] [--shiviz FILE] TRACE...
  *   raft SUB --help
  *
  * Each subcommand declares its options in a table (cli.h), which both
@@ -38,6 +39,7 @@
 #include "kv/kv.h"
 #include "kv/server.h"
 #include "raft/storage/storage.h"
+#include "timeline.h"
 
 #define EXIT_USAGE CLI_EXIT_USAGE
 #define EXIT_UNAVAILABLE 3
@@ -542,6 +544,8 @@ static const struct {
      cmd_client, false},
     {"bench", "measure a running cluster's throughput and latency", cmd_bench, false},
     {"dump", "print a data directory as text", cmd_dump, false},
+    {"timeline", "draw traces as a space-time diagram (HTML) or a ShiViz log", cmd_timeline,
+     false},
 };
 
 static void print_commands(void)
@@ -575,7 +579,7 @@ int main(int argc, char **argv)
 {
     if (argc < 2)
         return cli_exit_code(cli_usage_error(NULL, "needs a subcommand: cluster, node, client, "
-                                             "bench or dump"));
+                                             "bench, dump or timeline"));
     const char *cmd = argv[1];
     if (!strcmp(cmd, "help") && argc == 3) {
         char *help_argv[] = {argv[2], "--help", NULL};
