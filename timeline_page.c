@@ -17,10 +17,10 @@
 
 #define PG_TOP 70.0
 #define PG_LEFT 90.0
-#define PG_ROW 16.0      /* between two events of one node */
-#define PG_FLIGHT 12.0   /* a receive below its send, at least */
-#define PG_MS 0.6        /* px per ms of a gap, up to PG_MAX_GAP */
-#define PG_MAX_GAP 40.0
+#define PG_ROW 13.0      /* between two events of one node */
+#define PG_FLIGHT 10.0   /* a receive below its send, at least */
+#define PG_MS 0.3        /* px per ms of a gap, up to PG_MAX_GAP */
+#define PG_MAX_GAP 30.0
 #define PG_QUIET_MS 100.0 /* a gap this long is marked */
 
 struct pg {
@@ -272,7 +272,7 @@ static void pg_svg_open(const struct pg *g)
             g->height);
     for (size_t i = 0; i < sizeof(pg_heads) / sizeof(pg_heads[0]); i++)
         fprintf(g->out, "<marker id=\"head-%s\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" "
-                "markerWidth=\"7\" markerHeight=\"7\" orient=\"auto\"><path d=\"M0 0L10 5L0 "
+                "markerUnits=\"userSpaceOnUse\" markerWidth=\"9\" markerHeight=\"9\" orient=\"auto\"><path d=\"M0 0L10 5L0 "
                 "10z\" fill=\"%s\"/></marker>", pg_heads[i], pg_head_colours[i]);
     fputs("</defs>\n", g->out);
     for (uint32_t k = 0; k < g->run->n_nodes; k++) {
