@@ -45,7 +45,8 @@ SUITE_BIN := $(SUITES:%=$(BUILD)/tests/%)
 .SECONDARY:
 all: $(BUILD)/raft $(BUILD)/raft-proxy
 
-$(BUILD)/raft: $(BUILD)/obj/main.o $(BUILD)/obj/cli.o $(BUILD)/obj/cli_tls.o $(BUILD)/obj/client_cmd.o $(LIB_OBJ)
+$(BUILD)/raft: $(BUILD)/obj/main.o $(BUILD)/obj/cli.o $(BUILD)/obj/cli_tls.o $(BUILD)/obj/client_cmd.o \
+               $(BUILD)/obj/timeline.o $(BUILD)/obj/timeline_page.o $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/obj/%.o: %.c | openssl

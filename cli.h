@@ -20,7 +20,7 @@
 
 #define CLI_EXIT_USAGE 2
 #define CLI_MAX_OPTIONS 16
-#define CLI_MAX_WORDS 8
+#define CLI_MAX_WORDS 16 /* raft timeline: a trace per node, and some */
 
 enum cli_kind {
     CLI_FLAG,   /* bool *: set when given; takes no value */

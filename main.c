@@ -2,15 +2,17 @@
  * main.c - the `raft` command line (a contract; see README.md):
  *
  *   raft cluster [--nodes N] [--base-port P] [--data-dir DIR] [--log-level L]
- *                [--election-timeout MIN-MAX] [--heartbeat MS]
+ *                [--election-timeout MIN-MAX] [--heartbeat MS] [--trace-dir DIR]
  *                (and a console on stdin that acts on its nodes: kv/console.h)
  *   raft node    --id I --peers HOST:PORT,... [--data-dir DIR] [--log-level L]
  *                [--election-timeout MIN-MAX] [--heartbeat MS] [--snapshot-every N]
+ *                [--trace FILE]
  *   raft client  --cluster HOST:PORT,... [--timeout S] put KEY VALUE | get KEY | delete KEY |
  *                cas KEY EXPECTED NEW | list [PREFIX] [--json] | status [--json] | transfer [ID]
  *   raft bench   --cluster HOST:PORT,... [--clients C] [--seconds T] [--value-size B]
  *                [--keys K] [--read-ratio R] [--json]
  *   raft dump    DIR
+ *   raft timeline [--out FILE.html] [--shiviz FILE] TRACE...
  *   raft SUB --help
  *
  * Each subcommand declares its options in a table (cli.h), which both
@@ -26,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -37,6 +40,7 @@
 #include "kv/kv.h"
 #include "kv/server.h"
 #include "raft/storage/storage.h"
+#include "timeline.h"
 
 #define EXIT_USAGE CLI_EXIT_USAGE
 #define EXIT_UNAVAILABLE 3
@@ -51,6 +55,7 @@ struct serve_options {
     long id, snapshot_every;   /* node */
     const char *peers;         /* node */
     const char *data_dir;
+    const char *trace;         /* node: the trace file; cluster: a directory of them */
     struct cli_range election; /* election timeout, ms */
     long heartbeat;            /* ms */
     int log_level;             /* an enum raft_log_level; -1 until given */
@@ -186,6 +191,9 @@ static int node_options(int argc, char **argv, struct serve_options *o, struct c
          .lo = 0, .hi = (double)(1L << 40),
          .help = "snapshot once N applied entries are in the log; 0: never"},
         CLI_TLS_OPTIONS(&o->tls),
+        {.name = "trace", .kind = CLI_STRING, .metavar = "FILE", .dest = &o->trace,
+         .help = "append every message, role change, commit and apply to FILE as JSON "
+                 "lines (for raft timeline)", .shown_default = "no trace"},
     };
     const struct cli_command cmd = {
         .name = "node", .synopsis = "--id I --peers HOST:PORT,... [options]",
@@ -222,6 +230,7 @@ static int cmd_node(int argc, char **argv)
                                   .tls = tls.files};
     configure_node(&sc, &o, (uint32_t)o.id, peers.n);
     sc.raft.log_wall_clock = true; /* logs of several processes sort together */
+    sc.raft.trace_path = o.trace;
     return serve(&sc, 1, false);
 }
 
@@ -238,6 +247,9 @@ static int cluster_options(int argc, char **argv, struct serve_options *o)
         OPT_ELECTION(o),
         OPT_HEARTBEAT(o),
         CLI_TLS_OPTIONS(&o->tls),
+        {.name = "trace-dir", .kind = CLI_STRING, .metavar = "DIR", .dest = &o->trace,
+         .help = "node I traces its messages and events to DIR/node-I.jsonl (for raft "
+                 "timeline)", .shown_default = "no trace"},
     };
     const struct cli_command cmd = {
         .name = "cluster", .synopsis = "[options]",
@@ -262,7 +274,12 @@ static int cmd_cluster(int argc, char **argv)
         return cli_exit_code(rc);
     resolve_log_level(&o);
     uint32_t n = (uint32_t)o.nodes;
-    char addr_buf[RAFT_MAX_NODES][32], dirs[RAFT_MAX_NODES][512];
+    char addr_buf[RAFT_MAX_NODES][32], dirs[RAFT_MAX_NODES][512], traces[RAFT_MAX_NODES][512];
+    if (o.trace && mkdir(o.trace, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "raft cluster: cannot create the trace directory %s: %s\n", o.trace,
+                strerror(errno));
+        return EXIT_START_FAILED;
+    }
     char *addrs[RAFT_MAX_NODES + 1] = {0};
     struct kv_server_config sc[RAFT_MAX_NODES];
     static struct tls_paths tls[RAFT_MAX_NODES]; /* node I uses node-I's certificate */
@@ -281,6 +298,8 @@ static int cmd_cluster(int argc, char **argv)
         sc[i] = (struct kv_server_config){.peers = addrs, .data_dir = dirs[i],
                                           .tls = tls[i].files};
         configure_node(&sc[i], &o, i, n);
+        snprintf(traces[i], sizeof(traces[i]), "%s/node-%u.jsonl", o.trace ? o.trace : "", i);
+        sc[i].raft.trace_path = o.trace ? traces[i] : NULL;
     }
     return serve(sc, n, true);
 }
@@ -560,6 +579,8 @@ static const struct {
     {"bench", "measure a running cluster's throughput and latency", cmd_bench, false},
     {"dump", "print a data directory as text", cmd_dump, false},
     {"certs", "make a CA and certificates for mutual TLS", cli_cmd_certs, false},
+    {"timeline", "draw traces as a space-time diagram (HTML) or a ShiViz log", cmd_timeline,
+     false},
 };
 
 static void print_commands(void)
@@ -593,7 +614,7 @@ int main(int argc, char **argv)
 {
     if (argc < 2)
         return cli_exit_code(cli_usage_error(NULL, "needs a subcommand: cluster, node, client, "
-                                             "bench or dump"));
+                                             "bench, dump or timeline"));
     const char *cmd = argv[1];
     if (!strcmp(cmd, "help") && argc == 3) {
         char *help_argv[] = {argv[2], "--help", NULL};

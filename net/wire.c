@@ -25,6 +25,10 @@
  *                          u8 role, u64 term, i32 leader, u64 commit,
  *                          u64 applied, u64 last_index
  *
+ * Every Raft message (types 1..8) ends with a u64 message id after the
+ * fields above (8 more bytes than the sizes given): the sender's number for
+ * it, which traces use to pair a send with its receive.
+ *
  * Signed fields (leader_hint, leader) travel as their two's complement u32.
  *
  * The flags byte of RequestVote was a boolean (pre_vote) before leadership
@@ -230,6 +234,8 @@ size_t wire_size(const struct wire_msg *msg)
     if (!wire_known_type(msg->type))
         return 0;
     uint64_t n = WIRE_HEADER + wire_body_size(msg);
+    if (msg->type != WIRE_CLIENT_REQUEST && msg->type != WIRE_CLIENT_REPLY)
+        n += 8; /* the message id */
     return n > SIZE_MAX ? SIZE_MAX : (size_t)n;
 }
 
@@ -348,7 +354,7 @@ long wire_encode(const struct wire_msg *msg, uint8_t *buf, size_t cap)
     else if (msg->type == WIRE_CLIENT_REPLY)
         p = wire_put_reply(p, &msg->u.reply);
     else
-        p = wire_put_raft(p, &msg->u.raft);
+        p = wire_put_u64(wire_put_raft(p, &msg->u.raft), msg->u.raft.id);
     return (long)(p - buf);
 }
 
@@ -489,7 +495,11 @@ static int wire_get_body(struct wire_reader *r, struct wire_msg *msg)
     default:
         msg->u.raft.type = msg->type;
         msg->u.raft.from = msg->from;
-        return wire_get_raft(r, &msg->u.raft);
+        int rc = wire_get_raft(r, &msg->u.raft);
+        if (rc)
+            return rc;
+        msg->u.raft.id = wire_get_u64(r);
+        return r->err;
     }
 }
 

@@ -5,6 +5,7 @@
  * Role changes live beside it, in role.c.
  */
 #include "raft/node.h"
+#include "raft/trace.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -103,6 +104,7 @@ void node_lock(struct raft_node *n)
 
 void node_unlock(struct raft_node *n)
 {
+    trace_observe_locked(n);
     check_invariants_locked(n);
     note_owner(n, false);
     pthread_mutex_unlock(&n->mu);
@@ -128,6 +130,7 @@ struct timespec node_deadline_timespec(const struct raft_node *n, uint64_t deadl
 void node_wait_until(struct raft_node *n, pthread_cond_t *cond, uint64_t deadline_ms)
 {
     NODE_ASSERT_LOCKED(n);
+    trace_observe_locked(n);
     note_owner(n, false);
     if (deadline_ms == 0) {
         pthread_cond_wait(cond, &n->mu);
@@ -343,7 +346,11 @@ int raft_receive(struct raft_node *n, const struct raft_msg *req, struct raft_ms
     node_lock(n);
     if (req->type == RAFT_MSG_APPEND_ENTRIES || req->type == RAFT_MSG_INSTALL_SNAPSHOT)
         wait_for_stored_log_locked(n, req);
+    trace_recv_locked(n, req);
     int rc = node_receive_locked(n, req, node_now(n), reply);
+    reply->id = ++n->msg_seq;
+    if (rc == 0)
+        trace_send_locked(n, reply, req->from);
     node_unlock(n);
     return rc;
 }
@@ -518,11 +525,14 @@ int node_create(struct raft_node **out, const struct raft_config *cfg,
         return rc;
     }
     rc = recover(n);
+    if (rc == 0 && cfg->trace_path)
+        rc = trace_open(&n->trace, cfg->trace_path);
     if (rc) {
         node_destroy(n);
         return rc;
     }
     node_lock(n);
+    trace_start_locked(n);
     n->last_leader_contact_ms = node_now(n);
     node_reset_election_timer_locked(n);
     node_unlock(n);
@@ -569,6 +579,7 @@ void node_destroy(struct raft_node *n)
         snapshot_release(n->to_restore);
     free(n->incoming);
     log_free(&n->log);
+    trace_close(n->trace);
     destroy_sync(n);
     free(n);
 }

@@ -38,6 +38,8 @@
 #include "raft/log.h"
 #include "raft/raft.h"
 
+struct trace_writer;
+
 /* One replicator thread of a peer, with at most one request in flight. A
  * peer has cfg.pipeline_depth of them when the transport pipelines, so that
  * several AppendEntries can be on their way to it at once. */
@@ -208,6 +210,16 @@ struct raft_node {
     uint64_t stopped_leading_ms; /* when it last stepped down as leader */
     bool has_led;                /* ... if it ever did */
     struct pre_vote_streak pre_votes;
+
+    /* Tracing (trace.h): the writer, NULL when off; what the trace last
+     * said, so that a change is written once. msg_seq numbers the messages
+     * this node sends (struct raft_msg id), traced or not. */
+    struct trace_writer *trace;
+    struct trace_seen {
+        enum raft_role role;
+        uint64_t term, commit, applied;
+    } traced;
+    uint64_t msg_seq;
 };
 
 /* A client thread waiting in raft_wait_applied or raft_read_barrier. */

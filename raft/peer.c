@@ -7,6 +7,7 @@
  * snapshot.c); this file decides only when, and moves the request.
  */
 #include "raft/node.h"
+#include "raft/trace.h"
 
 /* While a request to p is in flight, another lane may send an AppendEntries
  * to a follower that is keeping up; probing for a match, snapshots and
@@ -108,9 +109,13 @@ void *peer_lane_main(void *arg)
         struct rpc rpc;
         if (!node_prepare_request_locked(n, l, now, &rpc))
             continue;
+        rpc.req.id = ++n->msg_seq;
+        trace_send_locked(n, &rpc.req, p->id);
         p->in_flight++;
         struct raft_msg reply;
         int rc = exchange_drops_lock(n, p, &rpc, &reply);
+        if (rc == 0)
+            trace_recv_locked(n, &reply);
         node_handle_reply_locked(n, l, &rpc, rc, &reply, node_now(n));
         p->in_flight--;
     }

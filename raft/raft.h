@@ -130,6 +130,9 @@ struct raft_timeout_now_reply {
 struct raft_msg {
     uint8_t type;  /* enum raft_msg_type */
     uint32_t from; /* the sender's node id */
+    /* Numbers the sender's messages, requests and replies alike, so that a
+     * trace (--trace) pairs each send with its receive: "<from>-<id>". */
+    uint64_t id;
     union {
         struct raft_request_vote rv;
         struct raft_request_vote_reply rv_reply;
@@ -255,6 +258,9 @@ struct raft_config {
      * clock they move by hand. */
     uint64_t (*clock_ms)(void *ctx);
     void *clock_ctx;
+    /* Where to append the node's trace, one JSON object a line (raft/trace.h);
+     * NULL: no trace. Read only by raft_start. */
+    const char *trace_path;
 };
 
 void raft_config_defaults(struct raft_config *cfg, uint32_t id, uint32_t n_nodes);

@@ -172,7 +172,7 @@ static size_t make_attacks(struct attack *a, size_t cap, uint32_t self)
 
     a[n] = (struct attack){.what = "a boolean that is neither 0 nor 1", .len = len};
     memcpy(a[n].bytes, buf, len);
-    a[n++].bytes[len - 1] = 7;
+    a[n++].bytes[len - 1 - 8] = 7; /* the flags byte, before the message id */
 
     a[n] = (struct attack){.what = "a frame with a trailing byte", .len = len + 1};
     memcpy(a[n].bytes, buf, len);
@@ -186,7 +186,7 @@ static size_t make_attacks(struct attack *a, size_t cap, uint32_t self)
     len = encode(&m, buf, sizeof(buf));
     a[n] = (struct attack){.what = "an AppendEntries claiming 2^32-1 entries", .len = len};
     memcpy(a[n].bytes, buf, len);
-    put_be32(a[n++].bytes + len - 4, 0xffffffffu);
+    put_be32(a[n++].bytes + len - 4 - 8, 0xffffffffu); /* n_entries, before the id */
 
     /* A client request whose key length runs past the frame. */
     m = (struct wire_msg){.type = WIRE_CLIENT_REQUEST, .from = WIRE_FROM_CLIENT};

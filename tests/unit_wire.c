@@ -90,7 +90,27 @@ static void check_raft_roundtrip(const struct raft_msg *m, struct wire_msg *out,
     assert_int_equal(out->from, m->from);
     assert_int_equal(out->u.raft.type, m->type);
     assert_int_equal(out->u.raft.from, m->from);
+    assert_true(out->u.raft.id == m->id);
     check_every_truncation(*frame, size);
+}
+
+/* The message id travels last, big-endian, after the message's own fields. */
+static void test_message_id_ends_the_frame(void **state)
+{
+    (void)state;
+    struct raft_msg m = { .type = RAFT_MSG_TIMEOUT_NOW, .from = 3,
+                          .id = 0x1122334455667788ull };
+    m.u.tn.term = 2;
+    struct wire_msg w, out;
+    wire_from_raft(&w, &m);
+    size_t size;
+    uint8_t *frame = encode_new(&w, &size);
+    assert_int_equal(size, WIRE_HEADER + 8 + 8);
+    static const uint8_t id[8] = { 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88 };
+    assert_memory_equal(frame + size - 8, id, 8);
+    assert_int_equal(wire_decode(frame, size, &out), 0);
+    assert_true(out.u.raft.id == m.id);
+    free(frame);
 }
 
 /* ---- round trips ---- */
@@ -98,7 +118,7 @@ static void check_raft_roundtrip(const struct raft_msg *m, struct wire_msg *out,
 static void test_request_vote_roundtrip(void **state)
 {
     (void)state;
-    struct raft_msg m = { .type = RAFT_MSG_REQUEST_VOTE, .from = 2 };
+    struct raft_msg m = { .type = RAFT_MSG_REQUEST_VOTE, .from = 2, .id = 9001 };
     m.u.rv = (struct raft_request_vote){ .term = 0x0102030405060708ull,
                                          .last_log_index = 77,
                                          .last_log_term = UINT64_MAX,
@@ -663,6 +683,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_vote_roundtrip),
+        cmocka_unit_test(test_message_id_ends_the_frame),
         cmocka_unit_test(test_request_vote_flags),
         cmocka_unit_test(test_timeout_now_roundtrip),
         cmocka_unit_test(test_request_vote_reply_roundtrip),
