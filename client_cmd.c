@@ -191,6 +191,58 @@ static int run_transfer(struct kv_client *c, const struct client_cmd *cmd)
     return rc == -ETIMEDOUT ? EXIT_UNAVAILABLE : outcome(rc, cmd, c);
 }
 
+/* ---- status: each node asked on its own ---- */
+
+static void print_status_json(const char *addr, uint32_t id, int rc, const struct client_reply *r)
+{
+    if (rc) {
+        printf("{\"id\": %u, \"addr\": \"%s\", \"reachable\": false}\n", id, addr);
+        return;
+    }
+    char leader[16] = "null";
+    if (r->leader >= 0)
+        snprintf(leader, sizeof(leader), "%d", r->leader);
+    printf("{\"id\": %u, \"addr\": \"%s\", \"reachable\": true, \"role\": \"%s\", "
+           "\"term\": %llu, \"leader\": %s, \"commit\": %llu, \"applied\": %llu, "
+           "\"last_index\": %llu}\n", id, addr, raft_role_name((enum raft_role)r->role),
+           (unsigned long long)r->term, leader, (unsigned long long)r->commit,
+           (unsigned long long)r->applied, (unsigned long long)r->last_index);
+}
+
+static void print_status_row(const char *addr, uint32_t id, int rc, const struct client_reply *r)
+{
+    if (rc) {
+        printf("%-3u %-22s %-14s\n", id, addr, "unreachable");
+        return;
+    }
+    char leader[16] = "-";
+    if (r->leader >= 0)
+        snprintf(leader, sizeof(leader), "n%d", r->leader);
+    printf("%-3u %-22s %-14s %6llu  %-6s %8llu %8llu %8llu\n", id, addr,
+           raft_role_name((enum raft_role)r->role), (unsigned long long)r->term, leader,
+           (unsigned long long)r->commit, (unsigned long long)r->applied,
+           (unsigned long long)r->last_index);
+}
+
+int client_cmd_status(char *const *addrs, uint32_t n_addrs, unsigned timeout_ms, bool json,
+                      struct tls_ctx *tls)
+{
+    if (!json)
+        printf("%-3s %-22s %-14s %6s  %-6s %8s %8s %8s\n", "id", "addr", "role", "term",
+               "leader", "commit", "applied", "last");
+    unsigned each = timeout_ms < 1000 ? timeout_ms : 1000;
+    bool any = false;
+    for (uint32_t i = 0; i < n_addrs; i++) {
+        struct client_reply r;
+        int rc = kv_client_status_tls(addrs[i], tls, each, &r);
+        any |= rc == 0;
+        (json ? print_status_json : print_status_row)(addrs[i], i, rc, &r);
+    }
+    if (!any)
+        fprintf(stderr, "No node of the cluster answered.\n");
+    return any ? 0 : EXIT_UNAVAILABLE;
+}
+
 static const struct {
     const char *name;
     int (*run)(struct kv_client *c, const struct client_cmd *cmd);

@@ -19,6 +19,11 @@ struct client_cmd {
     struct tls_ctx *tls; /* NULL: plain TCP */
 };
 
+/* status: each node's view, one line (or one JSON object) per node; exit
+ * 0 if any answered, else 3. */
+int client_cmd_status(char *const *addrs, uint32_t n_addrs, unsigned timeout_ms, bool json,
+                      struct tls_ctx *tls);
+
 /* Runs the command against the cluster; returns the process's exit code. */
 int client_cmd_run(const struct client_cmd *cmd, char *const *addrs, uint32_t n_addrs);
 

@@ -314,56 +314,6 @@ struct client_options {
     struct tls_ctx *tls_ctx; /* made from tls; NULL: plain TCP */
 };
 
-static void print_status_json(const char *addr, uint32_t id, int rc, const struct client_reply *r)
-{
-    if (rc) {
-        printf("{\"id\": %u, \"addr\": \"%s\", \"reachable\": false}\n", id, addr);
-        return;
-    }
-    char leader[16] = "null";
-    if (r->leader >= 0)
-        snprintf(leader, sizeof(leader), "%d", r->leader);
-    printf("{\"id\": %u, \"addr\": \"%s\", \"reachable\": true, \"role\": \"%s\", "
-           "\"term\": %llu, \"leader\": %s, \"commit\": %llu, \"applied\": %llu, "
-           "\"last_index\": %llu}\n", id, addr, raft_role_name((enum raft_role)r->role),
-           (unsigned long long)r->term, leader, (unsigned long long)r->commit,
-           (unsigned long long)r->applied, (unsigned long long)r->last_index);
-}
-
-static void print_status_row(const char *addr, uint32_t id, int rc, const struct client_reply *r)
-{
-    if (rc) {
-        printf("%-3u %-22s %-14s\n", id, addr, "unreachable");
-        return;
-    }
-    char leader[16] = "-";
-    if (r->leader >= 0)
-        snprintf(leader, sizeof(leader), "n%d", r->leader);
-    printf("%-3u %-22s %-14s %6llu  %-6s %8llu %8llu %8llu\n", id, addr,
-           raft_role_name((enum raft_role)r->role), (unsigned long long)r->term, leader,
-           (unsigned long long)r->commit, (unsigned long long)r->applied,
-           (unsigned long long)r->last_index);
-}
-
-static int client_status(const struct cli_addrs *addrs, unsigned timeout_ms, bool json,
-                         struct tls_ctx *tls)
-{
-    if (!json)
-        printf("%-3s %-22s %-14s %6s  %-6s %8s %8s %8s\n", "id", "addr", "role", "term",
-               "leader", "commit", "applied", "last");
-    unsigned each = timeout_ms < 1000 ? timeout_ms : 1000;
-    bool any = false;
-    for (uint32_t i = 0; i < addrs->n; i++) {
-        struct client_reply r;
-        int rc = kv_client_status_tls(addrs->v[i], tls, each, &r);
-        any |= rc == 0;
-        (json ? print_status_json : print_status_row)(addrs->v[i], i, rc, &r);
-    }
-    if (!any)
-        fprintf(stderr, "No node of the cluster answered.\n");
-    return any ? 0 : EXIT_UNAVAILABLE;
-}
-
 /* The commands of `raft client`: their words (the command's included)
  * and what they take. */
 static const struct client_word {
@@ -468,7 +418,7 @@ static int cmd_client(int argc, char **argv)
     if (rc)
         return cli_exit_code(rc);
     if (!strcmp(w.v[0], "status")) {
-        rc = client_status(&addrs, (unsigned)(o.timeout_s * 1000), o.json, o.tls_ctx);
+        rc = client_cmd_status(addrs.v, addrs.n, (unsigned)(o.timeout_s * 1000), o.json, o.tls_ctx);
     } else {
         struct client_cmd cmd = {.words = w.v, .n_words = w.n, .json = o.json,
                                  .timeout_s = o.timeout_s, .cluster = o.cluster,
