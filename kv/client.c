@@ -115,10 +115,16 @@ static int hinted(struct kv_nodes *k, const struct client_reply *reply)
 {
     if (!reply || (reply->status != CLIENT_NOT_LEADER && reply->status != CLIENT_RETRY))
         return -1;
-    if (reply->leader_hint >= 0)
+    if (reply->leader_hint >= 0) {
+        /* The target refused, so it is not the node it names: if the list
+         * was not given in id order (a client given one follower only, say),
+         * the guess that made it that node was wrong. */
+        if (k->ids[k->target] == reply->leader_hint)
+            k->ids[k->target] = RAFT_NO_NODE;
         for (uint32_t i = 0; i < k->n; i++)
             if (k->ids[i] == reply->leader_hint)
                 return (int)i;
+    }
     return learn_addr(k, reply->leader_addr, reply->leader_addr_len);
 }
 

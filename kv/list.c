@@ -23,7 +23,7 @@ static int compare_items(const void *a, const void *b)
 
 static bool has_prefix(const struct kv_item *it, const uint8_t *prefix, uint32_t len)
 {
-    return it->key && it->key_len >= len && memcmp(it->key, prefix, len) == 0;
+    return it->key && it->key_len >= len && (len == 0 || memcmp(it->key, prefix, len) == 0);
 }
 
 /* Encodes the items, sorted, into a malloc'd listing of at most max bytes. */

@@ -213,12 +213,30 @@ static void test_status_reply_points_into_no_freed_buffer(void **state)
     assert_null(r.value);
 }
 
+/* A client given one follower only (not the cluster in id order): the
+ * follower's hint that n0 leads must take it to n0's address, not back to
+ * the follower it was given first. */
+static void test_a_hint_from_the_only_node_given_leads_elsewhere(void **state)
+{
+    (void)state;
+    char *given[] = {"127.0.0.1:9101"};
+    struct kv_nodes k;
+    assert_int_equal(kv_nodes_init(&k, given, 1, 0), 0);
+    struct client_reply r = {.status = CLIENT_NOT_LEADER, .leader_hint = 0,
+                             .leader_addr = (uint8_t *)"127.0.0.1:9100",
+                             .leader_addr_len = 14};
+    assert_true(kv_nodes_move_on(&k, &r));
+    assert_string_equal(k.addrs[k.target], "127.0.0.1:9100");
+    kv_nodes_free(&k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sessions_follow_hints_and_retry_puts_with_their_number),
         cmocka_unit_test(test_unanswered_operations_are_errors_at_their_timeout),
         cmocka_unit_test(test_status_reply_points_into_no_freed_buffer),
+        cmocka_unit_test(test_a_hint_from_the_only_node_given_leads_elsewhere),
     };
     return cmocka_run_group_tests_name("unit: the sessions of raft bench", tests, NULL, NULL);
 }
