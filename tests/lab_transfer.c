@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,7 +179,7 @@ struct load {
     struct kvlab *kl;
     struct lincheck_history *h;
     int id;
-    volatile bool stop;
+    atomic_bool stop; /* set by the test thread, read by the writer */
     unsigned acked;
     char last[32];
 };
@@ -191,7 +192,7 @@ static void *writer_main(void *arg)
     clerk_init(&k, l->c, l->kl, l->h, l->id);
     char key[16], value[32];
     snprintf(key, sizeof(key), "k%d", l->id);
-    for (unsigned v = 1; !l->stop; v++) {
+    for (unsigned v = 1; !atomic_load(&l->stop); v++) {
         snprintf(value, sizeof(value), "%u", v);
         if (clerk_put(&k, key, value, 10000) != 0)
             cluster_fatal(l->c, "put %s=%s not acknowledged within 10 s", key, value);
@@ -225,7 +226,7 @@ static void test_puts_during_transfers(void **state)
     }
     cluster_sleep(c, 200);
     for (int i = 0; i < 3; i++) {
-        w[i].stop = true;
+        atomic_store(&w[i].stop, true);
         pthread_join(th[i], NULL);
     }
     struct clerk k;
