@@ -41,14 +41,14 @@ static bool bytes_equal(const uint8_t *a, uint32_t a_len, const uint8_t *b, uint
 
 static bool raft_equal(const struct raft_msg *a, const struct raft_msg *b)
 {
-    if (a->type != b->type || a->from != b->from)
+    if (a->type != b->type || a->from != b->from || a->id != b->id)
         return false;
     switch (a->type) {
     case RAFT_MSG_REQUEST_VOTE:
         return a->u.rv.term == b->u.rv.term &&
                a->u.rv.last_log_index == b->u.rv.last_log_index &&
                a->u.rv.last_log_term == b->u.rv.last_log_term &&
-               a->u.rv.pre_vote == b->u.rv.pre_vote;
+               a->u.rv.pre_vote == b->u.rv.pre_vote && a->u.rv.transfer == b->u.rv.transfer;
     case RAFT_MSG_REQUEST_VOTE_REPLY:
         return a->u.rv_reply.term == b->u.rv_reply.term &&
                a->u.rv_reply.vote_granted == b->u.rv_reply.vote_granted &&
@@ -81,6 +81,10 @@ static bool raft_equal(const struct raft_msg *a, const struct raft_msg *b)
     case RAFT_MSG_INSTALL_SNAPSHOT_REPLY:
         return a->u.is_reply.term == b->u.is_reply.term &&
                a->u.is_reply.next_offset == b->u.is_reply.next_offset;
+    case RAFT_MSG_TIMEOUT_NOW:
+        return a->u.tn.term == b->u.tn.term;
+    case RAFT_MSG_TIMEOUT_NOW_REPLY:
+        return a->u.tn_reply.term == b->u.tn_reply.term;
     default:
         return false;
     }
@@ -94,7 +98,8 @@ static bool msg_equal(const struct wire_msg *a, const struct wire_msg *b)
         const struct client_request *x = &a->u.request, *y = &b->u.request;
         return x->op == y->op && x->client_id == y->client_id && x->seq == y->seq &&
                bytes_equal(x->key, x->key_len, y->key, y->key_len) &&
-               bytes_equal(x->value, x->value_len, y->value, y->value_len);
+               bytes_equal(x->value, x->value_len, y->value, y->value_len) &&
+               bytes_equal(x->expected, x->expected_len, y->expected, y->expected_len);
     }
     if (a->type == WIRE_CLIENT_REPLY) {
         const struct client_reply *x = &a->u.reply, *y = &b->u.reply;
