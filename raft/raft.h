@@ -25,7 +25,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RAFT_MAX_NODES 9
+#define RAFT_MAX_NODES 9   /* members of one configuration, at most */
+#define RAFT_MAX_ID 63     /* node ids are 0 .. RAFT_MAX_ID */
+#define RAFT_ADDR_MAX 64   /* a member's "host:port", with its NUL */
 #define RAFT_MAX_PIPELINE 8     /* AppendEntries in flight per follower, at most */
 #define RAFT_DEFAULT_PIPELINE 2
 #define RAFT_NO_NODE (-1) /* votedFor / leader when there is none */
@@ -42,6 +44,7 @@ const char *raft_role_name(enum raft_role role);
 enum raft_entry_type {
     RAFT_ENTRY_NOOP = 0,    /* appended by a new leader (§8) */
     RAFT_ENTRY_COMMAND = 1, /* opaque bytes for the state machine */
+    RAFT_ENTRY_CONFIG = 2,  /* a configuration (thesis ch. 4): raft_membership_encode */
 };
 
 struct raft_entry {
@@ -50,6 +53,36 @@ struct raft_entry {
     uint32_t len;
     uint8_t *data; /* len bytes; NULL when len is 0 */
 };
+
+/* ---- configurations (thesis ch. 4) ---- */
+
+struct raft_member {
+    uint32_t id;
+    bool voter;               /* false: a learner, which receives the log but
+                               * neither votes nor counts towards a majority */
+    char addr[RAFT_ADDR_MAX]; /* where it listens ("" when the transport
+                               * knows it otherwise) */
+};
+
+/* The servers of a cluster. A server uses the latest configuration in its
+ * log, committed or not (thesis §4.1). */
+struct raft_membership {
+    uint32_t n;
+    struct raft_member members[RAFT_MAX_NODES];
+    /* bit i: id i was removed, and nothing from it is ever accepted again */
+    uint64_t removed;
+};
+
+/* The bytes of a RAFT_ENTRY_CONFIG entry. encode writes at most
+ * RAFT_MEMBERSHIP_MAX_BYTES and returns the length; decode returns 0 or
+ * -EINVAL for bytes that are no configuration. */
+#define RAFT_MEMBERSHIP_MAX_BYTES (10 + RAFT_MAX_NODES * (6 + RAFT_ADDR_MAX))
+size_t raft_membership_encode(const struct raft_membership *m, uint8_t *buf);
+int raft_membership_decode(struct raft_membership *m, const uint8_t *buf, size_t len);
+/* The member with this id, or NULL. */
+const struct raft_member *raft_membership_find(const struct raft_membership *m, uint32_t id);
+/* ids 0 .. n-1, all voters, with the addresses given (NULL: none). */
+void raft_membership_of_size(struct raft_membership *m, uint32_t n, const char *const *addrs);
 
 /* ---- RPC messages (Figure 2, Figure 13) ---- */
 
@@ -165,6 +198,10 @@ struct raft_transport {
                 uint64_t *ticket, unsigned timeout_ms);
     int (*await)(void *ctx, uint32_t peer, uint64_t ticket,
                  struct raft_msg *reply, unsigned timeout_ms);
+    /* Optional: the configuration the node now uses (at start, and at
+     * every change), so that the transport knows where each member
+     * listens. Called with the node's lock held: it must not block. */
+    void (*set_members)(void *ctx, const struct raft_membership *m);
 };
 
 /* What storage hands back on start. Everything is malloc'd; free it with
@@ -224,8 +261,13 @@ enum raft_log_level { RAFT_LOG_ERROR, RAFT_LOG_WARN, RAFT_LOG_INFO,
                       RAFT_LOG_DEBUG, RAFT_LOG_TRACE };
 
 struct raft_config {
-    uint32_t id;      /* this node, 0-based */
-    uint32_t n_nodes; /* cluster size, ids 0 .. n_nodes-1 */
+    uint32_t id;      /* this node, 0 .. RAFT_MAX_ID */
+    /* The bootstrap configuration, used only while neither the log nor the
+     * snapshot holds one: `bootstrap` when it has members, otherwise ids
+     * 0 .. n_nodes-1, all voters. With neither, the node is in no
+     * configuration: it never campaigns, and waits for a leader to add it. */
+    uint32_t n_nodes;
+    struct raft_membership bootstrap;
     unsigned election_timeout_min_ms; /* default 150 */
     unsigned election_timeout_max_ms; /* default 300 */
     unsigned heartbeat_ms;            /* default 50 */
@@ -369,5 +411,36 @@ int raft_wait_applied(struct raft_node *n, uint64_t index, uint64_t term,
  * -EPERM, why (why_cap bytes, may be NULL) holds one sentence saying why. */
 int raft_transfer(struct raft_node *n, int32_t target, unsigned timeout_ms,
                   int32_t *leader_hint, char *why, size_t why_cap);
+
+/* What a node knows of its configuration. */
+struct raft_membership_view {
+    struct raft_membership config; /* the one it uses: its log's latest */
+    uint64_t index;                /* that entry's index; 0: from the snapshot
+                                    * or the bootstrap */
+    bool committed;
+    /* on the leader, each member's matchIndex (its own: what its disk
+     * holds), in the order of config.members; otherwise 0 */
+    uint64_t match[RAFT_MAX_NODES];
+};
+
+void raft_get_membership(struct raft_node *n, struct raft_membership_view *out);
+
+/* Membership changes (thesis ch. 4), one server at a time, on the leader.
+ *
+ * raft_add_member adds server `id` listening at addr. As a voter, it joins
+ * as a learner first and is promoted once it has caught up (§4.2.1); an
+ * existing learner is promoted. raft_remove_member removes a voter or a
+ * learner, this leader included (it steps down once the change commits).
+ * Both return once the configuration is committed: 0; -EPERM when this
+ * node does not lead (*leader_hint set); -EINVAL or -EBUSY when the change
+ * is refused (an id already a member, or removed before, an unknown id,
+ * another change under way, the last voter, a server that could not catch
+ * up); -ETIMEDOUT after timeout_ms; -ECANCELED when this node stopped
+ * leading first (the change may or may not commit). On any error but
+ * -EPERM, why (why_cap bytes, may be NULL) holds one sentence saying why. */
+int raft_add_member(struct raft_node *n, uint32_t id, const char *addr, bool voter,
+                    unsigned timeout_ms, int32_t *leader_hint, char *why, size_t why_cap);
+int raft_remove_member(struct raft_node *n, uint32_t id, unsigned timeout_ms,
+                       int32_t *leader_hint, char *why, size_t why_cap);
 
 #endif
