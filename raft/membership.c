@@ -128,3 +128,33 @@ void membership_describe(const struct raft_membership *m, char *buf, size_t cap)
     if (m->n == 0)
         snprintf(buf, cap, "no members");
 }
+
+/* ---- the configuration a snapshot covers ---- */
+
+#define SNAPSHOT_MAGIC "RCF1"
+
+size_t membership_snapshot_header(const struct raft_membership *m, uint8_t *buf)
+{
+    size_t len = raft_membership_encode(m, buf + 8);
+    memcpy(buf, SNAPSHOT_MAGIC, 4);
+    for (int b = 0; b < 4; b++)
+        buf[4 + b] = (uint8_t)(len >> (8 * b));
+    return 8 + len;
+}
+
+int membership_snapshot_split(const uint8_t *data, size_t len, struct raft_membership *m,
+                              bool *found, size_t *state_offset)
+{
+    *found = false;
+    *state_offset = 0;
+    memset(m, 0, sizeof(*m));
+    if (len < 8 || memcmp(data, SNAPSHOT_MAGIC, 4) != 0)
+        return 0; /* written before snapshots carried their configuration */
+    size_t clen = (size_t)data[4] | (size_t)data[5] << 8 | (size_t)data[6] << 16 |
+                  (size_t)data[7] << 24;
+    if (clen > len - 8 || raft_membership_decode(m, data + 8, clen) != 0)
+        return -EINVAL;
+    *found = true;
+    *state_offset = 8 + clen;
+    return 0;
+}

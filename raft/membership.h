@@ -18,4 +18,14 @@ bool membership_is_majority(const struct raft_membership *m, uint64_t ids);
 /* "n0 n1 n3 (learner)", or "no members". */
 void membership_describe(const struct raft_membership *m, char *buf, size_t cap);
 
+/* A snapshot as a node stores and sends it: "RCF1", a u32 length, the
+ * configuration it covers (thesis §5.1: a snapshot holds "the latest
+ * configuration as of the last included index"), then the state machine's bytes. A snapshot
+ * written before snapshots carried a configuration holds the state
+ * machine's bytes alone (found is then false, state_offset 0). */
+#define MEMBERSHIP_SNAPSHOT_HEADER_MAX (8 + RAFT_MEMBERSHIP_MAX_BYTES)
+size_t membership_snapshot_header(const struct raft_membership *m, uint8_t *buf);
+int membership_snapshot_split(const uint8_t *data, size_t len, struct raft_membership *m,
+                              bool *found, size_t *state_offset);
+
 #endif
