@@ -19,8 +19,8 @@ bool membership_is_majority(const struct raft_membership *m, uint64_t ids);
 void membership_describe(const struct raft_membership *m, char *buf, size_t cap);
 
 /* A snapshot as a node stores and sends it: "RCF1", a u32 length, the
- * configuration it covers (thesis §5.1: a snapshot holds "the latest
- * configuration as of the last included index"), then the state machine's bytes. A snapshot
+ * configuration it covers (§7: a snapshot "includes the latest
+ * configuration as of last included index"), then the state machine's bytes. A snapshot
  * written before snapshots carried a configuration holds the state
  * machine's bytes alone (found is then false, state_offset 0). */
 #define MEMBERSHIP_SNAPSHOT_HEADER_MAX (8 + RAFT_MEMBERSHIP_MAX_BYTES)
