@@ -19,9 +19,13 @@
  *           replication.c AppendEntries both sides
  *           snapshot.c    InstallSnapshot both sides, taking snapshots
  *           transfer.c    leadership transfer (TimeoutNow) both sides
+ *           reconfigure.c membership changes: the log's configurations,
+ *                         adding (with catch-up) and removing servers
  *   threads timer.c, peer.c, apply.c, syncer.c: schedule rules, move bytes
  *           clients.c     what client threads wait for
- *   leaves  log.c, commit.c, logging.c, and storage behind raft_storage
+ *   leaves  log.c, commit.c, logging.c, quorum.c (who counts),
+ *           membership.c (a configuration as data), and storage behind
+ *           raft_storage
  * Rules take the node and the current time and return what to send; they
  * open no socket or file and never wait, so tests can drive them one step
  * at a time with no thread running (tests/unit_rules.c). Time reaches them

@@ -226,6 +226,7 @@ static void wait_a_little_locked(struct raft_node *n, uint64_t deadline)
 static int may_change_locked(struct raft_node *n, uint64_t deadline, int32_t *leader_hint,
                              char *why, size_t cap)
 {
+    /* LAB(membership): an entry of this term committed first; one change at a time (§4.1, the 2015 fix) */
     while (n->role == RAFT_LEADER && n->commit_index < n->leader_first_index) {
         if (node_now(n) >= deadline) {
             say(why, cap, "This leader has not yet committed an entry of its term, which it "
@@ -242,6 +243,9 @@ static int may_change_locked(struct raft_node *n, uint64_t deadline, int32_t *le
             "committed yet).", (unsigned long long)n->members_index);
         return -EBUSY;
     }
+    /* STUB: *leader_hint = n->leader_id; (void)deadline; (void)why; (void)cap; */
+    /* STUB: if (n->role != RAFT_LEADER) return -EPERM; */
+    /* END LAB */
     if (n->catching_up != RAFT_NO_NODE) {
         say(why, cap, "A configuration change is already under way (n%d is catching up).",
             n->catching_up);
@@ -301,6 +305,7 @@ static uint64_t progress_of(const struct peer *p)
 static int catch_up_locked(struct raft_node *n, struct peer *p, uint64_t deadline,
                            char *why, size_t cap)
 {
+    /* LAB(membership): rounds until one takes less than an election timeout; fail without progress (§4.2.1) */
     uint64_t term = n->current_term, timeout = n->cfg.election_timeout_max_ms;
     for (int round = 1; round <= CATCH_UP_ROUNDS; round++) {
         uint64_t target = log_last_index(&n->log), start = node_now(n);
@@ -340,6 +345,8 @@ static int catch_up_locked(struct raft_node *n, struct peer *p, uint64_t deadlin
     say(why, cap, "n%u could not catch up in %d rounds: the log grows faster than it "
         "receives it; it stays a learner.", p->id, CATCH_UP_ROUNDS);
     return -EINVAL;
+    /* STUB: (void)n; (void)p; (void)deadline; (void)why; (void)cap; (void)progress_of; */
+    /* END LAB: return 0; */
 }
 
 static int check_new_id_locked(const struct raft_node *n, uint32_t id, bool voter,
