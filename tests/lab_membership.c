@@ -208,7 +208,8 @@ static void test_grow_three_to_five_and_shrink_to_three_under_load(void **state)
 /* §4.2.2: the leader removes itself. It manages the cluster without
  * counting itself until the configuration commits, then steps down; the
  * other four elect a leader within two election timeouts, and the removed
- * server, still connected, disturbs nobody: the term stays put. */
+ * server, still connected, disturbs nobody: the term stays put. Then a
+ * follower is removed: it learns it, and stays quiet too. */
 static void test_remove_the_leader_of_five(void **state)
 {
     struct cluster_opts opts = {.n = 5};
@@ -241,7 +242,25 @@ static void test_remove_the_leader_of_five(void **state)
                           (unsigned long long)term, (unsigned long long)st.term, old);
     if (cluster_status(c, old, &st) && st.role == RAFT_LEADER)
         cluster_fatal(c, "the removed n%u still leads T%llu", old, (unsigned long long)st.term);
-    cluster_one_int(c, 3, 4, true);
+    /* A removed follower is sent the entry that removes it (§4.2.2), so it
+     * knows, and does not campaign once the leader stops writing to it. */
+    unsigned f = (leader + 1) % 5 == old ? (leader + 2) % 5 : (leader + 1) % 5;
+    cluster_remove_ok(c, f);
+    rest &= ~(1ull << f);
+    cluster_await_config(c, rest, 0);
+    uint64_t until = lab_now_ms() + cluster_ms(c, 2000);
+    for (struct raft_membership_view v = view_of(c, f); raft_membership_find(&v.config, f);
+         v = view_of(c, f)) {
+        if (lab_now_ms() > until)
+            cluster_fatal(c, "the removed n%u still counts itself in 2 s later", f);
+        lab_sleep_ms(1);
+    }
+    term = cluster_check_terms(c);
+    cluster_sleep(c, 2 * LAB_ET);
+    if (!cluster_status(c, f, &st) || st.role != RAFT_FOLLOWER || st.term != term)
+        cluster_fatal(c, "the removed n%u, told of its removal, campaigned: %s at T%llu", f,
+                      raft_role_name(st.role), (unsigned long long)st.term);
+    cluster_one_int(c, 3, 3, true);
     cluster_end(c);
 }
 
@@ -279,7 +298,7 @@ static void test_learner_catches_up_on_10000_entries_while_a_voter_crashes(void 
             cluster_fatal(c, "n%u refused entry %llu", leader, (unsigned long long)x);
     cluster_wait(c, index, 3, -1);
     unsigned fresh = cluster_start_joining(c);
-    memstore_set_write_delay(cluster_store(c, fresh), 3);
+    memstore_set_write_delay(cluster_store(c, fresh), 5);
     struct add_call a = {.c = c, .id = fresh, .voter = true};
     pthread_t th;
     pthread_create(&th, NULL, add_ok_main, &a);
@@ -299,10 +318,18 @@ static void test_learner_catches_up_on_10000_entries_while_a_voter_crashes(void 
     cluster_crash(c, victim);
     printf("  n%u crashed while n%u held %llu of %llu entries\n", victim, fresh,
            (unsigned long long)st.last_index, (unsigned long long)index);
-    for (uint64_t x = 0; x < 5; x++)
-        cluster_one_int(c, 20000 + x, 2, true);
-    if (cluster_status(c, fresh, &st) && st.applied >= index)
-        printf("  (n%u had caught up by the fifth commit)\n", fresh);
+    /* Commits go on without the learner: were it counted already, each
+     * commit would wait until it held everything before. */
+    unsigned while_lagging = 0;
+    for (uint64_t x = 0; x < 5; x++) {
+        cluster_one_int(c, 20000 + x, 2, false);
+        if (cluster_status(c, fresh, &st) && st.last_index < index)
+            while_lagging++;
+    }
+    printf("  %u of 5 commits done while n%u still lagged\n", while_lagging, fresh);
+    if (while_lagging == 0)
+        cluster_fatal(c, "no commit completed while n%u lagged: the commits waited for the "
+                      "learner", fresh);
     pthread_join(th, NULL);
     cluster_check(c);
     if (!atomic_load(&a.done))
@@ -461,10 +488,36 @@ static void *add_voter_main(void *arg)
     return NULL;
 }
 
+static void *remove_main(void *arg)
+{
+    struct change_call *a = arg;
+    int32_t hint;
+    a->rc = cluster_remove_member(a->c, a->on, a->id, cluster_ms(a->c, 1000), &hint, a->why,
+                                  sizeof(a->why));
+    return NULL;
+}
+
+/* Waits up to 2 s until node i's configuration holds id (or, !present,
+ * no longer does). */
+static void await_in_config(struct cluster *c, unsigned i, unsigned id, bool present)
+{
+    uint64_t until = lab_now_ms() + cluster_ms(c, 2000);
+    for (;;) {
+        struct raft_membership_view v = view_of(c, i);
+        if ((raft_membership_find(&v.config, id) != NULL) == present)
+            return;
+        if (lab_now_ms() > until)
+            cluster_fatal(c, "n%u's configuration %s n%u 2 s after the change began", i,
+                          present ? "still lacks" : "still holds", id);
+        lab_sleep_ms(1);
+    }
+}
+
 /* What the leader refuses, each with a sentence saying why (thesis ch. 4):
  * an id already a member; removing an id that is no member; a transfer to
  * a learner, which cannot win (§3.10); a second change while one is under
- * way (§4.1, one at a time); an id removed before, which must never count
+ * way (§4.1, one at a time: while the first's entry is not committed, and
+ * while its server catches up); an id removed before, which must never count
  * again; removing the last voter. A refusal changes nothing: the leader and
  * the term stay, commits go on. */
 static void test_refused_changes(void **state)
@@ -487,22 +540,32 @@ static void test_refused_changes(void **state)
     rc = cluster_transfer(c, leader, (int32_t)learner, 1000, &hint, why, sizeof(why));
     expect_refused(c, "transfer to a learner", rc, EITHER, why);
 
+    /* A change under way, its entry not committed: the followers are cut
+     * off, so the learner's removal cannot commit. */
+    cluster_disconnect(c, f);
+    cluster_disconnect(c, g);
+    struct change_call stuck = {.c = c, .on = leader, .id = learner};
+    pthread_t th;
+    pthread_create(&th, NULL, remove_main, &stuck);
+    await_in_config(c, leader, learner, false);
+    rc = cluster_add_member(c, leader, 60, false, 1000, &hint, why, sizeof(why));
+    pthread_join(th, NULL);
+    expect_refused(c, "a change while another's entry is not committed", rc, -EBUSY, why);
+    cluster_connect(c, f);
+    cluster_connect(c, g);
+    leader = cluster_check_one_leader(c);
+    term = cluster_check_terms(c);
+    f = (leader + 1) % 3;
+    g = (leader + 2) % 3;
+    cluster_remove_ok(c, learner); /* done now, if the leader's stepping down undid it */
+
     /* A change under way: a server that cannot be reached makes no
      * progress, so its catch-up lasts an election timeout before it fails. */
     unsigned cut = cluster_start_joining(c);
     cluster_disconnect(c, cut);
     struct change_call first = {.c = c, .on = leader, .id = cut};
-    pthread_t th;
     pthread_create(&th, NULL, add_voter_main, &first);
-    uint64_t until = lab_now_ms() + cluster_ms(c, 2000);
-    struct raft_membership_view v = view_of(c, leader);
-    while (!raft_membership_find(&v.config, cut)) {
-        if (lab_now_ms() > until)
-            cluster_fatal(c, "n%u was not in the leader's configuration 2 s after being added",
-                          cut);
-        lab_sleep_ms(1);
-        v = view_of(c, leader);
-    }
+    await_in_config(c, leader, cut, true);
     rc = cluster_remove_member(c, leader, g, 1000, &hint, why, sizeof(why));
     pthread_join(th, NULL);
     expect_refused(c, "a second change while one is under way", rc, -EBUSY, why);
@@ -515,7 +578,7 @@ static void test_refused_changes(void **state)
     rc = cluster_remove_member(c, leader, leader, 1000, &hint, why, sizeof(why));
     expect_refused(c, "remove the last voter", rc, EITHER, why);
 
-    v = view_of(c, leader);
+    struct raft_membership_view v = view_of(c, leader);
     if (lab_voters(&v.config) != 1ull << leader)
         cluster_fatal(c, "n%u is not the only voter after the refusals", leader);
     cluster_one_int(c, 2, 1, false);
