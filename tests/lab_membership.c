@@ -220,6 +220,14 @@ static void test_remove_the_leader_of_five(void **state)
     cluster_remove_ok(c, old);
     uint64_t t0 = lab_now_ms();
     struct raft_status st;
+    /* It steps down once the change commits, not when check-quorum would
+     * notice an election timeout later. */
+    while (cluster_status(c, old, &st) && st.role == RAFT_LEADER && st.term == old_term) {
+        if (lab_now_ms() - t0 > cluster_ms(c, 2 * LAB_HEARTBEAT_MS))
+            cluster_fatal(c, "n%u still leads %u ms after the change that removes it committed",
+                          old, cluster_ms(c, 2 * LAB_HEARTBEAT_MS));
+        lab_sleep_ms(1);
+    }
     unsigned leader = lab_await_new_leader(c, old_term, &st);
     uint64_t took = lab_now_ms() - t0;
     printf("  n%u removed itself; n%u leads T%llu %llu ms later\n", old, leader,

@@ -6,6 +6,8 @@
  *   - a removed server that was partitioned (with pre-vote, and without it,
  *     restarted on its old data) comes back and must not disturb the
  *     cluster (§4.2.3): no term rises on the majority;
+ *   - learners cut off with one voter: they neither elect it nor keep it
+ *     leading (§4.2.1: they do not count toward a majority);
  *   - two changes from different terms that share one committed parent
  *     (the flaw in single-server changes Ongaro described on raft-dev in
  *     2015, "bug in single-server membership changes"), scripted step by
@@ -38,6 +40,25 @@ static uint64_t ids(unsigned from, unsigned to)
     for (unsigned i = from; i < to; i++)
         set |= 1ull << i;
     return set;
+}
+
+/* The first node of `among` that leads a term above `above`, waited for
+ * up to 10 s. */
+static unsigned await_leader_among(struct cluster *c, uint64_t among, uint64_t above,
+                                   struct raft_status *st)
+{
+    uint64_t until = lab_now_ms() + cluster_ms(c, 10000);
+    while (lab_now_ms() < until) {
+        for (unsigned i = 0; i < cluster_n(c); i++)
+            if ((among >> i & 1) && cluster_status(c, i, st) && st->role == RAFT_LEADER &&
+                st->term > above)
+                return i;
+        lab_sleep_ms(1);
+    }
+    char who[64];
+    lab_describe_ids(among, who, sizeof(who));
+    cluster_fatal(c, "none of %s led a term above T%llu within 10 s", who,
+                  (unsigned long long)above);
 }
 
 /* ---- a removed server comes back ---- */
@@ -109,6 +130,61 @@ static void test_removed_server_without_pre_vote_restarted_then_healed(void **st
     removed_server_comes_back(state, false);
 }
 
+/* ---- learners count for nothing ---- */
+
+/* Node i and the two learners on one side, the other two voters on the
+ * other, for 2 election timeouts: nobody on i's side may lead, and the
+ * other side elects a leader of its own. Then healed. */
+static void cut_with_learners(struct cluster *c, unsigned i, uint64_t learners)
+{
+    unsigned group[RAFT_MAX_NODES] = {0};
+    for (unsigned k = 0; k < cluster_n(c); k++)
+        group[k] = k == i || (learners >> k & 1) ? 0 : 1;
+    cluster_partition(c, group);
+    cluster_sleep(c, 2 * LAB_ET);
+    struct raft_status st;
+    for (unsigned k = 0; k < cluster_n(c); k++)
+        if (group[k] == 0 && cluster_status(c, k, &st) && st.role == RAFT_LEADER)
+            cluster_fatal(c, "n%u leads T%llu with only learners beside it", k,
+                          (unsigned long long)st.term);
+    unsigned other = await_leader_among(c, ids(0, 3) & ~(1ull << i), 0, &st);
+    printf("  n%u with the learners: no leader there; n%u leads T%llu on the other side\n", i,
+           other, (unsigned long long)st.term);
+    for (unsigned k = 0; k < cluster_n(c); k++)
+        group[k] = 0;
+    cluster_partition(c, group);
+}
+
+/* §4.2.1: learners receive the log, but neither vote nor count toward a
+ * majority. Three voters and two learners: a follower cut off with the two
+ * learners cannot win an election with their votes (three of five members
+ * are not two of three voters), and the leader cut off with them cannot go
+ * on leading on their acknowledgements (check-quorum counts voters). The
+ * vote ledger checks every leader's votes against its voters too. */
+static void test_learners_neither_elect_nor_keep_a_leader(void **state)
+{
+    struct cluster_opts opts = {.n = 3};
+    struct cluster *c = cluster_new(state, PART, "learners neither elect nor keep a leader",
+                                    &opts);
+    cluster_check_one_leader(c);
+    cluster_one_int(c, 1, 3, true);
+    uint64_t learners = 0;
+    for (int k = 0; k < 2; k++) {
+        unsigned id = cluster_start_joining(c);
+        cluster_add_ok(c, id, false);
+        learners |= 1ull << id;
+    }
+    cluster_await_config(c, ids(0, 3), learners);
+    cluster_one_int(c, 2, 5, true);
+    int leader = lab_current_leader(c, NULL);
+    cut_with_learners(c, (unsigned)(leader + 1) % 3, learners);
+    cluster_one_int(c, 3, 5, true);
+    leader = lab_current_leader(c, NULL);
+    cut_with_learners(c, (unsigned)leader, learners);
+    cluster_one_int(c, 4, 5, true);
+    cluster_end(c);
+}
+
 /* ---- two changes from different terms ---- */
 
 struct change_call {
@@ -128,25 +204,6 @@ static void *promote_main(void *arg)
 }
 
 #define MSG_BIT(t) (1u << (t))
-
-/* The first node of `among` that leads a term above `above`, waited for
- * up to 10 s. */
-static unsigned await_leader_among(struct cluster *c, uint64_t among, uint64_t above,
-                                   struct raft_status *st)
-{
-    uint64_t until = lab_now_ms() + cluster_ms(c, 10000);
-    while (lab_now_ms() < until) {
-        for (unsigned i = 0; i < cluster_n(c); i++)
-            if ((among >> i & 1) && cluster_status(c, i, st) && st->role == RAFT_LEADER &&
-                st->term > above)
-                return i;
-        lab_sleep_ms(1);
-    }
-    char who[64];
-    lab_describe_ids(among, who, sizeof(who));
-    cluster_fatal(c, "none of %s led a term above T%llu within 10 s", who,
-                  (unsigned long long)above);
-}
 
 /* Step 3: the removal of x, asked of whichever of a, b leads now. It must
  * not commit: the leader has not committed an entry of its own term (x
@@ -293,6 +350,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         LAB_TEST(test_removed_server_partitioned_then_healed),
         LAB_TEST(test_removed_server_without_pre_vote_restarted_then_healed),
+        LAB_TEST(test_learners_neither_elect_nor_keep_a_leader),
         LAB_TEST(test_two_changes_from_different_terms_never_both_commit),
     };
     const char *only = getenv("RAFT_TEST");
