@@ -265,6 +265,10 @@ static int commit_config_locked(struct raft_node *n, const struct raft_membershi
     uint8_t bytes[RAFT_MEMBERSHIP_MAX_BYTES];
     size_t len = raft_membership_encode(next, bytes);
     uint64_t term = n->current_term;
+    if (!leads_locked(n, term)) { /* it may have stopped during a catch-up's last wait */
+        say(why, cap, "This node stopped leading before the change could be appended.");
+        return -ECANCELED;
+    }
     if (log_append(&n->log, term, RAFT_ENTRY_CONFIG, bytes, (uint32_t)len) != 0) {
         say(why, cap, "Out of memory.");
         return -ENOMEM;
