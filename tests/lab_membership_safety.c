@@ -343,15 +343,17 @@ static void test_two_changes_from_different_terms_never_both_commit(void **state
     cluster_end(c);
 }
 
-#define LAB_TEST(t) cmocka_unit_test_teardown(t, cluster_teardown)
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        LAB_TEST(test_removed_server_partitioned_then_healed),
-        LAB_TEST(test_removed_server_without_pre_vote_restarted_then_healed),
-        LAB_TEST(test_learners_neither_elect_nor_keep_a_leader),
-        LAB_TEST(test_two_changes_from_different_terms_never_both_commit),
+        cmocka_unit_test_teardown(test_removed_server_partitioned_then_healed,
+                                  cluster_teardown),
+        cmocka_unit_test_teardown(test_removed_server_without_pre_vote_restarted_then_healed,
+                                  cluster_teardown),
+        cmocka_unit_test_teardown(test_learners_neither_elect_nor_keep_a_leader,
+                                  cluster_teardown),
+        cmocka_unit_test_teardown(test_two_changes_from_different_terms_never_both_commit,
+                                  cluster_teardown),
     };
     const char *only = getenv("RAFT_TEST");
     if (only && *only)

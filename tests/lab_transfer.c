@@ -308,17 +308,16 @@ static void test_no_stale_read_after_transfer_and_cut_off(void **state)
     kvlab_free(kl);
 }
 
-#define LAB_TEST(t) cmocka_unit_test_teardown(t, cluster_teardown)
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        LAB_TEST(test_transfer_to_up_to_date_follower),
-        LAB_TEST(test_transfer_to_lagging_follower),
-        LAB_TEST(test_first_timeout_now_dropped),
-        LAB_TEST(test_transfer_refusals),
-        LAB_TEST(test_puts_during_transfers),
-        LAB_TEST(test_no_stale_read_after_transfer_and_cut_off),
+        cmocka_unit_test_teardown(test_transfer_to_up_to_date_follower, cluster_teardown),
+        cmocka_unit_test_teardown(test_transfer_to_lagging_follower, cluster_teardown),
+        cmocka_unit_test_teardown(test_first_timeout_now_dropped, cluster_teardown),
+        cmocka_unit_test_teardown(test_transfer_refusals, cluster_teardown),
+        cmocka_unit_test_teardown(test_puts_during_transfers, cluster_teardown),
+        cmocka_unit_test_teardown(test_no_stale_read_after_transfer_and_cut_off,
+                                  cluster_teardown),
     };
     const char *only = getenv("RAFT_TEST");
     if (only && *only)
