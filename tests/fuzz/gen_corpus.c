@@ -13,7 +13,7 @@
  * directory is missing, or by hand:
  *
  *   cc -std=c11 -D_DEFAULT_SOURCE -I. -pthread tests/fuzz/gen_corpus.c \
- *      net/wire.c net/wire_members.c raft/storage/*.c -o build/gen_corpus
+ *      net/wire.c net/wire_members.c raft/storage/*.c raft/membership.c -o build/gen_corpus
  *   build/gen_corpus tests/fuzz/corpus
  */
 #include <dirent.h>

@@ -36,7 +36,7 @@ mkdir -p "$OUT"
 sources_of() {
     case $1 in
     wire) echo "net/wire.c net/wire_members.c" ;;
-    storage) echo "raft/storage/*.c" ;;
+    storage) echo "raft/storage/*.c raft/membership.c" ;;
     *) echo "fuzz: unknown target $1 (wire, storage)" >&2; exit 2 ;;
     esac
 }
