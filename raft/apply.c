@@ -52,7 +52,8 @@ static void restore_drops_lock(struct raft_node *n)
     struct snapshot_ref *s = n->to_restore;
     n->to_restore = NULL;
     node_unlock(n);
-    int rc = n->fsm.restore(n->fsm.ctx, s->index, s->data, s->len);
+    int rc = n->fsm.restore(n->fsm.ctx, s->index, s->data + s->state_offset,
+                            s->len - s->state_offset);
     node_lock(n);
     if (rc)
         node_disk_failed_locked(n, "loading a received snapshot", rc);

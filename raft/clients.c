@@ -234,10 +234,12 @@ bool clients_holds_lease_locked(const struct raft_node *n, uint64_t now)
      * a new leader can take writes before this lease would run out. */
     if (node_transfer_in_progress_locked(n))
         return false;
-    uint64_t sent[RAFT_MAX_NODES];
-    for (uint32_t i = 0; i < n->cfg.n_nodes; i++)
-        sent[i] = i == n->cfg.id ? now : n->peers[i].lease_sent_ms;
-    uint64_t since = commit_quorum_index(sent, n->cfg.n_nodes);
+    uint64_t sent[RAFT_MAX_ID + 1];
+    for (uint32_t i = 0; i < n->members.n; i++) {
+        uint32_t id = n->members.members[i].id;
+        sent[id] = id == n->cfg.id ? now : n->peers[id].lease_sent_ms;
+    }
+    uint64_t since = node_quorum_value(n, sent);
     uint64_t lease_ms = n->cfg.election_timeout_min_ms - n->cfg.election_timeout_min_ms / 10;
     return since > 0 && now < since + lease_ms;
 }
@@ -292,8 +294,8 @@ int raft_read_barrier(struct raft_node *n, unsigned timeout_ms,
              * yet and will carry this one too: one wake-up per round. */
             bool was_sent = node_some_peer_sent_round_locked(n);
             w.round = ++n->read_round;
-            if (n->majority == 1)
-                n->confirmed_round = w.round; /* a one-node cluster confirms itself */
+            if (node_is_voter(n) && membership_voters(&n->members) == 1)
+                n->confirmed_round = w.round; /* a sole voter confirms itself */
             if (was_sent)
                 node_wake_peers_locked(n);
         }

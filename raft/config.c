@@ -29,8 +29,10 @@ void raft_config_defaults(struct raft_config *cfg, uint32_t id, uint32_t n_nodes
 
 bool config_is_valid(const struct raft_config *cfg)
 {
-    return cfg->n_nodes > 0 && cfg->n_nodes <= RAFT_MAX_NODES && cfg->id < cfg->n_nodes &&
-           cfg->election_timeout_min_ms > 0 &&
+    bool bootstrap_ok = cfg->bootstrap.n > 0 ? cfg->bootstrap.n <= RAFT_MAX_NODES
+                                             : cfg->n_nodes <= RAFT_MAX_NODES &&
+                                                   (cfg->n_nodes == 0 || cfg->id < cfg->n_nodes);
+    return bootstrap_ok && cfg->id <= RAFT_MAX_ID && cfg->election_timeout_min_ms > 0 &&
            cfg->election_timeout_max_ms >= cfg->election_timeout_min_ms &&
            cfg->heartbeat_ms > 0;
 }
@@ -39,6 +41,8 @@ void config_apply(struct raft_config *out, const struct raft_config *cfg,
                   const struct raft_transport *transport)
 {
     *out = *cfg;
+    if (out->bootstrap.n == 0)
+        raft_membership_of_size(&out->bootstrap, out->n_nodes, NULL);
     /* Batches and chunks must fit in one wire frame (8 MiB). */
     if (out->max_batch_bytes == 0 || out->max_batch_bytes > (4u << 20))
         out->max_batch_bytes = 1u << 20;

@@ -32,9 +32,11 @@ static void describe_peers(struct raft_node *n, char *buf, size_t cap)
 {
     size_t off = 0;
     buf[0] = '\0';
-    for (uint32_t i = 0; i < n->cfg.n_nodes && off < cap; i++)
-        if (i != n->cfg.id)
-            off += (size_t)snprintf(buf + off, cap - off, " n%u", i);
+    for (uint32_t i = 0; i < n->members.n && off < cap; i++) {
+        const struct raft_member *m = &n->members.members[i];
+        if (m->voter && m->id != n->cfg.id)
+            off += (size_t)snprintf(buf + off, cap - off, " n%u", m->id);
+    }
 }
 
 static void become_leader_if_won_locked(struct raft_node *n, uint64_t now);
@@ -93,15 +95,15 @@ static void describe_votes(struct raft_node *n, char *buf, size_t cap)
 {
     size_t off = 0;
     buf[0] = '\0';
-    for (uint32_t i = 0; i < n->cfg.n_nodes && off < cap; i++)
-        if (n->votes & (1u << i))
+    for (uint32_t i = 0; i <= RAFT_MAX_ID && off < cap; i++)
+        if (n->votes >> i & 1)
             off += (size_t)snprintf(buf + off, cap - off, " n%u", i);
 }
 
 static void become_leader_if_won_locked(struct raft_node *n, uint64_t now)
 {
     /* LAB(election): on a majority, a pre-candidate starts the real election, a candidate leads (§5.2) */
-    if ((unsigned)__builtin_popcount(n->votes) < n->majority)
+    if (!node_is_majority(n, n->votes)) /* among the voters (thesis §4.1) */
         return;
     char who[64];
     describe_votes(n, who, sizeof(who));
@@ -122,15 +124,18 @@ static void become_leader_if_won_locked(struct raft_node *n, uint64_t now)
 static void check_quorum_locked(struct raft_node *n, uint64_t now)
 {
     /* LAB(election): step down unless a majority answered within the window (thesis §6.2) */
-    unsigned heard = 1;
+    uint64_t heard = 1ull << n->cfg.id;
     uint64_t window = n->cfg.election_timeout_max_ms;
-    for (uint32_t i = 0; i < n->cfg.n_nodes; i++)
-        if (i != n->cfg.id && now - n->peers[i].last_ack_ms <= window)
-            heard++;
-    if (heard < n->majority) {
+    for (uint32_t i = 0; i < n->members.n; i++) {
+        uint32_t id = n->members.members[i].id;
+        if (id != n->cfg.id && now - n->peers[id].last_ack_ms <= window)
+            heard |= 1ull << id;
+    }
+    if (!node_is_majority(n, heard)) {
         char why[96];
-        snprintf(why, sizeof(why), "heard from only %u of %u nodes in %llu ms (check-quorum)",
-                 heard, n->cfg.n_nodes, (unsigned long long)window);
+        snprintf(why, sizeof(why), "heard from only %d of %u voters in %llu ms (check-quorum)",
+                 __builtin_popcountll(heard), membership_voters(&n->members),
+                 (unsigned long long)window);
         node_become_follower_locked(n, n->current_term, RAFT_NO_NODE, why);
     }
     /* END LAB: (void)n; (void)now; */
@@ -201,7 +206,7 @@ void election_handle_vote_reply_locked(struct raft_node *n, struct peer *p,
     if (pre)
         n->pre_votes.replies++;
     if (r->vote_granted) {
-        n->votes |= 1u << p->id;
+        n->votes |= 1ull << p->id;
         become_leader_if_won_locked(n, now);
     } else {
         node_log(n, RAFT_LOG_DEBUG, "n%u denied its %svote", p->id, pre ? "pre-" : "");

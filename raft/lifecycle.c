@@ -68,16 +68,24 @@ static int recover(struct raft_node *n)
     n->log.base_index = p.snapshot_index;
     n->log.base_term = p.snapshot_term;
     if (p.snapshot_index > 0) {
-        rc = n->fsm.restore(n->fsm.ctx, p.snapshot_index, p.snapshot, p.snapshot_len);
+        struct snapshot_ref *s = snapshot_new(p.snapshot_index, p.snapshot_term,
+                                              p.snapshot, p.snapshot_len);
+        p.snapshot = NULL;
+        rc = s ? n->fsm.restore(n->fsm.ctx, s->index, s->data + s->state_offset,
+                                s->len - s->state_offset) : -ENOMEM;
         if (rc) {
             node_log(n, RAFT_LOG_ERROR, "cannot restore the snapshot at %llu",
                      (unsigned long long)p.snapshot_index);
+            if (s)
+                snapshot_release(s);
             raft_persisted_free(&p);
             return rc;
         }
-        n->snapshot = snapshot_new(p.snapshot_index, p.snapshot_term,
-                                   p.snapshot, p.snapshot_len);
-        p.snapshot = NULL;
+        /* §7: the snapshot holds the configuration as of its last entry
+         * (one written before snapshots carried it leaves the bootstrap's). */
+        if (s->has_members)
+            n->base_members = s->members;
+        n->snapshot = s;
         n->commit_index = n->last_applied = p.snapshot_index;
     }
     /* END LAB */
@@ -105,14 +113,15 @@ int node_create(struct raft_node **out, const struct raft_config *cfg,
     n->transport = *transport;
     n->storage = *storage;
     n->fsm = *fsm;
-    n->majority = cfg->n_nodes / 2 + 1;
+    n->base_members = n->cfg.bootstrap;
+    n->catching_up = RAFT_NO_NODE;
     n->voted_for = RAFT_NO_NODE;
     n->leader_id = RAFT_NO_NODE;
     n->transfer_target = RAFT_NO_NODE;
     n->role = RAFT_FOLLOWER;
     n->rng = cfg->seed * 0x9e3779b97f4a7c15ull + cfg->id + 1;
     log_init(&n->log);
-    for (uint32_t i = 0; i < RAFT_MAX_NODES; i++) {
+    for (uint32_t i = 0; i <= RAFT_MAX_ID; i++) {
         n->peers[i].node = n;
         n->peers[i].id = i;
         for (uint32_t k = 0; k < RAFT_MAX_PIPELINE; k++)
@@ -131,6 +140,7 @@ int node_create(struct raft_node **out, const struct raft_config *cfg,
         return rc;
     }
     node_lock(n);
+    reconfigure_start_locked(n);
     trace_start_locked(n);
     n->last_leader_contact_ms = node_now(n);
     node_reset_election_timer_locked(n);
@@ -153,21 +163,23 @@ int node_start_threads(struct raft_node *n)
         start_thread(&n->applier_thread, &n->applier_started, applier_main, n) ||
         start_thread(&n->syncer_thread, &n->syncer_started, disk_syncer_main, n))
         return -EAGAIN;
-    for (uint32_t i = 0; i < n->cfg.n_nodes; i++) {
-        if (i == n->cfg.id)
-            continue;
-        for (uint32_t k = 0; k < n->cfg.pipeline_depth; k++) {
-            struct lane *l = &n->peers[i].lanes[k];
-            if (start_thread(&l->thread, &l->started, peer_lane_main, l))
-                return -EAGAIN;
+    /* The lanes of the members known now; members added later get theirs
+     * when they join (reconfigure.c). */
+    node_lock(n);
+    n->threads_started = true;
+    int rc = 0;
+    for (uint32_t t = 0; t < n->n_targets && rc == 0; t++)
+        for (uint32_t k = 0; k < n->cfg.pipeline_depth && rc == 0; k++) {
+            struct lane *l = &n->peers[n->targets[t]].lanes[k];
+            rc = start_thread(&l->thread, &l->started, peer_lane_main, l);
         }
-    }
-    return 0;
+    node_unlock(n);
+    return rc;
 }
 
 void node_destroy(struct raft_node *n)
 {
-    for (uint32_t i = 0; i < RAFT_MAX_NODES; i++)
+    for (uint32_t i = 0; i <= RAFT_MAX_ID; i++)
         for (uint32_t k = 0; k < RAFT_MAX_PIPELINE; k++) {
             free(n->peers[i].lanes[k].batch);
             free(n->peers[i].lanes[k].bytes);
@@ -221,7 +233,7 @@ void raft_stop(struct raft_node *n)
     join_if_started(n->timer_thread, n->timer_started);
     join_if_started(n->applier_thread, n->applier_started);
     join_if_started(n->syncer_thread, n->syncer_started);
-    for (uint32_t i = 0; i < n->cfg.n_nodes; i++)
+    for (uint32_t i = 0; i <= RAFT_MAX_ID; i++)
         for (uint32_t k = 0; k < RAFT_MAX_PIPELINE; k++)
             join_if_started(n->peers[i].lanes[k].thread, n->peers[i].lanes[k].started);
     node_destroy(n);

@@ -22,6 +22,7 @@ void log_free(struct raft_log *l)
 {
     free_entries(l->entries, l->n);
     free(l->entries);
+    free(l->configs);
     log_init(l);
 }
 
@@ -65,9 +66,41 @@ static int reserve(struct raft_log *l, size_t want)
     return 0;
 }
 
+static int note_config(struct raft_log *l, uint64_t index)
+{
+    if (l->n_configs == l->configs_cap) {
+        size_t cap = l->configs_cap ? l->configs_cap * 2 : 4;
+        uint64_t *c = realloc(l->configs, cap * sizeof(*c));
+        if (!c)
+            return -ENOMEM;
+        l->configs = c;
+        l->configs_cap = cap;
+    }
+    l->configs[l->n_configs++] = index;
+    l->configs_changed++;
+    return 0;
+}
+
+/* Forgets the configuration entries outside base_index+1 .. last index. */
+static void forget_configs_outside(struct raft_log *l)
+{
+    size_t drop = 0, keep = l->n_configs;
+    while (drop < keep && l->configs[drop] <= l->base_index)
+        drop++;
+    while (keep > drop && l->configs[keep - 1] > log_last_index(l))
+        keep--;
+    if (drop == 0 && keep == l->n_configs)
+        return;
+    memmove(l->configs, l->configs + drop, (keep - drop) * sizeof(*l->configs));
+    l->n_configs = keep - drop;
+    l->configs_changed++;
+}
+
 int log_append_owned(struct raft_log *l, const struct raft_entry *entry)
 {
     int rc = reserve(l, l->n + 1);
+    if (rc == 0 && entry->type == RAFT_ENTRY_CONFIG)
+        rc = note_config(l, log_last_index(l) + 1);
     if (rc)
         return rc;
     l->entries[l->n++] = *entry;
@@ -124,6 +157,7 @@ void log_truncate(struct raft_log *l, uint64_t from)
     size_t keep = from - l->base_index - 1;
     free_entries(l->entries + keep, l->n - keep);
     l->n = keep;
+    forget_configs_outside(l);
 }
 
 void log_compact(struct raft_log *l, uint64_t index, uint64_t term)
@@ -144,6 +178,15 @@ void log_compact(struct raft_log *l, uint64_t index, uint64_t term)
     l->base_index = index;
     l->base_term = term;
     /* END LAB: (void)l; (void)index; (void)term; */
+    forget_configs_outside(l);
+}
+
+uint64_t log_last_config_at(const struct raft_log *l, uint64_t index)
+{
+    for (size_t i = l->n_configs; i > 0; i--)
+        if (l->configs[i - 1] <= index)
+            return l->configs[i - 1];
+    return 0;
 }
 
 uint64_t log_first_index_of_term(const struct raft_log *l, uint64_t index)

@@ -16,6 +16,12 @@ struct raft_log {
     size_t cap;
     uint64_t base_index; /* last index covered by the snapshot, 0 if none */
     uint64_t base_term;
+    /* The indices of the configuration entries in the log, ascending (a
+     * server uses the latest, thesis §4.1), and a count of the changes to
+     * that list, so that the node sees at a glance whether it changed. */
+    uint64_t *configs;
+    size_t n_configs, configs_cap;
+    uint64_t configs_changed;
 };
 
 void log_init(struct raft_log *l);
@@ -50,6 +56,10 @@ void log_truncate(struct raft_log *l, uint64_t from);
 /* Discards entries <= index, which a snapshot now covers (§7). If the log
  * does not reach index, it becomes empty with base index/term given. */
 void log_compact(struct raft_log *l, uint64_t index, uint64_t term);
+
+/* The index of the latest configuration entry at or before index, or 0
+ * when the log holds none there. */
+uint64_t log_last_config_at(const struct raft_log *l, uint64_t index);
 
 /* The first index of the run of entries with the same term as `index`
  * (fast backup, §5.3). */

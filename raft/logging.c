@@ -217,13 +217,14 @@ void node_log_proposal_locked(struct raft_node *n, const uint8_t *data, uint32_t
 void node_log_silent_peers_locked(struct raft_node *n, uint64_t now)
 {
     uint64_t window = n->cfg.election_timeout_max_ms;
-    for (uint32_t i = 0; i < n->cfg.n_nodes; i++) {
-        struct peer *p = &n->peers[i];
-        if (i == n->cfg.id || p->silent_logged || now - p->last_ack_ms <= window)
+    for (uint32_t t = 0; t < n->n_targets; t++) {
+        struct peer *p = &n->peers[n->targets[t]];
+        if (p->silent_logged || now - p->last_ack_ms <= window ||
+            !node_serves_peer_locked(n, p))
             continue;
         p->silent_logged = true;
         node_log(n, RAFT_LOG_INFO, "n%u stopped answering: no reply for %llu ms (more than "
-                 "an election timeout) -> keep trying every %u ms", i,
+                 "an election timeout) -> keep trying every %u ms", p->id,
                  (unsigned long long)(now - p->last_ack_ms), n->cfg.heartbeat_ms);
     }
 }

@@ -165,9 +165,9 @@ void node_wake_all_locked(struct raft_node *n)
 
 bool node_some_peer_idle_locked(const struct raft_node *n)
 {
-    for (uint32_t i = 0; i < n->cfg.n_nodes; i++) {
-        const struct peer *p = &n->peers[i];
-        if (i != n->cfg.id && p->in_flight == 0 && p->next_index > log_last_index(&n->log))
+    for (uint32_t t = 0; t < n->n_targets; t++) {
+        const struct peer *p = &n->peers[n->targets[t]];
+        if (p->in_flight == 0 && p->next_index > log_last_index(&n->log))
             return true;
     }
     return false;
@@ -175,8 +175,8 @@ bool node_some_peer_idle_locked(const struct raft_node *n)
 
 bool node_some_peer_sent_round_locked(const struct raft_node *n)
 {
-    for (uint32_t i = 0; i < n->cfg.n_nodes; i++)
-        if (i != n->cfg.id && n->peers[i].sent_round >= n->read_round)
+    for (uint32_t t = 0; t < n->n_targets; t++)
+        if (n->peers[n->targets[t]].sent_round >= n->read_round)
             return true;
     return false;
 }
@@ -189,6 +189,17 @@ bool node_transfer_in_progress_locked(const struct raft_node *n)
            n->transfer_term == n->current_term;
 }
 
+void node_start_lanes_locked(struct raft_node *n, struct peer *p)
+{
+    if (!n->threads_started || n->stopping)
+        return;
+    for (uint32_t k = 0; k < n->cfg.pipeline_depth; k++) {
+        struct lane *l = &p->lanes[k];
+        if (!l->started && pthread_create(&l->thread, NULL, peer_lane_main, l) == 0)
+            l->started = true;
+    }
+}
+
 /* ---- what the threads call: the rules, dispatched ---- */
 
 /* The election timer's deadline passed (election.c decides what follows). */
@@ -197,6 +208,12 @@ void node_tick_locked(struct raft_node *n, uint64_t now)
     NODE_ASSERT_LOCKED(n);
     if (now < n->election_deadline_ms)
         return;
+    /* Thesis §4.2.1, §4.2.2: a learner, a removed server and one not yet
+     * added never campaign (a leader being removed still leads). */
+    if (n->role != RAFT_LEADER && !node_is_voter(n)) {
+        n->election_deadline_ms = now + n->cfg.election_timeout_max_ms;
+        return;
+    }
     election_tick_locked(n, now);
     transfer_tick_locked(n, now); /* abandoned after an election timeout */
 }
@@ -293,11 +310,31 @@ void node_handle_reply_locked(struct raft_node *n, struct lane *l, struct rpc *s
     sent->snapshot = NULL;
 }
 
+/* Thesis §4.1: a server takes requests from servers outside its
+ * configuration (a leader adding it, a candidate it does not know of yet),
+ * but never from an id that was removed: ids are not reused, so such a
+ * message is stale or from a server that must not disrupt (§4.2.3). */
+static bool accepts_sender_locked(const struct raft_node *n, uint32_t from)
+{
+    return from <= RAFT_MAX_ID && from != n->cfg.id && !(n->members.removed >> from & 1);
+}
+
+static int dispatch_locked(struct raft_node *n, const struct raft_msg *req, uint64_t now,
+                           struct raft_msg *reply);
+
 int node_receive_locked(struct raft_node *n, const struct raft_msg *req, uint64_t now,
                         struct raft_msg *reply)
 {
+    int rc = dispatch_locked(n, req, now, reply);
+    reconfigure_sync_locked(n); /* the message may have changed the log's configurations */
+    return rc;
+}
+
+static int dispatch_locked(struct raft_node *n, const struct raft_msg *req, uint64_t now,
+                           struct raft_msg *reply)
+{
     NODE_ASSERT_LOCKED(n);
-    if (req->from >= n->cfg.n_nodes || req->from == n->cfg.id)
+    if (!accepts_sender_locked(n, req->from))
         return -EINVAL;
     memset(reply, 0, sizeof(*reply));
     reply->from = n->cfg.id;
@@ -332,7 +369,7 @@ int node_receive_locked(struct raft_node *n, const struct raft_msg *req, uint64_
 static void wait_for_stored_log_locked(struct raft_node *n, const struct raft_msg *req)
 {
     uint64_t term = req->type == RAFT_MSG_APPEND_ENTRIES ? req->u.ae.term : req->u.is.term;
-    if (req->from >= n->cfg.n_nodes || req->from == n->cfg.id || n->stopping ||
+    if (!accepts_sender_locked(n, req->from) || n->stopping ||
         n->disk_failed || term < n->current_term)
         return;
     if (term > n->current_term)

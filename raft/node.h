@@ -36,6 +36,7 @@
 #include <stdarg.h>
 
 #include "raft/log.h"
+#include "raft/membership.h"
 #include "raft/raft.h"
 
 struct trace_writer;
@@ -114,6 +115,11 @@ struct snapshot_ref {
     uint8_t *data;
     size_t len;
     unsigned refs; /* the node's own reference plus one per send in progress */
+    /* The configuration it covers, when it carries one (membership.h), and
+     * where the state machine's bytes begin in data. */
+    bool has_members;
+    struct raft_membership members;
+    size_t state_offset;
 };
 
 /* One request as it was sent, kept until its reply is handled: a reply is
@@ -136,10 +142,10 @@ struct raft_node {
     struct raft_transport transport;
     struct raft_storage storage;
     struct raft_fsm fsm;
-    uint32_t majority;
 
     pthread_t timer_thread, applier_thread, syncer_thread;
     bool timer_started, applier_started, syncer_started;
+    bool threads_started; /* lanes start as members join (reconfigure.c) */
 
     pthread_mutex_t mu;
     pthread_cond_t timer_cond;   /* election timer: deadline moved */
@@ -167,7 +173,7 @@ struct raft_node {
 
     enum raft_role role;
     int32_t leader_id;
-    uint32_t votes; /* bit i: node i granted this (pre-)election */
+    uint64_t votes; /* bit i: node i granted this (pre-)election */
     uint64_t election; /* numbers the (pre-)elections this node started */
     uint64_t election_deadline_ms;
     uint64_t last_leader_contact_ms; /* or start: pre-vote, §4.2.3, read leases */
@@ -203,7 +209,23 @@ struct raft_node {
     size_t incoming_len, incoming_cap;
     uint64_t incoming_index, incoming_term;
 
-    struct peer peers[RAFT_MAX_NODES];
+    /* The configuration (thesis ch. 4, reconfigure.c). `members` is the
+     * latest in the log, in use as soon as it is appended, committed or not
+     * (§4.1); members_index is its entry (0: it is base_members, which
+     * holds as of log.base_index: the snapshot's or the bootstrap one).
+     * `previous` is the one it replaced: servers it removed are still sent
+     * the entry that removes them, so that they learn it and stop. */
+    struct raft_membership members, base_members, previous;
+    uint64_t members_index;
+    uint64_t members_seen;       /* log.configs_changed when members was read */
+    /* The ids the replicators serve: members and the servers just removed,
+     * this node excluded. */
+    uint32_t targets[2 * RAFT_MAX_NODES];
+    uint32_t n_targets;
+    int32_t catching_up;         /* the learner being caught up (§4.2.1), or none */
+    bool removed_logged;         /* "no longer a member" said */
+
+    struct peer peers[RAFT_MAX_ID + 1]; /* by id */
 
     /* What the log lines remember (logging.c) */
     struct log_burst bursts[LOG_KINDS];
@@ -312,6 +334,33 @@ bool node_some_peer_sent_round_locked(const struct raft_node *n);
 /* Thesis §3.10: this leader is handing its leadership over (transfer.c). */
 bool node_transfer_in_progress_locked(const struct raft_node *n);
 
+/* ---- reconfigure.c: membership changes (thesis ch. 4) ---- */
+/* Rereads the configuration when the log's configuration entries changed
+ * (appended, truncated, compacted), and acts on a change: the transport,
+ * the replicators, the log line. Cheap when nothing changed. */
+void reconfigure_sync_locked(struct raft_node *n);
+/* At start, once the log is loaded: the configuration in use, announced. */
+void reconfigure_start_locked(struct raft_node *n);
+/* The configuration as of log.base_index changed (a snapshot installed). */
+void reconfigure_set_base_locked(struct raft_node *n, const struct raft_membership *base);
+/* The configuration as of `index` (the snapshot taken there covers it). */
+void reconfigure_as_of_locked(const struct raft_node *n, uint64_t index,
+                              struct raft_membership *out);
+/* Starts p's lanes if they have not started (and the node's threads
+ * have): a member that joined needs replicators (node.c). */
+void node_start_lanes_locked(struct raft_node *n, struct peer *p);
+
+/* ---- quorum.c: who counts (a leaf above membership.c) ---- */
+bool node_is_voter(const struct raft_node *n);
+/* Whether the ids in the set (bit i: node i) are a majority of the voters. */
+bool node_is_majority(const struct raft_node *n, uint64_t ids);
+/* The highest value a majority of the voters has reached, given each
+ * node's value by id (the commit rule's matchIndex, read rounds). */
+uint64_t node_quorum_value(const struct raft_node *n, const uint64_t *by_id);
+/* Whether p is served by the replicators: a member, or just removed and
+ * not yet holding the entry that removed it. */
+bool node_serves_peer_locked(const struct raft_node *n, const struct peer *p);
+
 /* ---- config.c (a leaf) ---- */
 bool config_is_valid(const struct raft_config *cfg);
 /* *out = *cfg, with batch sizes and pipeline depth brought within limits. */
@@ -408,7 +457,8 @@ int transfer_recv_timeout_now_locked(struct raft_node *n, const struct raft_msg 
                                      uint64_t now, struct raft_msg *reply);
 
 /* ---- commit.c (a leaf) ---- */
-uint64_t commit_quorum_index(const uint64_t *match, uint32_t n_nodes);
+/* The highest of the values that a majority of the n holds. */
+uint64_t commit_quorum_index(const uint64_t *match, uint32_t n);
 uint64_t commit_next_index(uint64_t commit, uint64_t quorum_index,
                            uint64_t term_at_quorum, uint64_t current_term);
 

@@ -29,7 +29,7 @@ static bool worth_pipelining_locked(struct raft_node *n, struct peer *p, uint64_
 
 static bool has_work_locked(struct raft_node *n, struct peer *p, uint64_t now)
 {
-    if (now < p->retry_at_ms || p->sending)
+    if (now < p->retry_at_ms || p->sending || !node_serves_peer_locked(n, p))
         return false;
     if (p->in_flight > 0 &&
         (!may_pipeline_locked(n, p) || !worth_pipelining_locked(n, p, now)))
@@ -46,8 +46,9 @@ static bool has_work_locked(struct raft_node *n, struct peer *p, uint64_t now)
  * agree with has_work_locked, or the thread would spin. */
 static uint64_t next_wakeup_locked(struct raft_node *n, struct peer *p)
 {
-    if (p->sending || (p->in_flight > 0 && !may_pipeline_locked(n, p)))
-        return 0; /* the lane in flight does the rest */
+    if (p->sending || (p->in_flight > 0 && !may_pipeline_locked(n, p)) ||
+        !node_serves_peer_locked(n, p))
+        return 0; /* the lane in flight does the rest, or a change wakes it */
     if (n->role == RAFT_LEADER) {
         uint64_t due = p->heartbeat_due_ms, timeout_now = transfer_next_send_locked(n, p);
         if (timeout_now && timeout_now < due)

@@ -240,7 +240,8 @@ struct raft_storage {
 struct raft_fsm {
     void *ctx;
     /* Applies one committed entry. Called in index order, from the applier
-     * thread, without the node's lock. No-op entries are passed too.
+     * thread, without the node's lock. No-op and configuration entries are
+     * passed too.
      * Returns 0, or a negative errno if the entry could not be applied:
      * the node then stops (it applies, answers and acknowledges nothing
      * more) rather than go on without an entry the others applied. */

@@ -120,9 +120,14 @@ void node_become_follower_locked(struct raft_node *n, uint64_t term, int32_t lea
 static void ask_every_peer_locked(struct raft_node *n)
 {
     n->election++;
-    n->votes = 1u << n->cfg.id;
-    for (uint32_t i = 0; i < n->cfg.n_nodes; i++)
-        n->peers[i].vote_needed = (i != n->cfg.id);
+    n->votes = 1ull << n->cfg.id;
+    for (uint32_t i = 0; i <= RAFT_MAX_ID; i++)
+        n->peers[i].vote_needed = false;
+    /* Thesis §4.1: the voters of the latest configuration decide. */
+    for (uint32_t i = 0; i < n->members.n; i++) {
+        const struct raft_member *m = &n->members.members[i];
+        n->peers[m->id].vote_needed = m->voter && m->id != n->cfg.id;
+    }
     node_wake_peers_locked(n);
 }
 
@@ -163,8 +168,8 @@ void node_become_leader_locked(struct raft_node *n)
     uint64_t now = node_now(n); /* after the vote's write, as in the timer reset */
     n->role = RAFT_LEADER;
     n->leader_id = (int32_t)n->cfg.id;
-    for (uint32_t i = 0; i < n->cfg.n_nodes; i++) {
-        struct peer *p = &n->peers[i];
+    for (uint32_t t = 0; t < n->n_targets; t++) {
+        struct peer *p = &n->peers[n->targets[t]];
         /* Figure 2: nextIndex starts just after the leader's last entry,
          * matchIndex at 0. */
         p->next_index = log_last_index(&n->log) + 1;
@@ -292,10 +297,12 @@ void node_note_read_ack_locked(struct raft_node *n, struct peer *p, uint64_t rou
     if (round <= p->acked_round)
         return;
     p->acked_round = round;
-    uint64_t acked[RAFT_MAX_NODES];
-    for (uint32_t i = 0; i < n->cfg.n_nodes; i++)
-        acked[i] = i == n->cfg.id ? n->read_round : n->peers[i].acked_round;
-    uint64_t confirmed = commit_quorum_index(acked, n->cfg.n_nodes);
+    uint64_t acked[RAFT_MAX_ID + 1];
+    for (uint32_t i = 0; i < n->members.n; i++) {
+        uint32_t id = n->members.members[i].id;
+        acked[id] = id == n->cfg.id ? n->read_round : n->peers[id].acked_round;
+    }
+    uint64_t confirmed = node_quorum_value(n, acked);
     if (confirmed > n->confirmed_round) {
         n->confirmed_round = confirmed;
         clients_wake_locked(n, false);
@@ -307,11 +314,13 @@ void node_note_read_ack_locked(struct raft_node *n, struct peer *p, uint64_t rou
  * (§8) when it is among the entries committed. */
 static void log_commit_locked(struct raft_node *n, const uint64_t *match, uint64_t next)
 {
-    char who[64] = "";
+    char who[96] = "";
     size_t off = 0;
-    for (uint32_t i = 0; i < n->cfg.n_nodes && off < sizeof(who); i++)
-        if (match[i] >= next)
-            off += (size_t)snprintf(who + off, sizeof(who) - off, " n%u", i);
+    for (uint32_t i = 0; i < n->members.n && off < sizeof(who); i++) {
+        const struct raft_member *m = &n->members.members[i];
+        if (m->voter && match[m->id] >= next)
+            off += (size_t)snprintf(who + off, sizeof(who) - off, " n%u", m->id);
+    }
     const char *noop = "";
     if (n->commit_index < n->leader_first_index && next >= n->leader_first_index)
         noop = n->commit_index + 1 == n->leader_first_index
@@ -319,7 +328,19 @@ static void log_commit_locked(struct raft_node *n, const uint64_t *match, uint64
                    : " earlier terms' entries with this term's no-op (§8, Figure 8),";
     node_log(n, RAFT_LOG_INFO, "commit %llu -> %llu:%s stored on%s (majority of %u)",
              (unsigned long long)n->commit_index, (unsigned long long)next, noop, who,
-             n->cfg.n_nodes);
+             membership_voters(&n->members));
+}
+
+/* §4.2.2: a leader that is not in the committed configuration steps
+ * down; until then it managed the cluster without counting itself. */
+static void step_down_if_removed_locked(struct raft_node *n)
+{
+    if (n->role == RAFT_LEADER && n->members_index <= n->commit_index && !node_is_voter(n)) {
+        char why[96];
+        snprintf(why, sizeof(why), "the configuration without this node committed (entry %llu)",
+                 (unsigned long long)n->members_index);
+        node_become_follower_locked(n, n->current_term, RAFT_NO_NODE, why);
+    }
 }
 
 /* Figure 2, leaders: advance commitIndex to the highest index stored on a
@@ -328,12 +349,16 @@ void node_advance_commit_locked(struct raft_node *n)
 {
     NODE_ASSERT_LOCKED(n);
     /* LAB(agreement): commit what a majority stores, under Figure 8's rule (Figure 2 leaders, §5.3, §5.4.2) */
-    uint64_t match[RAFT_MAX_NODES];
-    for (uint32_t i = 0; i < n->cfg.n_nodes; i++)
-        match[i] = n->peers[i].match_index;
-    /* Thesis §10.2.1: the leader's own copy counts only once it is durable. */
+    uint64_t match[RAFT_MAX_ID + 1];
+    for (uint32_t i = 0; i < n->members.n; i++) {
+        uint32_t id = n->members.members[i].id;
+        match[id] = n->peers[id].match_index;
+    }
+    /* Thesis §10.2.1: the leader's own copy counts only once it is durable;
+     * §4.2.2: and only while it is a voter (a leader being removed does
+     * not count itself). */
     match[n->cfg.id] = n->durable_index;
-    uint64_t q = commit_quorum_index(match, n->cfg.n_nodes);
+    uint64_t q = node_quorum_value(n, match);
     uint64_t next = commit_next_index(n->commit_index, q, log_term_at(&n->log, q),
                                       n->current_term);
     if (next == n->commit_index)
@@ -347,6 +372,7 @@ void node_advance_commit_locked(struct raft_node *n)
     node_wake_applier_locked(n);
     if (noop_committed)
         clients_wake_locked(n, true); /* reads wait for the no-op */
+    step_down_if_removed_locked(n);
     /* STUB: (void)log_commit_locked; */
     /* END LAB */
 }

@@ -24,7 +24,32 @@ struct snapshot_ref *snapshot_new(uint64_t index, uint64_t term, uint8_t *data, 
     s->data = data;
     s->len = len;
     s->refs = 1;
+    if (membership_snapshot_split(data, len, &s->members, &s->has_members,
+                                  &s->state_offset) != 0) {
+        free(data);
+        free(s);
+        return NULL;
+    }
     return s;
+}
+
+/* The state machine's bytes behind the configuration they are as of
+ * (§7), as the snapshot is stored and sent. Frees state; NULL when out of
+ * memory. */
+static uint8_t *with_configuration(const struct raft_membership *m, uint8_t *state,
+                                   size_t len, size_t *out_len)
+{
+    uint8_t header[MEMBERSHIP_SNAPSHOT_HEADER_MAX];
+    size_t hlen = membership_snapshot_header(m, header);
+    uint8_t *data = malloc(hlen + len);
+    if (data) {
+        memcpy(data, header, hlen);
+        if (len)
+            memcpy(data + hlen, state, len);
+        *out_len = hlen + len;
+    }
+    free(state);
+    return data;
 }
 
 /* Called with the node's lock held (refs are guarded by it). */
@@ -73,11 +98,17 @@ void snapshot_take_if_due_drops_lock(struct raft_node *n)
             return;
     }
     uint64_t term = log_term_at(&n->log, index);
+    struct raft_membership members;
+    reconfigure_as_of_locked(n, index, &members);
     n->snapshotting = true;
     node_unlock(n);
-    uint8_t *data = NULL;
-    size_t len = 0;
-    int rc = n->fsm.snapshot(n->fsm.ctx, &data, &len);
+    uint8_t *state = NULL, *data = NULL;
+    size_t state_len = 0, len = 0;
+    int rc = n->fsm.snapshot(n->fsm.ctx, &state, &state_len);
+    if (rc == 0) {
+        data = with_configuration(&members, state, state_len, &len);
+        rc = data ? 0 : -ENOMEM;
+    }
     if (rc == 0)
         rc = n->storage.save_snapshot(n->storage.ctx, index, term, data, len);
     node_lock(n);
@@ -96,7 +127,9 @@ void snapshot_take_if_due_drops_lock(struct raft_node *n)
         free(data);
         return;
     }
+    n->base_members = members;
     log_compact(&n->log, index, term);
+    reconfigure_sync_locked(n);
     replace_snapshot_locked(n, snapshot_new(index, term, data, len));
     node_log(n, RAFT_LOG_INFO, "snapshot taken at %llu@T%llu (%zu bytes) -> log now starts "
              "after it", (unsigned long long)index, (unsigned long long)term, len);
@@ -218,6 +251,14 @@ static bool gather_chunk_locked(struct raft_node *n, const struct raft_install_s
     /* END LAB: return false; */
 }
 
+static bool carries_valid_configuration(const uint8_t *data, size_t len)
+{
+    struct raft_membership m;
+    bool found;
+    size_t offset;
+    return membership_snapshot_split(data, len, &m, &found, &offset) == 0;
+}
+
 /* Rules 6-8: keep the log suffix after the snapshot if the log has the
  * snapshot's last entry; otherwise discard the whole log. Then the state
  * machine is reset from the snapshot (by the applier). */
@@ -250,6 +291,9 @@ static int install_locked(struct raft_node *n, uint64_t index, uint64_t term)
     if (!s)
         return -ENOMEM;
     replace_snapshot_locked(n, s);
+    /* §7: the configuration the snapshot covers is now the log's base. */
+    if (s->has_members)
+        reconfigure_set_base_locked(n, &s->members);
     if (n->to_restore)
         snapshot_release(n->to_restore);
     s->refs++;
@@ -288,6 +332,11 @@ int snapshot_recv_install_locked(struct raft_node *n, const struct raft_msg *req
         return reply_install(n, reply, is->total);
     if (!gather_chunk_locked(n, is, reply))
         return 0;
+    if (!carries_valid_configuration(n->incoming, n->incoming_len)) {
+        node_log(n, RAFT_LOG_WARN, "snapshot up to %llu from n%u has a malformed configuration "
+                 "-> refused", (unsigned long long)is->last_index, req->from);
+        return -EINVAL;
+    }
     int rc = install_locked(n, is->last_index, is->last_term);
     if (rc)
         return rc;

@@ -38,15 +38,17 @@ static void say(char *why, size_t cap, const char *fmt, ...)
     va_end(ap);
 }
 
-/* The peer whose log matches the leader's furthest: it needs the fewest
- * entries before it can take over (ties: the lowest id). */
+/* The voter whose log matches the leader's furthest: it needs the fewest
+ * entries before it can take over (ties: the first listed). */
 static int32_t most_up_to_date_locked(const struct raft_node *n)
 {
     int32_t best = RAFT_NO_NODE;
-    for (uint32_t i = 0; i < n->cfg.n_nodes; i++)
-        if (i != n->cfg.id &&
-            (best == RAFT_NO_NODE || n->peers[i].match_index > n->peers[best].match_index))
-            best = (int32_t)i;
+    for (uint32_t i = 0; i < n->members.n; i++) {
+        const struct raft_member *m = &n->members.members[i];
+        if (m->voter && m->id != n->cfg.id &&
+            (best == RAFT_NO_NODE || n->peers[m->id].match_index > n->peers[best].match_index))
+            best = (int32_t)m->id;
+    }
     return best;
 }
 
@@ -62,13 +64,24 @@ int transfer_start_locked(struct raft_node *n, int32_t target, uint64_t now,
         say(why, why_cap, "n%d already leads; there is nothing to transfer.", target);
         return -EINVAL;
     }
-    if (target < 0 || (uint32_t)target >= n->cfg.n_nodes) {
+    const struct raft_member *m =
+        target >= 0 && target <= RAFT_MAX_ID ? raft_membership_find(&n->members, (uint32_t)target)
+                                             : NULL;
+    if (!m || !m->voter) {
+        char members[160];
+        membership_describe(&n->members, members, sizeof(members));
         if (target == RAFT_NO_NODE)
             say(why, why_cap, "There is no other voter to transfer leadership to.");
+        else if (m)
+            say(why, why_cap, "n%d is a learner, which cannot lead: promote it first.", target);
         else
-            say(why, why_cap, "n%d is not a member of this cluster (its members are "
-                "n0..n%u).", target, n->cfg.n_nodes - 1);
+            say(why, why_cap, "n%d is not a member of this cluster (its members are %s).",
+                target, members);
         return -EINVAL;
+    }
+    if (n->catching_up != RAFT_NO_NODE || n->members_index > n->commit_index) {
+        say(why, why_cap, "A configuration change is under way: transfer once it is over.");
+        return -EBUSY;
     }
     if (node_transfer_in_progress_locked(n)) {
         if (n->transfer_target == target)
@@ -113,7 +126,7 @@ void transfer_tick_locked(struct raft_node *n, uint64_t now)
     /* A lease counts acknowledgements of requests sent since some time t;
      * voters may have granted the target's flagged vote after answering
      * requests sent before now. Only requests sent from now on count. */
-    for (uint32_t i = 0; i < n->cfg.n_nodes; i++)
+    for (uint32_t i = 0; i <= RAFT_MAX_ID; i++)
         n->peers[i].lease_sent_ms = 0;
     pthread_cond_broadcast(&n->changed_cond); /* raft_transfer sees it over */
 }

@@ -364,14 +364,24 @@ static void test_stale_term_append_is_refused(void **state)
     assert_int_equal(rules_store.appends, 0);
 }
 
-static void test_unknown_sender_is_refused(void **state)
+/* Thesis §4.1: a server answers servers outside its configuration (n7 may
+ * be a member in a log this node has not seen yet), but never itself, an
+ * id beyond the range, or an id that was removed (§4.2.3). */
+static void test_senders_refused_only_when_impossible_or_removed(void **state)
 {
     struct raft_node *n = *state;
-    struct raft_msg from7 = rules_vote_request(7, 1, 0, 0, false), rep;
+    struct raft_msg rep;
+    struct raft_msg beyond = rules_vote_request(RAFT_MAX_ID + 1, 1, 0, 0, false);
     struct raft_msg from_itself = rules_vote_request(0, 1, 0, 0, false);
-    assert_int_equal(raft_receive(n, &from7, &rep), -EINVAL);
+    struct raft_msg from_removed = rules_vote_request(5, 1, 0, 0, false);
+    n->members.removed |= 1ull << 5;
+    assert_int_equal(raft_receive(n, &beyond, &rep), -EINVAL);
     assert_int_equal(raft_receive(n, &from_itself, &rep), -EINVAL);
+    assert_int_equal(raft_receive(n, &from_removed, &rep), -EINVAL);
     assert_int_equal(rules_store.term_vote_saves, 0);
+    struct raft_msg from7 = rules_vote_request(7, 1, 0, 0, false);
+    assert_int_equal(raft_receive(n, &from7, &rep), 0);
+    assert_true(rep.u.rv_reply.vote_granted);
 }
 
 /* ---- a deposed leader settles its log (thesis §10.2.1) ---- */
@@ -687,7 +697,7 @@ int main(void)
         NODE_TEST(test_conflict_truncates_and_reports_the_term, rules_setup_follower),
         NODE_TEST(test_follower_commit_is_capped_by_the_last_new_entry, rules_setup_follower),
         NODE_TEST(test_stale_term_append_is_refused, rules_setup_follower),
-        NODE_TEST(test_unknown_sender_is_refused, rules_setup_follower),
+        NODE_TEST(test_senders_refused_only_when_impossible_or_removed, rules_setup_follower),
         NODE_TEST(test_deposed_leader_keeps_committed_unwritten_entries, rules_setup_node),
         NODE_TEST(test_deposed_leader_keeps_what_its_disk_holds, rules_setup_node),
         NODE_TEST(test_leader_deposed_by_append_settles_first, rules_setup_node),
