@@ -82,40 +82,28 @@ static bool take_address(struct tcp_addrs *t, const struct raft_member *x,
 
 void tcp_addrs_set_members(struct tcp_addrs *t, const struct raft_membership *m)
 {
-    struct tcp_addr_change changes[TCP_MAX_PEERS + RAFT_MAX_NODES];
+    struct tcp_addr_change changes[RAFT_MAX_NODES];
     uint32_t n_changes = 0;
-    uint64_t members = 0;
     pthread_mutex_lock(&t->mu);
     for (uint32_t i = 0; i < m->n && i < RAFT_MAX_NODES; i++) {
         const struct raft_member *x = &m->members[i];
         if (x->id > RAFT_MAX_ID || x->id == t->self_id)
             continue;
-        members |= 1ull << x->id;
         if (take_address(t, x, &changes[n_changes]))
             n_changes++;
     }
-    /* A server that left the configuration is dialed no more. */
-    for (uint32_t id = 0; id < TCP_MAX_PEERS; id++) {
-        struct tcp_addr *a = &t->a[id];
-        if (!a->known || (members >> id & 1))
-            continue;
-        a->known = false;
-        a->gen++;
-        changes[n_changes++] = (struct tcp_addr_change){.id = id, .known = false};
-    }
+    /* A server that left keeps its address: the leader still sends it the
+     * entry that removes it, so that it stops campaigning (§4.2.2); its id
+     * is never given to another server. */
     pthread_mutex_unlock(&t->mu);
     for (uint32_t i = 0; i < n_changes; i++) {
         const struct tcp_addr_change *c = &changes[i];
         if (c->known)
             tcp_log(t->log, t->log_ctx, RAFT_LOG_DEBUG,
                     "n%u is at %s (from the configuration)", (unsigned)c->id, c->addr);
-        else if (c->addr[0])
+        else
             tcp_log(t->log, t->log_ctx, RAFT_LOG_WARN,
                     "the configuration gives n%u the address \"%s\", which is not host:port; "
                     "it is not dialed there", (unsigned)c->id, c->addr);
-        else
-            tcp_log(t->log, t->log_ctx, RAFT_LOG_DEBUG,
-                    "n%u is in the configuration no more: it is not dialed again",
-                    (unsigned)c->id);
     }
 }

@@ -5,7 +5,9 @@
  *
  * It starts from the addresses given on the command line (--peers, by
  * id) and follows every configuration the node uses (thesis ch. 4): a
- * member brings its address, a member that left takes its address away.
+ * member brings its address, or a new one when it moved. A member that
+ * left keeps its last address, as the leader still tells it that it was
+ * removed (§4.2.2); ids are never reused, so it names nobody else.
  * Readers copy an entry; each entry counts its changes (gen), so that a
  * connection made to an older address can tell it is stale.
  */
@@ -51,8 +53,8 @@ void tcp_addrs_destroy(struct tcp_addrs *t);
 struct tcp_addr tcp_addrs_get(struct tcp_addrs *t, uint32_t id);
 
 /* Follows a configuration: its members' addresses are taken (a member
- * whose address is "" keeps the one known), and every other id is
- * forgotten. Never blocks on I/O. */
+ * whose address is "" keeps the one known; ids not in it keep theirs).
+ * Never blocks on I/O. */
 void tcp_addrs_set_members(struct tcp_addrs *t, const struct raft_membership *m);
 
 #endif

@@ -19,9 +19,9 @@
  * table has a small mutex of its own, held only to copy an entry, never
  * across I/O. A lane (one peer's connection) copies its peer's entry before
  * each request; when the entry changed since the lane connected (the
- * member moved, or left the configuration), the lane closes its connection
- * then and there, and connects to the new address, or fails the request
- * when the peer has none.
+ * member moved), the lane closes its connection then and there, and
+ * connects to the new address. A peer no configuration gave an address is
+ * not dialed at all.
  */
 #include "net/tcp_transport.h"
 #include "net/tcp_addrs.h"
@@ -147,7 +147,7 @@ static int tcp_peer_secure_locked(struct tcp_transport *t, uint32_t id, int fd,
 
 /* Copies the peer's entry of the address table into the lane. Returns 0,
  * TCP_ROUTE_MOVED, or -EHOSTUNREACH when no address is known for the peer
- * (it is in no configuration this node has seen). */
+ * (no configuration this node has seen gave it one). */
 static int tcp_peer_route_locked(struct tcp_transport *t, uint32_t id)
 {
     struct tcp_peer *p = &t->peers[id];
@@ -156,21 +156,20 @@ static int tcp_peer_route_locked(struct tcp_transport *t, uint32_t id)
         return a.known ? 0 : -EHOSTUNREACH;
     bool connected = p->fd >= 0;
     p->gen = a.gen;
-    if (a.known) {
-        memcpy(p->host, a.host, sizeof p->host);
-        p->port = a.port;
-        /* A new address is tried at once, not after the old one's backoff. */
-        p->retry_at = 0;
-        p->backoff_ms = TCP_BACKOFF_MIN_MS;
-        p->failing = false;
-    }
-    if (connected) {
-        tcp_log(t->log, t->log_ctx, RAFT_LOG_INFO,
-                "n%u %s: closing the connection to its old address", (unsigned)id,
-                a.known ? "moved" : "left the configuration");
-        return TCP_ROUTE_MOVED;
-    }
-    return a.known ? 0 : -EHOSTUNREACH;
+    if (!a.known)
+        return connected ? TCP_ROUTE_MOVED : -EHOSTUNREACH;
+    memcpy(p->host, a.host, sizeof p->host);
+    p->port = a.port;
+    /* A new address is tried at once, not after the old one's backoff. */
+    p->retry_at = 0;
+    p->backoff_ms = TCP_BACKOFF_MIN_MS;
+    p->failing = false;
+    if (!connected)
+        return 0;
+    tcp_log(t->log, t->log_ctx, RAFT_LOG_INFO,
+            "n%u moved to %s:%u: closing the connection to its old address", (unsigned)id,
+            p->host, (unsigned)p->port);
+    return TCP_ROUTE_MOVED;
 }
 
 static int tcp_peer_connect_locked(struct tcp_transport *t, uint32_t id,

@@ -26,8 +26,9 @@ static int record_locked(struct file_storage *s, const struct raft_membership *m
     int rc = storage_replace_file(s, FMT_BOOTSTRAP_TMP_NAME, FMT_BOOTSTRAP_NAME, buf, len, NULL,
                                   0);
     if (rc == 0)
-        storage_say(s, RAFT_LOG_INFO, "%s: recorded the bootstrap configuration (%u nodes)",
-                    s->dir, m->n);
+        storage_say(s, RAFT_LOG_INFO, "%s: recorded the bootstrap configuration (%u node%s): "
+                    "every later start uses it, whatever --peers says", s->dir, m->n,
+                    m->n == 1 ? "" : "s");
     return rc;
 }
 
