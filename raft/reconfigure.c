@@ -110,7 +110,9 @@ static void start_serving_locked(struct raft_node *n, struct peer *p, uint64_t n
 
 static void log_change_locked(struct raft_node *n, const struct raft_membership *old)
 {
-    char before[160], after[160], where[64] = "from the snapshot";
+    char before[160], after[160], where[64] = "the bootstrap configuration";
+    if (n->log.base_index > 0 && n->snapshot && n->snapshot->has_members)
+        snprintf(where, sizeof(where), "from the snapshot");
     membership_describe(old, before, sizeof(before));
     membership_describe(&n->members, after, sizeof(after));
     if (n->members_index)
