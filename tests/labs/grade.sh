@@ -6,8 +6,9 @@
 # per part. Exits 0 only if every run passed.
 #   RUNS=N (1)  JOBS=J (2)  BUILD=dir (build)
 #   STOP=1      run one at a time, in order, and stop at the first failure
-# Parts: election agreement persistence snapshots clients (default: the
-# first four). Each part is the suites tests/lab_*PART*.c.
+# Parts: election agreement persistence snapshots membership clients
+# transfer (default: the first four). Each part is the suites
+# tests/lab_*PART*.c.
 set -eu
 BUILD=${BUILD:-build}
 RUNS=${RUNS:-1}
