@@ -46,6 +46,7 @@ SUITE_BIN := $(SUITES:%=$(BUILD)/tests/%)
 all: $(BUILD)/raft $(BUILD)/raft-proxy
 
 $(BUILD)/raft: $(BUILD)/obj/main.o $(BUILD)/obj/cli.o $(BUILD)/obj/cli_tls.o $(BUILD)/obj/client_cmd.o \
+               $(BUILD)/obj/client_cli.o $(BUILD)/obj/member_cmd.o $(BUILD)/obj/status_cmd.o \
                $(BUILD)/obj/timeline.o $(BUILD)/obj/timeline_page.o $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

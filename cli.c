@@ -304,7 +304,10 @@ int cli_parse(const struct cli_command *cmd, int argc, char **argv, struct cli_w
         }
         int c = getopt_long(argc, argv, "+:h", longopts, NULL);
         if (c == 'h') {
-            cli_help(cmd, stdout);
+            if (cmd->help)
+                cmd->help(cmd, w, stdout);
+            else
+                cli_help(cmd, stdout);
             return -ECANCELED;
         }
         if (c == '?')
@@ -341,6 +344,11 @@ static void default_text(const struct cli_option *o, char *buf, size_t cap)
 void cli_help(const struct cli_command *cmd, FILE *out)
 {
     fprintf(out, "usage: raft %s %s\n%s\n\n", cmd->name, cmd->synopsis, cmd->summary);
+    cli_help_options(cmd, out);
+}
+
+void cli_help_options(const struct cli_command *cmd, FILE *out)
+{
     int width = (int)strlen("-h, --help");
     for (size_t i = 0; i < cmd->n_options; i++) {
         const struct cli_option *o = &cmd->options[i];

@@ -50,6 +50,8 @@ struct cli_option {
     void *dest;
 };
 
+struct cli_words;
+
 struct cli_command {
     const char *name;     /* "node" */
     const char *synopsis; /* what follows "usage: raft node " */
@@ -59,6 +61,9 @@ struct cli_command {
     /* Once the first word is seen, an argument with one dash ("-5") is a
      * word too, not an option: a client's values may be negative numbers. */
     bool dash_words;
+    /* Prints --help given the words before it (`raft client member add
+     * --help`); NULL: cli_help. */
+    void (*help)(const struct cli_command *cmd, const struct cli_words *words, FILE *out);
 };
 
 /* The arguments that are not options, in order. */
@@ -102,5 +107,7 @@ int cli_parse_addrs(const char *sub, const char *opt, const char *list, struct c
 
 /* The synopsis, the summary and one line per option with its default. */
 void cli_help(const struct cli_command *cmd, FILE *out);
+/* The options part of cli_help alone. */
+void cli_help_options(const struct cli_command *cmd, FILE *out);
 
 #endif

@@ -1,10 +1,12 @@
 /*
  * client_cmd.c - the commands of `raft client` that go through a session:
- * put, get, delete, cas, list and transfer, each through one client session (kv/client.h), with the exit
- * codes of the command line: 0 done; 1 a missing key (get, delete), a cas
- * that found something else; 2 a request the cluster refused as
- * malformed; 3 unavailable or timed out (for a write: outcome unknown);
- * 5 the cluster refused it (a list too large, a transfer it will not do).
+ * put, get, delete, cas, list and transfer (and the member commands of
+ * member_cmd.c), each through one client session (kv/client.h), with the
+ * exit codes of the command line: 0 done; 1 a missing key (get, delete), a
+ * cas that found something else; 2 a request the cluster refused as
+ * malformed; 3 unavailable or timed out (for a write: outcome unknown); 5
+ * the cluster refused it (a list too large, a transfer or a membership
+ * change it will not do).
  */
 #include "client_cmd.h"
 
@@ -16,10 +18,10 @@
 #include "kv/client.h"
 #include "kv/kv.h"
 
-#define EXIT_NO 1
-#define EXIT_MALFORMED 2
-#define EXIT_UNAVAILABLE 3
-#define EXIT_REFUSED 5
+#define EXIT_NO CLIENT_EXIT_NO
+#define EXIT_MALFORMED CLIENT_EXIT_MALFORMED
+#define EXIT_UNAVAILABLE CLIENT_EXIT_UNAVAILABLE
+#define EXIT_REFUSED CLIENT_EXIT_REFUSED
 
 static uint32_t len_of(const char *s)
 {
@@ -32,8 +34,7 @@ static void print_bytes(const uint8_t *b, uint32_t n)
     fputc('\n', stdout);
 }
 
-/* A JSON string: quotes, backslashes and control characters escaped. */
-static void print_json_string(const uint8_t *b, uint32_t n)
+void client_cmd_print_json_string(const uint8_t *b, uint32_t n)
 {
     fputc('"', stdout);
     for (uint32_t i = 0; i < n; i++) {
@@ -47,8 +48,7 @@ static void print_json_string(const uint8_t *b, uint32_t n)
     fputc('"', stdout);
 }
 
-/* The exit code of what the session returned, saying why on stderr. */
-static int outcome(int rc, const struct client_cmd *cmd, const struct kv_client *c)
+int client_cmd_outcome(int rc, const struct client_cmd *cmd, const struct kv_client *c)
 {
     if (rc == 0)
         return 0;
@@ -79,7 +79,7 @@ static int outcome(int rc, const struct client_cmd *cmd, const struct kv_client 
 static int run_put(struct kv_client *c, const struct client_cmd *cmd)
 {
     const char *k = cmd->words[1], *v = cmd->words[2];
-    return outcome(kv_client_put(c, k, len_of(k), v, len_of(v)), cmd, c);
+    return client_cmd_outcome(kv_client_put(c, k, len_of(k), v, len_of(v)), cmd, c);
 }
 
 static int run_get(struct kv_client *c, const struct client_cmd *cmd)
@@ -95,7 +95,7 @@ static int run_get(struct kv_client *c, const struct client_cmd *cmd)
         fprintf(stderr, "The key %s does not exist.\n", k);
         return EXIT_NO;
     }
-    return outcome(rc, cmd, c);
+    return client_cmd_outcome(rc, cmd, c);
 }
 
 static int run_delete(struct kv_client *c, const struct client_cmd *cmd)
@@ -106,7 +106,7 @@ static int run_delete(struct kv_client *c, const struct client_cmd *cmd)
         fprintf(stderr, "The key %s did not exist.\n", k);
         return EXIT_NO;
     }
-    return outcome(rc, cmd, c);
+    return client_cmd_outcome(rc, cmd, c);
 }
 
 /* cas KEY EXPECTED NEW: a mismatch prints what the key held (nothing if
@@ -125,7 +125,7 @@ static int run_cas(struct kv_client *c, const struct client_cmd *cmd)
         fprintf(stderr, "The key %s does not exist; nothing changed.\n", k);
     }
     free(held);
-    return rc == -EEXIST || rc == -ENOENT ? EXIT_NO : outcome(rc, cmd, c);
+    return rc == -EEXIST || rc == -ENOENT ? EXIT_NO : client_cmd_outcome(rc, cmd, c);
 }
 
 static int print_listing(const uint8_t *listing, uint32_t len, bool json)
@@ -145,9 +145,9 @@ static int print_listing(const uint8_t *listing, uint32_t len, bool json)
             continue;
         }
         fputs("{\"key\": ", stdout);
-        print_json_string(key, key_len);
+        client_cmd_print_json_string(key, key_len);
         fputs(", \"value\": ", stdout);
-        print_json_string(value, value_len);
+        client_cmd_print_json_string(value, value_len);
         fputs("}\n", stdout);
     }
     return 0;
@@ -166,7 +166,7 @@ static int run_list(struct kv_client *c, const struct client_cmd *cmd)
                 "prefix.\n", *prefix ? " starting with " : "", prefix, CLIENT_MAX_VALUE);
         return EXIT_REFUSED;
     }
-    int code = rc == 0 && len >= 4 ? print_listing(listing, len, cmd->json) : outcome(rc, cmd, c);
+    int code = rc == 0 && len >= 4 ? print_listing(listing, len, cmd->json) : client_cmd_outcome(rc, cmd, c);
     free(listing);
     return code;
 }
@@ -188,59 +188,7 @@ static int run_transfer(struct kv_client *c, const struct client_cmd *cmd)
     free(why);
     if (rc == -EPERM)
         return EXIT_REFUSED;
-    return rc == -ETIMEDOUT ? EXIT_UNAVAILABLE : outcome(rc, cmd, c);
-}
-
-/* ---- status: each node asked on its own ---- */
-
-static void print_status_json(const char *addr, uint32_t id, int rc, const struct client_reply *r)
-{
-    if (rc) {
-        printf("{\"id\": %u, \"addr\": \"%s\", \"reachable\": false}\n", id, addr);
-        return;
-    }
-    char leader[16] = "null";
-    if (r->leader >= 0)
-        snprintf(leader, sizeof(leader), "%d", r->leader);
-    printf("{\"id\": %u, \"addr\": \"%s\", \"reachable\": true, \"role\": \"%s\", "
-           "\"term\": %llu, \"leader\": %s, \"commit\": %llu, \"applied\": %llu, "
-           "\"last_index\": %llu}\n", id, addr, raft_role_name((enum raft_role)r->role),
-           (unsigned long long)r->term, leader, (unsigned long long)r->commit,
-           (unsigned long long)r->applied, (unsigned long long)r->last_index);
-}
-
-static void print_status_row(const char *addr, uint32_t id, int rc, const struct client_reply *r)
-{
-    if (rc) {
-        printf("%-3u %-22s %-14s\n", id, addr, "unreachable");
-        return;
-    }
-    char leader[16] = "-";
-    if (r->leader >= 0)
-        snprintf(leader, sizeof(leader), "n%d", r->leader);
-    printf("%-3u %-22s %-14s %6llu  %-6s %8llu %8llu %8llu\n", id, addr,
-           raft_role_name((enum raft_role)r->role), (unsigned long long)r->term, leader,
-           (unsigned long long)r->commit, (unsigned long long)r->applied,
-           (unsigned long long)r->last_index);
-}
-
-int client_cmd_status(char *const *addrs, uint32_t n_addrs, unsigned timeout_ms, bool json,
-                      struct tls_ctx *tls)
-{
-    if (!json)
-        printf("%-3s %-22s %-14s %6s  %-6s %8s %8s %8s\n", "id", "addr", "role", "term",
-               "leader", "commit", "applied", "last");
-    unsigned each = timeout_ms < 1000 ? timeout_ms : 1000;
-    bool any = false;
-    for (uint32_t i = 0; i < n_addrs; i++) {
-        struct client_reply r;
-        int rc = kv_client_status_tls(addrs[i], tls, each, &r);
-        any |= rc == 0;
-        (json ? print_status_json : print_status_row)(addrs[i], i, rc, &r);
-    }
-    if (!any)
-        fprintf(stderr, "No node of the cluster answered.\n");
-    return any ? 0 : EXIT_UNAVAILABLE;
+    return rc == -ETIMEDOUT ? EXIT_UNAVAILABLE : client_cmd_outcome(rc, cmd, c);
 }
 
 static const struct {
@@ -248,7 +196,7 @@ static const struct {
     int (*run)(struct kv_client *c, const struct client_cmd *cmd);
 } commands[] = {
     {"put", run_put}, {"get", run_get}, {"delete", run_delete}, {"cas", run_cas},
-    {"list", run_list}, {"transfer", run_transfer},
+    {"list", run_list}, {"transfer", run_transfer}, {"member", member_cmd_run},
 };
 
 int client_cmd_run(const struct client_cmd *cmd, char *const *addrs, uint32_t n_addrs)

@@ -4,11 +4,14 @@
  *   raft cluster [--nodes N] [--base-port P] [--data-dir DIR] [--log-level L]
  *                [--election-timeout MIN-MAX] [--heartbeat MS] [--trace-dir DIR]
  *                (and a console on stdin that acts on its nodes: kv/console.h)
- *   raft node    --id I --peers HOST:PORT,... [--data-dir DIR] [--log-level L]
- *                [--election-timeout MIN-MAX] [--heartbeat MS] [--snapshot-every N]
- *                [--trace FILE]
+ *   raft node    --id I --peers HOST:PORT,... [--listen HOST:PORT] [--data-dir DIR]
+ *                [--log-level L] [--election-timeout MIN-MAX] [--heartbeat MS]
+ *                [--snapshot-every N] [--trace FILE]
+ *   raft node    --id I --listen HOST:PORT [...]   (in no configuration: waits to be added)
  *   raft client  --cluster HOST:PORT,... [--timeout S] put KEY VALUE | get KEY | delete KEY |
- *                cas KEY EXPECTED NEW | list [PREFIX] [--json] | status [--json] | transfer [ID]
+ *                cas KEY EXPECTED NEW | list [PREFIX] [--json] | status [--json] |
+ *                transfer [ID] | member list [--json] | member add [--learner] ID HOST:PORT |
+ *                member remove ID       (client_cli.c)
  *   raft bench   --cluster HOST:PORT,... [--clients C] [--seconds T] [--value-size B]
  *                [--keys K] [--read-ratio R] [--json]
  *   raft dump    DIR
@@ -20,7 +23,8 @@
  *
  * Exit codes: 0 done; 1 `get` or `delete` of a missing key, a `cas` that
  * found something else; 2 usage error; 3 unavailable or timed out (for a
- * write: outcome unknown); 4 the node could not start.
+ * write: outcome unknown); 4 the node could not start; 5 the cluster
+ * refused the request (with one sentence why).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -32,13 +36,14 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "client_cmd.h"
+#include "client_cli.h"
 #include "cli_tls.h"
 #include "kv/bench.h"
 #include "kv/client.h"
 #include "kv/console.h"
 #include "kv/kv.h"
 #include "kv/server.h"
+#include "net/tcp_socket.h"
 #include "raft/storage/storage.h"
 #include "timeline.h"
 
@@ -53,7 +58,7 @@
 struct serve_options {
     long nodes, base_port;     /* cluster */
     long id, snapshot_every;   /* node */
-    const char *peers;         /* node */
+    const char *peers, *listen; /* node */
     const char *data_dir;
     const char *trace;         /* node: the trace file; cluster: a directory of them */
     struct cli_range election; /* election timeout, ms */
@@ -176,11 +181,19 @@ static int node_options(int argc, char **argv, struct serve_options *o, struct c
 {
     const struct cli_option opts[] = {
         {.name = "id", .kind = CLI_LONG, .metavar = "I", .dest = &o->id, .required = true,
-         .lo = 0, .hi = 1e9, .accepts = "a position in --peers: 0, 1, 2, ...",
-         .help = "this node's position in --peers, from 0"},
+         .lo = 0, .hi = RAFT_MAX_ID, .accepts = "a node id from 0 to 63",
+         .help = "this node's id: its position in --peers, from 0; or, to join a running "
+                 "cluster, an id it never had"},
         {.name = "peers", .kind = CLI_STRING, .metavar = "HOST:PORT,...", .dest = &o->peers,
-         .required = true, .accepts = "a comma-separated list of HOST:PORT",
-         .help = "every node's address, by id: the first configuration"},
+         .accepts = "a comma-separated list of HOST:PORT",
+         .help = "every node's address, by id: the first configuration, recorded in the data "
+                 "directory the first time and used from then on",
+         .shown_default = "none: the node waits to be added"},
+        {.name = "listen", .kind = CLI_STRING, .metavar = "HOST:PORT", .dest = &o->listen,
+         .accepts = "HOST:PORT",
+         .help = "where to listen; without --peers, a node in no configuration, which waits "
+                 "for a leader to add it (raft client member add I HOST:PORT)",
+         .shown_default = "its address in --peers"},
         {.name = "data-dir", .kind = CLI_STRING, .metavar = "DIR", .dest = &o->data_dir,
          .help = "where the node keeps its term, vote, log and snapshots",
          .shown_default = "data/node-I"},
@@ -196,17 +209,28 @@ static int node_options(int argc, char **argv, struct serve_options *o, struct c
                  "lines (for raft timeline)", .shown_default = "no trace"},
     };
     const struct cli_command cmd = {
-        .name = "node", .synopsis = "--id I --peers HOST:PORT,... [options]",
+        .name = "node", .synopsis = "--id I (--peers HOST:PORT,... | --listen HOST:PORT) "
+                                    "[options]",
         .summary = "Runs one node of a cluster until SIGINT or SIGTERM; logs go to stderr.",
         .options = opts, .n_options = ARRAY_LEN(opts)};
     int rc = cli_parse_options(&cmd, argc, argv);
     if (rc == 0)
         rc = check_timing(cmd.name, o);
-    if (rc == 0)
+    if (rc == 0 && !o->peers && !o->listen)
+        rc = cli_usage_error(cmd.name, "needs --peers HOST:PORT,... (the first configuration "
+                             "of a new cluster) or --listen HOST:PORT (a node that waits to "
+                             "be added)");
+    *peers = (struct cli_addrs){.n = 0};
+    if (rc == 0 && o->peers)
         rc = cli_parse_addrs(cmd.name, "peers", o->peers, peers);
-    if (rc == 0 && o->id >= (long)peers->n)
+    if (rc == 0 && o->peers && o->id >= (long)peers->n)
         rc = cli_usage_error(cmd.name, "--id must be 0-%u, the position of this node in "
                              "--peers; got %ld", peers->n - 1, o->id);
+    char host[256];
+    uint16_t port;
+    if (rc == 0 && o->listen && tcp_parse_addr(o->listen, host, sizeof(host), &port))
+        rc = cli_usage_error(cmd.name, "--listen must be HOST:PORT (port 1-65535); got '%s'",
+                             o->listen);
     return rc;
 }
 
@@ -226,7 +250,8 @@ static int cmd_node(int argc, char **argv)
     struct tls_paths tls;
     if (cli_tls_paths("node", &o.tls, name, &tls))
         return EXIT_USAGE;
-    struct kv_server_config sc = {.peers = peers.v, .data_dir = o.data_dir ? o.data_dir : dir,
+    struct kv_server_config sc = {.peers = peers.n ? peers.v : NULL, .listen = o.listen,
+                                  .data_dir = o.data_dir ? o.data_dir : dir,
                                   .tls = tls.files};
     configure_node(&sc, &o, (uint32_t)o.id, peers.n);
     sc.raft.log_wall_clock = true; /* logs of several processes sort together */
@@ -304,132 +329,12 @@ static int cmd_cluster(int argc, char **argv)
     return serve(sc, n, true);
 }
 
-/* ---- client ---- */
-
-struct client_options {
-    const char *cluster;
-    double timeout_s;
-    bool json;
-    struct tls_flags tls;
-    struct tls_ctx *tls_ctx; /* made from tls; NULL: plain TCP */
-};
-
-/* The commands of `raft client`: their words (the command's included)
- * and what they take. */
-static const struct client_word {
-    const char *name, *args;
-    int min_words, max_words;
-    bool json; /* --json goes with it */
-} client_words[] = {
-    {"put", "KEY VALUE", 3, 3, false},
-    {"get", "KEY", 2, 2, false},
-    {"delete", "KEY", 2, 2, false},
-    {"cas", "KEY EXPECTED NEW", 4, 4, false},
-    {"list", "[PREFIX]", 1, 2, true},
-    {"status", "no arguments", 1, 1, true},
-    {"transfer", "[ID]", 1, 2, false},
-};
-
-#define CLIENT_COMMANDS "put KEY VALUE, get KEY, delete KEY, cas KEY EXPECTED NEW, " \
-                        "list [PREFIX], status and transfer [ID]"
-
-static int check_sizes(const char *sub, const struct cli_words *w)
-{
-    if (!strcmp(w->v[0], "transfer")) {
-        size_t digits = strspn(w->v[1], "0123456789");
-        if (digits == 0 || digits != strlen(w->v[1]) || digits > 9)
-            return cli_usage_error(sub, "a node id is a number; got %s", w->v[1]);
-        return 0;
-    }
-    if (strcmp(w->v[0], "list") && (strlen(w->v[1]) == 0 || strlen(w->v[1]) > CLIENT_MAX_KEY))
-        return cli_usage_error(sub, "a key must have 1 to %d bytes; got %zu", CLIENT_MAX_KEY,
-                               strlen(w->v[1]));
-    for (int i = 2; i < w->n; i++)
-        if (strlen(w->v[i]) > CLIENT_MAX_VALUE)
-            return cli_usage_error(sub, "a value must have at most %d bytes; got %zu",
-                                   CLIENT_MAX_VALUE, strlen(w->v[i]));
-    return 0;
-}
-
-/* The command words, checked against client_words. Returns 0 or -EINVAL. */
-static int client_check_words(const struct client_options *o, const struct cli_words *w)
-{
-    static const char *const sub = "client";
-    if (w->n == 0)
-        return cli_usage_error(sub, "needs a command: " CLIENT_COMMANDS);
-    const struct client_word *c = NULL;
-    for (size_t i = 0; i < ARRAY_LEN(client_words) && !c; i++)
-        if (!strcmp(client_words[i].name, w->v[0]))
-            c = &client_words[i];
-    if (!c)
-        return cli_usage_error(sub, "unknown command %s; the commands are " CLIENT_COMMANDS,
-                               w->v[0]);
-    if (w->n < c->min_words || w->n > c->max_words)
-        return cli_usage_error(sub, "%s takes %s; got %d argument%s", c->name, c->args,
-                               w->n - 1, w->n == 2 ? "" : "s");
-    if (o->json && !c->json)
-        return cli_usage_error(sub, "--json goes with status and list only, not with %s",
-                               c->name);
-    return w->n > 1 ? check_sizes(sub, w) : 0;
-}
+/* ---- bench and dump ---- */
 
 #define OPT_CLUSTER(o)                                                                     \
     {.name = "cluster", .kind = CLI_STRING, .metavar = "HOST:PORT,...", .dest = &(o)->cluster, \
      .required = true, .accepts = "a comma-separated list of HOST:PORT",                  \
      .help = "the address of one node or more"}
-
-static int client_options(int argc, char **argv, struct client_options *o,
-                          struct cli_words *w, struct cli_addrs *addrs)
-{
-    const struct cli_option opts[] = {
-        OPT_CLUSTER(o),
-        {.name = "timeout", .kind = CLI_DOUBLE, .metavar = "S", .dest = &o->timeout_s,
-         .lo = 0.001, .hi = 86400, .accepts = "a number of seconds from 0.001 to 86400",
-         .help = "seconds to keep trying, through elections; then exit 3"},
-        {.name = "json", .kind = CLI_FLAG, .dest = &o->json,
-         .help = "with status: one JSON object per node per line; with list: keys "
-                 "with their values"},
-        CLI_TLS_OPTIONS(&o->tls),
-    };
-    const struct cli_command cmd = {
-        .name = "client", .synopsis = "--cluster HOST:PORT,... [options] "
-                                      "put KEY VALUE | get KEY | delete KEY | "
-                                      "cas KEY EXPECTED NEW | list [PREFIX] | status | "
-                                      "transfer [ID]",
-        .summary = "Talks to a running cluster. A value that starts with a dash goes after "
-                   "--, as in: put KEY -- --VALUE.",
-        .options = opts, .n_options = ARRAY_LEN(opts), .dash_words = true};
-    int rc = cli_parse(&cmd, argc, argv, w);
-    if (rc == 0)
-        rc = client_check_words(o, w);
-    if (rc == 0)
-        rc = cli_parse_addrs(cmd.name, "cluster", o->cluster, addrs);
-    if (rc == 0)
-        rc = cli_tls_client(cmd.name, &o->tls, &o->tls_ctx);
-    return rc;
-}
-
-static int cmd_client(int argc, char **argv)
-{
-    struct client_options o = {.timeout_s = 5};
-    struct cli_words w;
-    struct cli_addrs addrs;
-    int rc = client_options(argc, argv, &o, &w, &addrs);
-    if (rc)
-        return cli_exit_code(rc);
-    if (!strcmp(w.v[0], "status")) {
-        rc = client_cmd_status(addrs.v, addrs.n, (unsigned)(o.timeout_s * 1000), o.json, o.tls_ctx);
-    } else {
-        struct client_cmd cmd = {.words = w.v, .n_words = w.n, .json = o.json,
-                                 .timeout_s = o.timeout_s, .cluster = o.cluster,
-                                 .tls = o.tls_ctx};
-        rc = client_cmd_run(&cmd, addrs.v, addrs.n);
-    }
-    tls_ctx_free(o.tls_ctx);
-    return rc;
-}
-
-/* ---- bench and dump ---- */
 
 struct bench_cli {
     const char *cluster;
@@ -524,8 +429,8 @@ static const struct {
 } commands[] = {
     {"cluster", "run N nodes in this process, on 127.0.0.1", cmd_cluster, true},
     {"node", "run one node of a cluster", cmd_node, true},
-    {"client", "put, get, delete, cas, list, status or transfer against a running cluster",
-     cmd_client, false},
+    {"client", "put, get, delete, cas, list, status, transfer or member against a running "
+     "cluster", cli_cmd_client, false},
     {"bench", "measure a running cluster's throughput and latency", cmd_bench, false},
     {"dump", "print a data directory as text", cmd_dump, false},
     {"certs", "make a CA and certificates for mutual TLS", cli_cmd_certs, false},
@@ -541,7 +446,7 @@ static void print_commands(void)
     printf("\n`raft SUBCOMMAND --help` lists a subcommand's options.\n"
            "Exit codes: 0 done; 1 get or delete of a missing key, a cas that found "
            "something else; 2 usage error; 3 unavailable or timed out; 4 a node could not "
-           "start.\n");
+           "start; 5 the cluster refused the request.\n");
 }
 
 static int run_command(const char *name, int argc, char **argv)

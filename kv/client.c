@@ -12,30 +12,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kv/client_internal.h"
 #include "net/tcp_socket.h"
 
-
-struct kv_client {
-    struct kv_nodes nodes;
-    unsigned timeout_ms;
-    struct tcp_link *link; /* connection to nodes.target, or NULL */
-    struct tls_ctx *tls;   /* NULL: plain TCP; not owned */
-    bool reached;          /* some node accepted a connection of this session */
-    char unresolved[256];  /* a host that does not resolve, or "" */
-    uint64_t client_id;
-    uint64_t seq;
-    uint8_t *buf; /* reply frames */
-    size_t cap;
-};
-
-static uint64_t now_ms(void)
+uint64_t kv_client_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(unsigned ms)
+void kv_client_sleep_ms(unsigned ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
     nanosleep(&ts, NULL);
@@ -81,6 +68,18 @@ void kv_nodes_free(struct kv_nodes *k)
     k->n = 0;
 }
 
+/* Where a learnt address goes when the list is full: a slot other than
+ * the target's, preferring one never heard from (members come and go, so
+ * a long session may learn more addresses than the list holds). */
+static uint32_t slot_to_reuse(const struct kv_nodes *k)
+{
+    uint32_t fallback = k->target == k->n - 1 ? k->n - 2 : k->n - 1;
+    for (uint32_t i = 0; i < k->n; i++)
+        if (i != k->target && k->ids[i] == RAFT_NO_NODE)
+            return i;
+    return fallback;
+}
+
 /* The position of a leader's address in the list, added if new (the
  * client may have been given one node only); -1 if unusable. */
 static int learn_addr(struct kv_nodes *k, const uint8_t *addr, uint32_t len)
@@ -90,19 +89,24 @@ static int learn_addr(struct kv_nodes *k, const uint8_t *addr, uint32_t len)
     for (uint32_t i = 0; i < k->n; i++)
         if (strlen(k->addrs[i]) == len && memcmp(k->addrs[i], addr, len) == 0)
             return (int)i;
-    if (k->n == KV_MAX_ADDRS)
-        return -1;
     char *copy = strndup((const char *)addr, len);
     if (!copy)
         return -1;
-    k->addrs[k->n] = copy;
-    k->ids[k->n] = RAFT_NO_NODE;
-    return (int)k->n++;
+    uint32_t slot;
+    if (k->n < KV_MAX_ADDRS) {
+        slot = k->n++;
+    } else {
+        slot = slot_to_reuse(k);
+        free(k->addrs[slot]);
+    }
+    k->addrs[slot] = copy;
+    k->ids[slot] = RAFT_NO_NODE;
+    return (int)slot;
 }
 
 void kv_nodes_heard(struct kv_nodes *k, uint32_t from)
 {
-    if (from < RAFT_MAX_NODES)
+    if (from <= RAFT_MAX_ID)
         k->ids[k->target] = (int32_t)from;
 }
 
@@ -214,17 +218,16 @@ static bool hopeless(struct kv_client *c, int rc)
     return rc == -EHOSTUNREACH && unresolvable(c, c->nodes.addrs[c->nodes.target]);
 }
 
-/* Sends req to the leader, following hints and retrying until a final
- * answer (OK, NOT_FOUND, BAD_REQUEST, REFUSED, MISMATCH, TOO_LARGE) or the
- * deadline; or until every node has refused the connection or has an
- * unknown host (-ECONNREFUSED, -EHOSTUNREACH), which no wait would change. */
-static int call_leader(struct kv_client *c, const struct wire_msg *req, struct wire_msg *reply)
+int kv_client_call_until(struct kv_client *c, const struct wire_msg *req,
+                         struct wire_msg *reply, uint64_t deadline, unsigned attempt_ms,
+                         bool *maybe_done)
 {
-    uint64_t deadline = now_ms() + c->timeout_ms;
     uint32_t unreachable = 0; /* nodes in a row for which hopeless() held */
+    if (attempt_ms == 0)
+        attempt_ms = KV_CLIENT_ATTEMPT_MS;
     c->unresolved[0] = '\0';
     for (;;) {
-        uint64_t now = now_ms();
+        uint64_t now = kv_client_now_ms();
         if (now >= deadline)
             return -ETIMEDOUT;
         unsigned left = (unsigned)(deadline - now);
@@ -237,7 +240,7 @@ static int call_leader(struct kv_client *c, const struct wire_msg *req, struct w
                 else if (++unreachable >= c->nodes.n)
                     return c->unresolved[0] ? -EHOSTUNREACH : -ECONNREFUSED;
                 kv_nodes_move_on(&c->nodes, NULL);
-                sleep_ms(KV_CLIENT_RETRY_PAUSE_MS);
+                kv_client_sleep_ms(KV_CLIENT_RETRY_PAUSE_MS);
                 continue;
             }
             c->reached = true;
@@ -245,13 +248,15 @@ static int call_leader(struct kv_client *c, const struct wire_msg *req, struct w
         /* A node that stopped answering (frozen, cut off) costs one attempt,
          * not the whole timeout: another node may lead by now. */
         int rc = tcp_link_roundtrip(c->link, req, reply, &c->buf, &c->cap,
-                               left < KV_CLIENT_ATTEMPT_MS ? left : KV_CLIENT_ATTEMPT_MS);
+                                    left < attempt_ms ? left : attempt_ms);
         if (rc != 0 || reply->type != WIRE_CLIENT_REPLY) {
             if (rc == 0)
                 wire_msg_release(reply);
+            if (maybe_done)
+                *maybe_done = true; /* it may have reached a leader before the link failed */
             disconnect(c);
             kv_nodes_move_on(&c->nodes, NULL);
-            sleep_ms(KV_CLIENT_RETRY_PAUSE_MS);
+            kv_client_sleep_ms(KV_CLIENT_RETRY_PAUSE_MS);
             continue;
         }
         kv_nodes_heard(&c->nodes, reply->from);
@@ -259,10 +264,21 @@ static int call_leader(struct kv_client *c, const struct wire_msg *req, struct w
         if (status == CLIENT_OK || status == CLIENT_NOT_FOUND || status == CLIENT_BAD_REQUEST ||
             status == CLIENT_REFUSED || status == CLIENT_MISMATCH || status == CLIENT_TOO_LARGE)
             return 0;
+        if (status == CLIENT_RETRY && maybe_done)
+            *maybe_done = true; /* a leader took it, and may still carry it out */
         disconnect(c);
         if (!kv_nodes_move_on(&c->nodes, &reply->u.reply))
-            sleep_ms(KV_CLIENT_RETRY_PAUSE_MS); /* an election is probably under way */
+            kv_client_sleep_ms(KV_CLIENT_RETRY_PAUSE_MS); /* an election is probably under way */
     }
+}
+
+/* Sends req to the leader, following hints and retrying until a final
+ * answer (OK, NOT_FOUND, BAD_REQUEST, REFUSED, MISMATCH, TOO_LARGE) or the
+ * deadline; or until every node has refused the connection or has an
+ * unknown host (-ECONNREFUSED, -EHOSTUNREACH), which no wait would change. */
+static int call_leader(struct kv_client *c, const struct wire_msg *req, struct wire_msg *reply)
+{
+    return kv_client_call_until(c, req, reply, kv_client_now_ms() + c->timeout_ms, 0, NULL);
 }
 
 /* A copy of the reply's value, NUL terminated for printing. */

@@ -70,6 +70,32 @@ int kv_client_cas(struct kv_client *c, const char *key, uint32_t key_len,
 int kv_client_list(struct kv_client *c, const char *prefix, uint32_t prefix_len, bool values,
                    uint8_t **listing, uint32_t *listing_len);
 
+/* ---- membership (thesis ch. 4; kv/client_members.c) ---- */
+
+/* The leader's configuration, read after a read barrier: 0 with *v (each
+ * member's matchIndex in v->match) and the leader's id in *leader (may be
+ * NULL); -ETIMEDOUT when no leader answered in time; -EBADMSG for an
+ * answer that is no configuration; -EINVAL as for get. */
+int kv_client_members(struct kv_client *c, struct raft_membership_view *v, int32_t *leader);
+
+/* Adds server id, listening at addr ("host:port"), as a voter (it joins
+ * as a learner and is promoted once caught up) or as a learner: 0 once
+ * that configuration is committed; -EPERM when the cluster refused, one
+ * malloc'd sentence in *why; -ETIMEDOUT when it did not commit in time
+ * (it may still); -EINVAL for a request the cluster found malformed. The
+ * whole timeout may go to one attempt: a new voter first catches up. */
+int kv_client_member_add(struct kv_client *c, uint32_t id, const char *addr, bool learner,
+                         char **why);
+/* Removes server id (the leader included): as kv_client_member_add. */
+int kv_client_member_remove(struct kv_client *c, uint32_t id, char **why);
+
+/* Asks the node at addr for its status and its own view of the
+ * configuration (*has_view false from a node that sent none): 0 or a
+ * negative errno if it did not answer. *status holds no pointers. */
+int kv_client_node_view(const char *addr, struct tls_ctx *tls, unsigned timeout_ms,
+                        struct client_reply *status, struct raft_membership_view *v,
+                        bool *has_view);
+
 /* After -EHOSTUNREACH: a host name of the cluster that does not resolve. */
 const char *kv_client_unresolved(const struct kv_client *c);
 

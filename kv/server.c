@@ -28,7 +28,8 @@
 #include "raft/storage/storage.h"
 
 struct kv_server {
-    struct kv_server_config cfg;
+    struct kv_server_config cfg; /* raft.bootstrap: the one the node starts from */
+    char listen[RAFT_ADDR_MAX];
     struct kv *kv;
     struct file_storage *storage;
     struct tcp_transport *transport;
@@ -97,6 +98,13 @@ static int cut_await(void *ctx, uint32_t peer, uint64_t ticket, struct raft_msg 
     return rc == 0 && atomic_load(&s->isolated) ? -ENETUNREACH : rc;
 }
 
+/* Where the members are is no message: it passes the switch. */
+static void cut_set_members(void *ctx, const struct raft_membership *m)
+{
+    struct kv_server *s = ctx;
+    s->net.set_members(s->net.ctx, m);
+}
+
 static struct raft_transport cut_ops(struct kv_server *s)
 {
     struct raft_transport t = {.ctx = s, .call = cut_call};
@@ -104,6 +112,8 @@ static struct raft_transport cut_ops(struct kv_server *s)
         t.send = cut_send;
         t.await = cut_await;
     }
+    if (s->net.set_members)
+        t.set_members = cut_set_members;
     return t;
 }
 
@@ -135,6 +145,11 @@ static void encode_reply(struct kv_server *s, const struct kv_reply *r, struct w
     }
     w->value = r->value;
     w->value_len = r->value_len;
+    if (r->has_members) { /* a status or member list: the value is the configuration */
+        free(r->value);
+        w->value = malloc(WIRE_MEMBERS_MAX);
+        w->value_len = w->value ? (uint32_t)wire_members_encode(&r->members, w->value) : 0;
+    }
     w->id = r->status.id;
     w->role = (uint8_t)r->status.role;
     w->term = r->status.term;
@@ -167,11 +182,14 @@ static int handle_client(struct kv_server *s, const struct client_request *q,
         [CLIENT_STATUS] = KV_REQUEST_STATUS, [CLIENT_DELETE] = KV_REQUEST_DELETE,
         [CLIENT_CAS] = KV_REQUEST_CAS,       [CLIENT_LIST] = KV_REQUEST_LIST,
         [CLIENT_LIST_VALUES] = KV_REQUEST_LIST_VALUES, [CLIENT_TRANSFER] = KV_REQUEST_TRANSFER,
+        [CLIENT_MEMBER_LIST] = KV_REQUEST_MEMBER_LIST, [CLIENT_MEMBER_ADD] = KV_REQUEST_MEMBER_ADD,
+        [CLIENT_MEMBER_REMOVE] = KV_REQUEST_MEMBER_REMOVE,
     };
     struct kv_request req = {.client_id = q->client_id, .seq = q->seq, .key = q->key,
                              .key_len = q->key_len, .value = q->value,
                              .value_len = q->value_len, .expected = q->expected,
-                             .expected_len = q->expected_len};
+                             .expected_len = q->expected_len, .member_id = q->member_id,
+                             .learner = q->learner, .wait_ms = q->wait_ms};
     /* 0, which the service refuses, for an op it does not know. */
     req.op = q->op < sizeof(op_of) / sizeof(op_of[0]) ? op_of[q->op] : 0;
     struct kv_reply r;
@@ -192,11 +210,13 @@ static int handle_frame(void *ctx, const struct wire_msg *req, struct wire_msg *
     reply->from = s->cfg.raft.id;
     if (req->type == WIRE_CLIENT_REQUEST)
         return handle_client(s, &req->u.request, reply, conn);
+    /* Any id may be a member: one added after this node started, or the
+     * leader of a cluster this node waits to join. The node itself refuses
+     * senders that are no member, or were removed (thesis §4.2.3). */
     if (req->type < RAFT_MSG_REQUEST_VOTE || req->type > RAFT_MSG_TIMEOUT_NOW_REPLY ||
-        req->from >= s->cfg.raft.n_nodes) {
+        req->from > RAFT_MAX_ID) {
         server_log(s, RAFT_LOG_WARN, "refused a message of type %u claiming to be from node %u "
-                   "(this cluster has nodes 0..%u)", req->type, req->from,
-                   s->cfg.raft.n_nodes - 1);
+                   "(node ids run from 0 to %d)", req->type, req->from, RAFT_MAX_ID);
         return -EINVAL;
     }
     if (atomic_load(&s->isolated))
@@ -248,6 +268,76 @@ static int open_tls(struct kv_server *s)
     return 0;
 }
 
+static bool same_config(const struct raft_membership *a, const struct raft_membership *b)
+{
+    if (a->n != b->n)
+        return false;
+    for (uint32_t i = 0; i < a->n; i++)
+        if (a->members[i].id != b->members[i].id || a->members[i].voter != b->members[i].voter ||
+            strcmp(a->members[i].addr, b->members[i].addr) != 0)
+            return false;
+    return true;
+}
+
+static void describe_config(const struct raft_membership *m, char *buf, size_t cap)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (uint32_t i = 0; i < m->n && used < cap; i++)
+        used += (size_t)snprintf(buf + used, cap - used, "%sn%u at %s%s", i ? ", " : "",
+                                 m->members[i].id, m->members[i].addr,
+                                 m->members[i].voter ? "" : " (learner)");
+}
+
+/* The configuration the node starts from: the one its data directory
+ * recorded the first time, whatever --peers says now (raft/storage/
+ * bootstrap.c); --peers only if none was recorded; none at all for a node
+ * that waits to be added. */
+static int choose_bootstrap(struct kv_server *s)
+{
+    struct raft_config *rc_cfg = &s->cfg.raft;
+    struct raft_membership given = rc_cfg->bootstrap, used;
+    if (given.n == 0 && rc_cfg->n_nodes > 0)
+        raft_membership_of_size(&given, rc_cfg->n_nodes, (const char *const *)s->cfg.peers);
+    int rc = file_storage_bootstrap(s->storage, &given, &used);
+    if (rc)
+        return rc; /* logged by the storage, with the file and offset */
+    if (given.n > 0 && !same_config(&given, &used)) {
+        char was[768], now[768];
+        describe_config(&used, was, sizeof(was));
+        describe_config(&given, now, sizeof(now));
+        server_log(s, RAFT_LOG_WARN, "--peers (%s) differs from the configuration this data "
+                   "directory's cluster started from (%s): --peers is ignored; the cluster "
+                   "changes its members with `raft client member add` and `member remove`",
+                   now, was);
+        s->cfg.peers = NULL; /* every address comes from the configuration */
+        rc_cfg->n_nodes = 0;
+    }
+    if (used.n == 0)
+        rc_cfg->n_nodes = 0;
+    rc_cfg->bootstrap = used;
+    return 0;
+}
+
+/* Where to listen: as told, else this node's address in the bootstrap
+ * configuration. */
+static int choose_listen(struct kv_server *s, char *host, size_t cap, uint16_t *port)
+{
+    const struct raft_member *me = raft_membership_find(&s->cfg.raft.bootstrap, s->cfg.raft.id);
+    const char *addr = s->cfg.listen ? s->cfg.listen : me && me->addr[0] ? me->addr : NULL;
+    if (!addr) {
+        server_log(s, RAFT_LOG_ERROR, "no address to listen on: the bootstrap configuration "
+                   "has no n%u, and no --listen was given", s->cfg.raft.id);
+        return -EINVAL;
+    }
+    snprintf(s->listen, sizeof(s->listen), "%s", addr);
+    if (tcp_parse_addr(s->listen, host, cap, port) != 0) {
+        server_log(s, RAFT_LOG_ERROR, "bad address %s", s->listen);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int kv_server_start(struct kv_server **out, const struct kv_server_config *cfg)
 {
     struct kv_server *s = calloc(1, sizeof(*s));
@@ -257,12 +347,7 @@ int kv_server_start(struct kv_server **out, const struct kv_server_config *cfg)
     uint32_t id = cfg->raft.id;
     char host[256];
     uint16_t port;
-    int rc = tcp_parse_addr(cfg->peers[id], host, sizeof(host), &port);
-    if (rc) {
-        server_log(s, RAFT_LOG_ERROR, "bad address %s", cfg->peers[id]);
-        goto fail;
-    }
-    rc = open_tls(s);
+    int rc = open_tls(s);
     if (rc)
         goto fail;
     s->kv = kv_new(cfg->session_timeout_ms ? cfg->session_timeout_ms
@@ -274,9 +359,14 @@ int kv_server_start(struct kv_server **out, const struct kv_server_config *cfg)
         goto fail;
     }
     rc = file_storage_claim_id(s->storage, id); /* its refusal is logged, one sentence */
+    if (rc == 0)
+        rc = choose_bootstrap(s);
+    if (rc == 0)
+        rc = choose_listen(s, host, sizeof(host), &port);
     if (rc)
         goto fail;
-    rc = tcp_transport_create(&s->transport, id, cfg->peers, cfg->raft.n_nodes, module_log, s);
+    rc = tcp_transport_create(&s->transport, id, s->cfg.peers, s->cfg.raft.n_nodes, module_log,
+                              s);
     if (rc)
         goto fail;
     tcp_transport_set_tls(s->transport, s->tls);
@@ -284,15 +374,15 @@ int kv_server_start(struct kv_server **out, const struct kv_server_config *cfg)
     struct raft_transport transport = cut_ops(s);
     struct raft_storage storage = file_storage_ops(s->storage);
     struct raft_fsm fsm = kv_fsm(s->kv);
-    rc = raft_start(&s->node, &cfg->raft, &transport, &storage, &fsm);
+    rc = raft_start(&s->node, &s->cfg.raft, &transport, &storage, &fsm);
     if (rc) {
         const char *why = file_storage_error(s->storage);
         server_log(s, RAFT_LOG_ERROR, "cannot start: %s", why && *why ? why : strerror(-rc));
         goto fail;
     }
     struct kv_service_config svc = {
-        .node = s->node, .kv = s->kv, .id = id, .n_nodes = cfg->raft.n_nodes,
-        .peers = cfg->peers, .defer = defer_reply, .answer = send_reply, .ctx = s,
+        .node = s->node, .kv = s->kv, .id = id, .n_nodes = s->cfg.raft.n_nodes,
+        .peers = s->cfg.peers, .defer = defer_reply, .answer = send_reply, .ctx = s,
     };
     rc = kv_service_new(&s->service, &svc);
     if (rc)
@@ -303,10 +393,10 @@ int kv_server_start(struct kv_server **out, const struct kv_server_config *cfg)
     };
     rc = tcp_server_start(&s->listener, &opt);
     if (rc) {
-        server_log(s, RAFT_LOG_ERROR, "cannot listen on %s: %s", cfg->peers[id], strerror(-rc));
+        server_log(s, RAFT_LOG_ERROR, "cannot listen on %s: %s", s->listen, strerror(-rc));
         goto fail;
     }
-    server_log(s, RAFT_LOG_INFO, "listening on %s, data in %s", cfg->peers[id], cfg->data_dir);
+    server_log(s, RAFT_LOG_INFO, "listening on %s, data in %s", s->listen, cfg->data_dir);
     *out = s;
     return 0;
 fail:

@@ -10,8 +10,17 @@
 #include "raft/raft.h"
 
 struct kv_server_config {
-    struct raft_config raft; /* id, n_nodes, timeouts, logging */
-    char *const *peers;      /* "host:port" of every node, by id */
+    /* id, n_nodes, timeouts, logging. The bootstrap configuration is
+     * raft.bootstrap when it has members, else peers[0 .. n_nodes-1] as ids
+     * 0 .. n_nodes-1; it is recorded in the data directory the first time
+     * and the recorded one is used from then on (a different one given
+     * later is logged as a warning and ignored). With none, the node waits
+     * to be added (thesis ch. 4). */
+    struct raft_config raft;
+    char *const *peers;      /* "host:port" of nodes 0 .. n_nodes-1; NULL when n_nodes is 0 */
+    /* Where to listen, "host:port"; NULL: this node's address in the
+     * bootstrap configuration. */
+    const char *listen;
     const char *data_dir;
     uint64_t session_timeout_ms;
     /* Mutual TLS for peers and clients when tls.ca is set; the certificate
@@ -21,8 +30,8 @@ struct kv_server_config {
 
 struct kv_server;
 
-/* Opens the data directory, recovers, and starts serving on peers[id].
- * Returns 0 or a negative errno, having logged why. */
+/* Opens the data directory, recovers, and starts serving. Returns 0 or a
+ * negative errno, having logged why. */
 int kv_server_start(struct kv_server **out, const struct kv_server_config *cfg);
 void kv_server_stop(struct kv_server *s);
 

@@ -1,17 +1,29 @@
 /*
  * service.c - client requests on one node: writes (put, delete, cas) through
- * the log, reads (get, list) through a read barrier, status from the node
- * (see service.h).
+ * the log, reads (get, list) through a read barrier, status from the node,
+ * membership changes through the leader (see service.h).
  */
 #include "kv/service.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+/* An address handed out in a reply: kept until the service is freed, as a
+ * reply still being encoded may point at it after the member moved. */
+struct known_addr {
+    struct known_addr *next;
+    char addr[RAFT_ADDR_MAX];
+};
+
 struct kv_service {
     struct kv_service_config cfg;
+    pthread_mutex_t mu; /* guards the two below */
+    const char *addr_of[RAFT_MAX_ID + 1]; /* the latest address seen per id, or NULL */
+    struct known_addr *known;             /* every address handed out */
 };
 
 /* A write waiting for its entry to be applied. */
@@ -27,15 +39,28 @@ int kv_service_new(struct kv_service **out, const struct kv_service_config *cfg)
     struct kv_service *s = malloc(sizeof(*s));
     if (!s)
         return -ENOMEM;
-    s->cfg = *cfg;
+    *s = (struct kv_service){.cfg = *cfg};
     if (!s->cfg.read_wait_ms)
         s->cfg.read_wait_ms = KV_SERVICE_READ_WAIT_MS;
+    int rc = pthread_mutex_init(&s->mu, NULL);
+    if (rc) {
+        free(s);
+        return -rc;
+    }
     *out = s;
     return 0;
 }
 
 void kv_service_free(struct kv_service *s)
 {
+    if (!s)
+        return;
+    while (s->known) {
+        struct known_addr *k = s->known;
+        s->known = k->next;
+        free(k);
+    }
+    pthread_mutex_destroy(&s->mu);
     free(s);
 }
 
@@ -54,6 +79,45 @@ static void answer(struct kv_reply *r, enum kv_answer a, int32_t hint)
     r->leader_hint = hint;
 }
 
+/* A copy of addr that outlives the reply, as node id's latest address. */
+static const char *keep_addr(struct kv_service *s, uint32_t id, const char *addr)
+{
+    pthread_mutex_lock(&s->mu);
+    const char *kept = s->addr_of[id];
+    if (!kept || strcmp(kept, addr) != 0) {
+        struct known_addr *k = malloc(sizeof(*k));
+        if (k) {
+            snprintf(k->addr, sizeof(k->addr), "%s", addr);
+            k->next = s->known;
+            s->known = k;
+            s->addr_of[id] = k->addr;
+        }
+        kept = k ? k->addr : NULL;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return kept;
+}
+
+/* Where node id listens: as the configuration says (it may have joined
+ * after this node started), else as --peers said, else as the
+ * configuration said last time, if it ever did. */
+static const char *addr_of(struct kv_service *s, int32_t id)
+{
+    if (id < 0 || id > RAFT_MAX_ID)
+        return NULL;
+    struct raft_membership_view v;
+    raft_get_membership(s->cfg.node, &v);
+    const struct raft_member *m = raft_membership_find(&v.config, (uint32_t)id);
+    if (m && m->addr[0])
+        return keep_addr(s, (uint32_t)id, m->addr);
+    if (s->cfg.peers && (uint32_t)id < s->cfg.n_nodes)
+        return s->cfg.peers[id];
+    pthread_mutex_lock(&s->mu);
+    const char *kept = s->addr_of[id];
+    pthread_mutex_unlock(&s->mu);
+    return kept;
+}
+
 /* Redirects the client: the leader's id and its address, which the client
  * may not have been given. A RETRY may name one too: the node that takes
  * over after a leadership transfer. */
@@ -61,8 +125,15 @@ static void answer_with_addr(struct kv_service *s, struct kv_reply *r, enum kv_a
                              int32_t hint)
 {
     answer(r, a, hint);
-    if (s->cfg.peers && hint >= 0 && (uint32_t)hint < s->cfg.n_nodes)
-        r->leader_addr = s->cfg.peers[hint];
+    r->leader_addr = addr_of(s, hint);
+}
+
+/* The answer to a refused request: one sentence why, in value. */
+static void answer_refused(struct kv_reply *r, const char *why)
+{
+    answer(r, KV_ANSWER_REFUSED, RAFT_NO_NODE);
+    r->value = (uint8_t *)strdup(why);
+    r->value_len = r->value ? (uint32_t)strlen(why) : 0;
 }
 
 /* The answer to a write the session table says was applied: a retry
@@ -202,10 +273,18 @@ static void handle_list(struct kv_service *s, const struct kv_request *q, struct
            (int32_t)s->cfg.id);
 }
 
+/* This node's view of its configuration goes with the reply. */
+static void attach_members(struct kv_service *s, struct kv_reply *r)
+{
+    raft_get_membership(s->cfg.node, &r->members);
+    r->has_members = true;
+}
+
 static void handle_status(struct kv_service *s, struct kv_reply *r)
 {
     raft_get_status(s->cfg.node, &r->status);
     answer(r, KV_ANSWER_OK, r->status.leader);
+    attach_members(s, r);
 }
 
 /* The target's id from its decimal text; RAFT_NO_NODE for none; -2 when
@@ -238,12 +317,69 @@ static void handle_transfer(struct kv_service *s, const struct kv_request *q,
     } else if (rc == -EPERM) {
         answer_with_addr(s, r, KV_ANSWER_NOT_LEADER, hint);
     } else if (rc == -EINVAL || rc == -EBUSY) {
-        answer(r, KV_ANSWER_REFUSED, RAFT_NO_NODE);
-        r->value = (uint8_t *)strdup(why);
-        r->value_len = r->value ? (uint32_t)strlen(why) : 0;
+        answer_refused(r, why);
     } else {
         answer(r, KV_ANSWER_RETRY, RAFT_NO_NODE);
     }
+}
+
+/* ---- membership (thesis ch. 4) ---- */
+
+/* The leader's configuration: after a read barrier (§6.4), so that no
+ * deposed leader answers with a configuration the cluster moved past. */
+static void handle_member_list(struct kv_service *s, struct kv_reply *r)
+{
+    if (read_barrier(s, r))
+        return;
+    raft_get_status(s->cfg.node, &r->status);
+    answer(r, KV_ANSWER_OK, (int32_t)s->cfg.id);
+    attach_members(s, r);
+}
+
+/* What raft_add_member or raft_remove_member returned, as an answer. */
+static void answer_change(struct kv_service *s, struct kv_reply *r, int rc, int32_t hint,
+                          const char *why)
+{
+    if (rc == 0)
+        answer(r, KV_ANSWER_OK, (int32_t)s->cfg.id);
+    else if (rc == -EPERM)
+        answer_with_addr(s, r, KV_ANSWER_NOT_LEADER, hint);
+    else if (rc == -EINVAL || rc == -EBUSY)
+        answer_refused(r, why);
+    else /* -ETIMEDOUT, -ECANCELED: it may still take effect; the client asks again */
+        answer_with_addr(s, r, KV_ANSWER_RETRY, rc == -ECANCELED ? hint : RAFT_NO_NODE);
+}
+
+static unsigned change_wait_ms(const struct kv_request *q)
+{
+    if (q->wait_ms == 0)
+        return KV_SERVICE_CHANGE_WAIT_MS;
+    return q->wait_ms < KV_SERVICE_CHANGE_WAIT_MAX_MS ? q->wait_ms : KV_SERVICE_CHANGE_WAIT_MAX_MS;
+}
+
+static void handle_member_change(struct kv_service *s, const struct kv_request *q,
+                                 struct kv_reply *r)
+{
+    char why[256] = "";
+    char addr[RAFT_ADDR_MAX];
+    int32_t hint = RAFT_NO_NODE;
+    int rc;
+    if (q->op == KV_REQUEST_MEMBER_ADD) {
+        /* An address is a short "host:port" (the client checked its form). */
+        if (q->value_len == 0 || q->value_len >= sizeof(addr) ||
+            memchr(q->value, '\0', q->value_len)) {
+            answer(r, KV_ANSWER_BAD_REQUEST, RAFT_NO_NODE);
+            return;
+        }
+        memcpy(addr, q->value, q->value_len);
+        addr[q->value_len] = '\0';
+        rc = raft_add_member(s->cfg.node, q->member_id, addr, !q->learner, change_wait_ms(q),
+                             &hint, why, sizeof(why));
+    } else {
+        rc = raft_remove_member(s->cfg.node, q->member_id, change_wait_ms(q), &hint, why,
+                                sizeof(why));
+    }
+    answer_change(s, r, rc, hint, why);
 }
 
 int kv_service_handle(struct kv_service *s, const struct kv_request *q, struct kv_reply *r,
@@ -259,6 +395,9 @@ int kv_service_handle(struct kv_service *s, const struct kv_request *q, struct k
     case KV_REQUEST_LIST_VALUES: handle_list(s, q, r); break;
     case KV_REQUEST_STATUS: handle_status(s, r); break;
     case KV_REQUEST_TRANSFER: handle_transfer(s, q, r); break;
+    case KV_REQUEST_MEMBER_LIST: handle_member_list(s, r); break;
+    case KV_REQUEST_MEMBER_ADD:
+    case KV_REQUEST_MEMBER_REMOVE: handle_member_change(s, q, r); break;
     default: answer(r, KV_ANSWER_BAD_REQUEST, RAFT_NO_NODE);
     }
     return 0;

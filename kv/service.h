@@ -19,10 +19,21 @@
  *           (leader_hint), REFUSED with one sentence why in value, RETRY
  *           when it did not take over in time. Puts meanwhile get RETRY
  *           with the target as leader_hint.
+ *   member list, add, remove  the configuration (thesis ch. 4), by the
+ *           leader: list after a read barrier (§6.4), so that it shows at
+ *           least every change committed before it was asked; add and
+ *           remove answered OK once the change is committed, REFUSED with
+ *           one sentence why, NOT_LEADER with the leader, RETRY when the
+ *           outcome is unknown (this node stopped leading, or the wait ran
+ *           out). A status and a list carry the configuration.
+ *
+ * A redirect names the leader's address as the configuration gives it, so
+ * that a client finds a leader that joined after it was given its list.
  */
 #ifndef KV_SERVICE_H
 #define KV_SERVICE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "kv/kv.h"
@@ -38,6 +49,11 @@
 /* The largest listing a list answers with: what one client reply holds. */
 #define KV_SERVICE_MAX_LISTING (1u << 20)
 
+/* How long a member add or remove may wait for its commit: by default,
+ * and at most (a request asks for its own wait, within this). */
+#define KV_SERVICE_CHANGE_WAIT_MS 10000
+#define KV_SERVICE_CHANGE_WAIT_MAX_MS 600000
+
 enum kv_request_op {
     KV_REQUEST_PUT = 1,
     KV_REQUEST_GET,
@@ -47,6 +63,9 @@ enum kv_request_op {
     KV_REQUEST_LIST,        /* a read like get: the keys starting with key, sorted */
     KV_REQUEST_LIST_VALUES, /* the same, with their values */
     KV_REQUEST_TRANSFER,    /* key: the target's id in decimal, or empty for any */
+    KV_REQUEST_MEMBER_LIST,
+    KV_REQUEST_MEMBER_ADD,    /* member_id, learner, wait_ms; value: its "host:port" */
+    KV_REQUEST_MEMBER_REMOVE, /* member_id, wait_ms */
 };
 
 struct kv_request {
@@ -59,6 +78,9 @@ struct kv_request {
     uint32_t value_len;
     const uint8_t *expected; /* cas */
     uint32_t expected_len;
+    uint32_t member_id; /* member add and remove */
+    bool learner;       /* member add: as a learner */
+    uint32_t wait_ms;   /* member add and remove: how long to wait for the commit */
 };
 
 enum kv_answer {
@@ -75,17 +97,23 @@ enum kv_answer {
 struct kv_reply {
     enum kv_answer answer;
     int32_t leader_hint;     /* RAFT_NO_NODE when unknown */
-    const char *leader_addr; /* NOT_LEADER, RETRY: leader_hint's address, or NULL */
+    /* NOT_LEADER, RETRY: leader_hint's address, or NULL; the service's,
+     * valid until kv_service_free */
+    const char *leader_addr;
     uint8_t *value;          /* get, list, cas mismatch, REFUSED: malloc'd, the caller's to free */
     uint32_t value_len;
-    struct raft_status status; /* status */
+    struct raft_status status; /* status, member list */
+    bool has_members;          /* status, member list: */
+    struct raft_membership_view members; /* this node's configuration */
 };
 
 struct kv_service_config {
     struct raft_node *node;
     struct kv *kv; /* the node's state machine */
     uint32_t id, n_nodes;
-    char *const *peers;    /* "host:port" by id, for redirects; may be NULL */
+    /* "host:port" by id, for redirects to a node the configuration gives
+     * no address; may be NULL */
+    char *const *peers;
     unsigned read_wait_ms; /* 0: KV_SERVICE_READ_WAIT_MS */
     /* Deferred answers. For a write that goes to the log, defer(ctx, token)
      * is called before the node could answer (may be NULL), then

@@ -11,8 +11,20 @@
  * peer's certificate names the node expected at that address: a peer list
  * that points at the wrong node, or an impostor holding another node's
  * certificate, gets no request.
+ *
+ * Where each node listens comes from an address table: the addresses given
+ * at creation (--peers), then every configuration the node uses (thesis
+ * ch. 4: members join and leave, each with its address), handed over by
+ * set_members. The node calls set_members with its own lock held, so the
+ * table has a small mutex of its own, held only to copy an entry, never
+ * across I/O. A lane (one peer's connection) copies its peer's entry before
+ * each request; when the entry changed since the lane connected (the
+ * member moved), the lane closes its connection then and there, and
+ * connects to the new address. A peer no configuration gave an address is
+ * not dialed at all.
  */
 #include "net/tcp_transport.h"
+#include "net/tcp_addrs.h"
 #include "net/tcp_internal.h"
 #include "net/tcp_socket.h"
 #include "net/tls.h"
@@ -33,6 +45,7 @@
 /* Requests in flight on one peer connection (send before await). */
 #define TCP_WINDOW 8
 
+
 /* One request sent on a peer connection, until its caller takes the reply. */
 struct tcp_slot {
     bool busy;         /* sent and not yet awaited */
@@ -51,9 +64,12 @@ struct tcp_slot {
  * flight on it, so a late reply is never taken for another; the socket is
  * closed once neither the writer nor the reader uses it. */
 struct tcp_peer {
-    char host[TCP_HOST_MAX]; /* immutable after create */
-    uint16_t port;
     pthread_mutex_t mu;  /* guards everything below */
+    /* Where the connection goes: the table's entry as of the last request,
+     * whose generation is `gen` (tcp_peer_route_locked). */
+    char host[TCP_HOST_MAX];
+    uint16_t port;
+    uint32_t gen;
     pthread_cond_t cond; /* a slot done, the writer or reader finished, or fd closed */
     int fd;              /* -1 when not connected */
     struct tls_conn *tls; /* fd's TLS session, or NULL (plain TCP) */
@@ -74,11 +90,13 @@ struct tcp_peer {
 
 struct tcp_transport {
     uint32_t self_id;
-    uint32_t n_peers;
     struct tls_ctx *tls; /* NULL: plain TCP; not owned */
     tcp_log_fn log;
     void *log_ctx;
-    struct tcp_peer peers[]; /* index = node id */
+    /* Taken with the node's lock held (set_members) or a lane's
+     * (tcp_peer_route_locked), never the other way round. */
+    struct tcp_addrs addrs;
+    struct tcp_peer peers[TCP_MAX_PEERS]; /* a lane for every id a node can have */
 };
 
 /* Logs the first failure only; the next success logs "reconnected". */
@@ -121,6 +139,37 @@ static int tcp_peer_secure_locked(struct tcp_transport *t, uint32_t id, int fd,
                 "answers)", (unsigned)id, p->host, (unsigned)p->port, why);
     }
     return rc;
+}
+
+/* Returned by tcp_peer_route_locked: the peer's address changed while
+ * the lane was connected, so the connection must be closed first. */
+#define TCP_ROUTE_MOVED 1
+
+/* Copies the peer's entry of the address table into the lane. Returns 0,
+ * TCP_ROUTE_MOVED, or -EHOSTUNREACH when no address is known for the peer
+ * (no configuration this node has seen gave it one). */
+static int tcp_peer_route_locked(struct tcp_transport *t, uint32_t id)
+{
+    struct tcp_peer *p = &t->peers[id];
+    struct tcp_addr a = tcp_addrs_get(&t->addrs, id);
+    if (a.gen == p->gen)
+        return a.known ? 0 : -EHOSTUNREACH;
+    bool connected = p->fd >= 0;
+    p->gen = a.gen;
+    if (!a.known)
+        return connected ? TCP_ROUTE_MOVED : -EHOSTUNREACH;
+    memcpy(p->host, a.host, sizeof p->host);
+    p->port = a.port;
+    /* A new address is tried at once, not after the old one's backoff. */
+    p->retry_at = 0;
+    p->backoff_ms = TCP_BACKOFF_MIN_MS;
+    p->failing = false;
+    if (!connected)
+        return 0;
+    tcp_log(t->log, t->log_ctx, RAFT_LOG_INFO,
+            "n%u moved to %s:%u: closing the connection to its old address", (unsigned)id,
+            p->host, (unsigned)p->port);
+    return TCP_ROUTE_MOVED;
 }
 
 static int tcp_peer_connect_locked(struct tcp_transport *t, uint32_t id,
@@ -234,7 +283,7 @@ static int tcp_transport_send(void *ctx, uint32_t id, const struct raft_msg *req
                               uint64_t *ticket, unsigned timeout_ms)
 {
     struct tcp_transport *t = ctx;
-    if (id >= t->n_peers || id == t->self_id || req == NULL ||
+    if (id >= TCP_MAX_PEERS || id == t->self_id || req == NULL ||
         ticket == NULL || !tcp_is_raft_request(req->type))
         return -EINVAL;
     struct wire_msg w;
@@ -249,9 +298,21 @@ static int tcp_transport_send(void *ctx, uint32_t id, const struct raft_msg *req
     struct tcp_peer *p = &t->peers[id];
     pthread_mutex_lock(&p->mu);
     int rc = 0;
-    while (rc == 0 && (p->sending || p->broken ||
-                       p->slots[p->next_ticket % TCP_WINDOW].busy))
-        rc = tcp_peer_wait_locked(p, deadline);
+    for (;;) {
+        while (rc == 0 && (p->sending || p->broken ||
+                           p->slots[p->next_ticket % TCP_WINDOW].busy))
+            rc = tcp_peer_wait_locked(p, deadline);
+        if (rc == 0)
+            rc = tcp_peer_route_locked(t, id);
+        if (rc != TCP_ROUTE_MOVED)
+            break;
+        /* The connection goes where the peer no longer is: the calls in
+         * flight on it fail, and it closes once nobody uses it. */
+        tcp_peer_break_locked(t, id, -ECONNRESET);
+        tcp_peer_close_if_unused_locked(p);
+        pthread_cond_broadcast(&p->cond);
+        rc = 0;
+    }
     if (rc == 0 && p->fd < 0)
         rc = tcp_peer_connect_locked(t, id, deadline);
     if (rc < 0) {
@@ -287,7 +348,7 @@ static int tcp_transport_await(void *ctx, uint32_t id, uint64_t ticket,
                                struct raft_msg *reply, unsigned timeout_ms)
 {
     struct tcp_transport *t = ctx;
-    if (id >= t->n_peers || id == t->self_id || reply == NULL)
+    if (id >= TCP_MAX_PEERS || id == t->self_id || reply == NULL)
         return -EINVAL;
     int64_t deadline = tcp_now_ms() + timeout_ms;
     struct tcp_peer *p = &t->peers[id];
@@ -357,6 +418,7 @@ static void tcp_transport_free(struct tcp_transport *t, uint32_t n_inited)
         pthread_mutex_destroy(&p->mu);
         pthread_cond_destroy(&p->cond);
     }
+    tcp_addrs_destroy(&t->addrs);
     free(t);
 }
 
@@ -385,28 +447,21 @@ int tcp_transport_create(struct tcp_transport **out, uint32_t self_id,
                                      const char *msg),
                          void *log_ctx)
 {
-    if (out == NULL || peer_addrs == NULL || self_id >= n_peers)
+    if (out == NULL)
         return -EINVAL;
-    struct tcp_transport *t =
-        calloc(1, sizeof *t + (size_t)n_peers * sizeof t->peers[0]);
+    struct tcp_transport *t = calloc(1, sizeof *t);
     if (t == NULL)
         return -ENOMEM;
     t->self_id = self_id;
-    t->n_peers = n_peers;
     t->log = log;
     t->log_ctx = log_ctx;
-    for (uint32_t i = 0; i < n_peers; i++) {
-        struct tcp_peer *p = &t->peers[i];
-        int rc = 0;
-        if (i != self_id)
-            rc = tcp_parse_addr(peer_addrs[i], p->host, sizeof p->host,
-                                &p->port);
-        if (rc < 0)
-            tcp_log(log, log_ctx, RAFT_LOG_ERROR,
-                    "address of n%u \"%s\" is not host:port", (unsigned)i,
-                    peer_addrs[i] ? peer_addrs[i] : "(null)");
-        if (rc == 0)
-            rc = tcp_peer_init(p);
+    int rc = tcp_addrs_init(&t->addrs, self_id, peer_addrs, n_peers, log, log_ctx);
+    if (rc < 0) {
+        free(t);
+        return rc;
+    }
+    for (uint32_t i = 0; i < TCP_MAX_PEERS; i++) {
+        rc = tcp_peer_init(&t->peers[i]);
         if (rc < 0) {
             tcp_transport_free(t, i);
             return rc;
@@ -419,7 +474,7 @@ int tcp_transport_create(struct tcp_transport **out, uint32_t self_id,
 void tcp_transport_destroy(struct tcp_transport *t)
 {
     if (t != NULL)
-        tcp_transport_free(t, t->n_peers);
+        tcp_transport_free(t, TCP_MAX_PEERS);
 }
 
 void tcp_transport_set_tls(struct tcp_transport *t, struct tls_ctx *tls)
@@ -427,9 +482,18 @@ void tcp_transport_set_tls(struct tcp_transport *t, struct tls_ctx *tls)
     t->tls = tls;
 }
 
+/* Called by the node, its lock held, with every configuration it uses:
+ * only the table changes here; each lane notices on its next request. */
+static void tcp_transport_set_members(void *ctx, const struct raft_membership *m)
+{
+    struct tcp_transport *t = ctx;
+    tcp_addrs_set_members(&t->addrs, m);
+}
+
 struct raft_transport tcp_transport_ops(struct tcp_transport *t)
 {
     return (struct raft_transport){ .ctx = t, .call = tcp_transport_call,
                                     .send = tcp_transport_send,
-                                    .await = tcp_transport_await };
+                                    .await = tcp_transport_await,
+                                    .set_members = tcp_transport_set_members };
 }

@@ -18,9 +18,13 @@
 
 struct tcp_transport;
 
-/* peer_addrs[i] is "host:port" of node i (IPv6 as "[addr]:port"); the entry
- * for self_id is not used. The strings are copied. log may be NULL. Nothing
- * connects until the first call. Returns 0 or -EINVAL / -ENOMEM. */
+/* peer_addrs[i] is "host:port" of node i (IPv6 as "[addr]:port") for i
+ * below n_peers (the --peers list; NULL when n_peers is 0, for a node that
+ * waits to be added); the entry for self_id is not used. Every other node
+ * (ids up to RAFT_MAX_ID) is dialed at the address the configurations
+ * give it (set_members), and not at all while none does. The strings are
+ * copied. log may be NULL. Nothing connects until the first call. Returns
+ * 0 or -EINVAL / -ENOMEM. */
 int tcp_transport_create(struct tcp_transport **out, uint32_t self_id,
                          char *const *peer_addrs, uint32_t n_peers,
                          void (*log)(void *ctx, enum raft_log_level lvl,
@@ -36,9 +40,10 @@ void tcp_transport_set_tls(struct tcp_transport *t, struct tls_ctx *tls);
 /* Closes every connection and frees t. No call may be in progress. */
 void tcp_transport_destroy(struct tcp_transport *t);
 
-/* The table to hand to raft_start(), with call(), send() and await(). A
- * call sends req with from = self_id and returns 0 with the peer's reply,
- * or -EINVAL (bad peer or message type),
+/* The table to hand to raft_start(), with call(), send(), await() and
+ * set_members(). A call sends req with from = self_id and returns 0 with
+ * the peer's reply, or -EINVAL (an id above RAFT_MAX_ID, this node's own,
+ * or not a request), -EHOSTUNREACH (no address is known for the peer),
  * -ETIMEDOUT, -ECONNREFUSED (while backing off after a failed connect, the
  * error of that connect, at once),
  * -EBADMSG / -EPROTO (a reply that is malformed, of the wrong type, or from

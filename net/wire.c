@@ -19,7 +19,9 @@
  *   7  TimeoutNow          u64 term                                  (8 bytes)
  *   8  TimeoutNow reply    u64 term                                  (8 bytes)
  *  16  client request      u8 op, u64 client_id, u64 seq, bytes key,
- *                          bytes value
+ *                          bytes value, then for a cas: bytes expected;
+ *                          for a member add or remove: u32 member_id,
+ *                          u8 learner, u32 wait_ms
  *  17  client reply        u8 status, i32 leader_hint, bytes leader_addr,
  *                          bytes value, u32 id,
  *                          u8 role, u64 term, i32 leader, u64 commit,
@@ -185,6 +187,14 @@ static void wire_get_bytes(struct wire_reader *r, uint32_t max, uint32_t *len,
 
 /* ---- sizes ---- */
 
+/* The ops that carry member_id, learner and wait_ms after the value. */
+#define WIRE_MEMBER_CHANGE_SIZE (4 + 1 + 4)
+
+static bool wire_is_member_change(uint8_t op)
+{
+    return op == CLIENT_MEMBER_ADD || op == CLIENT_MEMBER_REMOVE;
+}
+
 static uint64_t wire_body_size(const struct wire_msg *m)
 {
     switch (m->type) {
@@ -211,7 +221,8 @@ static uint64_t wire_body_size(const struct wire_msg *m)
     case WIRE_CLIENT_REQUEST:
         return 1 + 8 + 8 + 4 + (uint64_t)m->u.request.key_len + 4 +
                m->u.request.value_len +
-               (m->u.request.op == CLIENT_CAS ? 4 + (uint64_t)m->u.request.expected_len : 0);
+               (m->u.request.op == CLIENT_CAS ? 4 + (uint64_t)m->u.request.expected_len : 0) +
+               (wire_is_member_change(m->u.request.op) ? WIRE_MEMBER_CHANGE_SIZE : 0);
     case WIRE_CLIENT_REPLY:
         return 1 + 4 + 4 + (uint64_t)m->u.reply.leader_addr_len +
                4 + (uint64_t)m->u.reply.value_len + 4 + 1 + 8 + 4 +
@@ -297,7 +308,13 @@ static uint8_t *wire_put_request(uint8_t *p, const struct client_request *q)
     p = wire_put_u64(p, q->seq);
     p = wire_put_bytes(p, q->key, q->key_len);
     p = wire_put_bytes(p, q->value, q->value_len);
-    return q->op == CLIENT_CAS ? wire_put_bytes(p, q->expected, q->expected_len) : p;
+    if (q->op == CLIENT_CAS)
+        return wire_put_bytes(p, q->expected, q->expected_len);
+    if (!wire_is_member_change(q->op))
+        return p;
+    p = wire_put_u32(p, q->member_id);
+    p = wire_put_bool(p, q->learner);
+    return wire_put_u32(p, q->wait_ms);
 }
 
 static uint8_t *wire_put_reply(uint8_t *p, const struct client_reply *r)
@@ -466,6 +483,14 @@ static int wire_get_request(struct wire_reader *r, struct client_request *q)
     q->expected = NULL;
     if (q->op == CLIENT_CAS)
         wire_get_bytes(r, CLIENT_MAX_VALUE, &q->expected_len, &q->expected);
+    q->member_id = 0;
+    q->learner = 0;
+    q->wait_ms = 0;
+    if (wire_is_member_change(q->op)) {
+        q->member_id = wire_get_u32(r);
+        q->learner = wire_get_bool(r);
+        q->wait_ms = wire_get_u32(r);
+    }
     return r->err;
 }
 

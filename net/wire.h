@@ -43,6 +43,11 @@ enum client_op {
     CLIENT_CAS = 6,         /* the only op that carries `expected` */
     CLIENT_LIST = 7,        /* key: the prefix; the reply's value: a listing (kv/kv.h) */
     CLIENT_LIST_VALUES = 8, /* the same, with each key's value */
+    /* Membership (thesis ch. 4), answered by the leader only. The reply's
+     * value: the leader's configuration (wire_members_encode). */
+    CLIENT_MEMBER_LIST = 9,
+    CLIENT_MEMBER_ADD = 10,    /* member_id, learner, wait_ms; value: its "host:port" */
+    CLIENT_MEMBER_REMOVE = 11, /* member_id, wait_ms (learner: 0, unused) */
 };
 
 enum client_status {
@@ -70,8 +75,15 @@ struct client_request {
     uint8_t *value; /* borrowed */
     uint32_t expected_len; /* CLIENT_CAS only: encoded after value */
     uint8_t *expected;     /* borrowed */
+    /* CLIENT_MEMBER_ADD and CLIENT_MEMBER_REMOVE only, encoded after value */
+    uint32_t member_id; /* the server added or removed, 0 .. RAFT_MAX_ID */
+    uint8_t learner;    /* add: as a learner (it never votes); else a voter */
+    uint32_t wait_ms;   /* how long the leader may wait for the change to commit */
 };
 
+/* The value of an OK reply to CLIENT_STATUS (the node's own view) and to
+ * CLIENT_MEMBER_LIST (the leader's): a configuration, encoded by
+ * wire_members_encode (layout in net/wire_members.c). */
 struct client_reply {
     uint8_t status;      /* enum client_status */
     int32_t leader_hint; /* RAFT_NO_NODE when unknown */
@@ -123,5 +135,14 @@ void wire_msg_release(struct wire_msg *msg);
 
 /* Wraps a Raft message in a wire message. */
 void wire_from_raft(struct wire_msg *w, const struct raft_msg *m);
+
+/* A node's view of its configuration as the bytes of a reply's value.
+ * WIRE_MEMBERS_MAX bounds the encoding; encode returns its length. decode
+ * returns 0, or -EBADMSG for bytes that are not one (a bounds-checked,
+ * pure function, as wire_decode: ids above RAFT_MAX_ID, one id twice, more
+ * than RAFT_MAX_NODES members or trailing bytes are refused). */
+#define WIRE_MEMBERS_MAX (8 + 1 + 8 + 1 + RAFT_MAX_NODES * (4 + 1 + 8 + 1 + RAFT_ADDR_MAX))
+size_t wire_members_encode(const struct raft_membership_view *v, uint8_t *buf);
+int wire_members_decode(struct raft_membership_view *v, const uint8_t *buf, size_t len);
 
 #endif

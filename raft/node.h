@@ -226,7 +226,7 @@ struct raft_node {
      * this node excluded. */
     uint32_t targets[2 * RAFT_MAX_NODES];
     uint32_t n_targets;
-    int32_t catching_up;         /* the learner being caught up (§4.2.1), or none */
+    int32_t adding;              /* the server being added (reconfigure.c), or none */
     bool removed_logged;         /* "no longer a member" said */
 
     struct peer peers[RAFT_MAX_ID + 1]; /* by id */
@@ -374,6 +374,10 @@ void config_apply(struct raft_config *out, const struct raft_config *cfg,
 /* ---- logging.c (a leaf) ---- */
 void node_log(struct raft_node *n, enum raft_log_level level,
               const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* One sentence for a caller who asked why (a refused transfer or
+ * membership change) into why (cap bytes; nothing when why is NULL). */
+void node_say_why(char *why, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Whether a line at this level is printed: callers ask before building
  * what only the line needs, so that a quiet node pays nothing for it. */
 static inline bool node_logs(const struct raft_node *n, enum raft_log_level level)

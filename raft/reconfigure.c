@@ -31,7 +31,6 @@
 #include "raft/node.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -41,18 +40,6 @@
  * of adding wake-ups to the paths every put takes. */
 #define CHANGE_POLL_MS 5
 
-static void say(char *why, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void say(char *why, size_t cap, const char *fmt, ...)
-{
-    if (!why || cap == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, cap, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- following the log's configuration entries ---- */
 
@@ -123,7 +110,9 @@ static void start_serving_locked(struct raft_node *n, struct peer *p, uint64_t n
 
 static void log_change_locked(struct raft_node *n, const struct raft_membership *old)
 {
-    char before[160], after[160], where[64] = "from the snapshot";
+    char before[160], after[160], where[64] = "the bootstrap configuration";
+    if (n->log.base_index > 0 && n->snapshot && n->snapshot->has_members)
+        snprintf(where, sizeof(where), "from the snapshot");
     membership_describe(old, before, sizeof(before));
     membership_describe(&n->members, after, sizeof(after));
     if (n->members_index)
@@ -229,7 +218,7 @@ static int may_change_locked(struct raft_node *n, uint64_t deadline, int32_t *le
     /* LAB(membership): an entry of this term committed first; one change at a time (§4.1, the 2015 fix) */
     while (n->role == RAFT_LEADER && n->commit_index < n->leader_first_index) {
         if (node_now(n) >= deadline) {
-            say(why, cap, "This leader has not yet committed an entry of its term, which it "
+            node_say_why(why, cap, "This leader has not yet committed an entry of its term, which it "
                 "must before changing the configuration.");
             return -ETIMEDOUT;
         }
@@ -239,20 +228,20 @@ static int may_change_locked(struct raft_node *n, uint64_t deadline, int32_t *le
     if (n->role != RAFT_LEADER || n->stopping || n->disk_failed)
         return -EPERM;
     if (n->members_index > n->commit_index) {
-        say(why, cap, "A configuration change is already under way (entry %llu is not "
+        node_say_why(why, cap, "A configuration change is already under way (entry %llu is not "
             "committed yet).", (unsigned long long)n->members_index);
         return -EBUSY;
     }
     /* STUB: *leader_hint = n->leader_id; (void)deadline; (void)why; (void)cap; */
     /* STUB: if (n->role != RAFT_LEADER) return -EPERM; */
     /* END LAB */
-    if (n->catching_up != RAFT_NO_NODE) {
-        say(why, cap, "A configuration change is already under way (n%d is catching up).",
-            n->catching_up);
+    if (n->adding != RAFT_NO_NODE) {
+        node_say_why(why, cap, "A configuration change is already under way (n%d is being "
+                     "added).", n->adding);
         return -EBUSY;
     }
     if (node_transfer_in_progress_locked(n)) {
-        say(why, cap, "A leadership transfer is under way.");
+        node_say_why(why, cap, "A leadership transfer is under way.");
         return -EBUSY;
     }
     return 0;
@@ -266,11 +255,11 @@ static int commit_config_locked(struct raft_node *n, const struct raft_membershi
     size_t len = raft_membership_encode(next, bytes);
     uint64_t term = n->current_term;
     if (!leads_locked(n, term)) { /* it may have stopped during a catch-up's last wait */
-        say(why, cap, "This node stopped leading before the change could be appended.");
+        node_say_why(why, cap, "This node stopped leading before the change could be appended.");
         return -ECANCELED;
     }
     if (log_append(&n->log, term, RAFT_ENTRY_CONFIG, bytes, (uint32_t)len) != 0) {
-        say(why, cap, "Out of memory.");
+        node_say_why(why, cap, "Out of memory.");
         return -ENOMEM;
     }
     uint64_t index = log_last_index(&n->log);
@@ -284,12 +273,12 @@ static int commit_config_locked(struct raft_node *n, const struct raft_membershi
         if (n->commit_index >= index && ours)
             return 0;
         if (!leads_locked(n, term)) {
-            say(why, cap, "This node stopped leading before the change (entry %llu) "
+            node_say_why(why, cap, "This node stopped leading before the change (entry %llu) "
                 "committed: it may or may not take effect.", (unsigned long long)index);
             return -ECANCELED;
         }
         if (node_now(n) >= deadline) {
-            say(why, cap, "The change (entry %llu) did not commit in time: it may still "
+            node_say_why(why, cap, "The change (entry %llu) did not commit in time: it may still "
                 "take effect.", (unsigned long long)index);
             return -ETIMEDOUT;
         }
@@ -314,9 +303,11 @@ static int catch_up_locked(struct raft_node *n, struct peer *p, uint64_t deadlin
     for (int round = 1; round <= CATCH_UP_ROUNDS; round++) {
         uint64_t target = log_last_index(&n->log), start = node_now(n);
         uint64_t progress = progress_of(p), progress_at = start;
-        while (p->match_index < target) {
+        /* A round ends with an answer given during it: a learner that held
+         * the whole log once and then died must not pass. */
+        while (p->match_index < target || p->last_ack_ms < start) {
             if (!leads_locked(n, term)) {
-                say(why, cap, "This node stopped leading while n%u caught up.", p->id);
+                node_say_why(why, cap, "This node stopped leading while n%u caught up.", p->id);
                 return -ECANCELED;
             }
             uint64_t now = node_now(n);
@@ -324,14 +315,14 @@ static int catch_up_locked(struct raft_node *n, struct peer *p, uint64_t deadlin
                 progress = progress_of(p);
                 progress_at = now;
             } else if (now - progress_at > timeout) {
-                say(why, cap, "n%u could not catch up: no progress for %llu ms (it holds "
+                node_say_why(why, cap, "n%u could not catch up: no progress for %llu ms (it holds "
                     "%llu of %llu entries); it stays a learner.", p->id,
                     (unsigned long long)(now - progress_at),
                     (unsigned long long)p->match_index, (unsigned long long)target);
                 return -EINVAL;
             }
             if (now >= deadline) {
-                say(why, cap, "n%u was still catching up when the time ran out (it holds "
+                node_say_why(why, cap, "n%u was still catching up when the time ran out (it holds "
                     "%llu of %llu entries); it stays a learner.", p->id,
                     (unsigned long long)p->match_index, (unsigned long long)target);
                 return -ETIMEDOUT;
@@ -346,7 +337,7 @@ static int catch_up_locked(struct raft_node *n, struct peer *p, uint64_t deadlin
         if (took < timeout)
             return 0;
     }
-    say(why, cap, "n%u could not catch up in %d rounds: the log grows faster than it "
+    node_say_why(why, cap, "n%u could not catch up in %d rounds: the log grows faster than it "
         "receives it; it stays a learner.", p->id, CATCH_UP_ROUNDS);
     return -EINVAL;
     /* STUB: (void)n; (void)p; (void)deadline; (void)why; (void)cap; (void)progress_of; */
@@ -358,14 +349,14 @@ static int check_new_id_locked(const struct raft_node *n, uint32_t id, bool vote
 {
     const struct raft_member *m = id <= RAFT_MAX_ID ? raft_membership_find(&n->members, id) : NULL;
     if (id > RAFT_MAX_ID) {
-        say(why, cap, "Node ids run from 0 to %d.", RAFT_MAX_ID);
+        node_say_why(why, cap, "Node ids run from 0 to %d.", RAFT_MAX_ID);
     } else if (n->members.removed >> id & 1) {
-        say(why, cap, "n%u was removed from this cluster before, and ids are never reused: "
+        node_say_why(why, cap, "n%u was removed from this cluster before, and ids are never reused: "
             "give the server a new id.", id);
     } else if (m && (m->voter || !voter)) {
-        say(why, cap, "n%u is already a %s.", id, m->voter ? "voter" : "learner");
+        node_say_why(why, cap, "n%u is already a %s.", id, m->voter ? "voter" : "learner");
     } else if (!m && n->members.n == RAFT_MAX_NODES) {
-        say(why, cap, "The cluster has %d members, the most it can have.", RAFT_MAX_NODES);
+        node_say_why(why, cap, "The cluster has %d members, the most it can have.", RAFT_MAX_NODES);
     } else {
         return 0;
     }
@@ -378,14 +369,10 @@ static struct raft_member *find_member(struct raft_membership *m, uint32_t id)
 }
 
 static int add_member_locked(struct raft_node *n, uint32_t id, const char *addr, bool voter,
-                             uint64_t deadline, int32_t *leader_hint, char *why, size_t cap)
+                             uint64_t deadline, char *why, size_t cap)
 {
-    int rc = may_change_locked(n, deadline, leader_hint, why, cap);
-    if (rc == 0)
-        rc = check_new_id_locked(n, id, voter, why, cap);
-    if (rc)
-        return rc;
     struct raft_membership next = n->members;
+    int rc = 0;
     if (!find_member(&next, id)) {
         struct raft_member *m = &next.members[next.n++];
         memset(m, 0, sizeof(*m));
@@ -397,9 +384,7 @@ static int add_member_locked(struct raft_node *n, uint32_t id, const char *addr,
         if (rc || !voter)
             return rc;
     }
-    n->catching_up = (int32_t)id;
     rc = catch_up_locked(n, &n->peers[id], deadline, why, cap);
-    n->catching_up = RAFT_NO_NODE;
     if (rc)
         return rc;
     next = n->members;
@@ -419,13 +404,13 @@ static int remove_member_locked(struct raft_node *n, uint32_t id, uint64_t deadl
     membership_describe(&n->members, members, sizeof(members));
     if (!m) {
         if (id <= RAFT_MAX_ID && (n->members.removed >> id & 1))
-            say(why, cap, "n%u was removed already.", id);
+            node_say_why(why, cap, "n%u was removed already.", id);
         else
-            say(why, cap, "n%u is not a member (the members are %s).", id, members);
+            node_say_why(why, cap, "n%u is not a member (the members are %s).", id, members);
         return -EINVAL;
     }
     if (m->voter && membership_voters(&next) == 1) {
-        say(why, cap, "n%u is the last voter: without it nobody could decide anything.", id);
+        node_say_why(why, cap, "n%u is the last voter: without it nobody could decide anything.", id);
         return -EINVAL;
     }
     node_log(n, RAFT_LOG_INFO, "removing n%u%s (§4.2.2)", id,
@@ -442,7 +427,16 @@ int raft_add_member(struct raft_node *n, uint32_t id, const char *addr, bool vot
 {
     node_lock(n);
     uint64_t deadline = node_now(n) + timeout_ms;
-    int rc = add_member_locked(n, id, addr, voter, deadline, leader_hint, why, why_cap);
+    int rc = may_change_locked(n, deadline, leader_hint, why, why_cap);
+    if (rc == 0)
+        rc = check_new_id_locked(n, id, voter, why, why_cap);
+    if (rc == 0) {
+        /* Under way from its first entry to its promotion: the lock is let
+         * go while each commits, and no other change may start meanwhile. */
+        n->adding = (int32_t)id;
+        rc = add_member_locked(n, id, addr, voter, deadline, why, why_cap);
+        n->adding = RAFT_NO_NODE;
+    }
     node_unlock(n);
     return rc;
 }

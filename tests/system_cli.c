@@ -145,16 +145,18 @@ static void test_help_of_each_subcommand_lists_options_and_defaults(void **state
     line_has(o, "  --heartbeat MS ", "(default: 50)");
     o = help_of("node")->out;
     line_has(o, "  --id I ", "(required)");
-    line_has(o, "  --peers HOST:PORT,... ", "(required)");
+    line_has(o, "  --peers HOST:PORT,... ", "(default: none: the node waits to be added)");
+    line_has(o, "  --listen HOST:PORT ", "(default: its address in --peers)");
     line_has(o, "  --data-dir DIR ", "(default: data/node-I)");
     line_has(o, "  --election-timeout MIN-MAX ", "(default: 150-300)");
     line_has(o, "  --heartbeat MS ", "(default: 50)");
     line_has(o, "  --snapshot-every N ", "(default: 10000)");
     o = help_of("client")->out;
-    line_has(o, "usage: raft client ", "put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | list [PREFIX] | status | transfer [ID]");
+    line_has(o, "usage: raft client ", "put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | list [PREFIX] | status | transfer [ID] | member list | member add [--learner] ID HOST:PORT | member remove ID");
     line_has(o, "  --cluster HOST:PORT,... ", "(required)");
     line_has(o, "  --timeout S ", "(default: 5)");
     line_has(o, "  --json ", "status");
+    line_has(o, "  --learner ", "member add");
     o = help_of("bench")->out;
     line_has(o, "  --clients C ", "(default: 16)");
     line_has(o, "  --seconds T ", "(default: 5)");
@@ -217,8 +219,12 @@ static void test_usage_errors_are_one_sentence_and_a_pointer_to_help(void **stat
             "7", "--peers", peers, NULL);
     refused("unknown option --foo", "node", "--foo", NULL);
     refused("unknown option --foo", "node", "--foo=bar", NULL);
-    refused("--peers HOST:PORT,... is required: every node's address, by id: the first "
-            "configuration", "node", "--id", "0", NULL);
+    refused("needs --peers HOST:PORT,... (the first configuration of a new cluster) or "
+            "--listen HOST:PORT (a node that waits to be added)", "node", "--id", "0", NULL);
+    refused("--id must be a node id from 0 to 63; got '64'", "node", "--id", "64", "--listen",
+            "127.0.0.1:1", NULL);
+    refused("--listen must be HOST:PORT (port 1-65535); got 'nowhere'", "node", "--id", "3",
+            "--listen", "nowhere", NULL);
     refused("--peers must be a comma-separated list of HOST:PORT (port 1-65535); "
             "'nowhere' is not one", "node", "--id", "0", "--peers", "nowhere", NULL);
     refused("--nodes must be an integer from 1 to 9; got '12'", "cluster", "--nodes", "12",
@@ -239,18 +245,59 @@ static void test_usage_errors_are_one_sentence_and_a_pointer_to_help(void **stat
             NULL);
     refused("--json takes no value; got --json=yes", "client", "--json=yes", NULL);
     refused("--c is ambiguous: --cluster or --clients?", "bench", "--c", "x", NULL);
-    refused("unknown command frob; the commands are put KEY VALUE, get KEY, delete KEY, cas KEY EXPECTED NEW, list [PREFIX], status and transfer [ID]",
-            "client", "--cluster", peers, "frob", NULL);
+    refused("unknown command frob; the commands are put KEY VALUE, get KEY, delete KEY, cas "
+            "KEY EXPECTED NEW, list [PREFIX], status, transfer [ID], member list, member add "
+            "[--learner] ID HOST:PORT and member remove ID", "client", "--cluster", peers,
+            "frob", NULL);
     refused("put takes KEY VALUE; got 1 argument", "client", "--cluster", peers, "put", "k",
             NULL);
-    refused("--json goes with status and list only, not with get", "client", "--cluster", peers, "get",
-            "k", "--json", NULL);
+    refused("--json goes with status, list and member list only, not with get", "client",
+            "--cluster", peers, "get", "k", "--json", NULL);
     refused("unexpected argument extra; cluster takes options only", "cluster", "extra", NULL);
     refused("expects one data directory, DIR; got 0 arguments", "dump", NULL);
 
     struct result *r = run("frobnicate", NULL);
     assert_int_equal(r->status, 2);
     assert_string_equal(r->err, "raft: unknown subcommand frobnicate\nsee raft --help\n");
+}
+
+/* The member commands' words, each mistake in one sentence; and --help
+ * after a command's words is that command's page. */
+static void test_member_commands_check_their_words_and_have_help(void **state)
+{
+    (void)state;
+    const char *c = "127.0.0.1:1";
+    refused("member takes list, add [--learner] ID HOST:PORT or remove ID; got frob", "client",
+            "--cluster", c, "member", "frob", NULL);
+    refused("member takes list, add [--learner] ID HOST:PORT or remove ID; got nothing",
+            "client", "--cluster", c, "member", NULL);
+    refused("member add takes [--learner] ID HOST:PORT; got 1 argument", "client", "--cluster",
+            c, "member", "add", "3", NULL);
+    refused("member list takes no arguments; got 1 argument", "client", "--cluster", c,
+            "member", "list", "x", NULL);
+    refused("a node id is a number from 0 to 63; got 64", "client", "--cluster", c, "member",
+            "add", "64", "127.0.0.1:9", NULL);
+    refused("a node id is a number from 0 to 63; got n3", "client", "--cluster", c, "member",
+            "remove", "n3", NULL);
+    refused("HOST:PORT must be a host and a port from 1 to 65535, at most 63 bytes; got "
+            "'nowhere'", "client", "--cluster", c, "member", "add", "3", "nowhere", NULL);
+    refused("--learner goes with member add only, not with member remove", "client",
+            "--cluster", c, "member", "remove", "2", "--learner", NULL);
+    refused("--json goes with status, list and member list only, not with member add",
+            "client", "--cluster", c, "--json", "member", "add", "3", "127.0.0.1:9", NULL);
+
+    struct result *r = run("client", "member", "add", "--help", NULL);
+    assert_int_equal(r->status, 0);
+    line_has(r->out, "usage: raft client ", "[options] member add [--learner] ID HOST:PORT");
+    line_has(r->out, "Adds server ID", "Exit 0 once committed, 5 if refused");
+    line_has(r->out, "  --timeout S ", "(default: 5)");
+    r = run("client", "--cluster", c, "member", "remove", "-h", NULL);
+    line_has(r->out, "usage: raft client ", "member remove ID");
+    r = run("client", "status", "--help", NULL);
+    line_has(r->out, "Prints each node's own view", "configuration");
+    /* Before any command word, --help is the client's page. */
+    r = run("client", "--help", "member", NULL);
+    line_has(r->out, "usage: raft client ", "| member remove ID");
 }
 
 /* A heartbeat as long as the shortest election timeout lets followers
@@ -443,6 +490,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help_of_each_subcommand_lists_options_and_defaults),
         cmocka_unit_test(test_usage_errors_are_one_sentence_and_a_pointer_to_help),
+        cmocka_unit_test(test_member_commands_check_their_words_and_have_help),
         cmocka_unit_test(test_settings_that_cannot_work_are_refused),
         cmocka_unit_test(test_equals_form_is_the_spaced_form),
         cmocka_unit_test(test_cluster_and_client_with_dashed_values),

@@ -116,7 +116,7 @@ static void expect_voters(struct chaos_cluster *c, uint32_t voters)
             continue;
         listed++;
         must(c, id < 32 && (voters >> id & 1), "member list names a node that left");
-        must(c, strstr(line, "\"voter\":true") != NULL, "member list shows a learner");
+        must(c, strstr(line, "\"voter\": true") != NULL, "member list shows a learner");
     }
     must(c, listed == (unsigned)__builtin_popcount(voters), "member list misses a member");
 }

@@ -186,7 +186,9 @@ static void test_call_refuses_bad_peer_or_type(void **state)
     struct raft_transport ops = tcp_transport_ops(t);
     struct raft_msg req = tcp_test_request_vote(1), reply;
     assert_int_equal(ops.call(ops.ctx, 0, &req, &reply, 100), -EINVAL);
-    assert_int_equal(ops.call(ops.ctx, 2, &req, &reply, 100), -EINVAL);
+    assert_int_equal(ops.call(ops.ctx, RAFT_MAX_ID + 1, &req, &reply, 100), -EINVAL);
+    /* An id no configuration gave an address: nobody to dial. */
+    assert_int_equal(ops.call(ops.ctx, 2, &req, &reply, 100), -EHOSTUNREACH);
     req.type = RAFT_MSG_REQUEST_VOTE_REPLY;
     assert_int_equal(ops.call(ops.ctx, 1, &req, &reply, 100), -EINVAL);
     tcp_transport_destroy(t);

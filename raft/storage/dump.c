@@ -2,7 +2,9 @@
  * dump.c - `raft dump DIR`: a data directory as text.
  *
  * Reads the files the way recovery does (format.h) but changes
- * nothing: a torn tail is reported, not cut. Problems are printed where
+ * nothing: a torn tail is reported, not cut. Configurations (thesis ch.
+ * 4) are decoded wherever they are: the bootstrap file, the snapshot's
+ * header, and configuration entries of the log. Problems are printed where
  * they are found, so that a learner sees what recovery would do and why.
  */
 #include <dirent.h>
@@ -11,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "raft/membership.h"
 #include "raft/storage/storage.h"
 #include "raft/storage/format.h"
 
@@ -88,8 +91,55 @@ static const char *type_name(uint8_t type)
     switch (type) {
     case RAFT_ENTRY_NOOP: return "noop";
     case RAFT_ENTRY_COMMAND: return "command";
+    case RAFT_ENTRY_CONFIG: return "config";
     default: return "unknown";
     }
+}
+
+/* "n0 n1 n3 (learner) [127.0.0.1:8000 127.0.0.1:8001 127.0.0.1:8003]",
+ * then the ids removed for good, if any (thesis ch. 4). */
+static void print_config(FILE *out, const struct raft_membership *m)
+{
+    char who[RAFT_MAX_NODES * 16];
+    membership_describe(m, who, sizeof(who));
+    fputs(who, out);
+    for (uint32_t i = 0; i < m->n; i++)
+        fprintf(out, "%s%s", i ? " " : " [", m->members[i].addr[0] ? m->members[i].addr : "?");
+    if (m->n)
+        fputc(']', out);
+    for (uint32_t id = 0, first = 1; id <= RAFT_MAX_ID; id++)
+        if (m->removed >> id & 1) {
+            fprintf(out, "%sn%u", first ? ", removed " : " ", id);
+            first = 0;
+        }
+}
+
+/* The configuration the cluster started from (bootstrap.c). */
+static int dump_bootstrap(const char *dir, FILE *out)
+{
+    uint8_t *buf;
+    size_t len;
+    int rc = slurp_or_say(dir, FMT_BOOTSTRAP_NAME, out, &buf, &len);
+    if (rc == -ENOENT) {
+        fprintf(out, "bootstrap: none recorded (started without --peers, or by an older "
+                     "release)\n");
+        return 0;
+    }
+    if (rc)
+        return rc;
+    struct raft_membership m;
+    const char *why;
+    size_t off;
+    rc = fmt_bootstrap_decode(buf, len, &m, &why, &off);
+    free(buf);
+    if (rc) {
+        fprintf(out, "bootstrap: %s at offset %zu (corrupt)\n", why, off);
+        return rc;
+    }
+    fputs("bootstrap: ", out);
+    print_config(out, &m);
+    fputc('\n', out);
+    return 0;
 }
 
 static int dump_meta(const char *dir, FILE *out)
@@ -121,6 +171,28 @@ static int dump_meta(const char *dir, FILE *out)
     return 0;
 }
 
+/* §7: a snapshot "includes the latest configuration as of last included
+ * index"; the state machine's bytes follow it. */
+static int dump_snapshot_config(FILE *out, const uint8_t *data, size_t len)
+{
+    struct raft_membership m;
+    bool found;
+    size_t state_offset;
+    if (membership_snapshot_split(data, len, &m, &found, &state_offset) != 0) {
+        fprintf(out, "  config: not a configuration (corrupt)\n");
+        return -EBADMSG;
+    }
+    if (!found) {
+        fprintf(out, "  config: none (written before snapshots carried one)\n");
+        return 0;
+    }
+    fputs("  config: ", out);
+    print_config(out, &m);
+    fprintf(out, "\n  state machine: %zu bytes from offset %zu of the data\n",
+            len - state_offset, state_offset);
+    return 0;
+}
+
 static int dump_snapshot(const char *dir, FILE *out, uint64_t *snapshot_index)
 {
     uint8_t *buf;
@@ -137,15 +209,17 @@ static int dump_snapshot(const char *dir, FILE *out, uint64_t *snapshot_index)
     const char *why;
     size_t off;
     rc = fmt_snapshot_decode(buf, len, &h, &why, &off);
-    free(buf);
     if (rc) {
+        free(buf);
         fprintf(out, "snapshot: %s at offset %zu (corrupt)\n", why, off);
         return rc;
     }
     fprintf(out, "snapshot: index %" PRIu64 ", term %" PRIu64 ", %" PRIu64 " bytes\n",
             h.index, h.term, h.len);
     *snapshot_index = h.index;
-    return 0;
+    rc = dump_snapshot_config(out, buf + FMT_SNAPSHOT_HEADER_SIZE, (size_t)h.len);
+    free(buf);
+    return rc;
 }
 
 struct print_ctx {
@@ -159,11 +233,16 @@ struct print_ctx {
 static void print_data(const struct print_ctx *p, const struct fmt_record *r)
 {
     char words[512];
-    if (r->type == RAFT_ENTRY_COMMAND && p->describe &&
-        p->describe(words, sizeof(words), r->data, r->len) >= 0)
+    struct raft_membership m;
+    if (r->type == RAFT_ENTRY_CONFIG && raft_membership_decode(&m, r->data, r->len) == 0) {
+        fputs("config: ", p->out);
+        print_config(p->out, &m);
+    } else if (r->type == RAFT_ENTRY_COMMAND && p->describe &&
+               p->describe(words, sizeof(words), r->data, r->len) >= 0) {
         fputs(words, p->out);
-    else
+    } else {
         print_preview(p->out, r->data, r->len);
+    }
 }
 
 static int print_record(void *arg, const struct fmt_record *r)
@@ -269,6 +348,9 @@ int file_storage_dump(const char *dir, FILE *out, file_storage_describe_fn descr
     }
     fprintf(out, "data directory: %s\n", dir);
     int bad = dump_meta(dir, out);
+    rc = dump_bootstrap(dir, out);
+    if (rc && !bad)
+        bad = rc;
     struct print_ctx p = {.out = out, .describe = describe};
     rc = dump_snapshot(dir, out, &p.snapshot_index);
     if (rc && !bad)

@@ -20,6 +20,20 @@
  *             one written by a release that did not record the id; the
  *             id given takes it and is recorded.
  *
+ *   bootstrap the configuration the cluster started from (`raft node
+ *             --peers`: ids 0 .. n-1 by position), 16 bytes and a
+ *             configuration entry's bytes (raft_membership_encode):
+ *               0  u32 magic "RFTB"      4  u32 version (1)
+ *               8  u32 length L         12  L bytes of configuration
+ *            12+L  u32 crc of bytes 0 .. 12+L-1
+ *             Written once, the first time a node starts on the directory
+ *             with --peers (bootstrap.c); from then on the node starts from
+ *             it whatever --peers says. The log's and the snapshot's
+ *             configurations, once there are any, win over it (thesis
+ *             §4.1: a server uses the latest configuration it has).
+ *             Missing: the node was started without --peers (it waits to
+ *             be added), or by a release that did not record it.
+ *
  *   snapshot  the latest snapshot: a 40-byte header, then the data:
  *               0  u32 magic "RFTS"      4  u32 version (1)
  *               8  u64 last included index
@@ -41,21 +55,21 @@
  *             one has reached the segment size (8 MiB by default); a batch
  *             is never split across segments.
  *
- *   meta.tmp, snapshot.tmp, node-id.tmp   a replacement being written;
+ *   meta.tmp, snapshot.tmp, node-id.tmp, bootstrap.tmp   a replacement being written;
  *             ignored on load.
  *
  *   lock      the pid of the process that has the directory open, as
  *             decimal text; flock'ed while it is open (lock.c). Not data:
  *             ignored on load, never synced.
  *
- * WRITING (storage.c, segments.c, identity.c). meta, snapshot and node-id
- * are replaced atomically: write the .tmp file, fdatasync it, rename it
+ * WRITING (storage.c, segments.c, identity.c, bootstrap.c). meta, snapshot,
+ * node-id and bootstrap are replaced atomically: write the .tmp file, fdatasync it, rename it
  * over the old one, fsync the directory. An append writes all its records with one
  * write at the end of the last segment, then one fdatasync; creating a
  * segment also fsyncs the directory. Only then does append return.
  *
- * RECOVERY (recover.c; node-id in identity.c). meta, snapshot and node-id
- * must be whole and checksummed: a rename only ever installs a file that
+ * RECOVERY (recover.c; node-id in identity.c, bootstrap in bootstrap.c).
+ * meta, snapshot, node-id and bootstrap must be whole and checksummed: a rename only ever installs a file that
  * was synced, so a defect there is corruption and load (or the start, for
  * node-id) fails with -EBADMSG. Then the segments are read in
  * order. Segments wholly covered by the snapshot are skipped and deleted,
@@ -102,6 +116,7 @@
 #define META_MAGIC 0x5246544Du     /* "RFTM" */
 #define SNAPSHOT_MAGIC 0x52465453u /* "RFTS" */
 #define NODE_ID_MAGIC 0x5246544Eu  /* "RFTN" */
+#define BOOTSTRAP_MAGIC 0x52465442u /* "RFTB" */
 
 static void put_be32(uint8_t *p, uint32_t v)
 {
@@ -375,6 +390,40 @@ int fmt_node_id_decode(const uint8_t *buf, size_t len, uint32_t *id, const char 
     if (rc == 0)
         *id = get_be32(buf + 8);
     return rc;
+}
+
+/* ---- bootstrap ---- */
+
+size_t fmt_bootstrap_encode(uint8_t *out, const struct raft_membership *m)
+{
+    size_t len = raft_membership_encode(m, out + 12);
+    put_be32(out, BOOTSTRAP_MAGIC);
+    put_be32(out + 4, FMT_VERSION);
+    put_be32(out + 8, (uint32_t)len);
+    put_be32(out + 12 + len, crc32c(0, out, 12 + len));
+    return 16 + len;
+}
+
+int fmt_bootstrap_decode(const uint8_t *buf, size_t len, struct raft_membership *m,
+                         const char **why, size_t *bad_offset)
+{
+    if (len < 16)
+        return defect(why, bad_offset, "the file is cut short", len);
+    if (get_be32(buf) != BOOTSTRAP_MAGIC)
+        return defect(why, bad_offset, "not a bootstrap file (bad magic number)", 0);
+    uint32_t conf_len = get_be32(buf + 8);
+    if ((uint64_t)conf_len + 16 != len)
+        return defect(why, bad_offset, (uint64_t)conf_len + 16 > len ? "the configuration is cut short"
+                                                           : "the file is longer than its "
+                                                             "header says", 8);
+    int rc = check_header(buf, BOOTSTRAP_MAGIC, 12 + (size_t)conf_len,
+                          "not a bootstrap file (bad magic number)", "bad checksum", why,
+                          bad_offset);
+    if (rc)
+        return rc;
+    if (raft_membership_decode(m, buf + 12, conf_len) != 0 || m->n == 0)
+        return defect(why, bad_offset, "not a configuration", 12);
+    return 0;
 }
 
 /* ---- snapshot ---- */

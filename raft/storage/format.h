@@ -25,12 +25,15 @@
 #define FMT_LOCK_NAME "lock"
 #define FMT_NODE_ID_NAME "node-id"
 #define FMT_NODE_ID_TMP_NAME "node-id.tmp"
+#define FMT_BOOTSTRAP_NAME "bootstrap"
+#define FMT_BOOTSTRAP_TMP_NAME "bootstrap.tmp"
 #define FMT_SEGMENT_PREFIX "log-"
 #define FMT_SEGMENT_NAME_LEN 20 /* "log-" and 16 hex digits */
 
 #define FMT_META_SIZE 24
 #define FMT_SNAPSHOT_HEADER_SIZE 40
 #define FMT_NODE_ID_SIZE 16
+#define FMT_BOOTSTRAP_MAX_SIZE (16 + RAFT_MEMBERSHIP_MAX_BYTES)
 
 /* A record: [u32 crc][u32 length][u64 index][u64 term][u8 type][u8 flags][data] */
 #define FMT_RECORD_HEADER_SIZE 8 /* crc and length */
@@ -120,6 +123,15 @@ void fmt_node_id_encode(uint8_t out[FMT_NODE_ID_SIZE], uint32_t id);
 /* Returns 0, or -EBADMSG with *why and *bad_offset describing the defect. */
 int fmt_node_id_decode(const uint8_t *buf, size_t len, uint32_t *id, const char **why,
                        size_t *bad_offset);
+
+/* ---- bootstrap: the configuration the cluster started from ---- */
+
+/* Writes the file's bytes into out (FMT_BOOTSTRAP_MAX_SIZE at least);
+ * returns their number. */
+size_t fmt_bootstrap_encode(uint8_t *out, const struct raft_membership *m);
+/* Returns 0, or -EBADMSG with *why and *bad_offset describing the defect. */
+int fmt_bootstrap_decode(const uint8_t *buf, size_t len, struct raft_membership *m,
+                         const char **why, size_t *bad_offset);
 
 /* ---- snapshot ---- */
 

@@ -7,6 +7,7 @@
  *   recover.c   load: reads the directory back, cuts a torn tail
  *   segments.c  the segment list; append and truncate of the log
  *   identity.c  the node the directory belongs to
+ *   bootstrap.c the configuration its cluster started from
  *   lock.c      the directory's one owner
  *   files.c     paths, whole-file reads and replacements, errors
  * and all of them use format.c for the bytes. Nothing here calls upwards.

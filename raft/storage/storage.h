@@ -55,6 +55,16 @@ int file_storage_open_with_io(struct file_storage **out, const char *dir,
  * each with one sentence naming the directory (file_storage_error). */
 int file_storage_claim_id(struct file_storage *s, uint32_t id);
 
+/* The configuration to start from (raft_config.bootstrap), before the
+ * first load: the one recorded in the directory (file `bootstrap`) if
+ * any, whatever `given` says; else `given` (--peers; n 0 for none), which
+ * is then recorded durably when it has members. A directory written by a
+ * release that kept no such file thus takes `given`. Returns 0 with *used
+ * set, or -EBADMSG (a damaged file) or an I/O error, each with one
+ * sentence naming the file and offset (file_storage_error). */
+int file_storage_bootstrap(struct file_storage *s, const struct raft_membership *given,
+                           struct raft_membership *used);
+
 /* Closes files and frees the storage. Everything acknowledged is already
  * durable, so there is nothing to flush. */
 void file_storage_close(struct file_storage *s);

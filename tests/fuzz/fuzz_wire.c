@@ -12,7 +12,10 @@
  *   3. anything that decodes re-encodes to exactly the same bytes (the
  *      encoding is canonical: fixed-width fields, booleans 0 or 1, no
  *      trailing bytes), and decoding those bytes gives the same message,
- *      field by field.
+ *      field by field;
+ *   4. a client reply's value that decodes as a configuration (the value
+ *      of a status or member list reply, net/wire_members.c) re-encodes to
+ *      the same bytes, within WIRE_MEMBERS_MAX.
  *
  * A violated property aborts with a line saying which, so that libFuzzer
  * saves the input as a crash-* file.
@@ -99,7 +102,9 @@ static bool msg_equal(const struct wire_msg *a, const struct wire_msg *b)
         return x->op == y->op && x->client_id == y->client_id && x->seq == y->seq &&
                bytes_equal(x->key, x->key_len, y->key, y->key_len) &&
                bytes_equal(x->value, x->value_len, y->value, y->value_len) &&
-               bytes_equal(x->expected, x->expected_len, y->expected, y->expected_len);
+               bytes_equal(x->expected, x->expected_len, y->expected, y->expected_len) &&
+               x->member_id == y->member_id && x->learner == y->learner &&
+               x->wait_ms == y->wait_ms;
     }
     if (a->type == WIRE_CLIENT_REPLY) {
         const struct client_reply *x = &a->u.reply, *y = &b->u.reply;
@@ -129,6 +134,21 @@ static void check_limits(const struct wire_msg *m)
         fail("the Raft message does not carry the frame's type and sender");
 }
 
+/* Property 4, on a reply's value. */
+static void check_members_value(const struct wire_msg *m)
+{
+    struct raft_membership_view v;
+    if (m->type != WIRE_CLIENT_REPLY ||
+        wire_members_decode(&v, m->u.reply.value, m->u.reply.value_len) != 0)
+        return;
+    if (v.config.n > RAFT_MAX_NODES)
+        fail("a configuration of more than RAFT_MAX_NODES members was accepted");
+    uint8_t again[WIRE_MEMBERS_MAX];
+    size_t n = wire_members_encode(&v, again);
+    if (n != m->u.reply.value_len || memcmp(again, m->u.reply.value, n) != 0)
+        fail("re-encoding a decoded configuration gave different bytes");
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -150,6 +170,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     check_limits(&m);
+    check_members_value(&m);
 
     size_t n = wire_size(&m);
     if (n != size)

@@ -13,7 +13,7 @@
  * directory is missing, or by hand:
  *
  *   cc -std=c11 -D_DEFAULT_SOURCE -I. -pthread tests/fuzz/gen_corpus.c \
- *      net/wire.c raft/storage/*.c -o build/gen_corpus
+ *      net/wire.c net/wire_members.c raft/storage/*.c raft/membership.c -o build/gen_corpus
  *   build/gen_corpus tests/fuzz/corpus
  */
 #include <dirent.h>
@@ -139,6 +139,27 @@ static void make_wire_seeds(void)
     write_seed("wire", "truncated", buf, (size_t)n - 3);
     static const uint8_t huge[] = {0xff, 0xff, 0xff, 0xf0, WIRE_VERSION, 3, 0, 0, 0, 1};
     write_seed("wire", "oversized-length", huge, sizeof(huge));
+
+    /* Membership: a change, and a reply carrying a configuration. */
+    m = (struct wire_msg){.type = WIRE_CLIENT_REQUEST, .from = WIRE_FROM_CLIENT};
+    m.u.request = (struct client_request){.op = CLIENT_MEMBER_ADD, .member_id = 3,
+                                          .learner = 1, .wait_ms = 10000, .value_len = 14,
+                                          .value = (uint8_t *)"127.0.0.1:8003"};
+    wire_seed("client-member-add", &m);
+    struct raft_membership_view v = {.index = 7, .committed = true};
+    const char *addrs[] = {"127.0.0.1:8000", "127.0.0.1:8001", "127.0.0.1:8003"};
+    for (uint32_t i = 0; i < 3; i++) {
+        v.config.members[i] = (struct raft_member){.id = i == 2 ? 3 : i, .voter = i != 2};
+        snprintf(v.config.members[i].addr, RAFT_ADDR_MAX, "%s", addrs[i]);
+    }
+    v.config.n = 3;
+    v.match[0] = 7;
+    uint8_t view[WIRE_MEMBERS_MAX];
+    m = (struct wire_msg){.type = WIRE_CLIENT_REPLY, .from = 0};
+    m.u.reply = (struct client_reply){.status = CLIENT_OK, .leader_hint = 0, .value = view,
+                                      .role = RAFT_LEADER, .term = 2};
+    m.u.reply.value_len = (uint32_t)wire_members_encode(&v, view);
+    wire_seed("client-reply-members", &m);
 }
 
 /* ---- storage ---- */

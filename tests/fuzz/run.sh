@@ -35,8 +35,8 @@ mkdir -p "$OUT"
 
 sources_of() {
     case $1 in
-    wire) echo "net/wire.c" ;;
-    storage) echo "raft/storage/*.c" ;;
+    wire) echo "net/wire.c net/wire_members.c" ;;
+    storage) echo "raft/storage/*.c raft/membership.c" ;;
     *) echo "fuzz: unknown target $1 (wire, storage)" >&2; exit 2 ;;
     esac
 }
@@ -44,7 +44,7 @@ sources_of() {
 # Seeds: regenerate them if the committed corpus is missing.
 if [ ! -d tests/fuzz/corpus/wire ] || [ ! -d tests/fuzz/corpus/storage ]; then
     cc -std=c11 -D_DEFAULT_SOURCE -I. -pthread -o "$OUT/gen_corpus" tests/fuzz/gen_corpus.c \
-        net/wire.c $(sources_of storage)
+        $(sources_of wire) $(sources_of storage)
     "$OUT/gen_corpus" tests/fuzz/corpus
 fi
 

@@ -44,7 +44,7 @@ for part in "$@"; do
         found=yes
         suite=$(basename "$src" .c)
         [ -x "$BUILD/tests/$suite" ] || { echo "grade: $BUILD/tests/$suite is not built" >&2; exit 2; }
-        tests=$(sed -n 's/.*cmocka_unit_test[a-z_]*( *\(test_[A-Za-z0-9_]*\).*/\1/p' "$src")
+        tests=$(sed -n 's/.*\(cmocka_unit_test[a-z_]*\|LAB_TEST\)( *\(test_[A-Za-z0-9_]*\).*/\2/p' "$src")
         for t in $tests; do
             r=1
             while [ $r -le "$RUNS" ]; do
