@@ -604,10 +604,11 @@ static void apply(struct gen_op *o, int *map, const int *written, int n_written)
 
 static void record(struct lincheck_history *h, const struct gen_op *o)
 {
-    char key[8], value[16], expected[16], held[16], names[GEN_KEYS][8];
+    char key[16] = "k", value[16], expected[16], held[16], names[GEN_KEYS][16];
     const char *listed[GEN_KEYS];
     size_t n = 0;
-    snprintf(key, sizeof(key), o->kind == LINCHECK_LIST && o->key < 0 ? "k" : "k%d", o->key);
+    if (o->kind != LINCHECK_LIST || o->key >= 0)
+        snprintf(key, sizeof(key), "k%d", o->key);
     snprintf(value, sizeof(value), "v%d", o->value);
     snprintf(expected, sizeof(expected), "v%d", o->expected);
     snprintf(held, sizeof(held), "v%d", o->held);
