@@ -117,7 +117,7 @@ struct lincheck_result {
 };
 
 /* Checks every key. Returns 0 when the history is linearizable, -1 when it
- * is not (r->message says why), -E2BIG when the search gave up on some key,
+ * is not (r->message says why), -E2BIG when the search gave up on some group,
  * -ENOMEM. */
 int lincheck_check(struct lincheck_history *h, struct lincheck_result *r);
 
