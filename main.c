@@ -13,7 +13,7 @@
  *                transfer [ID] | member list [--json] | member add [--learner] ID HOST:PORT |
  *                member remove ID       (client_cli.c)
  *   raft bench   --cluster HOST:PORT,... [--clients C] [--seconds T] [--value-size B]
- *                [--keys K] [--read-ratio R] [--json]
+ *                [--keys K] [--read-ratio R | --mix OP=PCT,...] [--json]
  *   raft dump    DIR
  *   raft timeline [--out FILE.html] [--shiviz FILE] TRACE...
  *   raft SUB --help
@@ -337,9 +337,10 @@ static int cmd_cluster(int argc, char **argv)
      .help = "the address of one node or more"}
 
 struct bench_cli {
-    const char *cluster;
+    const char *cluster, *mix;
     long clients, value_size, keys;
     double seconds, read_ratio;
+    struct bench_mix mixed; /* from --mix or --read-ratio */
     bool json;
     struct tls_flags tls;
 };
@@ -358,6 +359,10 @@ static int bench_options(int argc, char **argv, struct bench_cli *o, struct cli_
          .hi = 100000000, .help = "how many distinct keys"},
         {.name = "read-ratio", .kind = CLI_DOUBLE, .metavar = "R", .dest = &o->read_ratio,
          .lo = 0, .hi = 1, .help = "the fraction of requests that are gets"},
+        {.name = "mix", .kind = CLI_STRING, .metavar = "OP=PCT,...", .dest = &o->mix,
+         .accepts = "OP=PERCENT pairs such as put=50,get=30,cas=10,delete=5,list=5",
+         .shown_default = "put=100; with --read-ratio, put and get",
+         .help = "each operation's share of the requests in percent: put, get, cas, delete, list"},
         {.name = "json", .kind = CLI_FLAG, .dest = &o->json,
          .help = "print the result as one JSON object"},
         CLI_TLS_OPTIONS(&o->tls),
@@ -370,6 +375,9 @@ static int bench_options(int argc, char **argv, struct bench_cli *o, struct cli_
     int rc = cli_parse_options(&cmd, argc, argv);
     if (rc == 0)
         rc = cli_parse_addrs(cmd.name, "cluster", o->cluster, addrs);
+    char why[512];
+    if (rc == 0 && bench_mix_choose(o->mix, o->read_ratio, &o->mixed, why, sizeof(why)))
+        rc = cli_usage_error(cmd.name, "%s", why);
     return rc;
 }
 
@@ -384,17 +392,17 @@ static int cmd_bench(int argc, char **argv)
     struct bench_options bo = {.addrs = addrs.v, .n_addrs = addrs.n,
                                .clients = (unsigned)o.clients, .seconds = o.seconds,
                                .value_size = (unsigned)o.value_size, .keys = (unsigned)o.keys,
-                               .read_ratio = o.read_ratio, .timeout_ms = 5000};
+                               .mix = o.mixed, .timeout_ms = 5000};
     if (cli_tls_client("bench", &o.tls, &bo.tls))
         return EXIT_USAGE;
-    struct bench_result r;
+    struct bench_report r;
     rc = bench_run(&bo, &r);
     tls_ctx_free(bo.tls);
-    bench_print(&r, o.json, stdout);
+    bench_report_print(&r, &bo.mix, o.json, stdout);
     if (rc) {
         fprintf(stderr, "The benchmark could not run: %s.\n", strerror(-rc));
         rc = EXIT_UNAVAILABLE;
-    } else if (r.ops == 0) {
+    } else if (r.total.ops == 0) {
         fprintf(stderr, "No request succeeded: is the cluster up?\n");
         rc = EXIT_UNAVAILABLE;
     }

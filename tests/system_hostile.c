@@ -377,7 +377,7 @@ static void test_half_frames_and_silence(void **state)
     uint64_t term;
     int now = scenario_leader(t, chaos_cluster_all(t->c), 0, &term);
     printf("    %d connections per node hold half a frame (a third of them 1 MiB into an "
-           "8 MiB frame); all nodes answer, 20 puts acknowledged, leader n%d (was n%d)\n",
+           "8 MiB frame); all nodes answer, 20 writes acknowledged, leader n%d (was n%d)\n",
            HELD, now, leader);
     for (unsigned node = 0; node < NODES; node++)
         for (int i = 0; i < HELD; i++)
@@ -425,7 +425,7 @@ static void test_hundreds_of_idle_connections(void **state)
     uint64_t t_term;
     int still = scenario_leader(t, chaos_cluster_all(t->c), 0, &t_term);
     printf("    %u idle connections to follower n%u: %u turned away by its connection limit; "
-           "status on a new connection %s while they are held; 20 puts acknowledged; leader "
+           "status on a new connection %s while they are held; 20 writes acknowledged; leader "
            "n%d T%llu (was n%d T%llu)\n",
            opened, f, dropped, during == 0 ? "answered" : "refused", still,
            (unsigned long long)t_term, leader, (unsigned long long)term);
