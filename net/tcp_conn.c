@@ -242,8 +242,8 @@ static int tcp_conn_secure(struct tcp_conn *c)
                                                                : TCP_HANDSHAKE_MS;
     atomic_store_explicit(&c->waiting_since_ms, now, memory_order_relaxed);
     char why[160];
-    int rc = tls_conn_handshake(&c->tls, s->opt.tls, c->fd, true, now + limit, &c->who,
-                                why, sizeof why);
+    int rc = tls_conn_accept(&c->tls, s->opt.tls, c->fd, now + limit, &c->who, why,
+                             sizeof why);
     atomic_store_explicit(&c->waiting_since_ms, 0, memory_order_relaxed);
     if (rc == 0 && c->who.role == TLS_ROLE_NONE) {
         snprintf(why, sizeof why, "its certificate names no role (CN=node-I or CN=client)");

@@ -104,8 +104,8 @@ static int tcp_peer_secure_locked(struct tcp_transport *t, uint32_t id, int fd,
     struct tcp_peer *p = &t->peers[id];
     struct tls_identity who;
     char why[160];
-    int rc = tls_conn_handshake(&p->tls, t->tls, fd, false, deadline, &who, why,
-                                sizeof why);
+    int rc = tls_conn_connect(&p->tls, t->tls, fd, p->host, deadline, &who, why,
+                              sizeof why);
     if (rc == 0 && (who.role != TLS_ROLE_NODE || who.id != id)) {
         char name[32];
         snprintf(why, sizeof why, "its certificate names %s, not node-%u",
