@@ -1,8 +1,9 @@
 /*
- * unit_tls_hosts.c - a dialer checks that the server's certificate was made
- * for the host it dialed (net/tls_names.c), besides the id check, over
- * loopback in one process.
+ * unit_tls.c - TLS over loopback in one process: the host check of a
+ * dialer, and the server's cap on connections in the handshake.
  *
+ * A dialer checks that the server's certificate was made for the host it
+ * dialed (net/tls_names.c), besides the id check.
  * Linux routes all of 127.0.0.0/8 to the loopback interface, so a server
  * bound to 127.0.0.2 is "another host" for a certificate that names only
  * 127.0.0.1 and localhost (what `raft certs` writes without --hosts), and
@@ -84,8 +85,10 @@ static int teardown(void **state)
 }
 
 /* The echo server as node 1 with certs' node-1 certificate, listening on
- * host; the client context is certs' client certificate. */
-static void serve(struct hosts_fixture *h, const char *certs, const char *host)
+ * host with at most max_conns connections (0: the default); the client
+ * context is certs' client certificate. */
+static void serve_limited(struct hosts_fixture *h, const char *certs, const char *host,
+                          unsigned max_conns)
 {
     h->server = load(certs, "node-1");
     h->client = load(certs, "client");
@@ -93,6 +96,7 @@ static void serve(struct hosts_fixture *h, const char *certs, const char *host)
     struct tcp_server_options opt = tcp_test_server_options(f, 0);
     opt.host = host;
     opt.tls = h->server;
+    opt.max_connections = max_conns;
     int rc = -EADDRINUSE;
     unsigned base = 20000 + (unsigned)(getpid() * 7919u) % 30000;
     for (unsigned i = 0; i < 200 && rc == -EADDRINUSE; i++) {
@@ -102,6 +106,11 @@ static void serve(struct hosts_fixture *h, const char *certs, const char *host)
     assert_int_equal(rc, 0);
     f->port = tcp_server_port(f->server);
     snprintf(f->addr, sizeof f->addr, "%s:%u", host, (unsigned)f->port);
+}
+
+static void serve(struct hosts_fixture *h, const char *certs, const char *host)
+{
+    serve_limited(h, certs, host, 0);
 }
 
 /* A client get over a TLS link to addr: tcp_link_dial_why()'s result, with
@@ -226,6 +235,37 @@ static void test_peer_accepts_a_certificate_made_with_hosts(void **state)
     assert_int_equal(atomic_load(&h->tcp->echo.calls), 1);
 }
 
+/* Connections that never start their handshake may hold half of the
+ * connection limit: a new one past that closes the oldest at once (not
+ * after the half second an idle connection is given), and a real client
+ * still gets in. */
+static void test_half_open_handshakes_hold_half_the_limit(void **state)
+{
+    struct hosts_fixture *h = *state;
+    serve_limited(h, h->plain_certs, "127.0.0.1", 8); /* 4 may be in the handshake */
+    enum { SILENT = 6 };
+    int fds[SILENT];
+    for (int i = 0; i < SILENT; i++) {
+        fds[i] = tcp_dial(h->tcp->addr, 1000);
+        assert_true(fds[i] >= 0);
+        tcp_test_sleep_ms(20); /* accepted in this order */
+    }
+    /* The 5th and 6th took the places of the 1st and 2nd. */
+    assert_true(tcp_test_wait_closed(fds[0], 300) >= 0);
+    assert_true(tcp_test_wait_closed(fds[1], 300) >= 0);
+    assert_int_equal(tcp_test_wait_closed(fds[2], 100), -1);
+    char why[256];
+    assert_int_equal(client_get(h, h->tcp->addr, why, sizeof why), 0);
+    /* Logged once: the second eviction came within the same second. */
+    assert_int_equal(tcp_test_warn_count(&h->tcp->log), 1);
+    pthread_mutex_lock(&h->tcp->log.mu);
+    bool says = strstr(h->tcp->log.last_warn, "in the TLS handshake, the most allowed");
+    pthread_mutex_unlock(&h->tcp->log.mu);
+    assert_true(says);
+    for (int i = 0; i < SILENT; i++)
+        close(fds[i]);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* OpenSSL writes to a socket the other end may have closed */
@@ -242,7 +282,9 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_accepts_a_certificate_made_with_hosts, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_half_open_handshakes_hold_half_the_limit, setup,
+                                        teardown),
     };
-    return cmocka_run_group_tests_name("unit: a dialer checks the host its peer's certificate "
-                                       "was made for", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("unit: TLS in one process (the host check, the cap on "
+                                       "handshakes)", tests, NULL, NULL);
 }
