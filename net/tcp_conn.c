@@ -158,19 +158,19 @@ static int tcp_conn_authorize(struct tcp_conn *c, const struct wire_msg *req)
 {
     if (c->tls == NULL || req->type == WIRE_CLIENT_REQUEST)
         return 0;
-    char who[32];
+    char who[32], why[128];
     tls_identity_str(c->who, who, sizeof who);
-    if (c->who.role != TLS_ROLE_NODE) {
-        tcp_conn_log(c, true, "a %s certificate may not send peer messages (type %u)",
-                     who, (unsigned)req->type);
-        return -EACCES;
-    }
-    if (req->from != c->who.id) {
-        tcp_conn_log(c, true, "the certificate of %s sent a message claiming to be "
-                     "from n%u", who, (unsigned)req->from);
-        return -EACCES;
-    }
-    return 0;
+    if (c->who.role != TLS_ROLE_NODE)
+        snprintf(why, sizeof why, "a %s certificate may not send peer messages (type %u)",
+                 who, (unsigned)req->type);
+    else if (req->from != c->who.id)
+        snprintf(why, sizeof why, "the certificate of %s sent a message claiming to be "
+                 "from n%u", who, (unsigned)req->from);
+    else
+        return 0;
+    /* Throttled: an impostor retrying cannot flood the log. */
+    tcp_server_log_refusal(c->srv, c->peer, why);
+    return -EACCES;
 }
 
 /* Reads one request, has the handler answer it, writes the reply (unless

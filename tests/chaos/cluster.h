@@ -43,6 +43,9 @@ struct chaos_cluster_options {
     const char *log_level;    /* NULL: "info" */
     const char *name;         /* in the directory's name; NULL: "chaos" */
     bool direct;              /* no proxies: the nodes reach each other directly */
+    /* --tls-dir for every node, and DIR/client.crt for the kit's own
+     * status polls; NULL: plain TCP. */
+    const char *tls_dir;
     uint64_t seed;            /* for the proxies */
 };
 
@@ -52,7 +55,7 @@ struct chaos_node_args {
 };
 
 /* The longest command line a node is started with, NULL included. */
-#define CHAOS_NODE_ARGV 20
+#define CHAOS_NODE_ARGV 24
 
 struct chaos_cluster {
     struct chaos_cluster_options opt;
@@ -66,6 +69,7 @@ struct chaos_cluster {
     struct chaos_proxy *link[CHAOS_MAX_NODES][CHAOS_MAX_NODES]; /* i -> j */
     char peers[CHAOS_MAX_NODES][CHAOS_MAX_NODES * 32];          /* node i's --peers */
     pid_t pids[CHAOS_MAX_NODES]; /* 0: not running */
+    struct tls_ctx *tls; /* the client certificate of opt.tls_dir, or NULL */
     bool failed;
 };
 
