@@ -38,6 +38,7 @@ struct kv_server {
     struct kv_service *service;
     struct tcp_server *listener;
     struct tls_ctx *tls; /* NULL: plain TCP */
+    struct cluster_ident *cluster; /* the id its hellos carry and judge by */
 };
 
 static void server_log(struct kv_server *s, enum raft_log_level level, const char *fmt, ...)
@@ -220,6 +221,7 @@ static void cleanup(struct kv_server *s)
     if (s->storage)
         file_storage_close(s->storage);
     tls_ctx_free(s->tls); /* after the listener and transport that used it */
+    cluster_ident_free(s->cluster); /* likewise */
     kv_free(s->kv);
     free(s);
 }
@@ -248,6 +250,35 @@ static int open_tls(struct kv_server *s)
     return 0;
 }
 
+/* An id adopted from the first peer to contact a node not yet in a
+ * cluster: kept in the data directory before it is used. */
+static int record_cluster(void *ctx, const struct cluster_id *id)
+{
+    struct kv_server *s = ctx;
+    return file_storage_record_cluster(s->storage, id->bytes);
+}
+
+/* The cluster the data directory belongs to, checked against the one the
+ * node was started for (a refusal is logged by the storage, one
+ * sentence), and the identity its connections speak with. */
+static int open_cluster(struct kv_server *s)
+{
+    struct cluster_id id = {.known = false};
+    const struct cluster_id *derived = &s->cfg.cluster;
+    int rc = file_storage_claim_cluster(s->storage, derived->known ? derived->bytes : NULL,
+                                        id.bytes, &id.known);
+    if (rc)
+        return rc;
+    char hex[16];
+    if (!id.known)
+        server_log(s, RAFT_LOG_INFO, "not in a cluster yet: the first peer to contact this "
+                   "node gives it its cluster id");
+    else
+        server_log(s, RAFT_LOG_INFO, "cluster %s: peers of other clusters are refused",
+                   cluster_id_str(&id, hex, sizeof(hex)));
+    return cluster_ident_new(&s->cluster, &id, record_cluster, s);
+}
+
 int kv_server_start(struct kv_server **out, const struct kv_server_config *cfg)
 {
     struct kv_server *s = calloc(1, sizeof(*s));
@@ -274,12 +305,15 @@ int kv_server_start(struct kv_server **out, const struct kv_server_config *cfg)
         goto fail;
     }
     rc = file_storage_claim_id(s->storage, id); /* its refusal is logged, one sentence */
+    if (rc == 0)
+        rc = open_cluster(s);
     if (rc)
         goto fail;
     rc = tcp_transport_create(&s->transport, id, cfg->peers, cfg->raft.n_nodes, module_log, s);
     if (rc)
         goto fail;
     tcp_transport_set_tls(s->transport, s->tls);
+    tcp_transport_set_cluster(s->transport, s->cluster);
     s->net = tcp_transport_ops(s->transport);
     struct raft_transport transport = cut_ops(s);
     struct raft_storage storage = file_storage_ops(s->storage);
@@ -298,8 +332,8 @@ int kv_server_start(struct kv_server **out, const struct kv_server_config *cfg)
     if (rc)
         goto fail;
     struct tcp_server_options opt = {
-        .host = host, .port = port, .tls = s->tls, .handler = handle_frame, .handler_ctx = s,
-        .log = module_log, .log_ctx = s,
+        .host = host, .port = port, .tls = s->tls, .cluster = s->cluster, .node_id = id,
+        .handler = handle_frame, .handler_ctx = s, .log = module_log, .log_ctx = s,
     };
     rc = tcp_server_start(&s->listener, &opt);
     if (rc) {

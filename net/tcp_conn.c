@@ -10,7 +10,9 @@
  * With TLS the thread first runs the handshake, bounded by
  * TCP_HANDSHAKE_MS, and then serves a request only if the certificate's
  * role allows it: the peer protocol to a node certificate naming the
- * message's sender, client requests to any certificate of the CA.
+ * message's sender, client requests to any certificate of the CA. With a
+ * cluster identity, peer messages also wait for a welcomed hello
+ * (tcp_hello.c).
  */
 #include "net/tcp_internal.h"
 #include "net/tcp_server_internal.h"
@@ -173,6 +175,14 @@ static int tcp_conn_authorize(struct tcp_conn *c, const struct wire_msg *req)
     return -EACCES;
 }
 
+/* Keeps what arrived after the frame of size bytes just served: the start
+ * of the next one. */
+static void tcp_conn_consume(struct tcp_conn *c, size_t size)
+{
+    c->in_have -= size;
+    memmove(c->in, c->in + size, c->in_have);
+}
+
 /* Reads one request, has the handler answer it, writes the reply (unless
  * the handler deferred it). */
 static int tcp_conn_serve_one(struct tcp_conn *c)
@@ -203,6 +213,11 @@ static int tcp_conn_serve_one(struct tcp_conn *c)
 
     struct wire_msg req, reply;
     tcp_conn_wait_reply_sent(c); /* the previous request's, if deferred */
+    if (c->in[5] == WIRE_HELLO || c->in[5] == WIRE_HELLO_REPLY) {
+        rc = tcp_conn_greet(c, c->in, (size_t)size);
+        tcp_conn_consume(c, (size_t)size);
+        return rc;
+    }
     rc = wire_decode(c->in, (size_t)size, &req);
     if (rc < 0) {
         tcp_conn_log(c, true, "malformed frame (type %u, %ld bytes): %s",
@@ -210,6 +225,8 @@ static int tcp_conn_serve_one(struct tcp_conn *c)
         return rc;
     }
     rc = tcp_conn_authorize(c, &req);
+    if (rc == 0)
+        rc = tcp_conn_check_greeted(c, &req);
     if (rc < 0) {
         wire_msg_release(&req);
         return rc;
@@ -227,9 +244,7 @@ static int tcp_conn_serve_one(struct tcp_conn *c)
     /* transport.h: a client reply's value belongs to the transport now. */
     if (reply.type == WIRE_CLIENT_REPLY)
         free(reply.u.reply.value);
-    /* Keep what arrived after this frame: the start of the next one. */
-    c->in_have -= (size_t)size;
-    memmove(c->in, c->in + size, c->in_have);
+    tcp_conn_consume(c, (size_t)size);
     return rc;
 }
 

@@ -31,6 +31,13 @@ struct tcp_server_options {
      * certificate naming its sender, and a client certificate may send
      * client requests only. NULL: plain TCP. Not owned; outlives s. */
     struct tls_ctx *tls;
+    /* With an identity (net/cluster_id.h), a connection may send peer
+     * messages only after a hello (net/hello.h) that this node welcomed:
+     * one from another cluster is refused before any Raft message is
+     * read. node_id is this node's, for the answer. NULL: no hello is
+     * asked for. Not owned; outlives s. */
+    struct cluster_ident *cluster;
+    uint32_t node_id;
     transport_handler handler;
     void *handler_ctx;
     /* may be NULL */

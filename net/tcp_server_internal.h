@@ -32,6 +32,9 @@ struct tcp_conn {
      * and who the peer's certificate names. */
     struct tls_conn *tls;
     struct tls_identity who;
+    /* With a cluster identity: a hello was welcomed, from node greeted_as. */
+    bool greeted;
+    uint32_t greeted_as;
     uint8_t *in, *out; /* request and reply frames; the thread's own */
     size_t in_cap, out_cap;
     size_t in_have;    /* bytes received into in, maybe past one frame */
@@ -83,6 +86,17 @@ void *tcp_conn_main(void *arg);
 
 /* Frees c once its thread is joined; does not close its socket. */
 void tcp_conn_free(struct tcp_conn *c);
+
+/* tcp_hello.c */
+
+/* Answers the hello frame (len bytes at frame) on c: 0 once welcomed, or
+ * a negative errno (logged) after which the connection is closed. */
+int tcp_conn_greet(struct tcp_conn *c, const uint8_t *frame, size_t len);
+
+/* Whether req may be served on c as far as the hello goes: client
+ * requests always; peer messages only from the node welcomed (when the
+ * server has a cluster identity). -EACCES (logged) otherwise. */
+int tcp_conn_check_greeted(struct tcp_conn *c, const struct wire_msg *req);
 
 /* tcp_server.c */
 

@@ -11,6 +11,13 @@
  * binary refuses to start that way at all (exit 4); the impostor here is
  * the network library run by the test, as a modified binary would be.
  *
+ * Another cluster: cluster A's nodes, in a higher term than cluster B's,
+ * restarted with one of B's nodes in their --peers (a copy-paste slip).
+ * A's leader dials it; the hello carries A's cluster id, B's node refuses
+ * it, and B keeps its leader and its term: nothing of A's reached B's Raft,
+ * and nothing of B's reached A's. A node of A started with B's --peers
+ * on its own data directory does not start at all (exit 4).
+ *
  * Runs the binary named by $RAFT_BIN (make test sets it).
  */
 #include <errno.h>
@@ -42,7 +49,7 @@
 
 struct fixture {
     char certs[64]; /* raft certs --nodes 3 */
-    struct chaos_cluster *c;
+    struct chaos_cluster *c, *c2; /* stopped by teardown after a failure */
 };
 
 static int setup(void **state)
@@ -61,9 +68,12 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    if (f->c) {
-        chaos_cluster_failed(f->c, "the test ended before it stopped its cluster");
-        chaos_cluster_stop(f->c);
+    struct chaos_cluster *left[] = {f->c, f->c2};
+    for (int i = 0; i < 2; i++) {
+        if (!left[i])
+            continue;
+        chaos_cluster_failed(left[i], "the test ended before it stopped its cluster");
+        chaos_cluster_stop(left[i]);
     }
     char cmd[96];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", f->certs);
@@ -241,6 +251,104 @@ static void test_node_1_certificate_claiming_id_2_never_receives_an_entry(void *
     f->c = NULL;
 }
 
+/* ---- another cluster ---- */
+
+/* Moves A's leadership around until its term passes min_term. */
+static uint64_t push_term_past(struct chaos_cluster *a, uint64_t min_term)
+{
+    struct kv_client *k;
+    assert_int_equal(kv_client_open(&k, a->addrs, a->n, 5000), 0);
+    uint64_t term = 0;
+    for (int round = 0; round < 20 && term <= min_term; round++) {
+        int32_t leader;
+        char *why = NULL;
+        int rc = kv_client_transfer(k, RAFT_NO_NODE, &leader, &why);
+        free(why);
+        if (rc == 0 && chaos_cluster_wait_leader(a, chaos_cluster_all(a), term + 1,
+                                                 5000 * chaos_time_scale(), &term) < 0)
+            fail_msg("no leader in cluster A after a transfer");
+    }
+    kv_client_close(k);
+    assert_true(term > min_term);
+    return term;
+}
+
+static void test_cluster_b_keeps_leader_and_term_when_a_node_of_a_points_at_it(void **state)
+{
+    struct fixture *f = *state;
+    unsigned scale = chaos_time_scale();
+    struct chaos_cluster_options ob = {.nodes = 3, .name = "cluster-b", .direct = true,
+                                       .election_min_ms = 150 * scale,
+                                       .election_max_ms = 300 * scale,
+                                       .heartbeat_ms = 50 * scale};
+    struct chaos_cluster_options oa = ob;
+    oa.name = "cluster-a";
+    oa.cluster_name = "cluster-a"; /* its id, whatever its --peers become */
+    struct chaos_cluster *b, *a;
+    assert_int_equal(chaos_cluster_start(&b, &ob), 0);
+    f->c = b;
+    assert_int_equal(chaos_cluster_start(&a, &oa), 0);
+    f->c2 = a;
+    uint64_t tb, ta;
+    int lb = chaos_cluster_wait_leader(b, chaos_cluster_all(b), 0, 10000 * scale, &tb);
+    assert_true(lb >= 0);
+    assert_true(chaos_cluster_wait_leader(a, chaos_cluster_all(a), 0, 10000 * scale, &ta) >= 0);
+    ta = push_term_past(a, tb + 1);
+
+    /* A restarts with B's node 2 in the place of its own node 2. */
+    for (unsigned i = 0; i < 3; i++)
+        chaos_cluster_stop_node_or_fail(a, i);
+    for (unsigned i = 0; i < 2; i++) {
+        snprintf(a->peers[i], sizeof(a->peers[i]), "%s,%s,%s", a->addr[0], a->addr[1],
+                 b->addr[2]);
+        chaos_cluster_start_node_or_fail(a, i);
+    }
+    uint64_t ta2;
+    int la = chaos_cluster_wait_leader(a, 3, ta, 10000 * scale, &ta2);
+    assert_true(la >= 0);
+    test_sleep_ms(600 * scale); /* A's heartbeats and retries towards "its node 2" */
+
+    uint64_t tb2;
+    int lb2 = chaos_cluster_wait_leader(b, chaos_cluster_all(b), 0, 2000 * scale, &tb2);
+    struct client_reply b2;
+    assert_int_equal(chaos_cluster_status(b, 2, 2000, &b2), 0);
+    int refused_by_b = chaos_cluster_log_count(b, 2, "it belongs to cluster");
+    int refused_by_a = chaos_cluster_log_count(a, (unsigned)la, "refusing n2");
+    printf("    cluster A leads in T%llu (n%d), past B's T%llu; A's leader dialing B's n2: "
+           "refused %d time(s) in B's n2's log, %d in A's leader's; B's leader n%d T%llu "
+           "before, n%d T%llu after; B's n2 in T%llu\n", (unsigned long long)ta2, la,
+           (unsigned long long)tb, refused_by_b, refused_by_a, lb, (unsigned long long)tb,
+           lb2, (unsigned long long)tb2, (unsigned long long)b2.term);
+    assert_int_equal(lb2, lb);
+    assert_true(tb2 == tb);
+    assert_true(b2.term == tb);
+    assert_true(refused_by_b >= 1);
+    assert_true(refused_by_a == 1); /* once, until it answers */
+    char *one[] = {b->addrs[0], b->addrs[1], b->addrs[2], NULL};
+    struct kv_client *k;
+    assert_int_equal(kv_client_open(&k, one, 3, 5000), 0);
+    assert_int_equal(kv_client_put(k, "b-still", 7, "writes", 6), 0);
+    kv_client_close(k);
+
+    /* A's node 2, on its own directory, started with B's --peers: its
+     * directory is cluster A's, its --peers say B. */
+    char dir[96], out[128];
+    chaos_cluster_node_dir(a, 2, dir, sizeof(dir));
+    snprintf(out, sizeof(out), "%s/wrong-cluster.out", f->certs);
+    char *argv[] = {(char *)a->bin, "node", "--id", "2", "--peers", b->peers[2],
+                    "--data-dir", dir, NULL};
+    assert_int_equal(test_run_to_file(argv, out, 10000), 4);
+    assert_int_equal(test_file_count_lines(out, "the data directory belongs to cluster"), 1);
+
+    char msg[600];
+    if (chaos_cluster_shutdown(a, msg, sizeof(msg)) != 0 ||
+        chaos_cluster_shutdown(b, msg, sizeof(msg)) != 0)
+        fail_msg("%s", msg);
+    chaos_cluster_stop(a);
+    chaos_cluster_stop(b);
+    f->c = f->c2 = NULL;
+}
+
 /* Our binary will not even start as node 2 with node 1's certificate. */
 static void test_raft_node_refuses_to_start_with_another_nodes_certificate(void **state)
 {
@@ -270,6 +378,9 @@ int main(void)
             test_node_1_certificate_claiming_id_2_never_receives_an_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_raft_node_refuses_to_start_with_another_nodes_certificate, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_cluster_b_keeps_leader_and_term_when_a_node_of_a_points_at_it, setup,
+            teardown),
     };
     return cmocka_run_group_tests_name("system: who may be a member", tests, NULL, NULL);
 }

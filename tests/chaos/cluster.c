@@ -97,6 +97,10 @@ void chaos_cluster_node_argv(struct chaos_cluster *c, unsigned i, const char **a
         argv[argc++] = "--tls-dir";
         argv[argc++] = c->opt.tls_dir;
     }
+    if (c->cluster_name[0]) {
+        argv[argc++] = "--cluster-name";
+        argv[argc++] = c->cluster_name;
+    }
     argv[argc] = NULL;
 }
 
@@ -197,6 +201,9 @@ int chaos_cluster_start(struct chaos_cluster **out, const struct chaos_cluster_o
         free(c);
         return -errno;
     }
+    if (opt->cluster_name || !opt->direct)
+        snprintf(c->cluster_name, sizeof(c->cluster_name), "%s",
+                 opt->cluster_name ? opt->cluster_name : c->dir + strlen("/tmp/"));
     int rc = opt->tls_dir ? load_client_tls(c, opt->tls_dir) : 0;
     for (unsigned i = 0; i < CHAOS_MAX_NODES; i++)
         c->port[i].fd = -1;

@@ -46,6 +46,10 @@ struct chaos_cluster_options {
     /* --tls-dir for every node, and DIR/client.crt for the kit's own
      * status polls; NULL: plain TCP. */
     const char *tls_dir;
+    /* --cluster-name for every node; NULL: none when direct (the id comes
+     * from --peers, the same on every node), else the directory's name,
+     * since through proxies every node's --peers differs. */
+    const char *cluster_name;
     uint64_t seed;            /* for the proxies */
 };
 
@@ -70,6 +74,7 @@ struct chaos_cluster {
     char peers[CHAOS_MAX_NODES][CHAOS_MAX_NODES * 32];          /* node i's --peers */
     pid_t pids[CHAOS_MAX_NODES]; /* 0: not running */
     struct tls_ctx *tls; /* the client certificate of opt.tls_dir, or NULL */
+    char cluster_name[64]; /* its --cluster-name, or "" for none */
     bool failed;
 };
 
