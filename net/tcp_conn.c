@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "net/opening.h"
 #include "net/tls.h"
 
 /* A handshake must be done within this, or the connection is dropped: a
@@ -80,8 +81,12 @@ static void tcp_conn_read_failed(struct tcp_conn *c, int rc, size_t got,
 {
     struct tcp_server *s = c->srv;
     char e[96];
+    const char *tls_here = got >= 1 ? opening_refusal(opening_classify(header, got), false)
+                                    : NULL;
     if (tcp_server_stopping(s)) {
         tcp_conn_log(c, false, "the server is stopping");
+    } else if ((rc == -EBADMSG || rc == -EMSGSIZE) && tls_here != NULL) {
+        tcp_conn_log(c, true, "%s", tls_here);
     } else if (rc == -EBADMSG || rc == -EMSGSIZE) {
         tcp_conn_log(c, true, "bad frame length %lu (%s)",
                      (unsigned long)wire_be32(header),
@@ -248,6 +253,31 @@ static int tcp_conn_serve_one(struct tcp_conn *c)
     return rc;
 }
 
+/* Looks at the first bytes without taking them (MSG_PEEK): 0 when they
+ * may open a TLS handshake, else a refusal with its reason in why. */
+static int tcp_conn_sniff(struct tcp_conn *c, int64_t deadline, unsigned limit, char *why,
+                          size_t cap)
+{
+    int rc = tcp_wait(c->fd, POLLIN, deadline);
+    if (rc == -ETIMEDOUT) {
+        snprintf(why, cap, "it sent nothing in the %u ms a TLS handshake may take", limit);
+        return rc;
+    }
+    uint8_t head[8];
+    ssize_t n = rc < 0 ? -1 : recv(c->fd, head, sizeof head, MSG_PEEK);
+    if (n < 0 && rc == 0 && (errno == EAGAIN || errno == EINTR))
+        return 0; /* woken for nothing: the handshake waits on */
+    if (n <= 0) {
+        snprintf(why, cap, "closed before its TLS handshake");
+        return -ECONNRESET;
+    }
+    const char *refusal = opening_refusal(opening_classify(head, (size_t)n), true);
+    if (refusal == NULL)
+        return 0;
+    snprintf(why, cap, "%s", refusal);
+    return -EPROTO;
+}
+
 /* The TLS handshake, before any byte is read as a frame. While it runs the
  * connection counts as idle, so that at the connection limit a pile of
  * half-open handshakes gives way to new connections. */
@@ -258,8 +288,10 @@ static int tcp_conn_secure(struct tcp_conn *c)
     unsigned limit = s->opt.idle_timeout_ms < TCP_HANDSHAKE_MS ? s->opt.idle_timeout_ms
                                                                : TCP_HANDSHAKE_MS;
     atomic_store_explicit(&c->waiting_since_ms, now, memory_order_relaxed);
-    char why[160];
-    int rc = tls_conn_accept(&c->tls, s->opt.tls, c->fd, now + limit, &c->who, why,
+    char why[200];
+    int rc = tcp_conn_sniff(c, now + limit, limit, why, sizeof why);
+    if (rc == 0)
+        rc = tls_conn_accept(&c->tls, s->opt.tls, c->fd, now + limit, &c->who, why,
                              sizeof why);
     atomic_store_explicit(&c->waiting_since_ms, 0, memory_order_relaxed);
     tcp_server_handshake_over(s, c);
