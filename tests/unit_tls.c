@@ -1,6 +1,7 @@
 /*
  * unit_tls.c - TLS over loopback in one process: the host check of a
- * dialer, and the server's cap on connections in the handshake.
+ * dialer, the server's cap on connections in the handshake, and what it
+ * says to a client of the other protocol.
  *
  * A dialer checks that the server's certificate was made for the host it
  * dialed (net/tls_names.c), besides the id check.
@@ -266,6 +267,34 @@ static void test_half_open_handshakes_hold_half_the_limit(void **state)
         close(fds[i]);
 }
 
+/* A client that speaks the other protocol than the port hears a reason it
+ * can act on, not OpenSSL's "wrong version number". */
+static void test_plain_and_tls_mixed_up_are_told_so(void **state)
+{
+    struct hosts_fixture *h = *state;
+    serve(h, h->plain_certs, "127.0.0.1");
+    int fd = tcp_dial(h->tcp->addr, 1000);
+    assert_true(fd >= 0);
+    assert_int_not_equal(tcp_test_client_get(fd, "k", 2000), 0);
+    close(fd);
+    pthread_mutex_lock(&h->tcp->log.mu);
+    bool plain = strstr(h->tcp->log.last_warn, "plain-TCP frame to this TLS port") != NULL;
+    pthread_mutex_unlock(&h->tcp->log.mu);
+    assert_true(plain);
+
+    /* And a TLS client at a plain node. */
+    tcp_server_stop(h->tcp->server);
+    h->tcp->server = NULL;
+    tcp_test_start_server(h->tcp, 0, 0);
+    char why[256];
+    assert_int_not_equal(client_get(h, h->tcp->addr, why, sizeof why), 0);
+    /* The server logged before it closed the connection the client saw end. */
+    pthread_mutex_lock(&h->tcp->log.mu);
+    bool tls = strstr(h->tcp->log.last_warn, "it speaks TLS, and this node plain TCP") != NULL;
+    pthread_mutex_unlock(&h->tcp->log.mu);
+    assert_true(tls);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* OpenSSL writes to a socket the other end may have closed */
@@ -283,6 +312,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_peer_accepts_a_certificate_made_with_hosts, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_half_open_handshakes_hold_half_the_limit, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_plain_and_tls_mixed_up_are_told_so, setup,
                                         teardown),
     };
     return cmocka_run_group_tests_name("unit: TLS in one process (the host check, the cap on "
