@@ -22,9 +22,13 @@ int cli_tls_paths(const char *sub, const struct tls_flags *f, const char *name,
 int cli_cluster_id(const char *sub, const char *name, char *const *peers, uint32_t n,
                    struct cluster_id *out)
 {
-    if (name && (name[0] == '\0' || strlen(name) > CLI_CLUSTER_NAME_MAX))
-        return cli_usage_error(sub, "--cluster-name must have 1 to %d bytes; got %zu",
+    if (name && strlen(name) > CLI_CLUSTER_NAME_MAX)
+        return cli_usage_error(sub, "--cluster-name must have at most %d bytes; got %zu",
                                CLI_CLUSTER_NAME_MAX, strlen(name));
+    if (!name && n == 0) {
+        *out = (struct cluster_id){.known = false}; /* joins a running cluster later */
+        return 0;
+    }
     int rc = cluster_id_derive(out, name, peers, n);
     if (rc)
         return cli_usage_error(sub, "cannot make the cluster id: %s", strerror(-rc));

@@ -32,8 +32,10 @@
      .shown_default = "the id is made from --peers"}
 
 /* The id of the cluster that --cluster-name (may be NULL) and the n
- * --peers addresses bootstrap, into out. A usage error (one sentence) for
- * a name that is empty or over CLI_CLUSTER_NAME_MAX bytes. */
+ * --peers addresses bootstrap, into out; neither (a node to be added to a
+ * running cluster): no id yet, which it takes from the first peer to
+ * contact it. A usage error (one sentence) for a name over
+ * CLI_CLUSTER_NAME_MAX bytes. */
 #define CLI_CLUSTER_NAME_MAX 255
 int cli_cluster_id(const char *sub, const char *name, char *const *peers, uint32_t n,
                    struct cluster_id *out);
