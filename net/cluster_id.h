@@ -10,8 +10,10 @@
  * differ, as they do through proxies, or when they will change.) A node
  * keeps the id in its data directory from its first start on
  * (raft/storage/identity.c). A node that is not yet a member (started
- * without --peers, to be added to a running cluster) has none: it takes
- * the id of the first peer that contacts it, and keeps it.
+ * without --peers, to be added to a running cluster; thesis §4.2.1: it
+ * catches up from the leader before it counts) has none: it takes the id
+ * of the first peer that contacts it, the leader that adds it, and keeps
+ * it.
  *
  * Every peer connection starts with a hello (net/hello.h) carrying the
  * dialer's id; the server answers with its own and its verdict. Two nodes

@@ -5,8 +5,13 @@
  * (net/cluster_id.h), and serves peer messages only once it has welcomed
  * the dialer.
  *
- * A refusal costs the connection only, and changes nothing on either side:
- * it comes before any Raft message, so no term is adopted and no entry
+ * Why at the door, before Raft: Figure 2's rule for all servers, "If RPC
+ * request or response contains term T > currentTerm: set currentTerm = T,
+ * convert to follower", holds for any message that reaches Raft. One
+ * message from another cluster's leader, in a higher term, would depose
+ * this cluster's leader; its AppendEntries would overwrite this log. So a
+ * refusal comes before any Raft message is read, costs the connection
+ * only, and changes nothing on either side: no term adopted, no entry
  * appended. Each side says why in one sentence (the server at most once a
  * second, through its refusal log).
  */

@@ -19,7 +19,9 @@
 struct tcp_server_options {
     const char *host;  /* address to bind; NULL or "" for every interface */
     uint16_t port;     /* 0: an ephemeral port, see tcp_server_port() */
-    unsigned max_connections; /* 0: 256; more are accepted and closed */
+    /* 0: 256; more are accepted and closed. With TLS, at most half of them
+     * may be in the handshake: a new one past that closes the oldest. */
+    unsigned max_connections;
     /* A connection silent this long, idle or mid-frame, is closed (and so is
      * one that does not take a reply this long). 0: 30000. */
     unsigned idle_timeout_ms;
