@@ -59,6 +59,7 @@ struct serve_options {
     long nodes, base_port;     /* cluster */
     long id, snapshot_every;   /* node */
     const char *peers, *listen; /* node */
+    const char *cluster_name;   /* node, cluster: the cluster's id comes from it */
     const char *data_dir;
     const char *trace;         /* node: the trace file; cluster: a directory of them */
     struct cli_range election; /* election timeout, ms */
@@ -204,6 +205,7 @@ static int node_options(int argc, char **argv, struct serve_options *o, struct c
          .lo = 0, .hi = (double)(1L << 40),
          .help = "snapshot once N applied entries are in the log; 0: never"},
         CLI_TLS_OPTIONS(&o->tls),
+        CLI_CLUSTER_NAME_OPTION(&o->cluster_name),
         {.name = "trace", .kind = CLI_STRING, .metavar = "FILE", .dest = &o->trace,
          .help = "append every message, role change, commit and apply to FILE as JSON "
                  "lines (for raft timeline)", .shown_default = "no trace"},
@@ -252,7 +254,9 @@ static int cmd_node(int argc, char **argv)
         return EXIT_USAGE;
     struct kv_server_config sc = {.peers = peers.n ? peers.v : NULL, .listen = o.listen,
                                   .data_dir = o.data_dir ? o.data_dir : dir,
-                                  .tls = tls.files};
+                                  .tls = tls.files, .cluster_named = o.cluster_name != NULL};
+    if (cli_cluster_id("node", o.cluster_name, peers.v, peers.n, &sc.cluster))
+        return EXIT_USAGE;
     configure_node(&sc, &o, (uint32_t)o.id, peers.n);
     sc.raft.log_wall_clock = true; /* logs of several processes sort together */
     sc.raft.trace_path = o.trace;
@@ -272,6 +276,7 @@ static int cluster_options(int argc, char **argv, struct serve_options *o)
         OPT_ELECTION(o),
         OPT_HEARTBEAT(o),
         CLI_TLS_OPTIONS(&o->tls),
+        CLI_CLUSTER_NAME_OPTION(&o->cluster_name),
         {.name = "trace-dir", .kind = CLI_STRING, .metavar = "DIR", .dest = &o->trace,
          .help = "node I traces its messages and events to DIR/node-I.jsonl (for raft "
                  "timeline)", .shown_default = "no trace"},
@@ -318,10 +323,14 @@ static int cmd_cluster(int argc, char **argv)
         snprintf(addr_buf[i], sizeof(addr_buf[i]), "127.0.0.1:%ld", o.base_port + (long)i);
         addrs[i] = addr_buf[i];
     }
+    struct cluster_id cluster;
+    if (cli_cluster_id("cluster", o.cluster_name, addrs, n, &cluster))
+        return EXIT_USAGE;
     for (uint32_t i = 0; i < n; i++) {
         snprintf(dirs[i], sizeof(dirs[i]), "%s/node-%u", o.data_dir ? o.data_dir : "data", i);
         sc[i] = (struct kv_server_config){.peers = addrs, .data_dir = dirs[i],
-                                          .tls = tls[i].files};
+                                          .tls = tls[i].files, .cluster = cluster,
+                                          .cluster_named = o.cluster_name != NULL};
         configure_node(&sc[i], &o, i, n);
         snprintf(traces[i], sizeof(traces[i]), "%s/node-%u.jsonl", o.trace ? o.trace : "", i);
         sc[i].raft.trace_path = o.trace ? traces[i] : NULL;

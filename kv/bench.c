@@ -89,16 +89,21 @@ static void move_on(struct session *s, const struct client_reply *reply, uint64_
 }
 
 /* Connects to the target and runs the handshake, both before returning;
- * the node must show a node certificate. The fd or -errno. */
+ * the node must show a node certificate made for the host dialed. The fd
+ * or -errno. */
 static int dial_tls(struct session *s, struct tls_ctx *tls)
 {
-    int fd = tcp_dial(s->nodes.addrs[s->nodes.target], KV_CLIENT_ATTEMPT_MS);
+    const char *addr = s->nodes.addrs[s->nodes.target];
+    char host[256];
+    uint16_t port;
+    int rc = tcp_parse_addr(addr, host, sizeof(host), &port);
+    int fd = rc < 0 ? rc : tcp_dial(addr, KV_CLIENT_ATTEMPT_MS);
     if (fd < 0)
         return fd;
     struct tls_identity who;
-    char err[160];
-    int rc = tls_conn_handshake(&s->tls, tls, fd, false, tcp_now_ms() + KV_CLIENT_ATTEMPT_MS,
-                                &who, err, sizeof(err));
+    char err[256];
+    rc = tls_conn_connect(&s->tls, tls, fd, host, tcp_now_ms() + KV_CLIENT_ATTEMPT_MS, &who,
+                          err, sizeof(err));
     if (rc == 0 && who.role != TLS_ROLE_NODE) {
         tls_conn_free(s->tls);
         s->tls = NULL;
