@@ -295,25 +295,25 @@ static void test_cluster_b_keeps_leader_and_term_when_a_node_of_a_points_at_it(v
     assert_true(chaos_cluster_wait_leader(a, chaos_cluster_all(a), 0, 10000 * scale, &ta) >= 0);
     ta = push_term_past(a, tb + 1);
 
-    /* A restarts with B's node 2 in the place of its own node 2. */
-    for (unsigned i = 0; i < 3; i++)
-        chaos_cluster_stop_node_or_fail(a, i);
-    for (unsigned i = 0; i < 2; i++) {
-        snprintf(a->peers[i], sizeof(a->peers[i]), "%s,%s,%s", a->addr[0], a->addr[1],
-                 b->addr[2]);
-        chaos_cluster_start_node_or_fail(a, i);
-    }
+    /* An operator of A adds B's node 2 to A by mistake, as n5: A's
+     * leader, in a later term than B's, dials it. */
+    struct kv_client *ka;
+    char *why = NULL;
+    assert_int_equal(kv_client_open(&ka, a->addrs, 3, 5000), 0);
+    assert_int_equal(kv_client_member_add(ka, 5, b->addr[2], true, &why), 0);
+    free(why);
+    kv_client_close(ka);
     uint64_t ta2;
-    int la = chaos_cluster_wait_leader(a, 3, ta, 10000 * scale, &ta2);
+    int la = chaos_cluster_wait_leader(a, chaos_cluster_all(a), ta, 10000 * scale, &ta2);
     assert_true(la >= 0);
-    test_sleep_ms(600 * scale); /* A's heartbeats and retries towards "its node 2" */
+    test_sleep_ms(600 * scale); /* A's heartbeats and retries towards "n5" */
 
     uint64_t tb2;
     int lb2 = chaos_cluster_wait_leader(b, chaos_cluster_all(b), 0, 2000 * scale, &tb2);
     struct client_reply b2;
     assert_int_equal(chaos_cluster_status(b, 2, 2000, &b2), 0);
     int refused_by_b = chaos_cluster_log_count(b, 2, "it belongs to cluster");
-    int refused_by_a = chaos_cluster_log_count(a, (unsigned)la, "refusing n2");
+    int refused_by_a = chaos_cluster_log_count(a, (unsigned)la, "refusing n5");
     printf("    cluster A leads in T%llu (n%d), past B's T%llu; A's leader dialing B's n2: "
            "refused %d time(s) in B's n2's log, %d in A's leader's; B's leader n%d T%llu "
            "before, n%d T%llu after; B's n2 in T%llu\n", (unsigned long long)ta2, la,
@@ -330,13 +330,16 @@ static void test_cluster_b_keeps_leader_and_term_when_a_node_of_a_points_at_it(v
     assert_int_equal(kv_client_put(k, "b-still", 7, "writes", 6), 0);
     kv_client_close(k);
 
-    /* A's node 2, on its own directory, started with B's --peers: its
-     * directory is cluster A's, its --peers say B. */
+    /* A's node 2, on its own directory, started for another cluster: its
+     * directory is cluster A's, its --cluster-name says otherwise. (A
+     * different --peers alone would be ignored with a warning: once a
+     * directory records its configuration and cluster, those win.) */
     char dir[96], out[128];
+    chaos_cluster_stop_node_or_fail(a, 2);
     chaos_cluster_node_dir(a, 2, dir, sizeof(dir));
     snprintf(out, sizeof(out), "%s/wrong-cluster.out", f->certs);
     char *argv[] = {(char *)a->bin, "node", "--id", "2", "--peers", b->peers[2],
-                    "--data-dir", dir, NULL};
+                    "--cluster-name", "cluster-b", "--data-dir", dir, NULL};
     assert_int_equal(test_run_to_file(argv, out, 10000), 4);
     assert_int_equal(test_file_count_lines(out, "the data directory belongs to cluster"), 1);
 
