@@ -81,10 +81,6 @@ static int recover(struct raft_node *n)
             raft_persisted_free(&p);
             return rc;
         }
-        /* §7: the snapshot holds the configuration as of its last entry
-         * (one written before snapshots carried it leaves the bootstrap's). */
-        if (s->has_members)
-            n->base_members = s->members;
         n->snapshot = s;
         n->commit_index = n->last_applied = p.snapshot_index;
     }
@@ -95,6 +91,10 @@ static int recover(struct raft_node *n)
     }
     n->durable_index = log_last_index(&n->log);
     /* END LAB */
+    /* §7: the snapshot holds the configuration as of its last entry (one
+     * written before snapshots carried it leaves the bootstrap's). */
+    if (n->snapshot && n->snapshot->has_members)
+        n->base_members = n->snapshot->members;
     raft_persisted_free(&p);
     log_recovered(n);
     return 0;

@@ -291,3 +291,13 @@ bool node_log_pre_vote_attempt_locked(struct raft_node *n, uint64_t now, char *n
              ordinal_suffix(s->attempts), (double)(now - since) / 1000.0, answers);
     return true;
 }
+
+void node_say_why(char *why, size_t cap, const char *fmt, ...)
+{
+    if (!why || cap == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, cap, fmt, ap);
+    va_end(ap);
+}

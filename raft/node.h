@@ -19,9 +19,13 @@
  *           replication.c AppendEntries both sides
  *           snapshot.c    InstallSnapshot both sides, taking snapshots
  *           transfer.c    leadership transfer (TimeoutNow) both sides
+ *           reconfigure.c membership changes: the log's configurations,
+ *                         adding (with catch-up) and removing servers
  *   threads timer.c, peer.c, apply.c, syncer.c: schedule rules, move bytes
  *           clients.c     what client threads wait for
- *   leaves  log.c, commit.c, logging.c, and storage behind raft_storage
+ *   leaves  log.c, commit.c, logging.c, quorum.c (who counts),
+ *           membership.c (a configuration as data), and storage behind
+ *           raft_storage
  * Rules take the node and the current time and return what to send; they
  * open no socket or file and never wait, so tests can drive them one step
  * at a time with no thread running (tests/unit_rules.c). Time reaches them
@@ -370,6 +374,10 @@ void config_apply(struct raft_config *out, const struct raft_config *cfg,
 /* ---- logging.c (a leaf) ---- */
 void node_log(struct raft_node *n, enum raft_log_level level,
               const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* One sentence for a caller who asked why (a refused transfer or
+ * membership change) into why (cap bytes; nothing when why is NULL). */
+void node_say_why(char *why, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Whether a line at this level is printed: callers ask before building
  * what only the line needs, so that a quiet node pays nothing for it. */
 static inline bool node_logs(const struct raft_node *n, enum raft_log_level level)

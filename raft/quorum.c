@@ -17,12 +17,16 @@ bool node_is_majority(const struct raft_node *n, uint64_t ids)
 
 uint64_t node_quorum_value(const struct raft_node *n, const uint64_t *by_id)
 {
+    /* LAB(membership): the value a majority of the voters reached: learners do not count (§4.1) */
     uint64_t values[RAFT_MAX_NODES];
     uint32_t k = 0;
     for (uint32_t i = 0; i < n->members.n; i++)
         if (n->members.members[i].voter)
             values[k++] = by_id[n->members.members[i].id];
     return k ? commit_quorum_index(values, k) : 0;
+    /* STUB: uint64_t all[RAFT_MAX_NODES]; */
+    /* STUB: for (uint32_t m = 0; m < n->members.n; m++) all[m] = by_id[n->members.members[m].id]; */
+    /* END LAB: return n->members.n ? commit_quorum_index(all, n->members.n) : 0; */
 }
 
 bool node_serves_peer_locked(const struct raft_node *n, const struct peer *p)
@@ -31,6 +35,8 @@ bool node_serves_peer_locked(const struct raft_node *n, const struct peer *p)
         return false;
     if (raft_membership_find(&n->members, p->id))
         return true;
+    /* LAB(membership): a server just removed still gets the entry that removes it (§4.2.2) */
     return raft_membership_find(&n->previous, p->id) && p->match_index < n->members_index;
+    /* END LAB: return false; */
 }
 

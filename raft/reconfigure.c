@@ -31,7 +31,6 @@
 #include "raft/node.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -41,18 +40,6 @@
  * of adding wake-ups to the paths every put takes. */
 #define CHANGE_POLL_MS 5
 
-static void say(char *why, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void say(char *why, size_t cap, const char *fmt, ...)
-{
-    if (!why || cap == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, cap, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- following the log's configuration entries ---- */
 
@@ -123,7 +110,9 @@ static void start_serving_locked(struct raft_node *n, struct peer *p, uint64_t n
 
 static void log_change_locked(struct raft_node *n, const struct raft_membership *old)
 {
-    char before[160], after[160], where[64] = "from the snapshot";
+    char before[160], after[160], where[64] = "the bootstrap configuration";
+    if (n->log.base_index > 0 && n->snapshot && n->snapshot->has_members)
+        snprintf(where, sizeof(where), "from the snapshot");
     membership_describe(old, before, sizeof(before));
     membership_describe(&n->members, after, sizeof(after));
     if (n->members_index)
@@ -226,9 +215,10 @@ static void wait_a_little_locked(struct raft_node *n, uint64_t deadline)
 static int may_change_locked(struct raft_node *n, uint64_t deadline, int32_t *leader_hint,
                              char *why, size_t cap)
 {
+    /* LAB(membership): an entry of this term committed first; one change at a time (§4.1, the 2015 fix) */
     while (n->role == RAFT_LEADER && n->commit_index < n->leader_first_index) {
         if (node_now(n) >= deadline) {
-            say(why, cap, "This leader has not yet committed an entry of its term, which it "
+            node_say_why(why, cap, "This leader has not yet committed an entry of its term, which it "
                 "must before changing the configuration.");
             return -ETIMEDOUT;
         }
@@ -238,17 +228,20 @@ static int may_change_locked(struct raft_node *n, uint64_t deadline, int32_t *le
     if (n->role != RAFT_LEADER || n->stopping || n->disk_failed)
         return -EPERM;
     if (n->members_index > n->commit_index) {
-        say(why, cap, "A configuration change is already under way (entry %llu is not "
+        node_say_why(why, cap, "A configuration change is already under way (entry %llu is not "
             "committed yet).", (unsigned long long)n->members_index);
         return -EBUSY;
     }
+    /* STUB: *leader_hint = n->leader_id; (void)deadline; (void)why; (void)cap; */
+    /* STUB: if (n->role != RAFT_LEADER) return -EPERM; */
+    /* END LAB */
     if (n->catching_up != RAFT_NO_NODE) {
-        say(why, cap, "A configuration change is already under way (n%d is catching up).",
+        node_say_why(why, cap, "A configuration change is already under way (n%d is catching up).",
             n->catching_up);
         return -EBUSY;
     }
     if (node_transfer_in_progress_locked(n)) {
-        say(why, cap, "A leadership transfer is under way.");
+        node_say_why(why, cap, "A leadership transfer is under way.");
         return -EBUSY;
     }
     return 0;
@@ -261,8 +254,12 @@ static int commit_config_locked(struct raft_node *n, const struct raft_membershi
     uint8_t bytes[RAFT_MEMBERSHIP_MAX_BYTES];
     size_t len = raft_membership_encode(next, bytes);
     uint64_t term = n->current_term;
+    if (!leads_locked(n, term)) { /* it may have stopped during a catch-up's last wait */
+        node_say_why(why, cap, "This node stopped leading before the change could be appended.");
+        return -ECANCELED;
+    }
     if (log_append(&n->log, term, RAFT_ENTRY_CONFIG, bytes, (uint32_t)len) != 0) {
-        say(why, cap, "Out of memory.");
+        node_say_why(why, cap, "Out of memory.");
         return -ENOMEM;
     }
     uint64_t index = log_last_index(&n->log);
@@ -276,12 +273,12 @@ static int commit_config_locked(struct raft_node *n, const struct raft_membershi
         if (n->commit_index >= index && ours)
             return 0;
         if (!leads_locked(n, term)) {
-            say(why, cap, "This node stopped leading before the change (entry %llu) "
+            node_say_why(why, cap, "This node stopped leading before the change (entry %llu) "
                 "committed: it may or may not take effect.", (unsigned long long)index);
             return -ECANCELED;
         }
         if (node_now(n) >= deadline) {
-            say(why, cap, "The change (entry %llu) did not commit in time: it may still "
+            node_say_why(why, cap, "The change (entry %llu) did not commit in time: it may still "
                 "take effect.", (unsigned long long)index);
             return -ETIMEDOUT;
         }
@@ -301,13 +298,14 @@ static uint64_t progress_of(const struct peer *p)
 static int catch_up_locked(struct raft_node *n, struct peer *p, uint64_t deadline,
                            char *why, size_t cap)
 {
+    /* LAB(membership): rounds until one takes less than an election timeout; fail without progress (§4.2.1) */
     uint64_t term = n->current_term, timeout = n->cfg.election_timeout_max_ms;
     for (int round = 1; round <= CATCH_UP_ROUNDS; round++) {
         uint64_t target = log_last_index(&n->log), start = node_now(n);
         uint64_t progress = progress_of(p), progress_at = start;
         while (p->match_index < target) {
             if (!leads_locked(n, term)) {
-                say(why, cap, "This node stopped leading while n%u caught up.", p->id);
+                node_say_why(why, cap, "This node stopped leading while n%u caught up.", p->id);
                 return -ECANCELED;
             }
             uint64_t now = node_now(n);
@@ -315,14 +313,14 @@ static int catch_up_locked(struct raft_node *n, struct peer *p, uint64_t deadlin
                 progress = progress_of(p);
                 progress_at = now;
             } else if (now - progress_at > timeout) {
-                say(why, cap, "n%u could not catch up: no progress for %llu ms (it holds "
+                node_say_why(why, cap, "n%u could not catch up: no progress for %llu ms (it holds "
                     "%llu of %llu entries); it stays a learner.", p->id,
                     (unsigned long long)(now - progress_at),
                     (unsigned long long)p->match_index, (unsigned long long)target);
                 return -EINVAL;
             }
             if (now >= deadline) {
-                say(why, cap, "n%u was still catching up when the time ran out (it holds "
+                node_say_why(why, cap, "n%u was still catching up when the time ran out (it holds "
                     "%llu of %llu entries); it stays a learner.", p->id,
                     (unsigned long long)p->match_index, (unsigned long long)target);
                 return -ETIMEDOUT;
@@ -337,9 +335,11 @@ static int catch_up_locked(struct raft_node *n, struct peer *p, uint64_t deadlin
         if (took < timeout)
             return 0;
     }
-    say(why, cap, "n%u could not catch up in %d rounds: the log grows faster than it "
+    node_say_why(why, cap, "n%u could not catch up in %d rounds: the log grows faster than it "
         "receives it; it stays a learner.", p->id, CATCH_UP_ROUNDS);
     return -EINVAL;
+    /* STUB: (void)n; (void)p; (void)deadline; (void)why; (void)cap; (void)progress_of; */
+    /* END LAB: return 0; */
 }
 
 static int check_new_id_locked(const struct raft_node *n, uint32_t id, bool voter,
@@ -347,14 +347,14 @@ static int check_new_id_locked(const struct raft_node *n, uint32_t id, bool vote
 {
     const struct raft_member *m = id <= RAFT_MAX_ID ? raft_membership_find(&n->members, id) : NULL;
     if (id > RAFT_MAX_ID) {
-        say(why, cap, "Node ids run from 0 to %d.", RAFT_MAX_ID);
+        node_say_why(why, cap, "Node ids run from 0 to %d.", RAFT_MAX_ID);
     } else if (n->members.removed >> id & 1) {
-        say(why, cap, "n%u was removed from this cluster before, and ids are never reused: "
+        node_say_why(why, cap, "n%u was removed from this cluster before, and ids are never reused: "
             "give the server a new id.", id);
     } else if (m && (m->voter || !voter)) {
-        say(why, cap, "n%u is already a %s.", id, m->voter ? "voter" : "learner");
+        node_say_why(why, cap, "n%u is already a %s.", id, m->voter ? "voter" : "learner");
     } else if (!m && n->members.n == RAFT_MAX_NODES) {
-        say(why, cap, "The cluster has %d members, the most it can have.", RAFT_MAX_NODES);
+        node_say_why(why, cap, "The cluster has %d members, the most it can have.", RAFT_MAX_NODES);
     } else {
         return 0;
     }
@@ -408,13 +408,13 @@ static int remove_member_locked(struct raft_node *n, uint32_t id, uint64_t deadl
     membership_describe(&n->members, members, sizeof(members));
     if (!m) {
         if (id <= RAFT_MAX_ID && (n->members.removed >> id & 1))
-            say(why, cap, "n%u was removed already.", id);
+            node_say_why(why, cap, "n%u was removed already.", id);
         else
-            say(why, cap, "n%u is not a member (the members are %s).", id, members);
+            node_say_why(why, cap, "n%u is not a member (the members are %s).", id, members);
         return -EINVAL;
     }
     if (m->voter && membership_voters(&next) == 1) {
-        say(why, cap, "n%u is the last voter: without it nobody could decide anything.", id);
+        node_say_why(why, cap, "n%u is the last voter: without it nobody could decide anything.", id);
         return -EINVAL;
     }
     node_log(n, RAFT_LOG_INFO, "removing n%u%s (§4.2.2)", id,

@@ -335,12 +335,14 @@ static void log_commit_locked(struct raft_node *n, const uint64_t *match, uint64
  * down; until then it managed the cluster without counting itself. */
 static void step_down_if_removed_locked(struct raft_node *n)
 {
+    /* LAB(membership): a leader outside the committed configuration steps down (§4.2.2) */
     if (n->role == RAFT_LEADER && n->members_index <= n->commit_index && !node_is_voter(n)) {
         char why[96];
         snprintf(why, sizeof(why), "the configuration without this node committed (entry %llu)",
                  (unsigned long long)n->members_index);
         node_become_follower_locked(n, n->current_term, RAFT_NO_NODE, why);
     }
+    /* END LAB: (void)n; */
 }
 
 /* Figure 2, leaders: advance commitIndex to the highest index stored on a

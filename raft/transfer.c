@@ -21,22 +21,9 @@
 #include "raft/node.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-static void say(char *why, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void say(char *why, size_t cap, const char *fmt, ...)
-{
-    if (!why || cap == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, cap, fmt, ap);
-    va_end(ap);
-}
 
 /* The voter whose log matches the leader's furthest: it needs the fewest
  * entries before it can take over (ties: the first listed). */
@@ -61,7 +48,7 @@ int transfer_start_locked(struct raft_node *n, int32_t target, uint64_t now,
     if (target == RAFT_NO_NODE)
         target = most_up_to_date_locked(n);
     if (target == (int32_t)n->cfg.id) {
-        say(why, why_cap, "n%d already leads; there is nothing to transfer.", target);
+        node_say_why(why, why_cap, "n%d already leads; there is nothing to transfer.", target);
         return -EINVAL;
     }
     const struct raft_member *m =
@@ -71,22 +58,22 @@ int transfer_start_locked(struct raft_node *n, int32_t target, uint64_t now,
         char members[160];
         membership_describe(&n->members, members, sizeof(members));
         if (target == RAFT_NO_NODE)
-            say(why, why_cap, "There is no other voter to transfer leadership to.");
+            node_say_why(why, why_cap, "There is no other voter to transfer leadership to.");
         else if (m)
-            say(why, why_cap, "n%d is a learner, which cannot lead: promote it first.", target);
+            node_say_why(why, why_cap, "n%d is a learner, which cannot lead: promote it first.", target);
         else
-            say(why, why_cap, "n%d is not a member of this cluster (its members are %s).",
+            node_say_why(why, why_cap, "n%d is not a member of this cluster (its members are %s).",
                 target, members);
         return -EINVAL;
     }
     if (n->catching_up != RAFT_NO_NODE || n->members_index > n->commit_index) {
-        say(why, why_cap, "A configuration change is under way: transfer once it is over.");
+        node_say_why(why, why_cap, "A configuration change is under way: transfer once it is over.");
         return -EBUSY;
     }
     if (node_transfer_in_progress_locked(n)) {
         if (n->transfer_target == target)
             return 0; /* the same request again: wait for the one under way */
-        say(why, why_cap, "A transfer to n%d is already under way.", n->transfer_target);
+        node_say_why(why, why_cap, "A transfer to n%d is already under way.", n->transfer_target);
         return -EBUSY;
     }
     const struct peer *p = &n->peers[target];
@@ -211,17 +198,17 @@ static int transfer_outcome_locked(const struct raft_node *n, int32_t target,
                                    uint64_t term, char *why, size_t cap)
 {
     if (n->stopping || n->disk_failed) {
-        say(why, cap, "The node stopped during the transfer.");
+        node_say_why(why, cap, "The node stopped during the transfer.");
         return -ECANCELED;
     }
     if (n->current_term > term && n->leader_id == target)
         return 0;
     if (n->current_term > term && n->leader_id != RAFT_NO_NODE) {
-        say(why, cap, "n%d took over instead of n%d.", n->leader_id, target);
+        node_say_why(why, cap, "n%d took over instead of n%d.", n->leader_id, target);
         return -ETIMEDOUT;
     }
     if (n->current_term == term && !node_transfer_in_progress_locked(n)) {
-        say(why, cap, "n%d did not take over within %u ms; the transfer was abandoned.",
+        node_say_why(why, cap, "n%d did not take over within %u ms; the transfer was abandoned.",
             target, n->cfg.election_timeout_max_ms);
         return -ETIMEDOUT;
     }
@@ -231,7 +218,7 @@ static int transfer_outcome_locked(const struct raft_node *n, int32_t target,
 int raft_transfer(struct raft_node *n, int32_t target, unsigned timeout_ms,
                   int32_t *leader_hint, char *why, size_t why_cap)
 {
-    say(why, why_cap, "%s", "");
+    node_say_why(why, why_cap, "%s", "");
     node_lock(n);
     uint64_t now = node_now(n), deadline = now + timeout_ms;
     uint64_t term = n->current_term;
@@ -246,7 +233,7 @@ int raft_transfer(struct raft_node *n, int32_t target, unsigned timeout_ms,
     while (rc == -EAGAIN) {
         now = node_now(n);
         if (now >= deadline) {
-            say(why, why_cap, "n%d did not take over within %u ms.", target, timeout_ms);
+            node_say_why(why, why_cap, "n%d did not take over within %u ms.", target, timeout_ms);
             rc = -ETIMEDOUT;
             break;
         }

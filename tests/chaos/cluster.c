@@ -74,8 +74,10 @@ void chaos_cluster_node_argv(struct chaos_cluster *c, unsigned i, const char **a
     argv[argc++] = "node";
     argv[argc++] = "--id";
     argv[argc++] = buf->id;
-    argv[argc++] = "--peers";
-    argv[argc++] = c->peers[i];
+    /* A node that joined later has no bootstrap configuration: it learns
+     * one from the leader that adds it. */
+    argv[argc++] = c->peers[i][0] ? "--peers" : "--listen";
+    argv[argc++] = c->peers[i][0] ? c->peers[i] : c->addr[i];
     argv[argc++] = "--data-dir";
     argv[argc++] = buf->data;
     argv[argc++] = "--log-level";
@@ -205,6 +207,24 @@ int chaos_cluster_start(struct chaos_cluster **out, const struct chaos_cluster_o
     }
     *out = c;
     return 0;
+}
+
+int chaos_cluster_add_node(struct chaos_cluster *c, unsigned *id)
+{
+    if (c->n == CHAOS_MAX_NODES)
+        return -ENOSPC;
+    unsigned i = c->n;
+    int rc = port_reserve(&c->port[i]);
+    if (rc)
+        return rc;
+    snprintf(c->addr[i], sizeof(c->addr[i]), "127.0.0.1:%d", c->port[i].port);
+    c->addrs[i] = c->addr[i];
+    size_t off = strlen(c->addr_list);
+    snprintf(c->addr_list + off, sizeof(c->addr_list) - off, ",%s", c->addr[i]);
+    c->peers[i][0] = '\0';
+    c->n++;
+    *id = i;
+    return chaos_cluster_start_node(c, i);
 }
 
 static void print_logs(struct chaos_cluster *c, unsigned lines)

@@ -87,6 +87,11 @@ int chaos_cluster_shutdown(struct chaos_cluster *c, char *msg, size_t cap);
  * every node's log are printed now. */
 void chaos_cluster_failed(struct chaos_cluster *c, const char *why);
 
+/* Starts one more node, id c->n (returned in *id), on a new port, in no
+ * configuration (`raft node --listen`): it waits to be added. Without
+ * proxies only. 0 or a negative errno. */
+int chaos_cluster_add_node(struct chaos_cluster *c, unsigned *id);
+
 /* Starts node i (again) on its data directory. */
 int chaos_cluster_start_node(struct chaos_cluster *c, unsigned i);
 

@@ -12,10 +12,10 @@
 # for parameters the body no longer uses). Regions nest: an inner region of
 # a later part is taken out alone when the outer one is given. The markers
 # of regions that are given are dropped, so given code reads as plain code.
-# Parts, in order: election agreement persistence snapshots.
+# Parts, in order: election agreement persistence snapshots membership.
 set -eu
 
-PARTS="election agreement persistence snapshots"
+PARTS="election agreement persistence snapshots membership"
 usage() { echo "usage: $0 DEST [PART]  (PART: $PARTS)" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 dest=$1
