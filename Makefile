@@ -105,7 +105,7 @@ fuzz:
 # The student tree (tests/labs/student.sh), built there warning-free.
 LAB_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/lab_*.c)) $(BUILD)/tests/unit_rules
 student: cmocka
-	@test -n "$(DEST)" || { echo "usage: make student DEST=DIR [PART=election|agreement|persistence|snapshots]" >&2; exit 2; }
+	@test -n "$(DEST)" || { echo "usage: make student DEST=DIR [PART=election|agreement|persistence|snapshots|membership]" >&2; exit 2; }
 	@tests/labs/student.sh "$(DEST)" $(PART)
 	@$(MAKE) --no-print-directory -C "$(DEST)" -j2 PART= $(BUILD)/raft $(LAB_BIN)
 	@echo "student tree built in $(DEST): make -C $(DEST) test PART=election"

@@ -114,7 +114,7 @@ int node_create(struct raft_node **out, const struct raft_config *cfg,
     n->storage = *storage;
     n->fsm = *fsm;
     n->base_members = n->cfg.bootstrap;
-    n->catching_up = RAFT_NO_NODE;
+    n->adding = RAFT_NO_NODE;
     n->voted_for = RAFT_NO_NODE;
     n->leader_id = RAFT_NO_NODE;
     n->transfer_target = RAFT_NO_NODE;

@@ -271,11 +271,18 @@ static uint64_t reply_term(const struct raft_msg *m)
  * sent in another term or role is dropped. A granted pre-vote may carry a
  * newer term (the voter may be ahead without a leader): it is counted, not
  * obeyed (thesis §9.6). */
+static bool accepts_sender_locked(const struct raft_node *n, uint32_t from);
+
 static bool reply_is_current_locked(struct raft_node *n, const struct rpc *sent, int rc,
                                     const struct raft_msg *reply)
 {
     bool granted_pre_vote = rc == 0 && reply->type == RAFT_MSG_REQUEST_VOTE_REPLY &&
                             reply->u.rv_reply.pre_vote && reply->u.rv_reply.vote_granted;
+    /* A removed server is still sent the entry that removes it (§4.2.2);
+     * if it campaigned meanwhile, the newer term of its reply is no reason
+     * to step down (§4.2.3). */
+    if (rc == 0 && reply_term(reply) > n->current_term && !accepts_sender_locked(n, sent->to))
+        return false;
     if (rc == 0 && reply_term(reply) > n->current_term && !granted_pre_vote) {
         node_is_stale_term_locked(n, reply_term(reply), sent->to);
         return false;

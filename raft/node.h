@@ -226,7 +226,7 @@ struct raft_node {
      * this node excluded. */
     uint32_t targets[2 * RAFT_MAX_NODES];
     uint32_t n_targets;
-    int32_t catching_up;         /* the learner being caught up (§4.2.1), or none */
+    int32_t adding;              /* the server being added (reconfigure.c), or none */
     bool removed_logged;         /* "no longer a member" said */
 
     struct peer peers[RAFT_MAX_ID + 1]; /* by id */

@@ -235,9 +235,9 @@ static int may_change_locked(struct raft_node *n, uint64_t deadline, int32_t *le
     /* STUB: *leader_hint = n->leader_id; (void)deadline; (void)why; (void)cap; */
     /* STUB: if (n->role != RAFT_LEADER) return -EPERM; */
     /* END LAB */
-    if (n->catching_up != RAFT_NO_NODE) {
-        node_say_why(why, cap, "A configuration change is already under way (n%d is catching up).",
-            n->catching_up);
+    if (n->adding != RAFT_NO_NODE) {
+        node_say_why(why, cap, "A configuration change is already under way (n%d is being "
+                     "added).", n->adding);
         return -EBUSY;
     }
     if (node_transfer_in_progress_locked(n)) {
@@ -303,7 +303,9 @@ static int catch_up_locked(struct raft_node *n, struct peer *p, uint64_t deadlin
     for (int round = 1; round <= CATCH_UP_ROUNDS; round++) {
         uint64_t target = log_last_index(&n->log), start = node_now(n);
         uint64_t progress = progress_of(p), progress_at = start;
-        while (p->match_index < target) {
+        /* A round ends with an answer given during it: a learner that held
+         * the whole log once and then died must not pass. */
+        while (p->match_index < target || p->last_ack_ms < start) {
             if (!leads_locked(n, term)) {
                 node_say_why(why, cap, "This node stopped leading while n%u caught up.", p->id);
                 return -ECANCELED;
@@ -367,14 +369,10 @@ static struct raft_member *find_member(struct raft_membership *m, uint32_t id)
 }
 
 static int add_member_locked(struct raft_node *n, uint32_t id, const char *addr, bool voter,
-                             uint64_t deadline, int32_t *leader_hint, char *why, size_t cap)
+                             uint64_t deadline, char *why, size_t cap)
 {
-    int rc = may_change_locked(n, deadline, leader_hint, why, cap);
-    if (rc == 0)
-        rc = check_new_id_locked(n, id, voter, why, cap);
-    if (rc)
-        return rc;
     struct raft_membership next = n->members;
+    int rc = 0;
     if (!find_member(&next, id)) {
         struct raft_member *m = &next.members[next.n++];
         memset(m, 0, sizeof(*m));
@@ -386,9 +384,7 @@ static int add_member_locked(struct raft_node *n, uint32_t id, const char *addr,
         if (rc || !voter)
             return rc;
     }
-    n->catching_up = (int32_t)id;
     rc = catch_up_locked(n, &n->peers[id], deadline, why, cap);
-    n->catching_up = RAFT_NO_NODE;
     if (rc)
         return rc;
     next = n->members;
@@ -431,7 +427,16 @@ int raft_add_member(struct raft_node *n, uint32_t id, const char *addr, bool vot
 {
     node_lock(n);
     uint64_t deadline = node_now(n) + timeout_ms;
-    int rc = add_member_locked(n, id, addr, voter, deadline, leader_hint, why, why_cap);
+    int rc = may_change_locked(n, deadline, leader_hint, why, why_cap);
+    if (rc == 0)
+        rc = check_new_id_locked(n, id, voter, why, why_cap);
+    if (rc == 0) {
+        /* Under way from its first entry to its promotion: the lock is let
+         * go while each commits, and no other change may start meanwhile. */
+        n->adding = (int32_t)id;
+        rc = add_member_locked(n, id, addr, voter, deadline, why, why_cap);
+        n->adding = RAFT_NO_NODE;
+    }
     node_unlock(n);
     return rc;
 }

@@ -66,7 +66,7 @@ int transfer_start_locked(struct raft_node *n, int32_t target, uint64_t now,
                 target, members);
         return -EINVAL;
     }
-    if (n->catching_up != RAFT_NO_NODE || n->members_index > n->commit_index) {
+    if (n->adding != RAFT_NO_NODE || n->members_index > n->commit_index) {
         node_say_why(why, why_cap, "A configuration change is under way: transfer once it is over.");
         return -EBUSY;
     }

@@ -320,5 +320,8 @@ int main(void)
         LAB_TEST(test_puts_during_transfers),
         LAB_TEST(test_no_stale_read_after_transfer_and_cut_off),
     };
+    const char *only = getenv("RAFT_TEST");
+    if (only && *only)
+        cmocka_set_test_filter(only);
     return cmocka_run_group_tests_name("lab_transfer", tests, NULL, NULL);
 }

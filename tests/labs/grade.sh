@@ -6,8 +6,9 @@
 # per part. Exits 0 only if every run passed.
 #   RUNS=N (1)  JOBS=J (2)  BUILD=dir (build)
 #   STOP=1      run one at a time, in order, and stop at the first failure
-# Parts: election agreement persistence snapshots clients (default: the
-# first four). Each part is the suites tests/lab_*PART*.c.
+# Parts: election agreement persistence snapshots membership clients
+# transfer (default: the first four). Each part is the suites
+# tests/lab_*PART*.c.
 set -eu
 BUILD=${BUILD:-build}
 RUNS=${RUNS:-1}
@@ -43,7 +44,7 @@ for part in "$@"; do
         found=yes
         suite=$(basename "$src" .c)
         [ -x "$BUILD/tests/$suite" ] || { echo "grade: $BUILD/tests/$suite is not built" >&2; exit 2; }
-        tests=$(sed -n 's/.*cmocka_unit_test[a-z_]*( *\(test_[A-Za-z0-9_]*\).*/\1/p' "$src")
+        tests=$(sed -n 's/.*\(cmocka_unit_test[a-z_]*\|LAB_TEST\)( *\(test_[A-Za-z0-9_]*\).*/\2/p' "$src")
         for t in $tests; do
             r=1
             while [ $r -le "$RUNS" ]; do

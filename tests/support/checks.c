@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "kv/kv.h"
+#include "raft/membership.h"
 #include "raft/node.h" /* the monitor reads a leader's log under its lock */
 
 #define SNAP_MAGIC 0x3150414e5342414cull /* "LABSNAP1" */
@@ -45,8 +46,13 @@ static uint64_t entry_fp(uint64_t term, uint8_t type, uint32_t len, uint64_t dat
 
 void checks_describe_cmd(uint8_t type, const uint8_t *data, uint32_t len, char *buf, size_t cap)
 {
+    struct raft_membership m;
     if (type == RAFT_ENTRY_NOOP) {
         snprintf(buf, cap, "no-op");
+    } else if (type == RAFT_ENTRY_CONFIG && raft_membership_decode(&m, data, len) == 0) {
+        char who[96];
+        membership_describe(&m, who, sizeof(who));
+        snprintf(buf, cap, "config %s", who);
     } else if (len == 8) {
         uint64_t x = 0;
         for (int i = 7; i >= 0; i--)
@@ -60,6 +66,11 @@ void checks_describe_cmd(uint8_t type, const uint8_t *data, uint32_t len, char *
         text[k] = '\0';
         snprintf(buf, cap, "cmd \"%s%s\" (%u bytes)", text, len > 16 ? "..." : "", len);
     }
+}
+
+static const char *entry_kind(uint8_t type)
+{
+    return type == RAFT_ENTRY_NOOP ? "no-op" : type == RAFT_ENTRY_CONFIG ? "config" : "cmd";
 }
 
 static void describe_applied(const struct applied_entry *a, char *buf, size_t cap)
@@ -289,6 +300,7 @@ void checks_free(struct cluster *c)
         free(c->applied[i].data);
     free(c->applied);
     free(c->leader_of_term);
+    votes_free(c);
     for (unsigned i = 0; i < RAFT_MAX_NODES; i++)
         free(c->slots[i].la);
 }
@@ -339,7 +351,7 @@ static bool same_entry(const struct memstore_entry *a, const struct memstore_ent
 static void describe_stored(const struct memstore_entry *e, char *buf, size_t cap)
 {
     snprintf(buf, cap, "%s@T%llu (%u bytes, hash %016llx)",
-             e->type == RAFT_ENTRY_NOOP ? "no-op" : "cmd", (unsigned long long)e->term,
+             entry_kind(e->type), (unsigned long long)e->term,
              e->len, (unsigned long long)e->hash);
 }
 
@@ -514,9 +526,9 @@ static void leader_append_only_locked(struct slot *s, struct raft_node *n, char 
                      "(%u bytes, hash %016llx) at index %llu and now holds %s@T%llu "
                      "(%u bytes, hash %016llx) there", s->id,
                      (unsigned long long)n->current_term,
-                     was->type == RAFT_ENTRY_NOOP ? "no-op" : "cmd",
+                     entry_kind(was->type),
                      (unsigned long long)was->term, was->len, (unsigned long long)was->hash,
-                     (unsigned long long)i, e->type == RAFT_ENTRY_NOOP ? "no-op" : "cmd",
+                     (unsigned long long)i, entry_kind(e->type),
                      (unsigned long long)e->term, e->len,
                      (unsigned long long)memstore_hash(e->data, e->len));
             s->la_term = 0; /* start over: report each change once */
@@ -562,7 +574,7 @@ static void leader_completeness(struct cluster *c, struct slot *s, uint64_t term
         if (entry_fp(e->term, e->type, e->len, e->hash) != a->fp) {
             snprintf(msg, sizeof(msg), "Leader Completeness: n%u leads T%llu but holds %s@T%llu "
                      "at index %llu where %s applied the committed %s", s->id,
-                     (unsigned long long)term, e->type == RAFT_ENTRY_NOOP ? "no-op" : "cmd",
+                     (unsigned long long)term, entry_kind(e->type),
                      (unsigned long long)e->term, (unsigned long long)i, who, committed);
             involved |= a->nodes;
         }
@@ -606,6 +618,7 @@ static void sample(struct cluster *c, struct slot *s)
     struct seen_entry *copy = NULL;
     uint64_t term = 0, base = 0, last = 0;
     bool leader = false, check_completeness = false;
+    struct election_config ec;
     if (pthread_rwlock_tryrdlock(&s->lock) != 0)
         return; /* the test thread is swapping the node */
     struct raft_node *n = s->node;
@@ -629,6 +642,7 @@ static void sample(struct cluster *c, struct slot *s)
                 s->lc_term = term;
                 s->lc_incarnation = s->incarnation;
                 check_completeness = true;
+                election_config_locked(n, term, &ec);
                 uint64_t upto = max_index < last ? max_index : last;
                 if (upto > base) {
                     copy = malloc((upto - base) * sizeof(*copy));
@@ -649,8 +663,10 @@ static void sample(struct cluster *c, struct slot *s)
         checks_record_leader(c, s->id, term);
     if (msg[0])
         cluster_violation(c, 1u << s->id, "%s", msg);
-    if (check_completeness)
+    if (check_completeness) {
+        votes_check_leader(c, s->id, term, &ec);
         leader_completeness(c, s, term, base, last, copy, max_index);
+    }
     free(copy);
 }
 

@@ -47,7 +47,7 @@ void clerk_init(struct clerk *k, struct cluster *c, struct kvlab *kl,
     k->h = h;
     k->id = id;
     k->client_id = 1000 + (uint64_t)id;
-    k->allowed = (1u << cluster_n(c)) - 1;
+    k->allowed = LAB_ALL_NODES; /* nodes that join later too */
     k->rng = cluster_seed(c) * 31 + (uint64_t)id;
     k->wait_min_ms = k->wait_max_ms = 2000;
 }
@@ -58,7 +58,8 @@ void clerk_init(struct clerk *k, struct cluster *c, struct kvlab *kl,
 static void clerk_redirect(struct clerk *k, int32_t hint)
 {
     k->redirects++;
-    if (hint >= 0 && (unsigned)hint != k->leader && (k->allowed & (1u << hint))) {
+    if (hint >= 0 && (unsigned)hint < cluster_n(k->c) && (unsigned)hint != k->leader &&
+        (k->allowed & (1u << hint))) {
         k->leader = (unsigned)hint;
         return;
     }

@@ -22,7 +22,7 @@ struct clerk {
     uint64_t client_id;
     uint64_t seq;
     unsigned leader;  /* where it sends next */
-    uint32_t allowed; /* nodes it may reach (bit i) */
+    uint32_t allowed; /* nodes it may reach (bit i); LAB_ALL_NODES: any */
     uint64_t rng;
     unsigned wait_min_ms, wait_max_ms; /* per put attempt, before RAFT_TIME_SCALE */
     unsigned lose_permille;            /* acknowledgements it pretends to lose */
@@ -30,7 +30,11 @@ struct clerk {
     unsigned puts, gets, attempts, lost, redirects, unknown;
 };
 
-/* Session id 1000 + id; every node allowed; 2 s per attempt. */
+#define LAB_ALL_NODES 0xffffffffu
+
+/* Session id 1000 + id; every node allowed, those that join later too (it
+ * goes round the nodes cluster_n counts at each redirect, so it keeps
+ * working while the configuration changes); 2 s per attempt. */
 void clerk_init(struct clerk *k, struct cluster *c, struct kvlab *kl,
                 struct lincheck_history *h, int id);
 /* Seeded by the cluster's seed and the clerk's id: 0 .. bound-1. */

@@ -104,7 +104,10 @@ static double env_scale(void)
 static struct raft_config node_config(struct cluster *c, unsigned i, unsigned incarnation)
 {
     struct raft_config cfg;
-    raft_config_defaults(&cfg, i, c->n);
+    /* The first n_boot nodes share the bootstrap configuration; a node that
+     * joined later has none and learns its configuration from the leader,
+     * or from its own storage once it has one (thesis ch. 4). */
+    raft_config_defaults(&cfg, i, i < c->n_boot ? c->n_boot : 0);
     cfg.heartbeat_ms = cluster_ms(c, LAB_HEARTBEAT_MS);
     cfg.election_timeout_min_ms = cluster_ms(c, LAB_ELECTION_MIN_MS);
     cfg.election_timeout_max_ms = cluster_ms(c, LAB_ELECTION_MAX_MS);
@@ -153,7 +156,7 @@ void cluster_start1(struct cluster *c, unsigned i)
     cluster_note_node(c, i, "start n%u (incarnation %u) from its storage", i, incarnation);
     struct raft_config cfg = node_config(c, i, incarnation);
     struct raft_transport transport = simnet_endpoint(c->net, i);
-    struct raft_storage storage = memstore_storage(s->store);
+    struct raft_storage storage = votes_tap(c, i, memstore_storage(s->store));
     struct raft_fsm fsm = lab_fsm_new(c, i, incarnation);
     struct raft_node *n = NULL;
     pthread_rwlock_wrlock(&s->lock);
@@ -167,6 +170,19 @@ void cluster_start1(struct cluster *c, unsigned i)
     s->node = n;
     pthread_rwlock_unlock(&s->lock);
     simnet_attach(c->net, i, n);
+}
+
+unsigned cluster_start_joining(struct cluster *c)
+{
+    int id = simnet_add_node(c->net);
+    if (id < 0)
+        cluster_fatal(c, "cannot start another node: the harness holds %d at most",
+                      RAFT_MAX_NODES);
+    cluster_note(c, "n%d joins: a server in no configuration, waiting to be added", id);
+    atomic_store(&c->n, (unsigned)id + 1); /* its slot was made ready by cluster_new */
+    cluster_start1(c, (unsigned)id);
+    cluster_connect(c, (unsigned)id);
+    return (unsigned)id;
 }
 
 void cluster_connect(struct cluster *c, unsigned i)
@@ -242,8 +258,9 @@ struct cluster *cluster_new(void **state, const char *part, const char *desc,
     if (!c)
         abort();
     c->opts = *opts;
-    c->n = opts->n;
-    assert_true(c->n >= 1 && c->n <= RAFT_MAX_NODES);
+    assert_true(opts->n >= 1 && opts->n <= RAFT_MAX_NODES);
+    atomic_init(&c->n, opts->n);
+    c->n_boot = opts->n;
     /* A snapshot holds only the checker's state, not the key-value store. */
     assert_true(!opts->kv || opts->snapshot_every == 0);
     snprintf(c->part, sizeof(c->part), "%s", part);
@@ -258,6 +275,7 @@ struct cluster *cluster_new(void **state, const char *part, const char *desc,
     c->level = c->verbose >= 3 ? RAFT_LOG_TRACE : c->verbose == 2 ? RAFT_LOG_DEBUG : RAFT_LOG_INFO;
     pthread_mutex_init(&c->ck, NULL);
     pthread_mutex_init(&c->leaders_mu, NULL);
+    pthread_mutex_init(&c->votes_mu, NULL);
     pthread_mutex_init(&c->fail_mu, NULL);
     pthread_mutex_init(&c->mon_mu, NULL);
     pthread_condattr_t ca;
@@ -269,7 +287,8 @@ struct cluster *cluster_new(void **state, const char *part, const char *desc,
     atomic_init(&c->stopping_node, -1);
     atomic_init(&c->stopping_since_ms, 0);
     ring_init(&c->events);
-    for (unsigned i = 0; i < c->n; i++) {
+    /* Every slot is ready from the start, for nodes that join later too. */
+    for (unsigned i = 0; i < RAFT_MAX_NODES; i++) {
         struct slot *s = &c->slots[i];
         s->id = i;
         s->c = c;
@@ -307,7 +326,7 @@ static void cluster_free(struct cluster *c)
         cluster_crash(c, i);
     monitor_stop(c);
     simnet_free(c->net);
-    for (unsigned i = 0; i < c->n; i++) {
+    for (unsigned i = 0; i < RAFT_MAX_NODES; i++) {
         memstore_free(c->slots[i].store);
         pthread_rwlock_destroy(&c->slots[i].lock);
         pthread_mutex_destroy(&c->slots[i].ring.mu);
@@ -317,6 +336,7 @@ static void cluster_free(struct cluster *c)
     pthread_mutex_destroy(&c->ck);
     pthread_mutex_destroy(&c->rng_mu);
     pthread_mutex_destroy(&c->leaders_mu);
+    pthread_mutex_destroy(&c->votes_mu);
     pthread_mutex_destroy(&c->fail_mu);
     pthread_mutex_destroy(&c->mon_mu);
     pthread_cond_destroy(&c->mon_cond);

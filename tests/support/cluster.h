@@ -16,7 +16,12 @@
  *                         covers (their hash chain) and never roll back.
  *   Election Safety       at most one leader per term: a monitor thread
  *                         samples every node every 5 ms, and every status
- *                         that a helper reads counts too.
+ *                         that a helper reads counts too. And by votes:
+ *                         when a node is first seen leading a term, the
+ *                         votes of that term stored for it must come from a
+ *                         majority of the voters of the configuration it
+ *                         campaigned with (learners and non-members count
+ *                         for nothing), itself one of them.
  *   Leader Append-Only    the monitor remembers each leader's log while it
  *                         leads a term; an entry that changes or disappears
  *                         (other than by compaction into a snapshot) fails.
@@ -173,6 +178,49 @@ unsigned cluster_check_one_leader(struct cluster *c);
 uint64_t cluster_check_terms(struct cluster *c);
 /* No connected node claims to lead. */
 void cluster_check_no_leader(struct cluster *c);
+
+/* ---- membership (thesis ch. 4) ----
+ *
+ * Nodes 0 .. opts.n-1 start in the bootstrap configuration (all voters).
+ * More may join: cluster_start_joining starts the next id as a server in
+ * no configuration, which never campaigns and waits to be added by the
+ * leader. Ids are never reused. In the simulated network a node's address
+ * is its id (lab_addr). cluster_n counts every node ever started, members
+ * or not; crash, restart, connect and the checks work on all of them.
+ * Id sets are bit masks (bit i: node i). */
+
+/* Starts the next id, connected, in no configuration; returns the id. */
+unsigned cluster_start_joining(struct cluster *c);
+/* The address node id is added with: its id in decimal. */
+void lab_addr(unsigned id, char out[RAFT_ADDR_MAX]);
+
+/* Node i's view of its configuration; false when it is crashed. */
+bool cluster_membership(struct cluster *c, unsigned i, struct raft_membership_view *v);
+/* raft_add_member / raft_remove_member on node i (-ESHUTDOWN when it is
+ * crashed); they block, and a crash of node i makes them return. */
+int cluster_add_member(struct cluster *c, unsigned i, unsigned id, bool voter,
+                       unsigned timeout_ms, int32_t *hint, char *why, size_t why_cap);
+int cluster_remove_member(struct cluster *c, unsigned i, unsigned id, unsigned timeout_ms,
+                          int32_t *hint, char *why, size_t why_cap);
+
+/* Adds (as a voter, or a learner) or removes id on whichever node leads,
+ * as a client would: following leaders, and after an interrupted call
+ * (the leader changed, the call timed out) looking at whether the change
+ * committed before asking again. Fails the test on a refusal, or when the
+ * change has not committed within 20 s. Returns the milliseconds it took. */
+uint64_t cluster_add_ok(struct cluster *c, unsigned id, bool voter);
+uint64_t cluster_remove_ok(struct cluster *c, unsigned id);
+
+uint64_t lab_voters(const struct raft_membership *m);
+uint64_t lab_learners(const struct raft_membership *m);
+/* "n0 n1 n3", or "nobody". */
+void lab_describe_ids(uint64_t ids, char *buf, size_t cap);
+/* Waits up to 10 s until every running member (voters | learners) reports
+ * a committed configuration of exactly these voters and learners; fails
+ * with every node's view otherwise. */
+void cluster_await_config(struct cluster *c, uint64_t voters, uint64_t learners);
+/* Whether the entry applied at index is a configuration (decoded into *m). */
+bool cluster_applied_config(struct cluster *c, uint64_t index, struct raft_membership *m);
 
 /* ---- commands ---- */
 

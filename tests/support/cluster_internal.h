@@ -14,6 +14,7 @@
  *                         truncate, save_snapshot and load take it before
  *                         their own lock (checks_watch_store)
  *   memstore's lock       (its violation callback takes fail_mu)
+ *   c->votes_mu           the vote ledger (checks_votes.c)
  *   c->fail_mu            the first failure and its report
  *   ring->mu              node log lines (a leaf)
  *   kv->mu                a node's key-value store (a leaf; opts.kv)
@@ -93,10 +94,31 @@ struct applied_entry {
     uint32_t nodes;  /* bit i: node i applied it */
 };
 
+/* A node incarnation's storage, seen through the vote ledger: every vote
+ * it stores is recorded before the node can answer with it. */
+struct vote_tap {
+    struct cluster *c;
+    unsigned id;
+    struct raft_storage inner; /* memstore's */
+    struct vote_tap *next;     /* all of them, freed with the cluster */
+};
+
+/* What a new leader's configuration was when it won (checks_votes.c). */
+struct election_config {
+    bool in_log;           /* found in its log: m holds it */
+    bool unknown;          /* its snapshot covers entries of its own term */
+    uint64_t base;         /* else: the configuration as of this index */
+    struct raft_membership m;
+};
+
 struct cluster {
     char part[16], desc[96];
     struct cluster_opts opts;
-    unsigned n;
+    /* Nodes 0..n-1 exist: n_boot from the start (the bootstrap
+     * configuration), more as they join (cluster_start_joining). Written by
+     * the test thread only; read anywhere. */
+    atomic_uint n;
+    unsigned n_boot;
     uint64_t seed;
     pthread_t test_thread; /* the one that may fail the cmocka test */
     pthread_mutex_t rng_mu;
@@ -122,6 +144,11 @@ struct cluster {
     pthread_mutex_t leaders_mu;
     int8_t *leader_of_term; /* -1: none seen; -2: two seen, reported */
     size_t leaders_cap;
+
+    pthread_mutex_t votes_mu; /* guards the three below */
+    int8_t (*votes)[RAFT_MAX_NODES]; /* votes[term][voter]: its candidate, -1: none */
+    size_t votes_cap;
+    struct vote_tap *taps;
 
     pthread_mutex_t fail_mu;
     atomic_bool failed;
@@ -164,6 +191,19 @@ void cluster_violation(struct cluster *c, uint32_t nodes, const char *fmt, ...)
 struct raft_fsm lab_fsm_new(struct cluster *c, unsigned id, unsigned incarnation);
 void checks_free(struct cluster *c);
 void checks_record_leader(struct cluster *c, unsigned id, uint64_t term);
+
+/* checks_votes.c: the vote ledger and Election Safety by votes */
+/* node id's storage for its next incarnation, recording its votes. */
+struct raft_storage votes_tap(struct cluster *c, unsigned id, struct raft_storage inner);
+void votes_free(struct cluster *c);
+/* With node n's lock held: the configuration it used to win `term`. */
+void election_config_locked(struct raft_node *n, uint64_t term, struct election_config *out);
+/* A leader of `term` must hold, in the vote ledger, votes of that term from
+ * a majority of the voters of the configuration it won under, and be one. */
+void votes_check_leader(struct cluster *c, unsigned id, uint64_t term,
+                        const struct election_config *ec);
+/* The bootstrap configuration every starting member shares. */
+void lab_bootstrap(struct cluster *c, struct raft_membership *m);
 void checks_log_matching(struct cluster *c);
 void checks_describe_cmd(uint8_t type, const uint8_t *data, uint32_t len,
                          char *buf, size_t cap);

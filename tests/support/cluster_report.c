@@ -16,6 +16,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "raft/membership.h"
+
 /* ---- log rings ---- */
 
 void ring_init(struct ring *r)
@@ -164,6 +166,13 @@ static void print_status_table(struct cluster *c)
                     simnet_is_connected(c->net, i) ? "connected" : "disconnected");
         else
             fprintf(stderr, "  n%u  crashed (stored T%llu)\n", i, (unsigned long long)term);
+        struct raft_membership_view v;
+        if (cluster_membership(c, i, &v)) {
+            char cfg[160];
+            membership_describe(&v.config, cfg, sizeof(cfg));
+            fprintf(stderr, "      configuration %s (%s at index %llu)\n", cfg,
+                    v.committed ? "committed" : "not committed", (unsigned long long)v.index);
+        }
     }
 }
 

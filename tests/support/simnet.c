@@ -54,6 +54,7 @@ struct simnet {
     bool link[SIMNET_MAX_NODES][SIMNET_MAX_NODES]; /* from -> to enabled */
     uint64_t rng[SIMNET_MAX_NODES][SIMNET_MAX_NODES];
     unsigned pipelined[SIMNET_MAX_NODES][SIMNET_MAX_NODES]; /* sent, not yet awaited */
+    uint32_t blocked[SIMNET_MAX_NODES][SIMNET_MAX_NODES];   /* bit t: requests of type t lost */
     struct sim_node nodes[SIMNET_MAX_NODES];
     struct endpoint *endpoints;
     struct delayed *queue;
@@ -165,6 +166,12 @@ static bool usable_locked(struct simnet *net, unsigned from, unsigned to)
     return net->link[from][to] && net->nodes[to].alive && net->nodes[to].node;
 }
 
+/* A request the link carries: the link is up and its type is not blocked. */
+static bool carries_locked(struct simnet *net, unsigned from, unsigned to, uint8_t type)
+{
+    return usable_locked(net, from, to) && !(type < 32 && (net->blocked[from][to] >> type & 1));
+}
+
 /* Sleeps until deadline_ms unless the caller's incarnation dies first.
  * Returns false if it did. */
 static bool sleep_locked(struct simnet *net, const struct endpoint *ep, uint64_t deadline_ms)
@@ -204,11 +211,14 @@ static int sim_call(void *ctx, uint32_t peer, const struct raft_msg *req,
     struct simnet *net = ep->net;
     unsigned from = ep->id;
     uint64_t start = now_ms(), deadline = start + timeout_ms;
-    if (peer >= net->n || peer == from)
-        return -EINVAL;
     size_t req_bytes = simnet_msg_bytes(req);
 
     pthread_mutex_lock(&net->mu);
+    /* net->n grows as nodes join (simnet_add_node): read it locked. */
+    if (peer >= net->n || peer == from) {
+        pthread_mutex_unlock(&net->mu);
+        return -EINVAL;
+    }
     if (!endpoint_live_locked(net, ep)) {
         pthread_mutex_unlock(&net->mu);
         return -ESHUTDOWN; /* a zombie thread of a crashed node */
@@ -231,7 +241,7 @@ static int sim_call(void *ctx, uint32_t peer, const struct raft_msg *req,
             return -ETIMEDOUT;
         }
     }
-    if (!usable_locked(net, from, peer)) {
+    if (!carries_locked(net, from, peer, req->type)) {
         /* labrpc's long delay on a disabled end: the caller learns nothing
          * for a while, so a leader that calls peers one after the other
          * falls behind. */
@@ -346,7 +356,7 @@ static void *duplicate_worker_main(void *arg)
             continue;
         }
         net->queue = d->next;
-        if (usable_locked(net, d->from, d->to)) {
+        if (carries_locked(net, d->from, d->to, d->msg->type)) {
             struct sim_node *target = &net->nodes[d->to];
             struct raft_node *node = target->node;
             target->inflight++;
@@ -385,10 +395,12 @@ struct simnet *simnet_new(unsigned n_nodes, uint64_t seed, double time_scale)
     pthread_cond_init(&net->idle, &ca);
     pthread_cond_init(&net->work, &ca);
     pthread_condattr_destroy(&ca);
-    for (unsigned i = 0; i < n_nodes; i++) {
-        net->nodes[i].connected = true;
-        for (unsigned j = 0; j < n_nodes; j++) {
-            net->link[i][j] = (i != j);
+    /* Every link gets its generator now, those of nodes that join later
+     * (simnet_add_node) too; only the first n_nodes start connected. */
+    for (unsigned i = 0; i < SIMNET_MAX_NODES; i++) {
+        net->nodes[i].connected = i < n_nodes;
+        for (unsigned j = 0; j < SIMNET_MAX_NODES; j++) {
+            net->link[i][j] = i != j && i < n_nodes && j < n_nodes;
             uint64_t s = seed ^ (0x51ed2701ull * (i * SIMNET_MAX_NODES + j + 1));
             net->rng[i][j] = splitmix(&s);
         }
@@ -441,16 +453,18 @@ static int sim_send(void *ctx, uint32_t peer, const struct raft_msg *req, uint64
 {
     (void)timeout_ms;
     struct endpoint *ep = ctx;
-    if (peer >= ep->net->n || peer == ep->id)
+    struct simnet *net = ep->net;
+    pthread_mutex_lock(&net->mu);
+    if (peer >= net->n || peer == ep->id) {
+        pthread_mutex_unlock(&net->mu);
         return -EINVAL;
+    }
     struct sim_ticket *t = malloc(sizeof(*t));
     if (!t)
         abort();
     t->peer = peer;
     t->req = msg_clone(req);
     *ticket = (uint64_t)(uintptr_t)t;
-    struct simnet *net = ep->net;
-    pthread_mutex_lock(&net->mu);
     unsigned *n = &net->pipelined[ep->id][peer];
     if (++*n > net->stats.max_pipelined)
         net->stats.max_pipelined = *n;
@@ -487,6 +501,22 @@ struct raft_transport simnet_endpoint(struct simnet *net, unsigned id)
     struct raft_transport t = {.ctx = ep, .call = sim_call, .send = sim_send,
                                .await = sim_await};
     return t;
+}
+
+int simnet_add_node(struct simnet *net)
+{
+    pthread_mutex_lock(&net->mu);
+    int id = net->n < SIMNET_MAX_NODES ? (int)net->n++ : -1;
+    pthread_mutex_unlock(&net->mu);
+    return id;
+}
+
+unsigned simnet_n(struct simnet *net)
+{
+    pthread_mutex_lock(&net->mu);
+    unsigned n = net->n;
+    pthread_mutex_unlock(&net->mu);
+    return n;
 }
 
 void simnet_attach(struct simnet *net, unsigned id, struct raft_node *node)
@@ -555,6 +585,13 @@ void simnet_set_link(struct simnet *net, unsigned from, unsigned to, bool enable
     pthread_mutex_lock(&net->mu);
     if (from != to)
         net->link[from][to] = enabled;
+    pthread_mutex_unlock(&net->mu);
+}
+
+void simnet_block_types(struct simnet *net, unsigned from, unsigned to, uint32_t types)
+{
+    pthread_mutex_lock(&net->mu);
+    net->blocked[from][to] = types;
     pthread_mutex_unlock(&net->mu);
 }
 

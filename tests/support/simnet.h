@@ -21,7 +21,12 @@
  *                             newer messages
  *
  * Links are directed: connect/disconnect a node (both ways, as in the lab),
- * partition into groups, or cut a single direction.
+ * partition into groups, cut a single direction, or lose only some types
+ * of request on one direction (simnet_block_types).
+ *
+ * Growing: a node's address is its id. simnet_new makes ids 0..n_nodes-1;
+ * simnet_add_node adds the next id, disconnected until simnet_connect, for
+ * a server that joins the cluster (thesis ch. 4).
  *
  * Crash safety: simnet_crash() stops new deliveries into a node, waits until
  * every handler already running in it has returned, and turns the endpoint
@@ -60,6 +65,12 @@ void simnet_free(struct simnet *net);
  * of an earlier incarnation fail at once with -ESHUTDOWN. */
 struct raft_transport simnet_endpoint(struct simnet *net, unsigned id);
 
+/* Makes room for one more node, the next id, which starts disconnected.
+ * Returns the id, or -1 when SIMNET_MAX_NODES are there already. */
+int simnet_add_node(struct simnet *net);
+/* How many ids the network has: 0 .. simnet_n()-1. */
+unsigned simnet_n(struct simnet *net);
+
 /* From now on, calls to node id are delivered to `node`. */
 void simnet_attach(struct simnet *net, unsigned id, struct raft_node *node);
 
@@ -80,6 +91,10 @@ bool simnet_is_connected(struct simnet *net, unsigned id);
 void simnet_partition(struct simnet *net, const unsigned *group_of);
 /* One direction only: from -> to. */
 void simnet_set_link(struct simnet *net, unsigned from, unsigned to, bool enabled);
+/* Requests from -> to whose type (enum raft_msg_type) has its bit set in
+ * `types` are lost as on a disabled link; the others pass. 0: none lost.
+ * Lets a script cut, say, AppendEntries to a node but not its votes. */
+void simnet_block_types(struct simnet *net, unsigned from, unsigned to, uint32_t types);
 bool simnet_link(struct simnet *net, unsigned from, unsigned to);
 
 /* ---- faults ---- */
