@@ -1,6 +1,6 @@
 /*
- * cli_tls.c - the TLS flags' files, a client's TLS context, and `raft
- * certs` (see cli_tls.h).
+ * cli_tls.c - the TLS flags' files, a client's TLS context, the cluster id
+ * of --cluster-name and --peers, and `raft certs` (see cli_tls.h).
  */
 #include "cli_tls.h"
 
@@ -16,6 +16,22 @@ int cli_tls_paths(const char *sub, const struct tls_flags *f, const char *name,
     char err[256];
     if (tls_flags_resolve(f, name, out, err, sizeof(err)) != 0)
         return cli_usage_error(sub, "%s", err);
+    return 0;
+}
+
+int cli_cluster_id(const char *sub, const char *name, char *const *peers, uint32_t n,
+                   struct cluster_id *out)
+{
+    if (name && strlen(name) > CLI_CLUSTER_NAME_MAX)
+        return cli_usage_error(sub, "--cluster-name must have at most %d bytes; got %zu",
+                               CLI_CLUSTER_NAME_MAX, strlen(name));
+    if (!name && n == 0) {
+        *out = (struct cluster_id){.known = false}; /* joins a running cluster later */
+        return 0;
+    }
+    int rc = cluster_id_derive(out, name, peers, n);
+    if (rc)
+        return cli_usage_error(sub, "cannot make the cluster id: %s", strerror(-rc));
     return 0;
 }
 

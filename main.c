@@ -13,7 +13,7 @@
  *                transfer [ID] | member list [--json] | member add [--learner] ID HOST:PORT |
  *                member remove ID       (client_cli.c)
  *   raft bench   --cluster HOST:PORT,... [--clients C] [--seconds T] [--value-size B]
- *                [--keys K] [--read-ratio R] [--json]
+ *                [--keys K] [--read-ratio R | --mix OP=PCT,...] [--json]
  *   raft dump    DIR
  *   raft timeline [--out FILE.html] [--shiviz FILE] TRACE...
  *   raft SUB --help
@@ -61,6 +61,7 @@ struct serve_options {
     long nodes, base_port;     /* cluster */
     long id, snapshot_every;   /* node */
     const char *peers, *listen; /* node */
+    const char *cluster_name;   /* node, cluster: the cluster's id comes from it */
     const char *data_dir;
     const char *trace;         /* node: the trace file; cluster: a directory of them */
     struct cli_range election; /* election timeout, ms */
@@ -210,6 +211,7 @@ static int node_options(int argc, char **argv, struct serve_options *o, struct c
          .lo = 0, .hi = (double)(1L << 40),
          .help = "snapshot once N applied entries are in the log; 0: never"},
         CLI_TLS_OPTIONS(&o->tls),
+        CLI_CLUSTER_NAME_OPTION(&o->cluster_name),
         {.name = "trace", .kind = CLI_STRING, .metavar = "FILE", .dest = &o->trace,
          .help = "append every message, role change, commit and apply to FILE as JSON "
                  "lines (for raft timeline)", .shown_default = "no trace"},
@@ -258,7 +260,9 @@ static int cmd_node(int argc, char **argv)
         return EXIT_USAGE;
     struct kv_server_config sc = {.peers = peers.n ? peers.v : NULL, .listen = o.listen,
                                   .data_dir = o.data_dir ? o.data_dir : dir,
-                                  .tls = tls.files};
+                                  .tls = tls.files, .cluster_named = o.cluster_name != NULL};
+    if (cli_cluster_id("node", o.cluster_name, peers.v, peers.n, &sc.cluster))
+        return EXIT_USAGE;
     configure_node(&sc, &o, (uint32_t)o.id, peers.n);
     sc.raft.log_wall_clock = true; /* logs of several processes sort together */
     sc.raft.trace_path = o.trace;
@@ -278,6 +282,7 @@ static int cluster_options(int argc, char **argv, struct serve_options *o)
         OPT_ELECTION(o),
         OPT_HEARTBEAT(o),
         CLI_TLS_OPTIONS(&o->tls),
+        CLI_CLUSTER_NAME_OPTION(&o->cluster_name),
         {.name = "trace-dir", .kind = CLI_STRING, .metavar = "DIR", .dest = &o->trace,
          .help = "node I traces its messages and events to DIR/node-I.jsonl (for raft "
                  "timeline)", .shown_default = "no trace"},
@@ -304,6 +309,7 @@ struct cluster_nodes {
     char addr[RAFT_MAX_ID + 1][32], dir[RAFT_MAX_ID + 1][512], trace[RAFT_MAX_ID + 1][512];
     struct tls_paths tls[RAFT_MAX_ID + 1]; /* node I uses node-I's certificate */
     struct kv_server_config sc[RAFT_MAX_ID + 1];
+    struct cluster_id cluster; /* every node's, those added later included */
 };
 
 /* Node id's data directory, trace file and TLS files. */
@@ -350,7 +356,8 @@ static int cluster_new_node(void *ctx, uint32_t id, struct kv_server_config *out
     cl->top_port = port;
     snprintf(cl->addr[id], sizeof(cl->addr[id]), "127.0.0.1:%ld", port);
     *out = (struct kv_server_config){.listen = cl->addr[id], .data_dir = cl->dir[id],
-                                     .tls = cl->tls[id].files};
+                                     .tls = cl->tls[id].files, .cluster = cl->cluster,
+                                     .cluster_named = cl->o.cluster_name != NULL};
     configure_node(out, &cl->o, id, 0);
     out->raft.trace_path = cl->o.trace ? cl->trace[id] : NULL;
     return 0;
@@ -378,9 +385,12 @@ static int cmd_cluster(int argc, char **argv)
         addrs[i] = cl.addr[i];
     }
     cl.top_port = cl.o.base_port + (long)n - 1;
+    if (cli_cluster_id("cluster", cl.o.cluster_name, addrs, n, &cl.cluster))
+        return EXIT_USAGE;
     for (uint32_t i = 0; i < n; i++) {
         cl.sc[i] = (struct kv_server_config){.peers = addrs, .data_dir = cl.dir[i],
-                                             .tls = cl.tls[i].files};
+                                             .tls = cl.tls[i].files, .cluster = cl.cluster,
+                                             .cluster_named = cl.o.cluster_name != NULL};
         configure_node(&cl.sc[i], &cl.o, i, n);
         cl.sc[i].raft.trace_path = cl.o.trace ? cl.trace[i] : NULL;
     }
@@ -395,9 +405,10 @@ static int cmd_cluster(int argc, char **argv)
      .help = "the address of one node or more"}
 
 struct bench_cli {
-    const char *cluster;
+    const char *cluster, *mix;
     long clients, value_size, keys;
     double seconds, read_ratio;
+    struct bench_mix mixed; /* from --mix or --read-ratio */
     bool json;
     struct tls_flags tls;
 };
@@ -416,6 +427,10 @@ static int bench_options(int argc, char **argv, struct bench_cli *o, struct cli_
          .hi = 100000000, .help = "how many distinct keys"},
         {.name = "read-ratio", .kind = CLI_DOUBLE, .metavar = "R", .dest = &o->read_ratio,
          .lo = 0, .hi = 1, .help = "the fraction of requests that are gets"},
+        {.name = "mix", .kind = CLI_STRING, .metavar = "OP=PCT,...", .dest = &o->mix,
+         .accepts = "OP=PERCENT pairs such as put=50,get=30,cas=10,delete=5,list=5",
+         .shown_default = "put=100; with --read-ratio, put and get",
+         .help = "each operation's share of the requests in percent: put, get, cas, delete, list"},
         {.name = "json", .kind = CLI_FLAG, .dest = &o->json,
          .help = "print the result as one JSON object"},
         CLI_TLS_OPTIONS(&o->tls),
@@ -428,6 +443,9 @@ static int bench_options(int argc, char **argv, struct bench_cli *o, struct cli_
     int rc = cli_parse_options(&cmd, argc, argv);
     if (rc == 0)
         rc = cli_parse_addrs(cmd.name, "cluster", o->cluster, addrs);
+    char why[512];
+    if (rc == 0 && bench_mix_choose(o->mix, o->read_ratio, &o->mixed, why, sizeof(why)))
+        rc = cli_usage_error(cmd.name, "%s", why);
     return rc;
 }
 
@@ -442,17 +460,17 @@ static int cmd_bench(int argc, char **argv)
     struct bench_options bo = {.addrs = addrs.v, .n_addrs = addrs.n,
                                .clients = (unsigned)o.clients, .seconds = o.seconds,
                                .value_size = (unsigned)o.value_size, .keys = (unsigned)o.keys,
-                               .read_ratio = o.read_ratio, .timeout_ms = 5000};
+                               .mix = o.mixed, .timeout_ms = 5000};
     if (cli_tls_client("bench", &o.tls, &bo.tls))
         return EXIT_USAGE;
-    struct bench_result r;
+    struct bench_report r;
     rc = bench_run(&bo, &r);
     tls_ctx_free(bo.tls);
-    bench_print(&r, o.json, stdout);
+    bench_report_print(&r, &bo.mix, o.json, stdout);
     if (rc) {
         fprintf(stderr, "The benchmark could not run: %s.\n", strerror(-rc));
         rc = EXIT_UNAVAILABLE;
-    } else if (r.ops == 0) {
+    } else if (r.total.ops == 0) {
         fprintf(stderr, "No request succeeded: is the cluster up?\n");
         rc = EXIT_UNAVAILABLE;
     }
