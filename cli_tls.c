@@ -69,7 +69,8 @@ int cli_cmd_certs(int argc, char **argv)
          .required = true, .help = "the directory to write ca.crt, node-I.crt/.key and "
                                    "client.crt/.key into (made if missing)"},
         {.name = "nodes", .kind = CLI_LONG, .metavar = "N", .dest = &o.nodes, .lo = 1,
-         .hi = RAFT_MAX_NODES, .help = "how many node certificates: node-0 .. node-N-1"},
+         .hi = RAFT_MAX_ID + 1, .help = "how many node certificates: node-0 .. node-N-1, "
+                                       "the ids of members to be added later included"},
         {.name = "hosts", .kind = CLI_STRING, .metavar = "H,...", .dest = &o.hosts,
          .accepts = "a comma-separated list of host names or IP addresses",
          .help = "names and addresses the nodes are reached at, besides 127.0.0.1 and "

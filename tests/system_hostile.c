@@ -4,7 +4,7 @@
  * A node's port is open to anyone who can reach it. Whatever arrives there
  * - malformed frames, lengths beyond the maximum, unknown types, half a
  * frame and then silence, hundreds of idle connections, messages claiming
- * to come from a node that does not exist - may cost the sender its
+ * to come from an id no node can have - may cost the sender its
  * connection, and nothing else: afterwards the node still answers
  * `client status`, the cluster still accepts puts, and the history of a
  * client load that ran through it all is linearizable.
@@ -219,11 +219,14 @@ static size_t make_attacks(struct attack *a, size_t cap, uint32_t self)
     a[n] = (struct attack){.what = "a client reply sent as a request", .len = len};
     memcpy(a[n++].bytes, buf, len);
 
-    /* Senders that are not in the cluster, or are the node itself. */
-    vote_request(&m, 7, HUGE_TERM);
+    /* Senders no node can be (ids run from 0 to RAFT_MAX_ID), or the node
+     * itself. (An id within that range but outside the configuration is
+     * heard, as thesis §4.1 has it: a leader adding this node, or one that
+     * joined after this node's log ends.) */
+    vote_request(&m, RAFT_MAX_ID + 1, HUGE_TERM);
     len = encode(&m, buf, sizeof(buf));
-    a[n] = (struct attack){.what = "a RequestVote in a huge term from unknown node 7",
-                           .len = len};
+    a[n] = (struct attack){.what = "a RequestVote in a huge term from node 64, an id no node "
+                                   "can have", .len = len};
     memcpy(a[n++].bytes, buf, len);
     vote_request(&m, 0xfffffffeu, HUGE_TERM);
     len = encode(&m, buf, sizeof(buf));
@@ -234,20 +237,20 @@ static size_t make_attacks(struct attack *a, size_t cap, uint32_t self)
     a[n] = (struct attack){.what = "a RequestVote claiming to come from the node itself",
                            .len = len};
     memcpy(a[n++].bytes, buf, len);
-    ae = (struct raft_msg){.type = RAFT_MSG_APPEND_ENTRIES, .from = 7};
+    ae = (struct raft_msg){.type = RAFT_MSG_APPEND_ENTRIES, .from = RAFT_MAX_ID + 1};
     ae.u.ae = (struct raft_append_entries){.term = HUGE_TERM, .leader_commit = HUGE_TERM};
     wire_from_raft(&m, &ae);
     len = encode(&m, buf, sizeof(buf));
-    a[n] = (struct attack){.what = "an AppendEntries in a huge term from unknown node 7",
-                           .len = len};
+    a[n] = (struct attack){.what = "an AppendEntries in a huge term from node 64, an id no "
+                                   "node can have", .len = len};
     memcpy(a[n++].bytes, buf, len);
-    struct raft_msg is = {.type = RAFT_MSG_INSTALL_SNAPSHOT, .from = 9};
+    struct raft_msg is = {.type = RAFT_MSG_INSTALL_SNAPSHOT, .from = 1000};
     is.u.is = (struct raft_install_snapshot){.term = HUGE_TERM, .last_index = HUGE_TERM,
                                              .last_term = HUGE_TERM, .total = 4, .len = 4,
                                              .data = (uint8_t *)"evil", .done = 1};
     wire_from_raft(&m, &is);
     len = encode(&m, buf, sizeof(buf));
-    a[n] = (struct attack){.what = "an InstallSnapshot in a huge term from unknown node 9",
+    a[n] = (struct attack){.what = "an InstallSnapshot in a huge term from node 1000",
                            .len = len};
     memcpy(a[n++].bytes, buf, len);
     assert_true(n <= cap);
