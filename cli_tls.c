@@ -1,6 +1,6 @@
 /*
- * cli_tls.c - the TLS flags' files, a client's TLS context, and `raft
- * certs` (see cli_tls.h).
+ * cli_tls.c - the TLS flags' files, a client's TLS context, the cluster id
+ * of --cluster-name and --peers, and `raft certs` (see cli_tls.h).
  */
 #include "cli_tls.h"
 
@@ -16,6 +16,22 @@ int cli_tls_paths(const char *sub, const struct tls_flags *f, const char *name,
     char err[256];
     if (tls_flags_resolve(f, name, out, err, sizeof(err)) != 0)
         return cli_usage_error(sub, "%s", err);
+    return 0;
+}
+
+int cli_cluster_id(const char *sub, const char *name, char *const *peers, uint32_t n,
+                   struct cluster_id *out)
+{
+    if (name && strlen(name) > CLI_CLUSTER_NAME_MAX)
+        return cli_usage_error(sub, "--cluster-name must have at most %d bytes; got %zu",
+                               CLI_CLUSTER_NAME_MAX, strlen(name));
+    if (!name && n == 0) {
+        *out = (struct cluster_id){.known = false}; /* joins a running cluster later */
+        return 0;
+    }
+    int rc = cluster_id_derive(out, name, peers, n);
+    if (rc)
+        return cli_usage_error(sub, "cannot make the cluster id: %s", strerror(-rc));
     return 0;
 }
 
@@ -53,7 +69,8 @@ int cli_cmd_certs(int argc, char **argv)
          .required = true, .help = "the directory to write ca.crt, node-I.crt/.key and "
                                    "client.crt/.key into (made if missing)"},
         {.name = "nodes", .kind = CLI_LONG, .metavar = "N", .dest = &o.nodes, .lo = 1,
-         .hi = RAFT_MAX_NODES, .help = "how many node certificates: node-0 .. node-N-1"},
+         .hi = RAFT_MAX_ID + 1, .help = "how many node certificates: node-0 .. node-N-1, "
+                                       "the ids of members to be added later included"},
         {.name = "hosts", .kind = CLI_STRING, .metavar = "H,...", .dest = &o.hosts,
          .accepts = "a comma-separated list of host names or IP addresses",
          .help = "names and addresses the nodes are reached at, besides 127.0.0.1 and "

@@ -1,12 +1,15 @@
 /*
  * cli_tls.h - the TLS flags every serving and client subcommand takes
- * (--tls-dir DIR | --tls-ca FILE --tls-cert FILE --tls-key FILE), and
- * `raft certs`, which makes a CA and the certificates they name.
+ * (--tls-dir DIR | --tls-ca FILE --tls-cert FILE --tls-key FILE), the
+ * cluster's name of the serving ones (--cluster-name NAME, from which
+ * with --peers its id is made), and `raft certs`, which makes a CA and
+ * the certificates the TLS flags name.
  */
 #ifndef CLI_TLS_H
 #define CLI_TLS_H
 
 #include "cli.h"
+#include "net/cluster_id.h"
 #include "net/tls.h"
 
 /* The four option rows, for a table whose options struct holds f. */
@@ -20,6 +23,22 @@
      .help = "mutual TLS: this end's certificate (CN=node-I or CN=client)"},              \
     {.name = "tls-key", .kind = CLI_STRING, .metavar = "FILE", .dest = &(f)->key,         \
      .help = "mutual TLS: this end's private key"}
+
+/* The option row of --cluster-name, into field (a const char *). */
+#define CLI_CLUSTER_NAME_OPTION(field)                                                     \
+    {.name = "cluster-name", .kind = CLI_STRING, .metavar = "NAME", .dest = (field),      \
+     .help = "the cluster's name, the same on every node: its id is made from it (give "  \
+             "one when the nodes' --peers differ, as through proxies)",                    \
+     .shown_default = "the id is made from --peers"}
+
+/* The id of the cluster that --cluster-name (may be NULL) and the n
+ * --peers addresses bootstrap, into out; neither (a node to be added to a
+ * running cluster): no id yet, which it takes from the first peer to
+ * contact it. A usage error (one sentence) for a name over
+ * CLI_CLUSTER_NAME_MAX bytes. */
+#define CLI_CLUSTER_NAME_MAX 255
+int cli_cluster_id(const char *sub, const char *name, char *const *peers, uint32_t n,
+                   struct cluster_id *out);
 
 /* The files for certificate `name` ("node-2", "client"); all NULL without
  * flags. Half-given flags: a usage error (one sentence), -EINVAL. */

@@ -62,6 +62,11 @@ int client_cmd_outcome(int rc, const struct client_cmd *cmd, const struct kv_cli
                 kv_client_unresolved(c));
         return EXIT_UNAVAILABLE;
     }
+    if (rc == -EACCES) {
+        fprintf(stderr, "Every node failed the TLS checks (the last, %s).\n",
+                kv_client_tls_refusal(c));
+        return EXIT_UNAVAILABLE;
+    }
     if (rc == -EINVAL) {
         fprintf(stderr, "The cluster refused the request as malformed.\n");
         return EXIT_MALFORMED;

@@ -13,7 +13,7 @@
  *                transfer [ID] | member list [--json] | member add [--learner] ID HOST:PORT |
  *                member remove ID       (client_cli.c)
  *   raft bench   --cluster HOST:PORT,... [--clients C] [--seconds T] [--value-size B]
- *                [--keys K] [--read-ratio R] [--json]
+ *                [--keys K] [--read-ratio R | --mix OP=PCT,...] [--json]
  *   raft dump    DIR
  *   raft timeline [--out FILE.html] [--shiviz FILE] TRACE...
  *   raft SUB --help
@@ -32,6 +32,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -59,6 +61,7 @@ struct serve_options {
     long nodes, base_port;     /* cluster */
     long id, snapshot_every;   /* node */
     const char *peers, *listen; /* node */
+    const char *cluster_name;   /* node, cluster: the cluster's id comes from it */
     const char *data_dir;
     const char *trace;         /* node: the trace file; cluster: a directory of them */
     struct cli_range election; /* election timeout, ms */
@@ -144,8 +147,11 @@ static void console_quit(void *ctx)
 }
 
 /* Runs the nodes until a stop signal, or the console's quit (with_console:
- * commands on standard input act on the nodes meanwhile). */
-static int serve(struct kv_server_config *configs, uint32_t count, bool with_console)
+ * commands on standard input act on the nodes meanwhile; new_node, for its
+ * member add, may be NULL). */
+static int serve(struct kv_server_config *configs, uint32_t count, bool with_console,
+                 int (*new_node)(void *ctx, uint32_t id, struct kv_server_config *out),
+                 void *new_node_ctx)
 {
     sigset_t set;
     block_stop_signals(&set);
@@ -154,14 +160,15 @@ static int serve(struct kv_server_config *configs, uint32_t count, bool with_con
         pthread_sigmask(SIG_BLOCK, &set, NULL);
     }
     pthread_t self = pthread_self();
-    struct kv_server *servers[RAFT_MAX_NODES] = {0};
+    struct kv_server *servers[RAFT_MAX_ID + 1] = {0}; /* by id: member add fills more */
     struct kv_console *console = NULL;
     int rc = 0;
     for (uint32_t i = 0; i < count && rc == 0; i++)
         rc = kv_server_start(&servers[i], &configs[i]);
     struct kv_console_config cc = {.servers = servers, .configs = configs, .n = count,
-                                   .in_fd = STDIN_FILENO, .out = stdout,
-                                   .quit = console_quit, .ctx = &self};
+                                   .new_node = new_node, .new_node_ctx = new_node_ctx,
+                                   .in_fd = STDIN_FILENO,
+                                   .out = stdout, .quit = console_quit, .ctx = &self};
     if (rc == 0 && with_console && (rc = kv_console_start(&console, &cc)) != 0)
         fprintf(stderr, "raft: cannot start the console: %s\n", strerror(-rc));
     if (rc == 0) {
@@ -171,7 +178,7 @@ static int serve(struct kv_server_config *configs, uint32_t count, bool with_con
                 : sig == SIGTERM ? "SIGTERM received" : "quit typed on the console");
     }
     kv_console_stop(console); /* first: it may be crashing or restarting a node */
-    for (uint32_t i = 0; i < count; i++)
+    for (uint32_t i = 0; i <= RAFT_MAX_ID; i++)
         if (servers[i])
             kv_server_stop(servers[i]);
     return rc ? EXIT_START_FAILED : 0;
@@ -204,6 +211,7 @@ static int node_options(int argc, char **argv, struct serve_options *o, struct c
          .lo = 0, .hi = (double)(1L << 40),
          .help = "snapshot once N applied entries are in the log; 0: never"},
         CLI_TLS_OPTIONS(&o->tls),
+        CLI_CLUSTER_NAME_OPTION(&o->cluster_name),
         {.name = "trace", .kind = CLI_STRING, .metavar = "FILE", .dest = &o->trace,
          .help = "append every message, role change, commit and apply to FILE as JSON "
                  "lines (for raft timeline)", .shown_default = "no trace"},
@@ -252,11 +260,13 @@ static int cmd_node(int argc, char **argv)
         return EXIT_USAGE;
     struct kv_server_config sc = {.peers = peers.n ? peers.v : NULL, .listen = o.listen,
                                   .data_dir = o.data_dir ? o.data_dir : dir,
-                                  .tls = tls.files};
+                                  .tls = tls.files, .cluster_named = o.cluster_name != NULL};
+    if (cli_cluster_id("node", o.cluster_name, peers.v, peers.n, &sc.cluster))
+        return EXIT_USAGE;
     configure_node(&sc, &o, (uint32_t)o.id, peers.n);
     sc.raft.log_wall_clock = true; /* logs of several processes sort together */
     sc.raft.trace_path = o.trace;
-    return serve(&sc, 1, false);
+    return serve(&sc, 1, false, NULL, NULL);
 }
 
 static int cluster_options(int argc, char **argv, struct serve_options *o)
@@ -272,6 +282,7 @@ static int cluster_options(int argc, char **argv, struct serve_options *o)
         OPT_ELECTION(o),
         OPT_HEARTBEAT(o),
         CLI_TLS_OPTIONS(&o->tls),
+        CLI_CLUSTER_NAME_OPTION(&o->cluster_name),
         {.name = "trace-dir", .kind = CLI_STRING, .metavar = "DIR", .dest = &o->trace,
          .help = "node I traces its messages and events to DIR/node-I.jsonl (for raft "
                  "timeline)", .shown_default = "no trace"},
@@ -290,43 +301,100 @@ static int cluster_options(int argc, char **argv, struct serve_options *o)
     return rc;
 }
 
+/* The nodes of `raft cluster`, by id: those it starts, and those the
+ * console's member add starts later. */
+struct cluster_nodes {
+    struct serve_options o;
+    long top_port; /* the highest port a node of it listens on */
+    char addr[RAFT_MAX_ID + 1][32], dir[RAFT_MAX_ID + 1][512], trace[RAFT_MAX_ID + 1][512];
+    struct tls_paths tls[RAFT_MAX_ID + 1]; /* node I uses node-I's certificate */
+    struct kv_server_config sc[RAFT_MAX_ID + 1];
+    struct cluster_id cluster; /* every node's, those added later included */
+};
+
+/* Node id's data directory, trace file and TLS files. */
+static int cluster_node_files(struct cluster_nodes *cl, uint32_t id)
+{
+    char name[32];
+    snprintf(name, sizeof(name), "node-%u", id);
+    if (cli_tls_paths("cluster", &cl->o.tls, name, &cl->tls[id]))
+        return -EINVAL;
+    const char *base = cl->o.data_dir ? cl->o.data_dir : "data";
+    snprintf(cl->dir[id], sizeof(cl->dir[id]), "%s/node-%u", base, id);
+    snprintf(cl->trace[id], sizeof(cl->trace[id]), "%s/node-%u.jsonl",
+             cl->o.trace ? cl->o.trace : "", id);
+    return 0;
+}
+
+/* The first port after the cluster's own that nothing listens on. */
+static long next_free_port(long from)
+{
+    for (long port = from; port <= 65535 && port < from + 100; port++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int rc = fd < 0 ? -1 : bind(fd, (struct sockaddr *)&a, sizeof(a));
+        if (fd >= 0)
+            close(fd);
+        if (rc == 0)
+            return port;
+    }
+    return -1;
+}
+
+/* The console's member add: node id, on the next free port, in no
+ * configuration until the leader adds it. */
+static int cluster_new_node(void *ctx, uint32_t id, struct kv_server_config *out)
+{
+    struct cluster_nodes *cl = ctx;
+    long port = next_free_port(cl->top_port + 1);
+    if (port < 0)
+        return -EADDRINUSE;
+    int rc = cluster_node_files(cl, id);
+    if (rc)
+        return rc;
+    cl->top_port = port;
+    snprintf(cl->addr[id], sizeof(cl->addr[id]), "127.0.0.1:%ld", port);
+    *out = (struct kv_server_config){.listen = cl->addr[id], .data_dir = cl->dir[id],
+                                     .tls = cl->tls[id].files, .cluster = cl->cluster,
+                                     .cluster_named = cl->o.cluster_name != NULL};
+    configure_node(out, &cl->o, id, 0);
+    out->raft.trace_path = cl->o.trace ? cl->trace[id] : NULL;
+    return 0;
+}
+
 static int cmd_cluster(int argc, char **argv)
 {
-    struct serve_options o;
-    serve_defaults(&o);
-    int rc = cluster_options(argc, argv, &o);
+    static struct cluster_nodes cl; /* lives as long as its nodes */
+    serve_defaults(&cl.o);
+    int rc = cluster_options(argc, argv, &cl.o);
     if (rc)
         return cli_exit_code(rc);
-    resolve_log_level(&o);
-    uint32_t n = (uint32_t)o.nodes;
-    char addr_buf[RAFT_MAX_NODES][32], dirs[RAFT_MAX_NODES][512], traces[RAFT_MAX_NODES][512];
-    if (o.trace && mkdir(o.trace, 0777) != 0 && errno != EEXIST) {
-        fprintf(stderr, "raft cluster: cannot create the trace directory %s: %s\n", o.trace,
-                strerror(errno));
+    resolve_log_level(&cl.o);
+    uint32_t n = (uint32_t)cl.o.nodes;
+    if (cl.o.trace && mkdir(cl.o.trace, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "raft cluster: cannot create the trace directory %s: %s\n",
+                cl.o.trace, strerror(errno));
         return EXIT_START_FAILED;
     }
-    char *addrs[RAFT_MAX_NODES + 1] = {0};
-    struct kv_server_config sc[RAFT_MAX_NODES];
-    static struct tls_paths tls[RAFT_MAX_NODES]; /* node I uses node-I's certificate */
+    static char *addrs[RAFT_MAX_NODES + 1];
     for (uint32_t i = 0; i < n; i++) {
-        char name[32];
-        snprintf(name, sizeof(name), "node-%u", i);
-        if (cli_tls_paths("cluster", &o.tls, name, &tls[i]))
+        if (cluster_node_files(&cl, i))
             return EXIT_USAGE;
+        snprintf(cl.addr[i], sizeof(cl.addr[i]), "127.0.0.1:%ld", cl.o.base_port + (long)i);
+        addrs[i] = cl.addr[i];
     }
+    cl.top_port = cl.o.base_port + (long)n - 1;
+    if (cli_cluster_id("cluster", cl.o.cluster_name, addrs, n, &cl.cluster))
+        return EXIT_USAGE;
     for (uint32_t i = 0; i < n; i++) {
-        snprintf(addr_buf[i], sizeof(addr_buf[i]), "127.0.0.1:%ld", o.base_port + (long)i);
-        addrs[i] = addr_buf[i];
+        cl.sc[i] = (struct kv_server_config){.peers = addrs, .data_dir = cl.dir[i],
+                                             .tls = cl.tls[i].files, .cluster = cl.cluster,
+                                             .cluster_named = cl.o.cluster_name != NULL};
+        configure_node(&cl.sc[i], &cl.o, i, n);
+        cl.sc[i].raft.trace_path = cl.o.trace ? cl.trace[i] : NULL;
     }
-    for (uint32_t i = 0; i < n; i++) {
-        snprintf(dirs[i], sizeof(dirs[i]), "%s/node-%u", o.data_dir ? o.data_dir : "data", i);
-        sc[i] = (struct kv_server_config){.peers = addrs, .data_dir = dirs[i],
-                                          .tls = tls[i].files};
-        configure_node(&sc[i], &o, i, n);
-        snprintf(traces[i], sizeof(traces[i]), "%s/node-%u.jsonl", o.trace ? o.trace : "", i);
-        sc[i].raft.trace_path = o.trace ? traces[i] : NULL;
-    }
-    return serve(sc, n, true);
+    return serve(cl.sc, n, true, cluster_new_node, &cl);
 }
 
 /* ---- bench and dump ---- */
@@ -337,9 +405,10 @@ static int cmd_cluster(int argc, char **argv)
      .help = "the address of one node or more"}
 
 struct bench_cli {
-    const char *cluster;
+    const char *cluster, *mix;
     long clients, value_size, keys;
     double seconds, read_ratio;
+    struct bench_mix mixed; /* from --mix or --read-ratio */
     bool json;
     struct tls_flags tls;
 };
@@ -358,6 +427,10 @@ static int bench_options(int argc, char **argv, struct bench_cli *o, struct cli_
          .hi = 100000000, .help = "how many distinct keys"},
         {.name = "read-ratio", .kind = CLI_DOUBLE, .metavar = "R", .dest = &o->read_ratio,
          .lo = 0, .hi = 1, .help = "the fraction of requests that are gets"},
+        {.name = "mix", .kind = CLI_STRING, .metavar = "OP=PCT,...", .dest = &o->mix,
+         .accepts = "OP=PERCENT pairs such as put=50,get=30,cas=10,delete=5,list=5",
+         .shown_default = "put=100; with --read-ratio, put and get",
+         .help = "each operation's share of the requests in percent: put, get, cas, delete, list"},
         {.name = "json", .kind = CLI_FLAG, .dest = &o->json,
          .help = "print the result as one JSON object"},
         CLI_TLS_OPTIONS(&o->tls),
@@ -370,6 +443,9 @@ static int bench_options(int argc, char **argv, struct bench_cli *o, struct cli_
     int rc = cli_parse_options(&cmd, argc, argv);
     if (rc == 0)
         rc = cli_parse_addrs(cmd.name, "cluster", o->cluster, addrs);
+    char why[512];
+    if (rc == 0 && bench_mix_choose(o->mix, o->read_ratio, &o->mixed, why, sizeof(why)))
+        rc = cli_usage_error(cmd.name, "%s", why);
     return rc;
 }
 
@@ -384,17 +460,17 @@ static int cmd_bench(int argc, char **argv)
     struct bench_options bo = {.addrs = addrs.v, .n_addrs = addrs.n,
                                .clients = (unsigned)o.clients, .seconds = o.seconds,
                                .value_size = (unsigned)o.value_size, .keys = (unsigned)o.keys,
-                               .read_ratio = o.read_ratio, .timeout_ms = 5000};
+                               .mix = o.mixed, .timeout_ms = 5000};
     if (cli_tls_client("bench", &o.tls, &bo.tls))
         return EXIT_USAGE;
-    struct bench_result r;
+    struct bench_report r;
     rc = bench_run(&bo, &r);
     tls_ctx_free(bo.tls);
-    bench_print(&r, o.json, stdout);
+    bench_report_print(&r, &bo.mix, o.json, stdout);
     if (rc) {
         fprintf(stderr, "The benchmark could not run: %s.\n", strerror(-rc));
         rc = EXIT_UNAVAILABLE;
-    } else if (r.ops == 0) {
+    } else if (r.total.ops == 0) {
         fprintf(stderr, "No request succeeded: is the cluster up?\n");
         rc = EXIT_UNAVAILABLE;
     }

@@ -20,8 +20,8 @@ struct bench_loop {
     char *sessions; /* n of d->session_size bytes each */
     unsigned n, live;
     uint64_t stop_ns;
-    struct bench_samples lat;
-    uint64_t errors;
+    struct bench_samples lat[BENCH_MAX_CLASSES]; /* by the operation's class */
+    uint64_t errors[BENCH_MAX_CLASSES];
     int rc;
 };
 
@@ -142,9 +142,10 @@ static void finish(struct bench_session *s)
 void bench_op_done(struct bench_session *s, bool ok, uint64_t now)
 {
     struct bench_loop *l = s->loop;
+    unsigned c = s->op_class < BENCH_MAX_CLASSES ? s->op_class : 0;
     if (!ok)
-        l->errors++;
-    else if (bench_samples_add(&l->lat, (double)(now - s->op_start_ns) / 1e6) && !l->rc)
+        l->errors[c]++;
+    else if (bench_samples_add(&l->lat[c], (double)(now - s->op_start_ns) / 1e6) && !l->rc)
         l->rc = -ENOMEM;
     if (now >= l->stop_ns || l->rc)
         finish(s);
@@ -234,27 +235,31 @@ static void loop_free(struct bench_loop *l)
         l->d->free(s);
     }
     free(l->sessions);
-    free(l->lat.ms);
+    for (unsigned c = 0; c < BENCH_MAX_CLASSES; c++)
+        free(l->lat[c].ms);
     if (l->epfd >= 0)
         close(l->epfd);
 }
 
-static void summarise(struct bench_loop *l, unsigned n_loops, double seconds,
-                      struct bench_result *out)
+/* The latencies of the classes [first, last) of every loop, summarised. */
+static void summarise(struct bench_loop *l, unsigned n_loops, unsigned first, unsigned last,
+                      double seconds, struct bench_result *out)
 {
     size_t total = 0;
     uint64_t errors = 0;
-    for (unsigned i = 0; i < n_loops; i++) {
-        total += l[i].lat.n;
-        errors += l[i].errors;
-    }
+    for (unsigned i = 0; i < n_loops; i++)
+        for (unsigned c = first; c < last; c++) {
+            total += l[i].lat[c].n;
+            errors += l[i].errors[c];
+        }
     double *all = malloc((total ? total : 1) * sizeof(*all));
     size_t k = 0;
-    for (unsigned i = 0; i < n_loops && all; i++) {
-        if (l[i].lat.n)
-            memcpy(all + k, l[i].lat.ms, l[i].lat.n * sizeof(*all));
-        k += l[i].lat.n;
-    }
+    for (unsigned i = 0; i < n_loops && all; i++)
+        for (unsigned c = first; c < last; c++) {
+            if (l[i].lat[c].n)
+                memcpy(all + k, l[i].lat[c].ms, l[i].lat[c].n * sizeof(*all));
+            k += l[i].lat[c].n;
+        }
     bench_summarise(all, total, errors, seconds, out);
     free(all);
 }
@@ -262,6 +267,15 @@ static void summarise(struct bench_loop *l, unsigned n_loops, double seconds,
 int bench_loops_run(const struct bench_driver *d, unsigned clients, double seconds,
                     struct bench_result *out)
 {
+    return bench_loops_run_classes(d, clients, seconds, 1, out, NULL);
+}
+
+int bench_loops_run_classes(const struct bench_driver *d, unsigned clients, double seconds,
+                            unsigned n_classes, struct bench_result *out,
+                            struct bench_result *by_class)
+{
+    if (n_classes == 0 || n_classes > BENCH_MAX_CLASSES)
+        return -EINVAL;
     unsigned n_loops = (clients + BENCH_SESSIONS_PER_LOOP - 1) / BENCH_SESSIONS_PER_LOOP;
     struct bench_loop *l = calloc(n_loops ? n_loops : 1, sizeof(*l));
     if (!l)
@@ -287,7 +301,10 @@ int bench_loops_run(const struct bench_driver *d, unsigned clients, double secon
         if (l[i].rc && !rc)
             rc = l[i].rc;
     }
-    summarise(l, started, (double)(bench_now_ns() - start) / 1e9, out);
+    double took = (double)(bench_now_ns() - start) / 1e9;
+    summarise(l, started, 0, n_classes, took, out);
+    for (unsigned c = 0; by_class && c < n_classes; c++)
+        summarise(l, started, c, c + 1, took, &by_class[c]);
     for (unsigned i = 0; i < started; i++)
         loop_free(&l[i]);
     free(l);

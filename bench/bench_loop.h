@@ -25,6 +25,9 @@
 #include "bench/bench_stats.h"
 
 #define BENCH_SESSIONS_PER_LOOP 64
+/* Operations may be of up to this many classes (put, get, ...), each
+ * summarised on its own as well as with the others. */
+#define BENCH_MAX_CLASSES 8
 
 struct bench_loop;
 
@@ -46,6 +49,7 @@ struct bench_session {
     const void *out;   /* the request being sent (the driver's buffer) */
     size_t out_len, out_sent;
     uint64_t op_start_ns;
+    unsigned op_class; /* the operation's class, < the run's n_classes: set by start() */
     uint64_t wake_ns;  /* the driver's timer() runs once this has passed */
     bool finished;     /* the run is over for it */
 };
@@ -58,7 +62,8 @@ struct bench_driver {
     /* At the end, for every session, even one init() never saw (zeroed
      * past the bench_session). */
     void (*free)(struct bench_session *s);
-    /* Starts the next operation: sets op_start_ns and wake_ns. */
+    /* Starts the next operation: sets op_start_ns, wake_ns and (if the
+     * run has classes) op_class. */
     void (*start)(struct bench_session *s, uint64_t now);
     /* The request is out and reply bytes can be read from fd. */
     void (*readable)(struct bench_session *s, uint64_t now);
@@ -78,6 +83,12 @@ struct bench_driver {
  * (the summary is still filled in). */
 int bench_loops_run(const struct bench_driver *d, unsigned clients, double seconds,
                     struct bench_result *out);
+
+/* The same, with operations of n_classes classes (1..BENCH_MAX_CLASSES):
+ * *out summarises them all, by_class[c] those of class c. */
+int bench_loops_run_classes(const struct bench_driver *d, unsigned clients, double seconds,
+                            unsigned n_classes, struct bench_result *out,
+                            struct bench_result *by_class);
 
 const void *bench_ctx(const struct bench_session *s);
 

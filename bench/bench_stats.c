@@ -61,14 +61,21 @@ void bench_summarise(double *ms, size_t n, uint64_t errors, double seconds,
     out->max_ms = ms[n - 1];
 }
 
+void bench_print_json_members(const struct bench_result *r, FILE *out)
+{
+    fprintf(out, "\"ops\": %llu, \"seconds\": %.3f, \"ops_per_sec\": %.1f, "
+            "\"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, \"max_ms\": %.3f, "
+            "\"errors\": %llu", (unsigned long long)r->ops, r->seconds,
+            r->ops_per_sec, r->p50_ms, r->p90_ms, r->p99_ms, r->max_ms,
+            (unsigned long long)r->errors);
+}
+
 void bench_print(const struct bench_result *r, bool json, FILE *out)
 {
     if (json) {
-        fprintf(out, "{\"ops\": %llu, \"seconds\": %.3f, \"ops_per_sec\": %.1f, "
-                "\"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, \"max_ms\": %.3f, "
-                "\"errors\": %llu}\n", (unsigned long long)r->ops, r->seconds,
-                r->ops_per_sec, r->p50_ms, r->p90_ms, r->p99_ms, r->max_ms,
-                (unsigned long long)r->errors);
+        fprintf(out, "{");
+        bench_print_json_members(r, out);
+        fprintf(out, "}\n");
         return;
     }
     fprintf(out, "%llu ops in %.2f s: %.0f ops/s; latency p50 %.3f ms, p90 %.3f ms, "

@@ -42,4 +42,8 @@ void bench_summarise(double *ms, size_t n, uint64_t errors, double seconds,
 /* One JSON object on one line, or one line of text. */
 void bench_print(const struct bench_result *r, bool json, FILE *out);
 
+/* The JSON object's members alone, `"ops": 12, ... "errors": 0`, for an
+ * object that holds more. */
+void bench_print_json_members(const struct bench_result *r, FILE *out);
+
 #endif

@@ -7,7 +7,8 @@
  * hints, gives up on a node that is silent for KV_CLIENT_ATTEMPT_MS, and
  * pauses KV_CLIENT_RETRY_PAUSE_MS when nobody is known to lead. An operation's latency runs
  * from its first attempt to its final answer; one without a final answer
- * within the timeout counts as an error.
+ * within the timeout counts as an error. Each operation is drawn from the
+ * run's mix (kv/bench_mix.c) and timed in its kind's class too.
  *
  * With TLS, a session connects and runs its handshake at once (bounded by
  * KV_CLIENT_ATTEMPT_MS), holding up its loop's other sessions only while
@@ -88,16 +89,21 @@ static void move_on(struct session *s, const struct client_reply *reply, uint64_
 }
 
 /* Connects to the target and runs the handshake, both before returning;
- * the node must show a node certificate. The fd or -errno. */
+ * the node must show a node certificate made for the host dialed. The fd
+ * or -errno. */
 static int dial_tls(struct session *s, struct tls_ctx *tls)
 {
-    int fd = tcp_dial(s->nodes.addrs[s->nodes.target], KV_CLIENT_ATTEMPT_MS);
+    const char *addr = s->nodes.addrs[s->nodes.target];
+    char host[256];
+    uint16_t port;
+    int rc = tcp_parse_addr(addr, host, sizeof(host), &port);
+    int fd = rc < 0 ? rc : tcp_dial(addr, KV_CLIENT_ATTEMPT_MS);
     if (fd < 0)
         return fd;
     struct tls_identity who;
-    char err[160];
-    int rc = tls_conn_handshake(&s->tls, tls, fd, false, tcp_now_ms() + KV_CLIENT_ATTEMPT_MS,
-                                &who, err, sizeof(err));
+    char err[256];
+    rc = tls_conn_connect(&s->tls, tls, fd, host, tcp_now_ms() + KV_CLIENT_ATTEMPT_MS, &who,
+                          err, sizeof(err));
     if (rc == 0 && who.role != TLS_ROLE_NODE) {
         tls_conn_free(s->tls);
         s->tls = NULL;
@@ -130,28 +136,51 @@ static void attempt(struct session *s, uint64_t now)
     bench_request(&s->b, s->out, s->out_len, now);
 }
 
-/* Picks the next operation (a get with probability read_ratio), encodes
- * it and makes its first attempt. */
+static uint64_t next_rand(struct session *s)
+{
+    s->rng ^= s->rng << 13, s->rng ^= s->rng >> 7, s->rng ^= s->rng << 17;
+    return s->rng;
+}
+
+/* The request of operation `op` on key number k, into req; key (cap 32
+ * bytes) holds its key or a list's prefix. */
+static void build_request(struct session *s, const struct load *load, enum bench_op op,
+                          unsigned long long k, char *key, struct client_request *q)
+{
+    static const uint8_t codes[BENCH_N_OPS] = {
+        [BENCH_OP_PUT] = CLIENT_PUT, [BENCH_OP_GET] = CLIENT_GET, [BENCH_OP_CAS] = CLIENT_CAS,
+        [BENCH_OP_DELETE] = CLIENT_DELETE, [BENCH_OP_LIST] = CLIENT_LIST};
+    int key_len = op == BENCH_OP_LIST
+                      ? (k < 10 ? snprintf(key, 32, "key-") : snprintf(key, 32, "key-%llu", k / 10))
+                      : snprintf(key, 32, "key-%llu", k);
+    bool write = op == BENCH_OP_PUT || op == BENCH_OP_CAS || op == BENCH_OP_DELETE;
+    *q = (struct client_request){.op = codes[op], .client_id = s->client_id,
+                                 .key = (uint8_t *)key, .key_len = (uint32_t)key_len};
+    q->seq = write ? ++s->seq : 0; /* the same number on every retry of this write */
+    if (op == BENCH_OP_PUT || op == BENCH_OP_CAS) {
+        q->value = (uint8_t *)load->value;
+        q->value_len = load->opt->value_size;
+    }
+    if (op == BENCH_OP_CAS) {
+        q->expected = (uint8_t *)load->value;
+        q->expected_len = load->opt->value_size;
+    }
+}
+
+/* Draws the next operation from the mix, encodes it and makes its first
+ * attempt. */
 static void start_op(struct bench_session *b, uint64_t now)
 {
     struct session *s = (struct session *)b;
     const struct load *load = bench_ctx(b);
     const struct bench_options *opt = load->opt;
-    s->rng ^= s->rng << 13, s->rng ^= s->rng >> 7, s->rng ^= s->rng << 17;
+    unsigned long long k = next_rand(s) % opt->keys;
+    enum bench_op op = bench_mix_pick(&opt->mix, (double)(next_rand(s) >> 11) /
+                                                     (double)(1ull << 53));
     char key[32];
-    int key_len = snprintf(key, sizeof(key), "key-%llu", (unsigned long long)(s->rng % opt->keys));
-    bool read = (double)(s->rng >> 11) / (double)(1ull << 53) < opt->read_ratio;
     struct wire_msg req = {.type = WIRE_CLIENT_REQUEST, .from = WIRE_FROM_CLIENT};
-    struct client_request *q = &req.u.request;
-    q->op = read ? CLIENT_GET : CLIENT_PUT;
-    q->client_id = s->client_id;
-    q->seq = read ? 0 : ++s->seq; /* the same number on every retry of this put */
-    q->key = (uint8_t *)key;
-    q->key_len = (uint32_t)key_len;
-    if (!read) {
-        q->value = (uint8_t *)load->value;
-        q->value_len = opt->value_size;
-    }
+    build_request(s, load, op, k, key, &req.u.request);
+    b->op_class = (unsigned)op;
     b->op_start_ns = now;
     s->op_deadline_ns = now + (uint64_t)opt->timeout_ms * NS_PER_MS;
     long n = grow(&s->out, &s->out_cap, wire_size(&req)) ? -ENOMEM
@@ -174,9 +203,15 @@ static void on_reply(struct session *s, size_t frame, uint64_t now)
         move_on(s, NULL, now); /* out of step: this connection is done */
         return;
     }
+    /* Final answers end the operation: found or not, swapped or not are
+     * all the store doing its work; a refusal counts as an error. The
+     * others (not the leader, retry) send it elsewhere. */
     uint8_t status = reply.u.reply.status;
-    if (status == CLIENT_OK || status == CLIENT_NOT_FOUND || status == CLIENT_BAD_REQUEST)
-        bench_op_done(&s->b, status != CLIENT_BAD_REQUEST, now);
+    if (status == CLIENT_OK || status == CLIENT_NOT_FOUND || status == CLIENT_MISMATCH)
+        bench_op_done(&s->b, true, now);
+    else if (status == CLIENT_BAD_REQUEST || status == CLIENT_REFUSED ||
+             status == CLIENT_TOO_LARGE)
+        bench_op_done(&s->b, false, now);
     else
         move_on(s, &reply.u.reply, now);
 }
@@ -271,7 +306,7 @@ static void session_free(struct bench_session *b)
     free(s->in);
 }
 
-int bench_run(const struct bench_options *opt, struct bench_result *out)
+int bench_run(const struct bench_options *opt, struct bench_report *out)
 {
     if (opt->clients == 0 || opt->keys == 0 || opt->seconds <= 0 || opt->n_addrs == 0)
         return -EINVAL;
@@ -284,7 +319,8 @@ int bench_run(const struct bench_options *opt, struct bench_result *out)
                                    .start = start_op, .readable = on_readable,
                                    .broken = on_broken, .timer = on_timer,
                                    .write = opt->tls ? tls_write : NULL};
-    int rc = bench_loops_run(&d, opt->clients, opt->seconds, out);
+    int rc = bench_loops_run_classes(&d, opt->clients, opt->seconds, BENCH_N_OPS, &out->total,
+                                     out->by_op);
     free(load.value);
     return rc;
 }

@@ -213,7 +213,9 @@ static bool hopeless(struct kv_client *c, int rc)
 {
     if (c->reached)
         return false;
-    if (rc == -ECONNREFUSED)
+    /* A certificate refused (of another CA, not a node's, not for that
+     * host) stays refused however long one waits. */
+    if (rc == -ECONNREFUSED || rc == -EPROTO || rc == -EACCES)
         return true;
     return rc == -EHOSTUNREACH && unresolvable(c, c->nodes.addrs[c->nodes.target]);
 }
@@ -226,19 +228,25 @@ int kv_client_call_until(struct kv_client *c, const struct wire_msg *req,
     if (attempt_ms == 0)
         attempt_ms = KV_CLIENT_ATTEMPT_MS;
     c->unresolved[0] = '\0';
+    c->tls_refusal[0] = '\0';
     for (;;) {
         uint64_t now = kv_client_now_ms();
         if (now >= deadline)
             return -ETIMEDOUT;
         unsigned left = (unsigned)(deadline - now);
         if (!c->link) {
-            int rc = tcp_link_dial(&c->link, c->nodes.addrs[c->nodes.target], c->tls,
-                                   left < 500 ? left : 500);
+            const char *addr = c->nodes.addrs[c->nodes.target];
+            char why[256];
+            int rc = tcp_link_dial_why(&c->link, addr, c->tls, left < 500 ? left : 500, why,
+                                       sizeof(why));
+            if (rc < 0 && why[0])
+                snprintf(c->tls_refusal, sizeof(c->tls_refusal), "%s: %s", addr, why);
             if (rc < 0) {
                 if (!hopeless(c, rc))
                     unreachable = 0;
                 else if (++unreachable >= c->nodes.n)
-                    return c->unresolved[0] ? -EHOSTUNREACH : -ECONNREFUSED;
+                    return c->unresolved[0] ? -EHOSTUNREACH
+                           : c->tls_refusal[0] ? -EACCES : -ECONNREFUSED;
                 kv_nodes_move_on(&c->nodes, NULL);
                 kv_client_sleep_ms(KV_CLIENT_RETRY_PAUSE_MS);
                 continue;
@@ -392,6 +400,11 @@ int kv_client_transfer(struct kv_client *c, int32_t target, int32_t *leader, cha
 const char *kv_client_unresolved(const struct kv_client *c)
 {
     return c->unresolved[0] ? c->unresolved : NULL;
+}
+
+const char *kv_client_tls_refusal(const struct kv_client *c)
+{
+    return c->tls_refusal[0] ? c->tls_refusal : NULL;
 }
 
 int kv_client_status(const char *addr, unsigned timeout_ms, struct client_reply *out)

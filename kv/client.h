@@ -99,6 +99,12 @@ int kv_client_node_view(const char *addr, struct tls_ctx *tls, unsigned timeout_
 /* After -EHOSTUNREACH: a host name of the cluster that does not resolve. */
 const char *kv_client_unresolved(const struct kv_client *c);
 
+/* Why TLS refused the last node it refused, as "HOST:PORT: why" (its
+ * certificate is of another CA, not a node's, or not made for that host),
+ * or NULL. A session that never reached a node and was refused by TLS by
+ * every one gives up with -EACCES. */
+const char *kv_client_tls_refusal(const struct kv_client *c);
+
 /* ---- the parts of a session, for clients that drive their own I/O ---- */
 
 /* A fresh session id: random, so that no other client picks it. */

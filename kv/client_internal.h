@@ -19,6 +19,7 @@ struct kv_client {
     struct tls_ctx *tls;   /* NULL: plain TCP; not owned */
     bool reached;          /* some node accepted a connection of this session */
     char unresolved[256];  /* a host that does not resolve, or "" */
+    char tls_refusal[320]; /* "ADDR: why" of the last node TLS refused, or "" */
     uint64_t client_id;
     uint64_t seq;
     uint8_t *buf; /* reply frames */

@@ -22,25 +22,10 @@
 #include <unistd.h>
 
 #include "kv/client.h"
-
-#define CONSOLE_LINE_MAX 4096
-
-struct kv_console {
-    struct kv_console_config cfg;
-    pthread_t thread;
-    int wake[2];        /* written by kv_console_stop: the thread ends */
-    struct kv_client *client;
-    bool isolated[RAFT_MAX_NODES]; /* kept across a crash and restart */
-    char line[CONSOLE_LINE_MAX + 1];
-    size_t have;
-    bool overlong; /* the current line did not fit: skip to its end */
-    bool done;     /* quit was typed */
-};
-
-static void reply(struct kv_console *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#include "kv/console_internal.h"
 
 /* One line on the reply stream, flushed at once: a pipe reads it now. */
-static void reply(struct kv_console *c, const char *fmt, ...)
+void console_reply(struct kv_console *c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -52,9 +37,7 @@ static void reply(struct kv_console *c, const char *fmt, ...)
 
 /* ---- words ---- */
 
-/* The next word of *s (NUL-terminated in place), *s moved past it; NULL at
- * the end of the line. */
-static char *next_word(char **s)
+char *console_next_word(char **s)
 {
     char *p = *s;
     while (*p && isspace((unsigned char)*p))
@@ -70,8 +53,7 @@ static char *next_word(char **s)
     return w;
 }
 
-/* The rest of the line without its surrounding blanks, or NULL if empty. */
-static char *rest_of_line(char *s)
+char *console_rest_of_line(char *s)
 {
     while (*s && isspace((unsigned char)*s))
         s++;
@@ -81,16 +63,36 @@ static char *rest_of_line(char *s)
     return n ? s : NULL;
 }
 
-/* A node number for `cmd`, the only argument left on the line. */
-static int node_arg(struct kv_console *c, const char *cmd, char *args, uint32_t *id)
+/* "from 0 to 2" while the nodes are 0 .. k, else "one of 0, 1, 3". */
+static void describe_ids(const struct kv_console *c, char *buf, size_t cap)
 {
-    char *w = next_word(&args);
-    char *extra = next_word(&args);
+    uint32_t top = 0, count = 0;
+    for (uint32_t i = 0; i <= RAFT_MAX_ID; i++)
+        if (c->known[i]) {
+            top = i;
+            count++;
+        }
+    if (count == top + 1) {
+        snprintf(buf, cap, "from 0 to %u", top);
+        return;
+    }
+    size_t used = (size_t)snprintf(buf, cap, "one of");
+    for (uint32_t i = 0; i <= RAFT_MAX_ID && used < cap; i++)
+        if (c->known[i])
+            used += (size_t)snprintf(buf + used, cap - used, "%s %u", used > 6 ? "," : "", i);
+}
+
+int console_node_arg(struct kv_console *c, const char *cmd, char *args, uint32_t *id)
+{
+    char *w = console_next_word(&args);
+    char *extra = console_next_word(&args);
     char *end = NULL;
     long v = w ? strtol(w, &end, 10) : -1;
-    if (!w || extra || *end || v < 0 || v >= (long)c->cfg.n) {
-        reply(c, "error: %s takes one node number, from 0 to %u; got %s.", cmd,
-              c->cfg.n - 1, !w ? "none" : extra ? "more than one argument" : w);
+    if (!w || extra || *end || v < 0 || v > RAFT_MAX_ID || !c->known[v]) {
+        char ids[256];
+        describe_ids(c, ids, sizeof(ids));
+        console_reply(c, "error: %s takes one node number, %s; got %s.", cmd, ids,
+                      !w ? "none" : extra ? "more than one argument" : w);
         return -EINVAL;
     }
     *id = (uint32_t)v;
@@ -102,17 +104,22 @@ static int node_arg(struct kv_console *c, const char *cmd, char *args, uint32_t 
 static void cmd_help(struct kv_console *c, char *args)
 {
     (void)args;
-    reply(c, "commands: status | put K V | get K | crash N | restart N | isolate N | heal | "
-             "quit (nodes are numbered 0 to %u)", c->cfg.n - 1);
+    char ids[256];
+    describe_ids(c, ids, sizeof(ids));
+    console_reply(c, "commands: status | put K V | get K | crash N | restart N | isolate N | "
+                  "heal | transfer N | member list | member add N | member remove N | quit "
+                  "(nodes are numbered %s)", ids + (strncmp(ids, "from ", 5) ? 0 : 5));
 }
 
 static void cmd_status(struct kv_console *c, char *args)
 {
     (void)args;
-    for (uint32_t i = 0; i < c->cfg.n; i++) {
+    for (uint32_t i = 0; i <= RAFT_MAX_ID; i++) {
+        if (!c->known[i])
+            continue;
         struct kv_server *s = c->cfg.servers[i];
         if (!s) {
-            reply(c, "n%u role=down (crashed: restart %u brings it back)", i, i);
+            console_reply(c, "n%u role=down (crashed: restart %u brings it back)", i, i);
             continue;
         }
         struct raft_status st;
@@ -120,7 +127,7 @@ static void cmd_status(struct kv_console *c, char *args)
         char leader[16] = "none";
         if (st.leader != RAFT_NO_NODE)
             snprintf(leader, sizeof(leader), "n%d", st.leader);
-        reply(c, "n%u role=%s term=%llu leader=%s commit=%llu applied=%llu last_index=%llu%s",
+        console_reply(c, "n%u role=%s term=%llu leader=%s commit=%llu applied=%llu last_index=%llu%s",
               i, raft_role_name(st.role), (unsigned long long)st.term, leader,
               (unsigned long long)st.commit, (unsigned long long)st.applied,
               (unsigned long long)st.last_index, kv_server_isolated(s) ? " isolated" : "");
@@ -131,42 +138,42 @@ static bool key_fits(struct kv_console *c, const char *cmd, const char *key)
 {
     if (strlen(key) <= CLIENT_MAX_KEY)
         return true;
-    reply(c, "error: %s takes a key of at most %d bytes; got %zu.", cmd, CLIENT_MAX_KEY,
+    console_reply(c, "error: %s takes a key of at most %d bytes; got %zu.", cmd, CLIENT_MAX_KEY,
           strlen(key));
     return false;
 }
 
 static void cmd_put(struct kv_console *c, char *args)
 {
-    char *key = next_word(&args);
-    char *value = key ? rest_of_line(args) : NULL;
+    char *key = console_next_word(&args);
+    char *value = key ? console_rest_of_line(args) : NULL;
     if (!value) {
-        reply(c, "error: put takes a key and a value, as in: put greeting hello.");
+        console_reply(c, "error: put takes a key and a value, as in: put greeting hello.");
         return;
     }
     if (!key_fits(c, "put", key))
         return;
     if (strlen(value) > CLIENT_MAX_VALUE) {
-        reply(c, "error: put takes a value of at most %d bytes; got %zu.", CLIENT_MAX_VALUE,
+        console_reply(c, "error: put takes a value of at most %d bytes; got %zu.", CLIENT_MAX_VALUE,
               strlen(value));
         return;
     }
     int rc = kv_client_put(c->client, key, (uint32_t)strlen(key), value,
                            (uint32_t)strlen(value));
     if (rc == 0)
-        reply(c, "ok: %s = %s", key, value);
+        console_reply(c, "ok: %s = %s", key, value);
     else if (rc == -EINVAL)
-        reply(c, "error: the cluster refused the put as malformed.");
+        console_reply(c, "error: the cluster refused the put as malformed.");
     else
-        reply(c, "error: no leader acknowledged the put within %.1f s; it may or may not "
+        console_reply(c, "error: no leader acknowledged the put within %.1f s; it may or may not "
                  "have taken effect.", c->cfg.client_timeout_ms / 1000.0);
 }
 
 static void cmd_get(struct kv_console *c, char *args)
 {
-    char *key = next_word(&args);
-    if (!key || next_word(&args)) {
-        reply(c, "error: get takes one key, as in: get greeting.");
+    char *key = console_next_word(&args);
+    if (!key || console_next_word(&args)) {
+        console_reply(c, "error: get takes one key, as in: get greeting.");
         return;
     }
     if (!key_fits(c, "get", key))
@@ -175,67 +182,67 @@ static void cmd_get(struct kv_console *c, char *args)
     uint32_t len = 0;
     int rc = kv_client_get(c->client, key, (uint32_t)strlen(key), &value, &len);
     if (rc == 0)
-        reply(c, "%.*s", (int)len, (const char *)value);
+        console_reply(c, "%.*s", (int)len, (const char *)value);
     else if (rc == -ENOENT)
-        reply(c, "error: the key %s does not exist.", key);
+        console_reply(c, "error: the key %s does not exist.", key);
     else if (rc == -EINVAL)
-        reply(c, "error: the cluster refused the get as malformed.");
+        console_reply(c, "error: the cluster refused the get as malformed.");
     else
-        reply(c, "error: no leader answered within %.1f s.", c->cfg.client_timeout_ms / 1000.0);
+        console_reply(c, "error: no leader answered within %.1f s.", c->cfg.client_timeout_ms / 1000.0);
     free(value);
 }
 
 static void cmd_crash(struct kv_console *c, char *args)
 {
     uint32_t id;
-    if (node_arg(c, "crash", args, &id))
+    if (console_node_arg(c, "crash", args, &id))
         return;
     if (!c->cfg.servers[id]) {
-        reply(c, "error: n%u is already down; restart %u brings it back.", id, id);
+        console_reply(c, "error: n%u is already down; restart %u brings it back.", id, id);
         return;
     }
     kv_server_crash(c->cfg.servers[id]);
     c->cfg.servers[id] = NULL;
-    reply(c, "ok: n%u crashed", id);
+    console_reply(c, "ok: n%u crashed", id);
 }
 
 static void cmd_restart(struct kv_console *c, char *args)
 {
     uint32_t id;
-    if (node_arg(c, "restart", args, &id))
+    if (console_node_arg(c, "restart", args, &id))
         return;
     if (c->cfg.servers[id]) {
-        reply(c, "error: n%u is running; crash %u first.", id, id);
+        console_reply(c, "error: n%u is running; crash %u first.", id, id);
         return;
     }
-    int rc = kv_server_start(&c->cfg.servers[id], &c->cfg.configs[id]);
+    int rc = kv_server_start(&c->cfg.servers[id], &c->configs[id]);
     if (rc) {
         c->cfg.servers[id] = NULL;
-        reply(c, "error: n%u could not restart (%s); its log says why.", id, strerror(-rc));
+        console_reply(c, "error: n%u could not restart (%s); its log says why.", id, strerror(-rc));
         return;
     }
     if (c->isolated[id])
         kv_server_isolate(c->cfg.servers[id], true);
-    reply(c, "ok: n%u restarted from %s%s", id, c->cfg.configs[id].data_dir,
+    console_reply(c, "ok: n%u restarted from %s%s", id, c->configs[id].data_dir,
           c->isolated[id] ? ", still isolated" : "");
 }
 
 static void cmd_isolate(struct kv_console *c, char *args)
 {
     uint32_t id;
-    if (node_arg(c, "isolate", args, &id))
+    if (console_node_arg(c, "isolate", args, &id))
         return;
     c->isolated[id] = true;
     if (c->cfg.servers[id])
         kv_server_isolate(c->cfg.servers[id], true);
-    reply(c, "ok: n%u isolated from its peers (clients still reach it)", id);
+    console_reply(c, "ok: n%u isolated from its peers (clients still reach it)", id);
 }
 
 static void cmd_heal(struct kv_console *c, char *args)
 {
     (void)args;
-    char healed[RAFT_MAX_NODES * 4 + 1] = "";
-    for (uint32_t i = 0; i < c->cfg.n; i++) {
+    char healed[(RAFT_MAX_ID + 1) * 4 + 1] = "";
+    for (uint32_t i = 0; i <= RAFT_MAX_ID; i++) {
         if (!c->isolated[i])
             continue;
         c->isolated[i] = false;
@@ -245,15 +252,15 @@ static void cmd_heal(struct kv_console *c, char *args)
         snprintf(healed + used, sizeof(healed) - used, " n%u", i);
     }
     if (healed[0])
-        reply(c, "ok: healed%s", healed);
+        console_reply(c, "ok: healed%s", healed);
     else
-        reply(c, "ok: no node was isolated");
+        console_reply(c, "ok: no node was isolated");
 }
 
 static void cmd_quit(struct kv_console *c, char *args)
 {
     (void)args;
-    reply(c, "ok: stopping");
+    console_reply(c, "ok: stopping");
     c->done = true;
 }
 
@@ -266,26 +273,28 @@ static const struct {
     {"put", true, cmd_put},          {"get", true, cmd_get},
     {"crash", true, cmd_crash},      {"restart", true, cmd_restart},
     {"isolate", true, cmd_isolate},  {"heal", false, cmd_heal},
+    {"transfer", true, console_cmd_transfer}, {"member", true, console_cmd_member},
     {"quit", false, cmd_quit},
 };
 
 static void run_line(struct kv_console *c, char *line)
 {
-    char *cmd = next_word(&line);
+    char *cmd = console_next_word(&line);
     if (!cmd)
         return; /* a blank line */
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (strcmp(cmd, commands[i].name) != 0)
             continue;
-        if (!commands[i].takes_args && rest_of_line(line)) {
-            reply(c, "error: %s takes no arguments.", cmd);
+        if (!commands[i].takes_args && console_rest_of_line(line)) {
+            console_reply(c, "error: %s takes no arguments.", cmd);
             return;
         }
         commands[i].run(c, line);
         return;
     }
-    reply(c, "error: unknown command %s; the commands are help, status, put K V, get K, "
-             "crash N, restart N, isolate N, heal and quit.", cmd);
+    console_reply(c, "error: unknown command %s; the commands are help, status, put K V, "
+                  "get K, crash N, restart N, isolate N, heal, transfer N, member list, "
+                  "member add N, member remove N and quit.", cmd);
 }
 
 /* ---- reading ---- */
@@ -306,7 +315,7 @@ static void run_lines(struct kv_console *c)
     }
     if (c->have == CONSOLE_LINE_MAX) {
         if (!c->overlong)
-            reply(c, "error: a command line has at most %d bytes.", CONSOLE_LINE_MAX);
+            console_reply(c, "error: a command line has at most %d bytes.", CONSOLE_LINE_MAX);
         c->overlong = true;
         c->have = 0;
     }
@@ -345,7 +354,7 @@ static void *console_main(void *arg)
                 run_line(c, c->line);
             }
             if (!c->done && isatty(c->cfg.in_fd))
-                reply(c, "end of input: the cluster runs on until SIGINT (Ctrl-C) or SIGTERM");
+                console_reply(c, "end of input: the cluster runs on until SIGINT (Ctrl-C) or SIGTERM");
             break;
         }
         c->have += (size_t)n;
@@ -366,13 +375,16 @@ int kv_console_start(struct kv_console **out, const struct kv_console_config *cf
     if (c->cfg.client_timeout_ms == 0) /* even in slow motion */
         c->cfg.client_timeout_ms = 5000 + 4 * cfg->configs[0].raft.election_timeout_max_ms;
     char *addrs[RAFT_MAX_NODES];
-    for (uint32_t i = 0; i < cfg->n; i++)
+    for (uint32_t i = 0; i < cfg->n && i < RAFT_MAX_NODES; i++) {
         addrs[i] = cfg->configs[0].peers[i];
+        c->configs[i] = cfg->configs[i];
+        c->known[i] = true;
+    }
     int rc = kv_client_open(&c->client, addrs, cfg->n, c->cfg.client_timeout_ms);
     if (rc == 0 && pipe(c->wake) != 0)
         rc = -errno;
     if (rc == 0 && isatty(cfg->in_fd))
-        reply(c, "type help for commands");
+        console_reply(c, "type help for commands");
     if (rc == 0)
         rc = -pthread_create(&c->thread, NULL, console_main, c);
     if (rc) {

@@ -13,6 +13,14 @@
  *   restart N       starts node N again from its data directory
  *   isolate N       drops node N's messages to and from its peers
  *   heal            undoes every isolate
+ *   transfer N      moves leadership to node N (thesis §3.10)
+ *   member list     the leader's configuration, one line per member
+ *   member add N    starts node N in this process on the next free port,
+ *                   with its own data directory, and adds it to the
+ *                   cluster (thesis ch. 4: a learner first, a voter once
+ *                   it caught up)
+ *   member remove N removes node N from the configuration (it runs on, a
+ *                   member no more, until crash N)
  *   quit            asks the owner to stop everything
  *
  * Errors are replies too: one line starting with "error: ". End of input
@@ -27,11 +35,17 @@
 #include "kv/server.h"
 
 struct kv_console_config {
-    /* servers[i] is node i, NULL while it is down; the console replaces
-     * entries as it crashes and restarts nodes, until kv_console_stop. */
+    /* servers[i] is node i (RAFT_MAX_ID + 1 slots), NULL while it is down
+     * or was never started; the console replaces entries as it crashes,
+     * restarts and adds nodes, until kv_console_stop. */
     struct kv_server **servers;
-    const struct kv_server_config *configs; /* how to restart node i */
-    uint32_t n;
+    const struct kv_server_config *configs; /* how to restart node i, for i < n */
+    uint32_t n;                             /* nodes 0 .. n-1 were started by the owner */
+    /* member add N: fills in how to start node N, in no configuration yet
+     * (its address, its data directory; the strings must outlive the
+     * console). Returns 0 or a negative errno. NULL: no member add. */
+    int (*new_node)(void *ctx, uint32_t id, struct kv_server_config *out);
+    void *new_node_ctx;
     int in_fd;               /* commands */
     FILE *out;               /* replies */
     unsigned client_timeout_ms; /* for put and get; 0: enough to wait out an election */

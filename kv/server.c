@@ -39,6 +39,7 @@ struct kv_server {
     struct kv_service *service;
     struct tcp_server *listener;
     struct tls_ctx *tls; /* NULL: plain TCP */
+    struct cluster_ident *cluster; /* the id its hellos carry and judge by */
 };
 
 static void server_log(struct kv_server *s, enum raft_log_level level, const char *fmt, ...)
@@ -240,6 +241,7 @@ static void cleanup(struct kv_server *s)
     if (s->storage)
         file_storage_close(s->storage);
     tls_ctx_free(s->tls); /* after the listener and transport that used it */
+    cluster_ident_free(s->cluster); /* likewise */
     kv_free(s->kv);
     free(s);
 }
@@ -338,6 +340,40 @@ static int choose_listen(struct kv_server *s, char *host, size_t cap, uint16_t *
     return 0;
 }
 
+/* An id adopted from the first peer to contact a node not yet in a
+ * cluster: kept in the data directory before it is used. */
+static int record_cluster(void *ctx, const struct cluster_id *id)
+{
+    struct kv_server *s = ctx;
+    return file_storage_record_cluster(s->storage, id->bytes);
+}
+
+/* The cluster the data directory belongs to, checked against the one the
+ * node was started for (a refusal is logged by the storage, one
+ * sentence), and the identity its connections speak with. */
+static int open_cluster(struct kv_server *s)
+{
+    struct cluster_id id = {.known = false};
+    const struct cluster_id *derived = &s->cfg.cluster;
+    /* An id made from --peers names a new directory's cluster only: once
+     * the directory records one, its stored configuration wins over
+     * --peers (choose_bootstrap), and so does its cluster. An explicit
+     * --cluster-name is always checked. */
+    int rc = file_storage_claim_cluster(s->storage, NULL, id.bytes, &id.known);
+    if (rc == 0 && derived->known && (!id.known || s->cfg.cluster_named))
+        rc = file_storage_claim_cluster(s->storage, derived->bytes, id.bytes, &id.known);
+    if (rc)
+        return rc;
+    char hex[16];
+    if (!id.known)
+        server_log(s, RAFT_LOG_INFO, "not in a cluster yet: the first peer to contact this "
+                   "node gives it its cluster id");
+    else
+        server_log(s, RAFT_LOG_INFO, "cluster %s: peers of other clusters are refused",
+                   cluster_id_str(&id, hex, sizeof(hex)));
+    return cluster_ident_new(&s->cluster, &id, record_cluster, s);
+}
+
 int kv_server_start(struct kv_server **out, const struct kv_server_config *cfg)
 {
     struct kv_server *s = calloc(1, sizeof(*s));
@@ -362,6 +398,8 @@ int kv_server_start(struct kv_server **out, const struct kv_server_config *cfg)
     if (rc == 0)
         rc = choose_bootstrap(s);
     if (rc == 0)
+        rc = open_cluster(s);
+    if (rc == 0)
         rc = choose_listen(s, host, sizeof(host), &port);
     if (rc)
         goto fail;
@@ -370,6 +408,7 @@ int kv_server_start(struct kv_server **out, const struct kv_server_config *cfg)
     if (rc)
         goto fail;
     tcp_transport_set_tls(s->transport, s->tls);
+    tcp_transport_set_cluster(s->transport, s->cluster);
     s->net = tcp_transport_ops(s->transport);
     struct raft_transport transport = cut_ops(s);
     struct raft_storage storage = file_storage_ops(s->storage);
@@ -388,8 +427,8 @@ int kv_server_start(struct kv_server **out, const struct kv_server_config *cfg)
     if (rc)
         goto fail;
     struct tcp_server_options opt = {
-        .host = host, .port = port, .tls = s->tls, .handler = handle_frame, .handler_ctx = s,
-        .log = module_log, .log_ctx = s,
+        .host = host, .port = port, .tls = s->tls, .cluster = s->cluster, .node_id = id,
+        .handler = handle_frame, .handler_ctx = s, .log = module_log, .log_ctx = s,
     };
     rc = tcp_server_start(&s->listener, &opt);
     if (rc) {

@@ -6,6 +6,7 @@
 #ifndef KV_SERVER_H
 #define KV_SERVER_H
 
+#include "net/cluster_id.h"
 #include "net/tls.h"
 #include "raft/raft.h"
 
@@ -26,6 +27,12 @@ struct kv_server_config {
     /* Mutual TLS for peers and clients when tls.ca is set; the certificate
      * must be node-<id>'s. All NULL: plain TCP. */
     struct tls_files tls;
+    /* The cluster this node bootstraps (net/cluster_id.h), derived by the
+     * command line from --peers or --cluster-name. Not known: a node not
+     * yet in a cluster, which joins the cluster of the first peer to
+     * contact it; or whatever its data directory already records. */
+    struct cluster_id cluster;
+    bool cluster_named; /* it came from --cluster-name, not from --peers */
 };
 
 struct kv_server;

@@ -10,7 +10,9 @@
  * With TLS the thread first runs the handshake, bounded by
  * TCP_HANDSHAKE_MS, and then serves a request only if the certificate's
  * role allows it: the peer protocol to a node certificate naming the
- * message's sender, client requests to any certificate of the CA.
+ * message's sender, client requests to any certificate of the CA. With a
+ * cluster identity, peer messages also wait for a welcomed hello
+ * (tcp_hello.c).
  */
 #include "net/tcp_internal.h"
 #include "net/tcp_server_internal.h"
@@ -23,10 +25,13 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "net/opening.h"
 #include "net/tls.h"
 
-/* A handshake must be done within this, or the connection is dropped. */
-#define TCP_HANDSHAKE_MS 5000
+/* A handshake must be done within this, or the connection is dropped: a
+ * TLS 1.3 handshake takes one round trip and two for the TCP connection,
+ * milliseconds on a LAN and well under a second across the world. */
+#define TCP_HANDSHAKE_MS 3000
 
 static struct tcp_stream tcp_conn_stream(const struct tcp_conn *c)
 {
@@ -76,8 +81,12 @@ static void tcp_conn_read_failed(struct tcp_conn *c, int rc, size_t got,
 {
     struct tcp_server *s = c->srv;
     char e[96];
+    const char *tls_here = got >= 1 ? opening_refusal(opening_classify(header, got), false)
+                                    : NULL;
     if (tcp_server_stopping(s)) {
         tcp_conn_log(c, false, "the server is stopping");
+    } else if ((rc == -EBADMSG || rc == -EMSGSIZE) && tls_here != NULL) {
+        tcp_conn_log(c, true, "%s", tls_here);
     } else if (rc == -EBADMSG || rc == -EMSGSIZE) {
         tcp_conn_log(c, true, "bad frame length %lu (%s)",
                      (unsigned long)wire_be32(header),
@@ -156,19 +165,27 @@ static int tcp_conn_authorize(struct tcp_conn *c, const struct wire_msg *req)
 {
     if (c->tls == NULL || req->type == WIRE_CLIENT_REQUEST)
         return 0;
-    char who[32];
+    char who[32], why[128];
     tls_identity_str(c->who, who, sizeof who);
-    if (c->who.role != TLS_ROLE_NODE) {
-        tcp_conn_log(c, true, "a %s certificate may not send peer messages (type %u)",
-                     who, (unsigned)req->type);
-        return -EACCES;
-    }
-    if (req->from != c->who.id) {
-        tcp_conn_log(c, true, "the certificate of %s sent a message claiming to be "
-                     "from n%u", who, (unsigned)req->from);
-        return -EACCES;
-    }
-    return 0;
+    if (c->who.role != TLS_ROLE_NODE)
+        snprintf(why, sizeof why, "a %s certificate may not send peer messages (type %u)",
+                 who, (unsigned)req->type);
+    else if (req->from != c->who.id)
+        snprintf(why, sizeof why, "the certificate of %s sent a message claiming to be "
+                 "from n%u", who, (unsigned)req->from);
+    else
+        return 0;
+    /* Throttled: an impostor retrying cannot flood the log. */
+    tcp_server_log_refusal(c->srv, c->peer, why);
+    return -EACCES;
+}
+
+/* Keeps what arrived after the frame of size bytes just served: the start
+ * of the next one. */
+static void tcp_conn_consume(struct tcp_conn *c, size_t size)
+{
+    c->in_have -= size;
+    memmove(c->in, c->in + size, c->in_have);
 }
 
 /* Reads one request, has the handler answer it, writes the reply (unless
@@ -201,6 +218,11 @@ static int tcp_conn_serve_one(struct tcp_conn *c)
 
     struct wire_msg req, reply;
     tcp_conn_wait_reply_sent(c); /* the previous request's, if deferred */
+    if (c->in[5] == WIRE_HELLO || c->in[5] == WIRE_HELLO_REPLY) {
+        rc = tcp_conn_greet(c, c->in, (size_t)size);
+        tcp_conn_consume(c, (size_t)size);
+        return rc;
+    }
     rc = wire_decode(c->in, (size_t)size, &req);
     if (rc < 0) {
         tcp_conn_log(c, true, "malformed frame (type %u, %ld bytes): %s",
@@ -208,6 +230,8 @@ static int tcp_conn_serve_one(struct tcp_conn *c)
         return rc;
     }
     rc = tcp_conn_authorize(c, &req);
+    if (rc == 0)
+        rc = tcp_conn_check_greeted(c, &req);
     if (rc < 0) {
         wire_msg_release(&req);
         return rc;
@@ -225,10 +249,33 @@ static int tcp_conn_serve_one(struct tcp_conn *c)
     /* transport.h: a client reply's value belongs to the transport now. */
     if (reply.type == WIRE_CLIENT_REPLY)
         free(reply.u.reply.value);
-    /* Keep what arrived after this frame: the start of the next one. */
-    c->in_have -= (size_t)size;
-    memmove(c->in, c->in + size, c->in_have);
+    tcp_conn_consume(c, (size_t)size);
     return rc;
+}
+
+/* Looks at the first bytes without taking them (MSG_PEEK): 0 when they
+ * may open a TLS handshake, else a refusal with its reason in why. */
+static int tcp_conn_sniff(struct tcp_conn *c, int64_t deadline, unsigned limit, char *why,
+                          size_t cap)
+{
+    int rc = tcp_wait(c->fd, POLLIN, deadline);
+    if (rc == -ETIMEDOUT) {
+        snprintf(why, cap, "it sent nothing in the %u ms a TLS handshake may take", limit);
+        return rc;
+    }
+    uint8_t head[8];
+    ssize_t n = rc < 0 ? -1 : recv(c->fd, head, sizeof head, MSG_PEEK);
+    if (n < 0 && rc == 0 && (errno == EAGAIN || errno == EINTR))
+        return 0; /* woken for nothing: the handshake waits on */
+    if (n <= 0) {
+        snprintf(why, cap, "closed before its TLS handshake");
+        return -ECONNRESET;
+    }
+    const char *refusal = opening_refusal(opening_classify(head, (size_t)n), true);
+    if (refusal == NULL)
+        return 0;
+    snprintf(why, cap, "%s", refusal);
+    return -EPROTO;
 }
 
 /* The TLS handshake, before any byte is read as a frame. While it runs the
@@ -241,15 +288,19 @@ static int tcp_conn_secure(struct tcp_conn *c)
     unsigned limit = s->opt.idle_timeout_ms < TCP_HANDSHAKE_MS ? s->opt.idle_timeout_ms
                                                                : TCP_HANDSHAKE_MS;
     atomic_store_explicit(&c->waiting_since_ms, now, memory_order_relaxed);
-    char why[160];
-    int rc = tls_conn_handshake(&c->tls, s->opt.tls, c->fd, true, now + limit, &c->who,
-                                why, sizeof why);
+    char why[200];
+    int rc = tcp_conn_sniff(c, now + limit, limit, why, sizeof why);
+    if (rc == 0)
+        rc = tls_conn_accept(&c->tls, s->opt.tls, c->fd, now + limit, &c->who, why,
+                             sizeof why);
     atomic_store_explicit(&c->waiting_since_ms, 0, memory_order_relaxed);
+    tcp_server_handshake_over(s, c);
     if (rc == 0 && c->who.role == TLS_ROLE_NONE) {
         snprintf(why, sizeof why, "its certificate names no role (CN=node-I or CN=client)");
         rc = -EACCES;
     }
-    if (rc < 0 && !tcp_server_stopping(s))
+    /* A connection shut down to make room was logged by whoever did it. */
+    if (rc < 0 && !tcp_server_stopping(s) && !tcp_server_conn_evicted(s, c))
         tcp_server_log_refusal(s, c->peer, why);
     return rc;
 }

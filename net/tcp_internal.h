@@ -86,6 +86,15 @@ long tcp_recv_frame(const struct tcp_stream *s, uint8_t **buf, size_t *cap,
  * -ENOMEM. */
 long tcp_encode(const struct wire_msg *msg, uint8_t **buf, size_t *cap);
 
+/* The dialer's side of the hello (net/hello.h) on a fresh connection to
+ * node `expect` (tcp_hello.c): sends self's hello with ci's cluster id and
+ * reads the answer. 0 when welcomed by node `expect`; else -EACCES (a
+ * refusal, or the answer came from another node) or -errno, with the end
+ * of a sentence in why. */
+struct cluster_ident;
+int tcp_hello_dial(const struct tcp_stream *s, uint32_t self, uint32_t expect,
+                   struct cluster_ident *ci, int64_t deadline, char *why, size_t cap);
+
 /* Connects to each address of host in turn until one answers or the
  * deadline passes. Returns a socket set up by tcp_socket_setup(), or -errno.
  * (Name lookup itself is not bounded by the deadline.) */

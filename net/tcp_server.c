@@ -46,26 +46,46 @@ bool tcp_server_stopping(struct tcp_server *s)
     return stopping;
 }
 
+bool tcp_server_conn_evicted(struct tcp_server *s, struct tcp_conn *c)
+{
+    pthread_mutex_lock(&s->mu);
+    bool evicted = c->evicted;
+    pthread_mutex_unlock(&s->mu);
+    return evicted;
+}
+
 void tcp_server_log_refusal(struct tcp_server *s, const char *peer, const char *why)
 {
-    unsigned long n = atomic_fetch_add(&s->tls_refusals, 1) + 1;
+    unsigned long n = atomic_fetch_add(&s->refusals, 1) + 1;
     int64_t now = tcp_now_ms();
-    int64_t last = atomic_load(&s->tls_logged_ms);
-    /* The first; then one a second at most, or every TCP_TLS_LOG_EVERY-th. */
-    bool due = n == 1 || n % TCP_TLS_LOG_EVERY == 0 ||
-               (now - last >= 1000 && atomic_compare_exchange_strong(&s->tls_logged_ms,
-                                                                     &last, now));
+    int64_t last = atomic_load(&s->refusal_logged_ms);
+    /* The first; then one a second at most: of several threads due in the
+     * same second, the one whose exchange succeeds logs. */
+    bool due = n == 1 || (now - last >= 1000 &&
+                          atomic_compare_exchange_strong(&s->refusal_logged_ms, &last, now));
     if (!due)
         return;
-    atomic_store(&s->tls_logged_ms, now);
+    atomic_store(&s->refusal_logged_ms, now);
     tcp_log(s->opt.log, s->opt.log_ctx, RAFT_LOG_WARN,
-            "closing connection from %s: %s (TLS refusal %lu; at most one a second is "
-            "logged)", peer, why, n);
+            "closing connection from %s: %s (refusal %lu since start; at most one a second "
+            "is logged)", peer, why, n);
+}
+
+void tcp_server_handshake_over(struct tcp_server *s, struct tcp_conn *c)
+{
+    pthread_mutex_lock(&s->mu);
+    if (c->handshaking)
+        s->n_handshaking--;
+    c->handshaking = false;
+    pthread_mutex_unlock(&s->mu);
 }
 
 void tcp_server_conn_done(struct tcp_server *s, struct tcp_conn *c)
 {
     pthread_mutex_lock(&s->mu);
+    if (c->handshaking)
+        s->n_handshaking--;
+    c->handshaking = false;
     c->done = true;
     s->n_open--;
     if (c->evicted)
@@ -117,6 +137,52 @@ static struct tcp_conn *tcp_server_longest_idle_locked(struct tcp_server *s, int
     return oldest;
 }
 
+/* Shuts c down to make room (its thread sees end-of-file and ends; the fd
+ * stays open until it is joined, so this cannot touch a reused
+ * descriptor). */
+static void tcp_server_evict_locked(struct tcp_server *s, struct tcp_conn *c)
+{
+    shutdown(c->fd, SHUT_RDWR);
+    c->evicted = true;
+    s->n_evicting++;
+    if (c->handshaking)
+        s->n_handshaking--;
+    c->handshaking = false;
+}
+
+/* The connection longest in the TLS handshake; NULL if none. */
+static struct tcp_conn *tcp_server_oldest_handshake_locked(struct tcp_server *s)
+{
+    struct tcp_conn *oldest = NULL;
+    for (struct tcp_conn *c = s->conns; c != NULL; c = c->next)
+        if (c->handshaking && !c->done &&
+            (oldest == NULL || c->handshake_since_ms < oldest->handshake_since_ms))
+            oldest = c;
+    return oldest;
+}
+
+/* A TLS handshake takes a round trip or two; one that is still going is
+ * most likely a connection that will never finish it. So connections in
+ * the handshake may hold only a share of the limit, and a new one past it
+ * takes the place of the oldest: a flood of half-open handshakes cannot
+ * keep a peer or a client that reconnects from getting in, and costs the
+ * node a bounded number of threads. */
+static void tcp_server_cap_handshakes_locked(struct tcp_server *s, const char *peer)
+{
+    unsigned cap = s->opt.max_connections / TCP_HANDSHAKE_SHARE;
+    if (s->opt.tls == NULL || s->n_handshaking < (cap > 0 ? cap : 1))
+        return;
+    struct tcp_conn *old = tcp_server_oldest_handshake_locked(s);
+    if (old == NULL)
+        return;
+    char why[TCP_PEER_NAME_MAX + 160];
+    snprintf(why, sizeof why, "%u connections are in the TLS handshake, the most allowed; "
+             "the oldest (this one, %lld ms into it) makes room for %s", s->n_handshaking,
+             (long long)(tcp_now_ms() - old->handshake_since_ms), peer);
+    tcp_server_evict_locked(s, old);
+    tcp_server_log_refusal(s, old->peer, why);
+}
+
 /* At the limit, the connection idle longest makes room, so that connections
  * that never send anything cannot lock the node's peers and clients out.
  * If every connection is busy, the new one is accepted and closed at once,
@@ -124,16 +190,13 @@ static struct tcp_conn *tcp_server_longest_idle_locked(struct tcp_server *s, int
  * logged once until a connection ends. */
 static bool tcp_server_admit_locked(struct tcp_server *s, const char *peer)
 {
+    tcp_server_cap_handshakes_locked(s, peer);
     if (s->n_open < s->opt.max_connections + s->n_evicting)
         return true;
     int64_t idle_ms;
     struct tcp_conn *idle = tcp_server_longest_idle_locked(s, &idle_ms);
     if (idle != NULL) {
-        /* Its thread sees end-of-file and ends; the fd stays open until it
-         * is joined, so this cannot touch a reused descriptor. */
-        shutdown(idle->fd, SHUT_RDWR);
-        idle->evicted = true;
-        s->n_evicting++;
+        tcp_server_evict_locked(s, idle);
         tcp_log(s->opt.log, s->opt.log_ctx, RAFT_LOG_INFO,
                 "connection limit (%u) reached: closing the connection from %s, idle "
                 "for %lld ms, to admit %s", s->opt.max_connections, idle->peer,
@@ -156,11 +219,16 @@ static int tcp_server_add_conn(struct tcp_server *s, int fd, const char *peer)
         return -ENOMEM;
     /* Linked before the thread can finish, so its wake-up finds it listed. */
     pthread_mutex_lock(&s->mu);
+    /* In the handshake from the start: it counts against the cap before
+     * its thread has run. */
+    c->handshaking = s->opt.tls != NULL;
+    c->handshake_since_ms = tcp_now_ms();
     int rc = -pthread_create(&c->thread, NULL, tcp_conn_main, c);
     if (rc == 0) {
         c->next = s->conns;
         s->conns = c;
         s->n_open++;
+        s->n_handshaking += c->handshaking;
     }
     pthread_mutex_unlock(&s->mu);
     if (rc < 0)

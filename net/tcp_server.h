@@ -19,7 +19,9 @@
 struct tcp_server_options {
     const char *host;  /* address to bind; NULL or "" for every interface */
     uint16_t port;     /* 0: an ephemeral port, see tcp_server_port() */
-    unsigned max_connections; /* 0: 256; more are accepted and closed */
+    /* 0: 256; more are accepted and closed. With TLS, at most half of them
+     * may be in the handshake: a new one past that closes the oldest. */
+    unsigned max_connections;
     /* A connection silent this long, idle or mid-frame, is closed (and so is
      * one that does not take a reply this long). 0: 30000. */
     unsigned idle_timeout_ms;
@@ -31,6 +33,13 @@ struct tcp_server_options {
      * certificate naming its sender, and a client certificate may send
      * client requests only. NULL: plain TCP. Not owned; outlives s. */
     struct tls_ctx *tls;
+    /* With an identity (net/cluster_id.h), a connection may send peer
+     * messages only after a hello (net/hello.h) that this node welcomed:
+     * one from another cluster is refused before any Raft message is
+     * read. node_id is this node's, for the answer. NULL: no hello is
+     * asked for. Not owned; outlives s. */
+    struct cluster_ident *cluster;
+    uint32_t node_id;
     transport_handler handler;
     void *handler_ctx;
     /* may be NULL */

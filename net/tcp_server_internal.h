@@ -32,6 +32,9 @@ struct tcp_conn {
      * and who the peer's certificate names. */
     struct tls_conn *tls;
     struct tls_identity who;
+    /* With a cluster identity: a hello was welcomed, from node greeted_as. */
+    bool greeted;
+    uint32_t greeted_as;
     uint8_t *in, *out; /* request and reply frames; the thread's own */
     size_t in_cap, out_cap;
     size_t in_have;    /* bytes received into in, maybe past one frame */
@@ -44,6 +47,10 @@ struct tcp_conn {
     pthread_cond_t reply_sent;
     bool reply_pending; /* reply_mu */
     bool evicted;           /* srv->mu: shut down to make room */
+    /* srv->mu: in the TLS handshake and counted in srv->n_handshaking;
+     * handshake_since_ms is when it began (tcp_now_ms()). */
+    bool handshaking;
+    int64_t handshake_since_ms;
     bool done;              /* srv->mu: the thread is about to return */
     struct tcp_conn *next;  /* srv->mu */
 };
@@ -58,11 +65,13 @@ struct tcp_server {
     struct tcp_conn *conns;
     unsigned n_open;    /* connections whose thread has not finished */
     unsigned n_evicting; /* of those, shut down to make room and ending */
+    unsigned n_handshaking; /* of those, in the TLS handshake and not evicted */
     bool stopping;
     bool refusing;      /* the connection limit was logged; reset on a close */
-    /* Failed handshakes and refused certificates, to throttle their logs. */
-    atomic_ulong tls_refusals;
-    atomic_llong tls_logged_ms; /* when one was last logged */
+    /* Refused connections (failed handshakes, refused certificates,
+     * handshakes closed to make room), to throttle their logs. */
+    atomic_ulong refusals;
+    atomic_llong refusal_logged_ms; /* when one was last logged */
 };
 
 /* tcp_conn.c */
@@ -78,15 +87,36 @@ void *tcp_conn_main(void *arg);
 /* Frees c once its thread is joined; does not close its socket. */
 void tcp_conn_free(struct tcp_conn *c);
 
+/* tcp_hello.c */
+
+/* Answers the hello frame (len bytes at frame) on c: 0 once welcomed, or
+ * a negative errno (logged) after which the connection is closed. */
+int tcp_conn_greet(struct tcp_conn *c, const uint8_t *frame, size_t len);
+
+/* Whether req may be served on c as far as the hello goes: client
+ * requests always; peer messages only from the node welcomed (when the
+ * server has a cluster identity). -EACCES (logged) otherwise. */
+int tcp_conn_check_greeted(struct tcp_conn *c, const struct wire_msg *req);
+
 /* tcp_server.c */
 
 bool tcp_server_stopping(struct tcp_server *s);
 
-/* Logs a TLS refusal: the first, then at most one a second (and every
- * TCP_TLS_LOG_EVERY-th), with the count, so that a flood of bad handshakes
- * cannot flood the log. */
-#define TCP_TLS_LOG_EVERY 100
+/* Whether c was shut down to make room for another connection. */
+bool tcp_server_conn_evicted(struct tcp_server *s, struct tcp_conn *c);
+
+/* Logs a refused connection: the first, then at most one a second, each
+ * with the count so far, so that a flood of bad handshakes cannot flood
+ * the log. */
 void tcp_server_log_refusal(struct tcp_server *s, const char *peer, const char *why);
+
+/* With TLS, at most this share of the connection limit may be in the
+ * handshake at once (see tcp_server_admit_locked). */
+#define TCP_HANDSHAKE_SHARE 2 /* one half */
+
+/* The handshake of c is over (done or failed): it no longer counts
+ * against the cap on connections in the handshake. */
+void tcp_server_handshake_over(struct tcp_server *s, struct tcp_conn *c);
 
 /* Counts c out of the open connections and wakes the listener to join it. */
 void tcp_server_conn_done(struct tcp_server *s, struct tcp_conn *c);

@@ -431,13 +431,20 @@ struct tcp_link {
 
 /* A client talks only to nodes: a server whose certificate is the CA's
  * but names a client (or no role) is not one. */
-static int tcp_link_secure(struct tcp_link *l, struct tls_ctx *tls, int64_t deadline)
+static int tcp_link_secure(struct tcp_link *l, struct tls_ctx *tls, const char *host_port,
+                           int64_t deadline, char *why, size_t why_cap)
 {
+    char host[TCP_HOST_MAX];
+    uint16_t port;
+    int rc = tcp_parse_addr(host_port, host, sizeof host, &port);
+    if (rc < 0)
+        return rc;
     struct tls_identity peer;
-    char err[160];
-    int rc = tls_conn_handshake(&l->s.tls, tls, l->s.fd, false, deadline, &peer, err,
-                                sizeof err);
+    rc = tls_conn_connect(&l->s.tls, tls, l->s.fd, host, deadline, &peer, why, why_cap);
     if (rc == 0 && peer.role != TLS_ROLE_NODE) {
+        char name[32];
+        snprintf(why, why_cap, "its certificate names %s, not a node",
+                 tls_identity_str(peer, name, sizeof name));
         tls_conn_free(l->s.tls);
         l->s.tls = NULL;
         rc = -EACCES;
@@ -448,6 +455,15 @@ static int tcp_link_secure(struct tcp_link *l, struct tls_ctx *tls, int64_t dead
 int tcp_link_dial(struct tcp_link **out, const char *host_port, struct tls_ctx *tls,
                   unsigned timeout_ms)
 {
+    char why[256];
+    return tcp_link_dial_why(out, host_port, tls, timeout_ms, why, sizeof why);
+}
+
+int tcp_link_dial_why(struct tcp_link **out, const char *host_port, struct tls_ctx *tls,
+                      unsigned timeout_ms, char *why, size_t why_cap)
+{
+    if (why_cap > 0)
+        why[0] = '\0';
     struct tcp_link *l = calloc(1, sizeof *l);
     if (l == NULL)
         return -ENOMEM;
@@ -455,7 +471,7 @@ int tcp_link_dial(struct tcp_link **out, const char *host_port, struct tls_ctx *
     l->s.fd = tcp_dial(host_port, timeout_ms);
     int rc = l->s.fd < 0 ? l->s.fd : 0;
     if (rc == 0 && tls != NULL)
-        rc = tcp_link_secure(l, tls, deadline);
+        rc = tcp_link_secure(l, tls, host_port, deadline, why, why_cap);
     if (rc < 0) {
         if (l->s.fd >= 0)
             close(l->s.fd);

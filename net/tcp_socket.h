@@ -40,12 +40,20 @@ int tcp_roundtrip(int fd, const struct wire_msg *req, struct wire_msg *reply,
 
 /* A client's connection to a node: plain TCP, or TLS when given a context
  * (net/tls.h), in which case the node must show a node certificate of the
- * CA. Returns 0 or -errno: -EPROTO for a failed handshake, -EACCES for a
- * server whose certificate is not a node's. */
+ * CA made for the host in host_port (one of its subject alternative
+ * names). Returns 0 or -errno: -EPROTO for a failed handshake (a
+ * certificate of another CA, or not for that host), -EACCES for a server
+ * whose certificate is not a node's. */
 struct tcp_link;
 struct tls_ctx;
 int tcp_link_dial(struct tcp_link **out, const char *host_port, struct tls_ctx *tls,
                   unsigned timeout_ms);
+
+/* The same, saying in why (one phrase) why TLS refused the node: its
+ * certificate is not a node's, or not for the host in host_port, or
+ * another CA's. why is "" when the failure was not TLS's. */
+int tcp_link_dial_why(struct tcp_link **out, const char *host_port, struct tls_ctx *tls,
+                      unsigned timeout_ms, char *why, size_t why_cap);
 
 /* tcp_roundtrip() over a link; after a failure the caller closes it. */
 int tcp_link_roundtrip(struct tcp_link *l, const struct wire_msg *req,

@@ -10,7 +10,9 @@
  * With TLS, a connection is used only once the handshake is done and the
  * peer's certificate names the node expected at that address: a peer list
  * that points at the wrong node, or an impostor holding another node's
- * certificate, gets no request.
+ * certificate, gets no request. With a cluster identity, TLS or not, the
+ * first frame is a hello (tcp_hello.c), and the connection is used only if
+ * the peer answers it as the node expected, of the same cluster.
  *
  * Where each node listens comes from an address table: the addresses given
  * at creation (--peers), then every configuration the node uses (thesis
@@ -91,6 +93,7 @@ struct tcp_peer {
 struct tcp_transport {
     uint32_t self_id;
     struct tls_ctx *tls; /* NULL: plain TCP; not owned */
+    struct cluster_ident *cluster; /* NULL: no hello; not owned */
     tcp_log_fn log;
     void *log_ctx;
     /* Taken with the node's lock held (set_members) or a lane's
@@ -122,8 +125,8 @@ static int tcp_peer_secure_locked(struct tcp_transport *t, uint32_t id, int fd,
     struct tcp_peer *p = &t->peers[id];
     struct tls_identity who;
     char why[160];
-    int rc = tls_conn_handshake(&p->tls, t->tls, fd, false, deadline, &who, why,
-                                sizeof why);
+    int rc = tls_conn_connect(&p->tls, t->tls, fd, p->host, deadline, &who, why,
+                              sizeof why);
     if (rc == 0 && (who.role != TLS_ROLE_NODE || who.id != id)) {
         char name[32];
         snprintf(why, sizeof why, "its certificate names %s, not node-%u",
@@ -172,6 +175,26 @@ static int tcp_peer_route_locked(struct tcp_transport *t, uint32_t id)
     return TCP_ROUTE_MOVED;
 }
 
+/* The hello on a fresh (and secured) connection to peer id: it must
+ * answer as node id, of this node's cluster. Logs a refusal once, as a
+ * failed connect. */
+static int tcp_peer_greet_locked(struct tcp_transport *t, uint32_t id, int fd,
+                                 int64_t deadline)
+{
+    struct tcp_peer *p = &t->peers[id];
+    struct tcp_stream io = { .fd = fd, .tls = p->tls };
+    char why[320];
+    int rc = tcp_hello_dial(&io, t->self_id, id, t->cluster, deadline, why, sizeof why);
+    if (rc < 0 && !p->failing) {
+        p->failing = true;
+        tcp_log(t->log, t->log_ctx, RAFT_LOG_WARN,
+                "%s n%u at %s:%u: %s (retrying with backoff; logged again when it "
+                "answers)", rc == -EACCES ? "refusing" : "cannot greet", (unsigned)id,
+                p->host, (unsigned)p->port, why);
+    }
+    return rc;
+}
+
 static int tcp_peer_connect_locked(struct tcp_transport *t, uint32_t id,
                                    int64_t deadline)
 {
@@ -180,12 +203,16 @@ static int tcp_peer_connect_locked(struct tcp_transport *t, uint32_t id,
     if (tcp_now_ms() < p->retry_at)
         return p->last_err;
     int fd = tcp_connect(p->host, p->port, deadline);
-    if (fd >= 0 && t->tls != NULL) {
-        int rc = tcp_peer_secure_locked(t, id, fd, deadline);
-        if (rc < 0) {
-            close(fd);
-            fd = rc;
-        }
+    int rc = 0;
+    if (fd >= 0 && t->tls != NULL)
+        rc = tcp_peer_secure_locked(t, id, fd, deadline);
+    if (fd >= 0 && rc == 0 && t->cluster != NULL)
+        rc = tcp_peer_greet_locked(t, id, fd, deadline);
+    if (rc < 0) {
+        tls_conn_free(p->tls);
+        p->tls = NULL;
+        close(fd);
+        fd = rc;
     }
     if (fd >= 0) {
         p->fd = fd;
@@ -488,6 +515,11 @@ static void tcp_transport_set_members(void *ctx, const struct raft_membership *m
 {
     struct tcp_transport *t = ctx;
     tcp_addrs_set_members(&t->addrs, m);
+}
+
+void tcp_transport_set_cluster(struct tcp_transport *t, struct cluster_ident *ci)
+{
+    t->cluster = ci;
 }
 
 struct raft_transport tcp_transport_ops(struct tcp_transport *t)

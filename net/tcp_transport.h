@@ -37,6 +37,13 @@ int tcp_transport_create(struct tcp_transport **out, uint32_t self_id,
 struct tls_ctx;
 void tcp_transport_set_tls(struct tcp_transport *t, struct tls_ctx *tls);
 
+/* Starts every connection with a hello carrying ci's cluster id
+ * (net/hello.h), and uses it only if the peer welcomes it as the node
+ * dialed; NULL: no hello. Call before the first call; ci is not owned and
+ * must outlive t. */
+struct cluster_ident;
+void tcp_transport_set_cluster(struct tcp_transport *t, struct cluster_ident *ci);
+
 /* Closes every connection and frees t. No call may be in progress. */
 void tcp_transport_destroy(struct tcp_transport *t);
 

@@ -20,6 +20,7 @@
 #include <openssl/x509.h>
 
 #include "net/tcp_internal.h"
+#include "net/tls_names.h"
 
 struct tls_ctx {
     SSL_CTX *ssl_ctx;
@@ -30,47 +31,6 @@ struct tls_conn {
     SSL *ssl;
     pthread_mutex_t mu; /* one OpenSSL call at a time on ssl */
 };
-
-/* ---- identities ---- */
-
-struct tls_identity tls_identity_parse(const char *cn)
-{
-    struct tls_identity id = {.role = TLS_ROLE_NONE};
-    if (cn == NULL)
-        return id;
-    if (strcmp(cn, "client") == 0) {
-        id.role = TLS_ROLE_CLIENT;
-        return id;
-    }
-    const char *digits = cn + 5;
-    size_t n = strlen(digits);
-    if (strncmp(cn, "node-", 5) != 0 || n == 0 || n > 9 ||
-        strspn(digits, "0123456789") != n || (n > 1 && digits[0] == '0'))
-        return id;
-    id.role = TLS_ROLE_NODE;
-    id.id = (uint32_t)strtoul(digits, NULL, 10);
-    return id;
-}
-
-const char *tls_identity_str(struct tls_identity id, char *buf, size_t cap)
-{
-    if (id.role == TLS_ROLE_NODE)
-        snprintf(buf, cap, "node-%u", (unsigned)id.id);
-    else
-        snprintf(buf, cap, "%s", id.role == TLS_ROLE_CLIENT ? "client" : "no known role");
-    return buf;
-}
-
-/* The role and id a certificate's subject common name gives. */
-static struct tls_identity tls_cert_identity(X509 *cert)
-{
-    char cn[64];
-    X509_NAME *name = cert != NULL ? X509_get_subject_name(cert) : NULL;
-    if (name == NULL ||
-        X509_NAME_get_text_by_NID(name, NID_commonName, cn, sizeof cn) <= 0)
-        return (struct tls_identity){.role = TLS_ROLE_NONE};
-    return tls_identity_parse(cn);
-}
 
 /* OpenSSL's reason for the oldest queued error, in a few words. */
 static void tls_reason(char *err, size_t cap, const char *what)
@@ -164,6 +124,10 @@ static int tls_ctx_setup(SSL_CTX *s)
     /* Both ways: a peer without a certificate of the CA fails the handshake. */
     SSL_CTX_set_verify(s, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
     SSL_CTX_set_session_cache_mode(s, SSL_SESS_CACHE_OFF);
+    /* A peer that closes without close_notify has simply gone: every frame
+     * carries its own length, so a cut-off stream cannot pass for a whole
+     * message, and the log should say "closed by the peer". */
+    SSL_CTX_set_options(s, SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_num_tickets(s, 0);
     /* The socket is non-blocking: a write may complete in parts, and is
      * retried from wherever the caller's buffer has moved. */
@@ -273,13 +237,39 @@ bool tls_conn_pending(struct tls_conn *c)
 
 /* ---- the handshake ---- */
 
+/* The certificate a failed verification was about, kept by the verify
+ * callback in the session's app data: after a failed handshake OpenSSL no
+ * longer hands it out, and the log line should say which names it did
+ * carry. */
+struct tls_seen {
+    char names[256]; /* the leaf certificate's subject alternative names */
+};
+
+/* Keeps the leaf certificate's names while OpenSSL decides; never changes
+ * its verdict. */
+static int tls_verify_note(int ok, X509_STORE_CTX *store)
+{
+    SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
+    struct tls_seen *seen = ssl != NULL ? SSL_get_app_data(ssl) : NULL;
+    if (seen != NULL && X509_STORE_CTX_get_error_depth(store) == 0)
+        tls_cert_names(X509_STORE_CTX_get_current_cert(store), seen->names,
+                       sizeof seen->names);
+    return ok;
+}
+
 /* Why a handshake failed, for the log line: certificate verification says
- * what was wrong with the certificate; otherwise OpenSSL's reason. */
-static void tls_handshake_reason(SSL *ssl, int rc, const char *why, char *err,
-                                 size_t cap)
+ * what was wrong with the certificate (for a host it was not made for, the
+ * host and the names it does carry); otherwise OpenSSL's reason. */
+static void tls_handshake_reason(SSL *ssl, int rc, const char *why, const char *host,
+                                 const struct tls_seen *seen, char *err, size_t cap)
 {
     long v = SSL_get_verify_result(ssl);
-    if (rc == -EPROTO && v != X509_V_OK) {
+    if (rc == -EPROTO && (v == X509_V_ERR_HOSTNAME_MISMATCH ||
+                          v == X509_V_ERR_IP_ADDRESS_MISMATCH)) {
+        snprintf(err, cap, "its certificate is not for %s (it names %s); the certificate "
+                 "must list the host it is reached at (raft certs --hosts)", host,
+                 seen->names[0] ? seen->names : "no hosts");
+    } else if (rc == -EPROTO && v != X509_V_OK) {
         snprintf(err, cap, "certificate refused: %s", X509_verify_cert_error_string(v));
     } else if (rc == -EPROTO) {
         snprintf(err, cap, "TLS handshake failed%s%s", why[0] ? ": " : "", why);
@@ -308,37 +298,68 @@ static int tls_handshake_loop(SSL *ssl, int fd, int64_t deadline, char *why,
     }
 }
 
-int tls_conn_handshake(struct tls_conn **out, struct tls_ctx *ctx, int fd, bool accept,
-                       int64_t deadline, struct tls_identity *peer, char *err,
-                       size_t err_cap)
+/* A session on fd, as the server (host NULL) or as the client of host. */
+static struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int fd, const char *host,
+                                     struct tls_seen *seen)
 {
-    snprintf(err, err_cap, "out of memory");
     struct tls_conn *c = calloc(1, sizeof *c);
     if (c == NULL)
-        return -ENOMEM;
+        return NULL;
     c->ssl = SSL_new(ctx->ssl_ctx);
-    if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
+    if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1 || SSL_set_app_data(c->ssl, seen) != 1 ||
+        (host != NULL && tls_expect_host(c->ssl, host) < 0)) {
         ERR_clear_error();
         SSL_free(c->ssl);
         free(c);
-        return -ENOMEM;
+        return NULL;
     }
+    SSL_set_verify(c->ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, tls_verify_note);
     pthread_mutex_init(&c->mu, NULL);
-    if (accept)
+    if (host == NULL)
         SSL_set_accept_state(c->ssl);
     else
         SSL_set_connect_state(c->ssl);
+    return c;
+}
+
+static int tls_conn_start(struct tls_conn **out, struct tls_ctx *ctx, int fd,
+                          const char *host, int64_t deadline, struct tls_identity *peer,
+                          char *err, size_t err_cap)
+{
+    snprintf(err, err_cap, "out of memory");
+    struct tls_seen seen = {.names = ""};
+    struct tls_conn *c = tls_conn_new(ctx, fd, host, &seen);
+    if (c == NULL)
+        return -ENOMEM;
     char why[128] = "";
     int rc = tls_handshake_loop(c->ssl, fd, deadline, why, sizeof why);
+    SSL_set_app_data(c->ssl, NULL); /* seen ends with this call */
     if (rc < 0) {
-        tls_handshake_reason(c->ssl, rc, why, err, err_cap);
+        tls_handshake_reason(c->ssl, rc, why, host, &seen, err, err_cap);
         tls_conn_free(c);
         return rc;
     }
     /* Verified by now (SSL_VERIFY_FAIL_IF_NO_PEER_CERT): there is one. */
     *peer = tls_cert_identity(SSL_get0_peer_certificate(c->ssl));
     *out = c;
+    err[0] = '\0';
     return 0;
+}
+
+int tls_conn_accept(struct tls_conn **out, struct tls_ctx *ctx, int fd, int64_t deadline,
+                    struct tls_identity *peer, char *err, size_t err_cap)
+{
+    return tls_conn_start(out, ctx, fd, NULL, deadline, peer, err, err_cap);
+}
+
+int tls_conn_connect(struct tls_conn **out, struct tls_ctx *ctx, int fd, const char *host,
+                     int64_t deadline, struct tls_identity *peer, char *err, size_t err_cap)
+{
+    if (host == NULL || host[0] == '\0') {
+        snprintf(err, err_cap, "no host to check the certificate against");
+        return -EINVAL;
+    }
+    return tls_conn_start(out, ctx, fd, host, deadline, peer, err, err_cap);
 }
 
 void tls_conn_free(struct tls_conn *c)

@@ -81,15 +81,22 @@ struct tls_identity tls_identity_parse(const char *common_name);
 /* "node-3", "client" or "no known role", for log lines. */
 const char *tls_identity_str(struct tls_identity id, char *buf, size_t cap);
 
-/* Runs the handshake on fd (connected, non-blocking) as the server (accept)
- * or the client, until done or the deadline (ms on CLOCK_MONOTONIC, as
- * tcp_now_ms()). On success *out owns the session (not fd) and *peer is
- * who the verified certificate names. On failure *err says why in a few
- * words: -ETIMEDOUT, -ECONNRESET (closed mid-way), -EPROTO (not TLS,
- * refused or unverifiable), -ENOMEM. */
-int tls_conn_handshake(struct tls_conn **out, struct tls_ctx *ctx, int fd, bool accept,
-                       int64_t deadline, struct tls_identity *peer, char *err,
-                       size_t err_cap);
+/* Runs the handshake on fd (connected, non-blocking) as the server,
+ * until done or the deadline (ms on CLOCK_MONOTONIC, as tcp_now_ms()). On
+ * success *out owns the session (not fd) and *peer is who the verified
+ * certificate names. On failure *err says why in a few words: -ETIMEDOUT,
+ * -ECONNRESET (closed mid-way), -EPROTO (not TLS, refused or
+ * unverifiable), -ENOMEM. */
+int tls_conn_accept(struct tls_conn **out, struct tls_ctx *ctx, int fd, int64_t deadline,
+                    struct tls_identity *peer, char *err, size_t err_cap);
+
+/* The same as the client of host, the name or address it dialed: the
+ * server's certificate must also list host among its subject alternative
+ * names (net/tls_names.h), or the handshake fails with -EPROTO and err
+ * names the host and the names the certificate does carry. */
+int tls_conn_connect(struct tls_conn **out, struct tls_ctx *ctx, int fd, const char *host,
+                     int64_t deadline, struct tls_identity *peer, char *err,
+                     size_t err_cap);
 
 /* Frees the session; the socket stays open (its owner closes it). */
 void tls_conn_free(struct tls_conn *c);

@@ -32,6 +32,10 @@ enum wire_type {
     /* 1..6 are the Raft RPCs, numbered as enum raft_msg_type */
     WIRE_CLIENT_REQUEST = 16,
     WIRE_CLIENT_REPLY = 17,
+    /* The first frame of a peer connection and its answer: net/hello.h
+     * (wire_decode() does not take them). */
+    WIRE_HELLO = 18,
+    WIRE_HELLO_REPLY = 19,
 };
 
 enum client_op {

@@ -183,6 +183,13 @@ void node_describe_entry(const struct raft_node *n, uint8_t type, const uint8_t 
         snprintf(buf, cap, "a new leader's no-op (§8)");
         return;
     }
+    struct raft_membership m;
+    if (type == RAFT_ENTRY_CONFIG && raft_membership_decode(&m, data, len) == 0) {
+        char who[160];
+        membership_describe(&m, who, sizeof(who));
+        snprintf(buf, cap, "configuration %s (thesis ch. 4)", who);
+        return;
+    }
     if (n->fsm.describe)
         n->fsm.describe(n->fsm.ctx, data, len, buf, cap);
     if (buf[0] == '\0')

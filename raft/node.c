@@ -350,6 +350,13 @@ static int dispatch_locked(struct raft_node *n, const struct raft_msg *req, uint
     node_log_flush_locked(n, now); /* a follower hears every heartbeat interval */
     switch (req->type) {
     case RAFT_MSG_REQUEST_VOTE:
+        /* A candidate outside this node's configuration gets no vote and
+         * no say over its term: a stray or stale server could otherwise
+         * raise the term of a cluster it is not part of. (Thesis §4.1
+         * would grant it, for a server added by an entry this node lacks;
+         * that server is voted in by the members that have the entry.) */
+        if (n->members.n > 0 && !raft_membership_find(&n->members, req->from))
+            return -EINVAL;
         reply->type = RAFT_MSG_REQUEST_VOTE_REPLY;
         return election_recv_request_vote_locked(n, req, now, reply);
     case RAFT_MSG_APPEND_ENTRIES:

@@ -59,7 +59,7 @@
 #define ET_MIN 200
 #define ET_MAX 400
 #define HEARTBEAT 50
-/* Three nodes with a leader, four recording clients, and ten puts
+/* Three nodes with a leader, four recording clients, and ten writes
  * acknowledged: where most scenarios begin. */
 static void start_three_under_load(struct scenario *t)
 {
@@ -115,7 +115,7 @@ static void test_isolated_leader_steps_down_and_majority_serves_timing_sensitive
                         "round %u: the isolated old leader n%d moved from term %llu to %llu", round,
                         leader, (unsigned long long)term, (unsigned long long)r.term);
         printf("    round %u: n%d isolated -> stepped down after %llu ms (election timeout "
-               "%u-%u); n%d elected in T%llu after %llu ms; first put acknowledged after %llu "
+               "%u-%u); n%d elected in T%llu after %llu ms; first write acknowledged after %llu "
                "ms, 10 after %llu ms\n",
                round, leader, (unsigned long long)stepped, t->et_min, t->et_max, next,
                (unsigned long long)new_term, (unsigned long long)elected,
@@ -359,7 +359,7 @@ static void test_delayed_links_and_connection_resets(void **state)
         unsigned n = chaos_cluster_reset_links(t->c, 50);
         resets += n;
         scenario_progress(t, 5, "after resetting connections");
-        printf("    round %u: 10 puts acknowledged in %llu ms over delayed links; reset %u "
+        printf("    round %u: 10 writes acknowledged in %llu ms over delayed links; reset %u "
                "connections\n",
                round, (unsigned long long)took, n);
     }

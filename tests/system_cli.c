@@ -163,6 +163,7 @@ static void test_help_of_each_subcommand_lists_options_and_defaults(void **state
     line_has(o, "  --value-size B ", "(default: 64)");
     line_has(o, "  --keys K ", "(default: 1000)");
     line_has(o, "  --read-ratio R ", "(default: 0)");
+    line_has(o, "  --mix OP=PCT,... ", "(default: put=100; with --read-ratio, put and get)");
     help_of("dump");
 
     /* -h and `raft help SUB` print the same page. */
@@ -245,6 +246,12 @@ static void test_usage_errors_are_one_sentence_and_a_pointer_to_help(void **stat
             NULL);
     refused("--json takes no value; got --json=yes", "client", "--json=yes", NULL);
     refused("--c is ambiguous: --cluster or --clients?", "bench", "--c", "x", NULL);
+    refused("--mix percents must add up to 100; 'put=50,get=30' adds up to 80", "bench",
+            "--cluster", "127.0.0.1:1", "--mix", "put=50,get=30", NULL);
+    refused("--mix must be OP=PERCENT pairs separated by commas, OP one of put, get, cas, "
+            "delete, list, each PERCENT an integer from 0 to 100, adding up to 100; got "
+            "'scan=100' in 'scan=100'", "bench", "--cluster", "127.0.0.1:1", "--mix=scan=100",
+            NULL);
     refused("unknown command frob; the commands are put KEY VALUE, get KEY, delete KEY, cas "
             "KEY EXPECTED NEW, list [PREFIX], status, transfer [ID], member list, member add "
             "[--learner] ID HOST:PORT and member remove ID", "client", "--cluster", peers,

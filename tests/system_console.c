@@ -2,7 +2,8 @@
  * system_console.c - `raft cluster` driven through its console, as a
  * learner at `make run` (or a script behind a pipe) drives it: put, get,
  * status, crash the leader and see another elected, restart it and see it
- * catch up, isolate a follower and heal it, quit. Then `raft dump` of a
+ * catch up, isolate a follower and heal it, add a node, hand it the
+ * leadership and remove an original one, quit. Then `raft dump` of a
  * node's directory shows the put decoded, and `raft client` against closed
  * ports gives up at once, with a sentence that says why.
  *
@@ -321,6 +322,54 @@ static void test_console_crash_restart_isolate_heal(void **state)
     stop_cluster(c);
 }
 
+/* The console grows the cluster: member add starts a node on the next
+ * free port and adds it, transfer hands it the leadership, member remove
+ * takes an original node out; member list shows each step. */
+static void test_console_member_add_transfer_remove(void **state)
+{
+    (void)state;
+    struct console con, *c = &con;
+    struct view v[NODES];
+    char line[512];
+    start_cluster(c);
+    expect(c, "help", "commands: status | put K V | get K | crash N | restart N | isolate N | "
+                      "heal | transfer N | member list | member add N | member remove N | quit");
+    wait_leader(c, v, -1);
+    expect(c, "member add 3", "ok: n3 started on 127.0.0.1:");
+    say(c, "member list");
+    for (int i = 0; i < 4; i++) {
+        hear(c, line, sizeof(line));
+        char want[32];
+        snprintf(want, sizeof(want), "n%d addr=127.0.0.1:", i);
+        if (strncmp(line, want, strlen(want)) || !strstr(line, " voter=true match="))
+            fail_msg("member list line %d is '%s'", i, line);
+    }
+    expect(c, "member add 3", "error: n3 is a node of this cluster already");
+    expect(c, "transfer 3", "ok: n3 leads");
+    expect(c, "put after transfer", "ok: after = transfer");
+    expect(c, "member remove 0", "ok: n0 removed; it runs on, a member no more");
+    say(c, "member list");
+    for (int i = 1; i < 4; i++) {
+        hear(c, line, sizeof(line));
+        char want[32];
+        snprintf(want, sizeof(want), "n%d addr=", i);
+        if (strncmp(line, want, strlen(want)))
+            fail_msg("member list line '%s' is not about n%d", line, i);
+    }
+    expect(c, "crash 4", "error: crash takes one node number, from 0 to 3; got 4.");
+    expect(c, "member remove 0", "error: the cluster refused the change: n0 was removed already.");
+    expect(c, "get after", "transfer");
+    expect(c, "quit", "ok: stopping");
+    int st;
+    assert_int_equal(waitpid(c->pid, &st, 0), c->pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/data/node-3/node-id", c->dir);
+    assert_int_equal(access(path, F_OK), 0); /* its own data directory */
+    stop_cluster(c);
+}
+
 /* The end of the commands is not the end of the cluster: it runs on,
  * serving clients, until a stop signal. */
 static void test_end_of_input_leaves_the_cluster_running(void **state)
@@ -389,6 +438,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_console_crash_restart_isolate_heal),
+        cmocka_unit_test(test_console_member_add_transfer_remove),
         cmocka_unit_test(test_end_of_input_leaves_the_cluster_running),
         cmocka_unit_test(test_client_refused_by_every_node_fails_fast),
     };

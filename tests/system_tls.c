@@ -15,7 +15,9 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -35,11 +37,13 @@
 #include "net/tcp_socket.h"
 #include "net/tls.h"
 #include "net/wire.h"
+#include "tests/chaos/cluster.h"
 #include "tests/support/clock.h"
 
 #define NODES 3
 #define HUGE_TERM 1000000000ull
-#define CLOSE_WAIT_MS 7000 /* above the node's 5 s handshake bound */
+#define HANDSHAKE_BOUND_MS 3000 /* the node's (net/tcp_conn.c) */
+#define CLOSE_WAIT_MS (HANDSHAKE_BOUND_MS + 2000)
 
 struct fixture {
     char dir[64];
@@ -402,6 +406,184 @@ static void test_truncated_handshake_costs_its_connection(void **state)
     put_get(f, "after-hostile", "still");
 }
 
+/* ---- hundreds of half-open handshakes ---- */
+
+#define HALF_OPEN 300
+/* The slowest put (or fresh connection) allowed meanwhile, times
+ * chaos_time_scale() (3 under ThreadSanitizer). */
+#define PUT_BOUND_MS 1000
+
+/* A client that keeps writing, through one session, while the node it
+ * writes to is flooded; every fifth put it also opens a fresh connection
+ * (status), which must find room among the half-open ones. */
+struct writer {
+    struct fixture *f;
+    unsigned target;
+    atomic_bool stop;
+    atomic_uint puts; /* read by the test while the writer runs */
+    unsigned failures, fresh;
+    uint64_t worst_ms;
+};
+
+static void *writer_main(void *arg)
+{
+    struct writer *w = arg;
+    struct kv_client *c;
+    if (kv_client_open(&c, w->f->addrs, NODES, 5000) != 0)
+        return NULL;
+    kv_client_set_tls(c, w->f->client);
+    while (!atomic_load(&w->stop)) {
+        char key[32];
+        unsigned n = atomic_load(&w->puts);
+        snprintf(key, sizeof(key), "flood-%u", n);
+        uint64_t start = test_now_ms();
+        int rc = kv_client_put(c, key, (uint32_t)strlen(key), "v", 1);
+        if (rc == 0 && n % 5 == 0) {
+            struct client_reply r;
+            rc = kv_client_status_tls(w->f->addr[w->target], w->f->client, 2000, &r);
+            w->fresh += rc == 0;
+        }
+        uint64_t took = test_now_ms() - start;
+        w->worst_ms = took > w->worst_ms ? took : w->worst_ms;
+        w->failures += rc != 0;
+        atomic_fetch_add(&w->puts, 1);
+    }
+    kv_client_close(c);
+    return NULL;
+}
+
+/* The node that leads now, by asking each. */
+static unsigned leader_index(struct fixture *f)
+{
+    for (unsigned i = 0; i < NODES; i++) {
+        struct client_reply r;
+        if (kv_client_status_tls(f->addr[i], f->client, 1000, &r) == 0 &&
+            r.role == RAFT_LEADER)
+            return i;
+    }
+    fail_msg("no node leads");
+    return 0;
+}
+
+/* How many lines of the cluster's log hold needle. */
+static int log_lines(struct fixture *f, const char *needle)
+{
+    char path[96], line[1024];
+    snprintf(path, sizeof(path), "%s/cluster.log", f->dir);
+    FILE *in = fopen(path, "r");
+    int n = 0;
+    while (in && fgets(line, sizeof(line), in))
+        n += strstr(line, needle) != NULL;
+    if (in)
+        fclose(in);
+    return n;
+}
+
+/* Half of a real ClientHello, in hello (its length returned). */
+static size_t half_client_hello(uint8_t *hello, size_t cap)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = SSL_new(ctx);
+    BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
+    SSL_set_bio(ssl, rbio, wbio);
+    SSL_set_connect_state(ssl);
+    assert_int_equal(SSL_do_handshake(ssl), -1);
+    char *bytes;
+    long len = BIO_get_mem_data(wbio, &bytes);
+    assert_true(len > 20 && (size_t)len / 2 <= cap);
+    memcpy(hello, bytes, (size_t)len / 2);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    return (size_t)len / 2;
+}
+
+/* Waits until every fd in fds has been closed by the node; the time at
+ * which the last one was, in ms since start, or 0 if some stay open. */
+static uint64_t all_closed_within(int *fds, unsigned n, uint64_t start, unsigned timeout_ms)
+{
+    uint64_t last = 0;
+    unsigned open = n;
+    while (open > 0 && test_now_ms() - start < timeout_ms) {
+        for (unsigned i = 0; i < n; i++) {
+            if (fds[i] < 0)
+                continue;
+            uint8_t buf[256];
+            ssize_t r = recv(fds[i], buf, sizeof(buf), MSG_DONTWAIT);
+            if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+                close(fds[i]);
+                fds[i] = -1;
+                open--;
+                last = test_now_ms() - start;
+            }
+        }
+        usleep(20 * 1000);
+    }
+    return open == 0 ? last : 0;
+}
+
+/* 300 connections to the leader that send nothing, or half a ClientHello,
+ * and hang. Meanwhile a client keeps putting and opening fresh
+ * connections: each succeeds within PUT_BOUND_MS, because connections in
+ * the handshake hold only half of the connection limit (the oldest makes
+ * room for a new one). The node closes every one of them within its
+ * handshake bound, and logs them at most once a second. */
+static void test_hundreds_of_half_open_handshakes(void **state)
+{
+    struct fixture *f = *state;
+    struct writer w = {.f = f, .target = leader_index(f)};
+    int logged_before = log_lines(f, "at most one a second is logged");
+    pthread_t writer;
+    assert_int_equal(pthread_create(&writer, NULL, writer_main, &w), 0);
+    usleep(200 * 1000);
+    unsigned puts_before = atomic_load(&w.puts);
+
+    uint8_t hello[2048];
+    size_t hello_len = half_client_hello(hello, sizeof(hello));
+    int fds[HALF_OPEN];
+    uint64_t start = test_now_ms();
+    for (unsigned i = 0; i < HALF_OPEN; i++) {
+        fds[i] = tcp_dial(f->addr[w.target], 2000);
+        assert_true(fds[i] >= 0);
+        if (i % 2)
+            send_raw(fds[i], hello, hello_len);
+    }
+    /* At once, while the flood holds more than the connection limit and
+     * none of it has been idle long enough to give way as idle: a new
+     * connection still gets in, in the place of the oldest handshake. */
+    struct client_reply r;
+    uint64_t fresh_start = test_now_ms();
+    int fresh = kv_client_status_tls(f->addr[w.target], f->client, 2000, &r);
+    uint64_t fresh_ms = test_now_ms() - fresh_start;
+    uint64_t last_closed = all_closed_within(fds, HALF_OPEN, start,
+                                             HANDSHAKE_BOUND_MS + 3000);
+    atomic_store(&w.stop, true);
+    pthread_join(writer, NULL);
+    for (unsigned i = 0; i < HALF_OPEN; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+
+    int logged = log_lines(f, "at most one a second is logged") - logged_before;
+    printf("    %d half-open handshakes to the leader n%u: the last closed after %llu ms; "
+           "a new connection right after them answered in %llu ms; meanwhile %u puts (%u "
+           "with a fresh connection), %u failed, the slowest %llu ms; %d log lines about "
+           "them\n", HALF_OPEN, w.target, (unsigned long long)last_closed,
+           (unsigned long long)fresh_ms, atomic_load(&w.puts) - puts_before, w.fresh, w.failures,
+           (unsigned long long)w.worst_ms, logged);
+    assert_int_equal(fresh, 0);
+    unsigned bound = PUT_BOUND_MS * chaos_time_scale();
+    assert_true(fresh_ms < bound);
+    assert_true(last_closed > 0); /* every one closed... */
+    assert_true(last_closed <= HANDSHAKE_BOUND_MS + 3000); /* ...by the bound, and soon */
+    assert_int_equal(w.failures, 0);
+    assert_true(atomic_load(&w.puts) - puts_before >= 10);
+    assert_true(w.fresh >= 2);
+    assert_true(w.worst_ms < bound);
+    /* Once a second at most over the flood, plus the first. */
+    assert_true(logged >= 1);
+    assert_true(logged <= (int)(last_closed / 1000) + 2);
+    cluster_unharmed(f, "300 half-open handshakes");
+}
+
 static void test_half_given_tls_flags_are_a_usage_error(void **state)
 {
     struct fixture *f = *state;
@@ -428,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_node_cert_cannot_claim_another_id),
         cmocka_unit_test(test_garbage_before_handshake_costs_its_connection),
         cmocka_unit_test(test_truncated_handshake_costs_its_connection),
+        cmocka_unit_test(test_hundreds_of_half_open_handshakes),
         cmocka_unit_test(test_half_given_tls_flags_are_a_usage_error),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -2,8 +2,9 @@
  * unit_bench.c - the sessions of `raft bench` against scripted servers:
  * they follow a follower's leader hint, retry a put that got no answer
  * with the same sequence number (so that it takes effect once), and count
- * an operation with no answer within the timeout as an error. And
- * kv_client_status against such a server.
+ * an operation with no answer within the timeout as an error; a mix of
+ * operations is read from --mix's text, drawn in its shares and reported
+ * per operation. And kv_client_status against such a server.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -37,17 +38,24 @@ struct fake_node {
     const char *leader_addr; /* a follower's hint; NULL for the leader */
     pthread_mutex_t mu;
     unsigned requests;
+    unsigned by_op[16];   /* the leader's requests by client op code */
+    uint64_t known[64];   /* the sessions heard from, whatever they sent first */
+    unsigned n_known;
+    bool cas_expects_its_value; /* every cas expected what it writes */
     struct {
         uint64_t client, seq;
     } seen[MAX_SEEN];
     unsigned n_seen;
 };
 
-static bool seen_before_locked(const struct fake_node *f, uint64_t client)
+/* Whether the session was heard from before; remembers it. */
+static bool seen_before_locked(struct fake_node *f, uint64_t client)
 {
-    for (unsigned i = 0; i < f->n_seen; i++)
-        if (f->seen[i].client == client)
+    for (unsigned i = 0; i < f->n_known; i++)
+        if (f->known[i] == client)
             return true;
+    if (f->n_known < 64)
+        f->known[f->n_known++] = client;
     return false;
 }
 
@@ -64,6 +72,11 @@ static int fake_handler(void *ctx, const struct wire_msg *req, struct wire_msg *
     pthread_mutex_lock(&f->mu);
     f->requests++;
     bool first = !seen_before_locked(f, q->client_id);
+    if (!f->leader_addr && !first && q->op < 16)
+        f->by_op[q->op]++;
+    if (q->op == CLIENT_CAS && (q->expected_len != q->value_len ||
+                                memcmp(q->expected, q->value, q->value_len) != 0))
+        f->cas_expects_its_value = false;
     if (!f->leader_addr && q->op == CLIENT_PUT && f->n_seen < MAX_SEEN) {
         f->seen[f->n_seen].client = q->client_id;
         f->seen[f->n_seen].seq = q->seq;
@@ -86,6 +99,7 @@ static int fake_handler(void *ctx, const struct wire_msg *req, struct wire_msg *
 static void fake_start(struct fake_node *f, const char *leader_addr)
 {
     f->leader_addr = leader_addr;
+    f->cas_expects_its_value = true;
     pthread_mutex_init(&f->mu, NULL);
     struct tcp_server_options opt = {.host = "127.0.0.1", .handler = fake_handler,
                                      .handler_ctx = f};
@@ -112,8 +126,9 @@ static void test_sessions_follow_hints_and_retry_puts_with_their_number(void **s
     struct bench_options opt = {.addrs = addrs, .n_addrs = 1, .clients = CLIENTS,
                                 .seconds = 0.1, .value_size = 8, .keys = 10,
                                 .timeout_ms = 5000};
-    struct bench_result r;
-    assert_int_equal(bench_run(&opt, &r), 0);
+    struct bench_report report;
+    assert_int_equal(bench_run(&opt, &report), 0);
+    const struct bench_result r = report.total;
     fake_stop(follower);
     fake_stop(leader);
     printf("    %llu puts acknowledged, %llu errors; the follower answered %u requests\n",
@@ -180,9 +195,10 @@ static void test_unanswered_operations_are_errors_at_their_timeout(void **state)
     char *addrs[] = {addr};
     struct bench_options opt = {.addrs = addrs, .n_addrs = 1, .clients = 2, .seconds = 0.5,
                                 .value_size = 8, .keys = 10, .timeout_ms = 200};
-    struct bench_result r;
+    struct bench_report report;
     uint64_t t0 = bench_now_ns();
-    assert_int_equal(bench_run(&opt, &r), 0);
+    assert_int_equal(bench_run(&opt, &report), 0);
+    const struct bench_result r = report.total;
     double took_ms = (double)(bench_now_ns() - t0) / 1e6;
     close(fd);
     printf("    %llu errors, %llu ops, in %.0f ms\n", (unsigned long long)r.errors,
@@ -230,6 +246,107 @@ static void test_a_hint_from_the_only_node_given_leads_elsewhere(void **state)
     kv_nodes_free(&k);
 }
 
+/* ---- the mix ---- */
+
+static void test_mix_is_read_or_refused_in_one_sentence(void **state)
+{
+    (void)state;
+    struct bench_mix m;
+    char why[512];
+    assert_int_equal(bench_mix_choose("put=50,get=30,cas=10,delete=5,list=5", 0, &m, why,
+                                      sizeof(why)), 0);
+    const double want[BENCH_N_OPS] = {50, 30, 10, 5, 5};
+    for (int i = 0; i < BENCH_N_OPS; i++)
+        assert_true(m.percent[i] == want[i]);
+    assert_int_equal(bench_mix_choose("list=100", 0, &m, why, sizeof(why)), 0);
+    assert_true(m.percent[BENCH_OP_LIST] == 100 && m.percent[BENCH_OP_PUT] == 0);
+    /* Without --mix: puts, and gets as --read-ratio says. */
+    assert_int_equal(bench_mix_choose(NULL, 0.25, &m, why, sizeof(why)), 0);
+    assert_true(m.percent[BENCH_OP_GET] == 25 && m.percent[BENCH_OP_PUT] == 75);
+
+    const struct {
+        const char *mix;
+        const char *sentence;
+    } bad[] = {
+        {"put=50,get=30", "--mix percents must add up to 100; 'put=50,get=30' adds up to 80"},
+        {"put=50,scan=50", "--mix must be OP=PERCENT pairs separated by commas, OP one of put, "
+                           "get, cas, delete, list, each PERCENT an integer from 0 to 100, "
+                           "adding up to 100; got 'scan=50' in 'put=50,scan=50'"},
+        {"put=5x,get=95", "--mix must give each operation an integer percent from 0 to 100; got "
+                          "'5x' for put"},
+        {"put=-1", "--mix must give each operation an integer percent from 0 to 100; got '-1' "
+                   "for put"},
+        {"get=50,get=50", "--mix must name each operation once; 'get=50,get=50' names get "
+                          "twice"},
+        {"put=100,", "--mix must be OP=PERCENT pairs separated by commas, OP one of put, get, "
+                     "cas, delete, list, each PERCENT an integer from 0 to 100, adding up to "
+                     "100; got '' in 'put=100,'"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why[0] = '\0';
+        assert_int_equal(bench_mix_choose(bad[i].mix, 0, &m, why, sizeof(why)), -EINVAL);
+        assert_string_equal(why, bad[i].sentence);
+    }
+    assert_int_equal(bench_mix_choose("put=100", 0.5, &m, why, sizeof(why)), -EINVAL);
+    assert_non_null(strstr(why, "--mix and --read-ratio cannot be given together"));
+}
+
+/* Uniform draws land in each operation in proportion to its share. */
+static void test_mix_draws_follow_the_shares(void **state)
+{
+    (void)state;
+    struct bench_mix m;
+    char why[256];
+    assert_int_equal(bench_mix_choose("put=50,get=30,delete=20", 0, &m, why, sizeof(why)), 0);
+    unsigned n[BENCH_N_OPS] = {0};
+    for (int i = 0; i < 1000; i++)
+        n[bench_mix_pick(&m, (i + 0.5) / 1000)]++;
+    assert_int_equal(n[BENCH_OP_PUT], 500);
+    assert_int_equal(n[BENCH_OP_GET], 300);
+    assert_int_equal(n[BENCH_OP_CAS], 0);
+    assert_int_equal(n[BENCH_OP_DELETE], 200);
+    assert_int_equal(n[BENCH_OP_LIST], 0);
+    struct bench_mix none = {{0}};
+    assert_int_equal(bench_mix_pick(&none, 0.7), BENCH_OP_PUT);
+}
+
+/* A mixed run sends each kind of request and reports each apart; the
+ * kinds add up to the total. */
+static void test_a_mixed_run_reports_each_operation(void **state)
+{
+    (void)state;
+    struct fake_node *leader = calloc(1, sizeof(*leader));
+    assert_non_null(leader);
+    fake_start(leader, NULL);
+    char *addrs[] = {leader->addr};
+    struct bench_options opt = {.addrs = addrs, .n_addrs = 1, .clients = CLIENTS,
+                                .seconds = 0.2, .value_size = 8, .keys = 100,
+                                .timeout_ms = 5000};
+    char why[256];
+    assert_int_equal(bench_mix_choose("put=40,get=20,cas=20,list=20", 0, &opt.mix, why,
+                                      sizeof(why)), 0);
+    struct bench_report r;
+    assert_int_equal(bench_run(&opt, &r), 0);
+    fake_stop(leader);
+    uint64_t sum = 0;
+    for (int i = 0; i < BENCH_N_OPS; i++) {
+        printf("    %-6s %llu ops, %llu errors\n", bench_op_name((enum bench_op)i),
+               (unsigned long long)r.by_op[i].ops, (unsigned long long)r.by_op[i].errors);
+        assert_int_equal(r.by_op[i].errors, 0);
+        assert_true((r.by_op[i].ops > 0) == (opt.mix.percent[i] > 0));
+        sum += r.by_op[i].ops;
+    }
+    assert_int_equal(sum, r.total.ops);
+    assert_int_equal(r.total.errors, 0);
+    assert_int_equal(leader->by_op[CLIENT_PUT], r.by_op[BENCH_OP_PUT].ops);
+    assert_int_equal(leader->by_op[CLIENT_GET], r.by_op[BENCH_OP_GET].ops);
+    assert_int_equal(leader->by_op[CLIENT_CAS], r.by_op[BENCH_OP_CAS].ops);
+    assert_int_equal(leader->by_op[CLIENT_LIST], r.by_op[BENCH_OP_LIST].ops);
+    assert_int_equal(leader->by_op[CLIENT_DELETE], 0);
+    assert_true(leader->cas_expects_its_value);
+    free(leader);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -237,6 +354,9 @@ int main(void)
         cmocka_unit_test(test_unanswered_operations_are_errors_at_their_timeout),
         cmocka_unit_test(test_status_reply_points_into_no_freed_buffer),
         cmocka_unit_test(test_a_hint_from_the_only_node_given_leads_elsewhere),
+        cmocka_unit_test(test_mix_is_read_or_refused_in_one_sentence),
+        cmocka_unit_test(test_mix_draws_follow_the_shares),
+        cmocka_unit_test(test_a_mixed_run_reports_each_operation),
     };
     return cmocka_run_group_tests_name("unit: the sessions of raft bench", tests, NULL, NULL);
 }

@@ -132,7 +132,7 @@ static void test_read_of_a_value_never_written_fails(void **state)
     get(h, 2, "k", "zz", 2, 3);
     struct lincheck_result r;
     assert_int_equal(check(h, &r), -1);
-    assert_non_null(strstr(r.message, "no put on this key ever wrote"));
+    assert_non_null(strstr(r.message, "no write on this key (put or cas) ever wrote"));
     assert_non_null(strstr(r.message, "'zz'"));
     lincheck_free(h);
 }

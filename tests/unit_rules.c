@@ -364,9 +364,10 @@ static void test_stale_term_append_is_refused(void **state)
     assert_int_equal(rules_store.appends, 0);
 }
 
-/* Thesis §4.1: a server answers servers outside its configuration (n7 may
- * be a member in a log this node has not seen yet), but never itself, an
- * id beyond the range, or an id that was removed (§4.2.3). */
+/* A server follows a leader outside its configuration (thesis §4.1: n7
+ * may be adding it), but votes for no candidate outside it, and takes
+ * nothing from itself, an id beyond the range, or an id that was removed
+ * (§4.2.3). */
 static void test_senders_refused_only_when_impossible_or_removed(void **state)
 {
     struct raft_node *n = *state;
@@ -379,9 +380,14 @@ static void test_senders_refused_only_when_impossible_or_removed(void **state)
     assert_int_equal(raft_receive(n, &from_itself, &rep), -EINVAL);
     assert_int_equal(raft_receive(n, &from_removed, &rep), -EINVAL);
     assert_int_equal(rules_store.term_vote_saves, 0);
-    struct raft_msg from7 = rules_vote_request(7, 1, 0, 0, false);
-    assert_int_equal(raft_receive(n, &from7, &rep), 0);
-    assert_true(rep.u.rv_reply.vote_granted);
+    struct raft_msg vote_from7 = rules_vote_request(7, 9, 0, 0, false);
+    assert_int_equal(raft_receive(n, &vote_from7, &rep), -EINVAL);
+    assert_int_equal(n->current_term, 0);
+    struct raft_msg append_from7 = rules_append_request(1, 0, 0, 0, (uint64_t[]){1}, 1);
+    append_from7.from = 7;
+    assert_int_equal(raft_receive(n, &append_from7, &rep), 0);
+    assert_true(rep.u.ae_reply.success);
+    assert_int_equal(n->leader_id, 7);
 }
 
 /* ---- a deposed leader settles its log (thesis §10.2.1) ---- */

@@ -4,6 +4,10 @@
  * sentence naming the directory and both ids (and nothing on disk changes),
  * a directory of an older release takes the id given, and a damaged record
  * stops the start rather than being guessed at.
+ *
+ * And to one cluster: the same, for the cluster id a bootstrapping node
+ * brings; a node not yet in a cluster brings none and learns the
+ * directory's, or records the one it adopts.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -129,6 +133,98 @@ static void test_leftover_temp_file_is_no_record(void **state)
     assert_int_equal(file_storage_claim_id(f->fs, 5), -EEXIST);
 }
 
+/* ---- the cluster id ---- */
+
+static const uint8_t cluster_a[16] = {0xaa, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,
+                                      0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f};
+static const uint8_t cluster_b[16] = {0xbb, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,
+                                      0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f};
+
+static void test_bootstrap_records_the_cluster_and_it_starts_again(void **state)
+{
+    struct sfx *f = *state;
+    uint8_t id[16];
+    bool known;
+    assert_int_equal(file_storage_claim_cluster(f->fs, cluster_a, id, &known), 0);
+    assert_true(known);
+    assert_memory_equal(id, cluster_a, 16);
+    char path[256];
+    sfx_path(f, "cluster-id", path, sizeof(path));
+    assert_int_equal(sfx_file_size(path), 28);
+    assert_non_null(strstr(f->log, "recorded as a data directory of cluster aa0102030405"));
+    struct raft_persisted p;
+    assert_int_equal(sfx_reload(f, &p), 0);
+    raft_persisted_free(&p);
+    memset(id, 0, sizeof(id));
+    assert_int_equal(file_storage_claim_cluster(f->fs, cluster_a, id, &known), 0);
+    assert_memory_equal(id, cluster_a, 16);
+    assert_null(strstr(f->log, "recorded"));
+    /* Started with no cluster of its own (joining later): it learns it. */
+    memset(id, 0, sizeof(id));
+    assert_int_equal(file_storage_claim_cluster(f->fs, NULL, id, &known), 0);
+    assert_true(known);
+    assert_memory_equal(id, cluster_a, 16);
+}
+
+static void test_another_cluster_is_refused_naming_directory_and_both(void **state)
+{
+    struct sfx *f = *state;
+    uint8_t id[16];
+    bool known;
+    assert_int_equal(file_storage_claim_cluster(f->fs, cluster_a, id, &known), 0);
+    char path[256];
+    sfx_path(f, "cluster-id", path, sizeof(path));
+    uint8_t before[64], after[64];
+    size_t n_before = read_bytes(path, before, sizeof(before));
+    assert_int_equal(file_storage_claim_cluster(f->fs, cluster_b, id, &known), -EEXIST);
+    const char *why = file_storage_error(f->fs);
+    assert_non_null(strstr(why, f->dir));
+    assert_non_null(strstr(why, "belongs to cluster aa0102030405"));
+    assert_non_null(strstr(why, "started for cluster bb0102030405"));
+    assert_null(strchr(why, '\n'));
+    size_t n_after = read_bytes(path, after, sizeof(after));
+    assert_int_equal(n_after, n_before);
+    assert_memory_equal(after, before, n_before);
+    /* Nor can a node adopt a second cluster later. */
+    assert_int_equal(file_storage_record_cluster(f->fs, cluster_b), -EEXIST);
+    assert_int_equal(file_storage_record_cluster(f->fs, cluster_a), 0);
+}
+
+static void test_no_cluster_yet_then_adopted(void **state)
+{
+    struct sfx *f = *state;
+    uint8_t id[16];
+    bool known = true;
+    assert_int_equal(file_storage_claim_cluster(f->fs, NULL, id, &known), 0);
+    assert_false(known);
+    char path[256];
+    sfx_path(f, "cluster-id", path, sizeof(path));
+    assert_int_equal(access(path, F_OK), -1); /* nothing written for no cluster */
+    assert_int_equal(file_storage_record_cluster(f->fs, cluster_b), 0);
+    struct raft_persisted p;
+    assert_int_equal(sfx_reload(f, &p), 0);
+    raft_persisted_free(&p);
+    assert_int_equal(file_storage_claim_cluster(f->fs, NULL, id, &known), 0);
+    assert_true(known);
+    assert_memory_equal(id, cluster_b, 16);
+    assert_int_equal(file_storage_claim_cluster(f->fs, cluster_a, id, &known), -EEXIST);
+}
+
+static void test_damaged_cluster_record_stops_the_start(void **state)
+{
+    struct sfx *f = *state;
+    uint8_t id[16];
+    bool known;
+    assert_int_equal(file_storage_claim_cluster(f->fs, cluster_a, id, &known), 0);
+    char path[256];
+    sfx_path(f, "cluster-id", path, sizeof(path));
+    sfx_flip_byte(path, 12); /* inside the id: only the checksum tells */
+    assert_int_equal(file_storage_claim_cluster(f->fs, cluster_a, id, &known), -EBADMSG);
+    assert_non_null(strstr(file_storage_error(f->fs), path));
+    assert_non_null(strstr(file_storage_error(f->fs), "bad checksum"));
+    assert_int_equal(file_storage_claim_cluster(f->fs, NULL, id, &known), -EBADMSG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -137,6 +233,10 @@ int main(void)
         IN_FRESH_DIR(test_directory_of_an_older_release_takes_the_id_given),
         IN_FRESH_DIR(test_damaged_record_stops_the_start),
         IN_FRESH_DIR(test_leftover_temp_file_is_no_record),
+        IN_FRESH_DIR(test_bootstrap_records_the_cluster_and_it_starts_again),
+        IN_FRESH_DIR(test_another_cluster_is_refused_naming_directory_and_both),
+        IN_FRESH_DIR(test_no_cluster_yet_then_adopted),
+        IN_FRESH_DIR(test_damaged_cluster_record_stops_the_start),
     };
     return cmocka_run_group_tests_name("unit_storage_identity", tests, NULL, NULL);
 }

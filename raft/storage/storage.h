@@ -21,7 +21,9 @@
 #ifndef RAFT_STORAGE_H
 #define RAFT_STORAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "raft/raft.h"
@@ -64,6 +66,24 @@ int file_storage_claim_id(struct file_storage *s, uint32_t id);
  * sentence naming the file and offset (file_storage_error). */
 int file_storage_bootstrap(struct file_storage *s, const struct raft_membership *given,
                            struct raft_membership *used);
+
+/* The cluster the directory belongs to (raft/storage/identity.c), before
+ * the first load. derived: the id this node bootstraps with (from its
+ * --peers or --cluster-name), or NULL for a node not yet in a cluster.
+ * 0 with *known and out set to the directory's id (a new directory takes
+ * `derived`, recorded durably), or with *known false when neither has
+ * one; -EEXIST when the directory belongs to another cluster than
+ * derived, -EBADMSG when its record is damaged, each with one sentence
+ * naming the directory (file_storage_error). */
+#define FILE_STORAGE_CLUSTER_ID_SIZE 16
+int file_storage_claim_cluster(struct file_storage *s, const uint8_t *derived,
+                               uint8_t out[FILE_STORAGE_CLUSTER_ID_SIZE], bool *known);
+
+/* Records the id of the cluster a node not yet in one has joined (the
+ * first peer to contact it), durably: 0, -EEXIST if the directory already
+ * belongs to another cluster, or -errno. */
+int file_storage_record_cluster(struct file_storage *s,
+                                const uint8_t id[FILE_STORAGE_CLUSTER_ID_SIZE]);
 
 /* Closes files and frees the storage. Everything acknowledged is already
  * durable, so there is nothing to flush. */

@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "net/tls.h"
 #include "raft/raft.h"
 #include "tests/support/clock.h"
 #include "tests/support/files.h"
@@ -94,6 +95,14 @@ void chaos_cluster_node_argv(struct chaos_cluster *c, unsigned i, const char **a
         argv[argc++] = "--snapshot-every";
         argv[argc++] = c->opt.snapshot_every;
     }
+    if (c->opt.tls_dir) {
+        argv[argc++] = "--tls-dir";
+        argv[argc++] = c->opt.tls_dir;
+    }
+    if (c->cluster_name[0]) {
+        argv[argc++] = "--cluster-name";
+        argv[argc++] = c->cluster_name;
+    }
     argv[argc] = NULL;
 }
 
@@ -152,6 +161,20 @@ int chaos_cluster_kill(struct chaos_cluster *c, unsigned i, int sig)
     return status;
 }
 
+/* The client certificate of tls_dir, for the kit's own status polls. */
+static int load_client_tls(struct chaos_cluster *c, const char *tls_dir)
+{
+    char ca[160], cert[160], key[160], err[256];
+    snprintf(ca, sizeof(ca), "%s/ca.crt", tls_dir);
+    snprintf(cert, sizeof(cert), "%s/client.crt", tls_dir);
+    snprintf(key, sizeof(key), "%s/client.key", tls_dir);
+    struct tls_files f = {.ca = ca, .cert = cert, .key = key};
+    int rc = tls_ctx_new(&c->tls, &f, err, sizeof(err));
+    if (rc)
+        printf("chaos: cannot load the client certificate of %s: %s\n", tls_dir, err);
+    return rc;
+}
+
 /* Node i's --peers: itself at position i, and at every other position j
  * the proxy for i -> j, or node j itself without proxies. */
 static void peers_of(struct chaos_cluster *c, unsigned i)
@@ -180,7 +203,10 @@ int chaos_cluster_start(struct chaos_cluster **out, const struct chaos_cluster_o
         free(c);
         return -errno;
     }
-    int rc = 0;
+    if (opt->cluster_name || !opt->direct)
+        snprintf(c->cluster_name, sizeof(c->cluster_name), "%s",
+                 opt->cluster_name ? opt->cluster_name : c->dir + strlen("/tmp/"));
+    int rc = opt->tls_dir ? load_client_tls(c, opt->tls_dir) : 0;
     for (unsigned i = 0; i < CHAOS_MAX_NODES; i++)
         c->port[i].fd = -1;
     size_t off = 0;
@@ -335,6 +361,7 @@ void chaos_cluster_stop(struct chaos_cluster *c)
         if (system(cmd) != 0)
             printf("could not remove %s\n", c->dir);
     }
+    tls_ctx_free(c->tls);
     free(c);
 }
 
@@ -446,7 +473,7 @@ int chaos_cluster_status(struct chaos_cluster *c, unsigned i, unsigned timeout_m
 {
     if (c->pids[i] <= 0)
         return -ESRCH;
-    return kv_client_status(c->addr[i], timeout_ms, out);
+    return kv_client_status_tls(c->addr[i], c->tls, timeout_ms, out);
 }
 
 int chaos_cluster_wait_leader(struct chaos_cluster *c, uint32_t among, uint64_t min_term,

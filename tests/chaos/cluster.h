@@ -43,6 +43,13 @@ struct chaos_cluster_options {
     const char *log_level;    /* NULL: "info" */
     const char *name;         /* in the directory's name; NULL: "chaos" */
     bool direct;              /* no proxies: the nodes reach each other directly */
+    /* --tls-dir for every node, and DIR/client.crt for the kit's own
+     * status polls; NULL: plain TCP. */
+    const char *tls_dir;
+    /* --cluster-name for every node; NULL: none when direct (the id comes
+     * from --peers, the same on every node), else the directory's name,
+     * since through proxies every node's --peers differs. */
+    const char *cluster_name;
     uint64_t seed;            /* for the proxies */
 };
 
@@ -52,7 +59,7 @@ struct chaos_node_args {
 };
 
 /* The longest command line a node is started with, NULL included. */
-#define CHAOS_NODE_ARGV 20
+#define CHAOS_NODE_ARGV 24
 
 struct chaos_cluster {
     struct chaos_cluster_options opt;
@@ -66,6 +73,8 @@ struct chaos_cluster {
     struct chaos_proxy *link[CHAOS_MAX_NODES][CHAOS_MAX_NODES]; /* i -> j */
     char peers[CHAOS_MAX_NODES][CHAOS_MAX_NODES * 32];          /* node i's --peers */
     pid_t pids[CHAOS_MAX_NODES]; /* 0: not running */
+    struct tls_ctx *tls; /* the client certificate of opt.tls_dir, or NULL */
+    char cluster_name[64]; /* its --cluster-name, or "" for none */
     bool failed;
 };
 

@@ -97,14 +97,14 @@ int scenario_leader(struct scenario *t, uint32_t among, uint64_t min_term, uint6
     return l;
 }
 
-void scenario_progress(struct scenario *t, unsigned puts, const char *when)
+void scenario_progress(struct scenario *t, unsigned writes, const char *when)
 {
     unsigned wait = SCENARIO_WAIT_PROGRESS_MS * t->scale;
-    int rc = chaos_workload_wait_progress(t->w, puts, wait);
-    char d[256];
+    int rc = chaos_workload_wait_progress(t->w, writes, wait);
+    char d[512];
     chaos_workload_describe(t->w, d, sizeof(d));
-    scenario_expect(t, rc == 0, "%s: fewer than %u puts acknowledged within %u ms (%s)", when,
-                    puts, wait, d);
+    scenario_expect(t, rc == 0, "%s: fewer than %u writes acknowledged within %u ms (%s)", when,
+                    writes, wait, d);
 }
 
 bool scenario_follows(struct scenario *t, unsigned i, int leader, uint64_t term,
@@ -144,16 +144,16 @@ void scenario_finish(struct scenario *t)
     char msg[1200];
     int rc = chaos_workload_verify(t->w, msg, sizeof(msg));
     uint64_t took = test_now_ms() - t0;
-    char d[256];
+    char d[512];
     chaos_workload_describe(t->w, d, sizeof(d));
     struct lincheck_result r;
     lincheck_check(t->h, &r);
     if (rc != 0 && r.bad_key[0])
         save_key_history(t, r.bad_key);
     scenario_expect(t, rc == 0, "history check failed: %s (%s)", msg, d);
-    printf("    history: %zu operations on %zu keys, linearizable, every acknowledged put kept "
-           "(%s; final reads and check took %llu ms)\n",
-           r.n_ops, r.n_keys, d, (unsigned long long)took);
+    printf("    history: %zu operations on %zu keys (%zu groups checked apart), linearizable, "
+           "every acknowledged put kept (%s; final reads and check took %llu ms)\n",
+           r.n_ops, r.n_keys, r.n_groups, d, (unsigned long long)took);
     scenario_shutdown(t);
 }
 

@@ -64,8 +64,9 @@ void scenario_start_clients(struct scenario *t, unsigned clients, unsigned op_ti
  * test fails. */
 int scenario_leader(struct scenario *t, uint32_t among, uint64_t min_term, uint64_t *term);
 
-/* `puts` more acknowledged puts, or the test fails saying `when`. */
-void scenario_progress(struct scenario *t, unsigned puts, const char *when);
+/* `writes` more acknowledged writes (puts, deletes, cas), or the test
+ * fails saying `when`. */
+void scenario_progress(struct scenario *t, unsigned writes, const char *when);
 
 /* Waits until node i follows `leader` in `term` (or is it). */
 bool scenario_follows(struct scenario *t, unsigned i, int leader, uint64_t term,

@@ -1,5 +1,6 @@
 /*
- * workload.c - client threads that record a history (see workload.h).
+ * workload.c - client threads that record a history (see workload.h); the
+ * operations themselves are in workload_ops.c.
  */
 #include "tests/chaos/workload.h"
 
@@ -10,41 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kv/client.h"
-#include "tests/chaos/cluster.h"
+#include "tests/chaos/workload_internal.h"
 #include "tests/support/clock.h"
 
-#define MAX_CLIENTS 64
 #define VERIFY_TIMEOUT_MS 5000
-
-/* A put to a write-once key, kept for the final read-back. */
-struct once {
-    char key[48], value[48];
-    bool acked; /* false: its outcome is unknown */
-};
-
-struct worker {
-    struct chaos_workload *w;
-    int id;
-    pthread_t thread;
-    uint64_t rng;
-    unsigned n; /* values written so far */
-    struct once *once; /* this thread's only */
-    size_t n_once, cap_once;
-};
-
-struct chaos_workload {
-    struct chaos_workload_options opt;
-    char *addrs[CHAOS_MAX_NODES + 1];
-    unsigned n_addrs;
-    struct lincheck_history *h;
-    struct worker workers[MAX_CLIENTS];
-    unsigned started;
-    pthread_mutex_t mu; /* guards everything below */
-    pthread_cond_t progress;
-    bool stop;
-    struct chaos_workload_stats st;
-};
 
 static uint64_t next_rand(uint64_t *s)
 {
@@ -62,133 +32,131 @@ static bool stopping(struct chaos_workload *w)
     return s;
 }
 
-static void record(struct chaos_workload *w, int client, enum lincheck_kind kind, const char *key,
-                   const char *value, uint64_t call, enum lincheck_outcome outcome)
-{
-    struct lincheck_op op = {.client = client, .kind = kind, .key = key, .value = value,
-                             .call_ns = call, .return_ns = lincheck_now_ns(),
-                             .outcome = outcome};
-    if (lincheck_add(w->h, &op) != 0)
-        fprintf(stderr, "workload: could not record an operation (out of memory)\n");
-}
-
-static void count_put(struct chaos_workload *w, int rc)
-{
-    pthread_mutex_lock(&w->mu);
-    if (rc == 0) {
-        w->st.puts_ok++;
-        w->st.last_ack_ms = test_now_ms();
-        pthread_cond_broadcast(&w->progress);
-    } else if (rc == -ETIMEDOUT) {
-        w->st.puts_unknown++;
-    } else {
-        w->st.puts_failed++;
-    }
-    pthread_mutex_unlock(&w->mu);
-}
-
-static void count_get(struct chaos_workload *w, int rc)
-{
-    pthread_mutex_lock(&w->mu);
-    if (rc == 0)
-        w->st.gets_ok++;
-    else if (rc == -ENOENT)
-        w->st.gets_missing++;
-    else if (rc == -ETIMEDOUT)
-        w->st.gets_unknown++;
-    else
-        w->st.gets_failed++;
-    pthread_mutex_unlock(&w->mu);
-}
-
-static enum lincheck_outcome put_outcome(int rc)
-{
-    return rc == 0 ? LINCHECK_OK : rc == -EINVAL ? LINCHECK_FAILED : LINCHECK_UNKNOWN;
-}
-
-/* -EINVAL is a refusal; anything else but success may have taken effect. */
-static int do_put(struct worker *k, struct kv_client *kc, const char *key, const char *value)
-{
-    uint64_t t = lincheck_now_ns();
-    int rc = kv_client_put(kc, key, (uint32_t)strlen(key), value, (uint32_t)strlen(value));
-    record(k->w, k->id, LINCHECK_PUT, key, value, t, put_outcome(rc));
-    count_put(k->w, rc);
-    return rc;
-}
-
-static int do_get(struct chaos_workload *w, int client, struct kv_client *kc, const char *key,
-                  char *out, size_t cap)
-{
-    uint64_t t = lincheck_now_ns();
-    uint8_t *v = NULL;
-    uint32_t len = 0;
-    int rc = kv_client_get(kc, key, (uint32_t)strlen(key), &v, &len);
-    if (rc == 0) {
-        char *s = malloc((size_t)len + 1);
-        if (s) {
-            memcpy(s, v, len);
-            s[len] = '\0';
-            record(w, client, LINCHECK_GET, key, s, t, LINCHECK_OK);
-            snprintf(out, cap, "%s", s);
-            free(s);
-        }
-    } else {
-        record(w, client, LINCHECK_GET, key, NULL, t,
-               rc == -ENOENT ? LINCHECK_MISSING
-               : rc == -ETIMEDOUT ? LINCHECK_UNKNOWN : LINCHECK_FAILED);
-    }
-    free(v);
-    count_get(w, rc);
-    return rc;
-}
-
-static void remember_once(struct worker *k, const char *key, const char *value, bool acked)
+static void remember_once(struct chaos_worker *k, const char *key, const char *value, bool acked)
 {
     if (k->n_once == k->cap_once) {
         size_t cap = k->cap_once ? 2 * k->cap_once : 64;
-        struct once *o = realloc(k->once, cap * sizeof(*o));
+        struct chaos_once *o = realloc(k->once, cap * sizeof(*o));
         if (!o)
             return;
         k->once = o;
         k->cap_once = cap;
     }
-    struct once *o = &k->once[k->n_once++];
+    struct chaos_once *o = &k->once[k->n_once++];
     snprintf(o->key, sizeof(o->key), "%s", key);
     snprintf(o->value, sizeof(o->value), "%s", value);
     o->acked = acked;
 }
 
-/* One iteration: one operation on a random key, then a short pause. */
+/* A put: to a write-once key now and then, else to a shared key i. */
+static void put_step(struct chaos_worker *k, struct kv_client *kc, unsigned i)
+{
+    struct chaos_workload *w = k->w;
+    char key[CHAOS_VALUE_CAP], value[CHAOS_VALUE_CAP];
+    bool once = next_rand(&k->rng) % 100 < w->opt.once_percent;
+    k->n++;
+    if (once)
+        snprintf(key, sizeof(key), "once-%d-%u", k->id, k->n);
+    else
+        snprintf(key, sizeof(key), "k%u", i);
+    snprintf(value, sizeof(value), "c%d-%u", k->id, k->n);
+    int rc = chaos_do_put(w, k->id, kc, key, value);
+    if (once && rc != -EINVAL)
+        remember_once(k, key, value, rc == 0);
+    if (!once && rc == 0)
+        snprintf(k->seen[i], CHAOS_VALUE_CAP, "%s", value);
+}
+
+/* A cas on shared key i from the value this client last saw there (or
+ * from one nobody wrote, if it saw none) to a new one. */
+static void cas_step(struct chaos_worker *k, struct kv_client *kc, unsigned i, const char *key)
+{
+    char value[CHAOS_VALUE_CAP], held[CHAOS_VALUE_CAP];
+    char *seen = k->seen[i];
+    snprintf(value, sizeof(value), "c%d-%u", k->id, ++k->n);
+    int rc = chaos_do_cas(k->w, k->id, kc, key, seen[0] ? seen : "none", value, held,
+                          sizeof(held));
+    if (rc == 0)
+        snprintf(seen, CHAOS_VALUE_CAP, "%s", value);
+    else if (rc == -EEXIST)
+        snprintf(seen, CHAOS_VALUE_CAP, "%s", held);
+    else if (rc == -ENOENT)
+        seen[0] = '\0';
+}
+
+/* One operation on a random shared key (or a list of them), chosen by
+ * the options' shares. */
+static void step(struct chaos_worker *k, struct kv_client *kc)
+{
+    const struct chaos_workload_options *o = &k->w->opt;
+    unsigned dice = (unsigned)(next_rand(&k->rng) % 100);
+    unsigned i = (unsigned)(next_rand(&k->rng) % o->keys);
+    char key[CHAOS_VALUE_CAP], got[CHAOS_VALUE_CAP];
+    snprintf(key, sizeof(key), "k%u", i);
+    if (dice < o->get_percent) {
+        int rc = chaos_do_get(k->w, k->id, kc, key, got, sizeof(got));
+        if (rc == 0 || rc == -ENOENT)
+            snprintf(k->seen[i], CHAOS_VALUE_CAP, "%s", got);
+        return;
+    }
+    dice -= o->get_percent;
+    if (dice < o->list_percent) {
+        /* Mostly every shared key at once; now and then one alone. */
+        chaos_do_list(k->w, k->id, kc, next_rand(&k->rng) % 4 ? "k" : key);
+        return;
+    }
+    dice -= o->list_percent;
+    if (dice < o->delete_percent) {
+        if (chaos_do_delete(k->w, k->id, kc, key) == 0)
+            k->seen[i][0] = '\0';
+        return;
+    }
+    dice -= o->delete_percent;
+    if (dice < o->cas_percent)
+        cas_step(k, kc, i, key);
+    else
+        put_step(k, kc, i);
+}
+
+/* One iteration: one operation, then a short pause. */
 static void *worker_main(void *arg)
 {
-    struct worker *k = arg;
+    struct chaos_worker *k = arg;
     struct chaos_workload *w = k->w;
     struct kv_client *kc;
     if (kv_client_open(&kc, w->addrs, w->n_addrs, w->opt.op_timeout_ms) != 0)
         return NULL;
     while (!stopping(w)) {
-        char key[48], value[48], got[64];
-        unsigned dice = (unsigned)(next_rand(&k->rng) % 100);
-        if (dice < w->opt.get_percent) {
-            snprintf(key, sizeof(key), "k%u", (unsigned)(next_rand(&k->rng) % w->opt.keys));
-            do_get(w, k->id, kc, key, got, sizeof(got));
-        } else {
-            bool once = next_rand(&k->rng) % 100 < w->opt.once_percent;
-            k->n++;
-            if (once)
-                snprintf(key, sizeof(key), "once-%d-%u", k->id, k->n);
-            else
-                snprintf(key, sizeof(key), "k%u", (unsigned)(next_rand(&k->rng) % w->opt.keys));
-            snprintf(value, sizeof(value), "c%d-%u", k->id, k->n);
-            int rc = do_put(k, kc, key, value);
-            if (once && rc != -EINVAL)
-                remember_once(k, key, value, rc == 0);
-        }
+        step(k, kc);
         if (w->opt.think_ms)
             test_sleep_ms(w->opt.think_ms);
     }
     kv_client_close(kc);
     return NULL;
+}
+
+static void apply_defaults(struct chaos_workload_options *o)
+{
+    if (!o->clients)
+        o->clients = 4;
+    if (o->clients > CHAOS_MAX_CLIENTS)
+        o->clients = CHAOS_MAX_CLIENTS;
+    if (!o->keys)
+        o->keys = 5;
+    if (!o->op_timeout_ms)
+        o->op_timeout_ms = 2000;
+    if (!o->think_ms)
+        o->think_ms = 5;
+    if (!o->once_percent)
+        o->once_percent = 20;
+    if (!o->get_percent)
+        o->get_percent = 30;
+    if (!o->list_percent)
+        o->list_percent = 10;
+    if (!o->delete_percent)
+        o->delete_percent = 10;
+    if (!o->cas_percent)
+        o->cas_percent = 15;
 }
 
 int chaos_workload_start(struct chaos_workload **out, char *const *addrs, unsigned n_addrs,
@@ -200,32 +168,24 @@ int chaos_workload_start(struct chaos_workload **out, char *const *addrs, unsign
     if (!w)
         return -ENOMEM;
     w->opt = *opt;
-    if (!w->opt.clients)
-        w->opt.clients = 4;
-    if (w->opt.clients > MAX_CLIENTS)
-        w->opt.clients = MAX_CLIENTS;
-    if (!w->opt.keys)
-        w->opt.keys = 5;
-    if (!w->opt.op_timeout_ms)
-        w->opt.op_timeout_ms = 2000;
-    if (!w->opt.think_ms)
-        w->opt.think_ms = 5;
-    if (!w->opt.once_percent)
-        w->opt.once_percent = 20;
-    if (!w->opt.get_percent)
-        w->opt.get_percent = 40;
+    apply_defaults(&w->opt);
+    if (w->opt.get_percent + w->opt.list_percent + w->opt.delete_percent +
+            w->opt.cas_percent > 100) {
+        free(w);
+        return -EINVAL;
+    }
     for (unsigned i = 0; i < n_addrs; i++)
         w->addrs[i] = addrs[i];
     w->n_addrs = n_addrs;
     w->h = h;
     pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->progress, NULL);
     for (unsigned i = 0; i < w->opt.clients; i++) {
-        struct worker *k = &w->workers[i];
+        struct chaos_worker *k = &w->workers[i];
         k->w = w;
         k->id = (int)i;
         k->rng = (opt->seed + 1) * 0x9e3779b97f4a7c15ull + i * 7919 + 1;
-        if (pthread_create(&k->thread, NULL, worker_main, k) != 0)
+        k->seen = calloc(w->opt.keys, sizeof(*k->seen));
+        if (!k->seen || pthread_create(&k->thread, NULL, worker_main, k) != 0)
             break;
         w->started++;
     }
@@ -250,9 +210,10 @@ void chaos_workload_free(struct chaos_workload *w)
     if (!w)
         return;
     chaos_workload_halt(w);
-    for (unsigned i = 0; i < w->started; i++)
+    for (unsigned i = 0; i < CHAOS_MAX_CLIENTS; i++) {
         free(w->workers[i].once);
-    pthread_cond_destroy(&w->progress);
+        free(w->workers[i].seen);
+    }
     pthread_mutex_destroy(&w->mu);
     free(w);
 }
@@ -268,13 +229,13 @@ int chaos_workload_wait_progress(struct chaos_workload *w, unsigned more, unsign
 {
     uint64_t deadline = test_now_ms() + timeout_ms;
     pthread_mutex_lock(&w->mu);
-    uint64_t target = w->st.puts_ok + more;
-    while (w->st.puts_ok < target && test_now_ms() < deadline) {
+    uint64_t target = w->st.writes_acked + more;
+    while (w->st.writes_acked < target && test_now_ms() < deadline) {
         pthread_mutex_unlock(&w->mu);
         test_sleep_ms(10);
         pthread_mutex_lock(&w->mu);
     }
-    int rc = w->st.puts_ok >= target ? 0 : -ETIMEDOUT;
+    int rc = w->st.writes_acked >= target ? 0 : -ETIMEDOUT;
     pthread_mutex_unlock(&w->mu);
     return rc;
 }
@@ -283,13 +244,81 @@ void chaos_workload_describe(struct chaos_workload *w, char *buf, size_t cap)
 {
     struct chaos_workload_stats s;
     chaos_workload_get_stats(w, &s);
+    const struct chaos_op_counts *p = &s.puts, *g = &s.gets, *d = &s.deletes, *c = &s.cas,
+                                 *l = &s.lists;
+    unsigned long long refused = p->failed + g->failed + d->failed + c->failed + l->failed;
     snprintf(buf, cap,
-             "puts %llu ok / %llu unknown / %llu refused, gets %llu ok / %llu missing / "
-             "%llu unknown / %llu refused",
-             (unsigned long long)s.puts_ok, (unsigned long long)s.puts_unknown,
-             (unsigned long long)s.puts_failed, (unsigned long long)s.gets_ok,
-             (unsigned long long)s.gets_missing, (unsigned long long)s.gets_unknown,
-             (unsigned long long)s.gets_failed);
+             "puts %llu ok / %llu unknown, gets %llu ok / %llu missing / %llu unknown, "
+             "deletes %llu done / %llu missing / %llu unknown, cas %llu swapped / %llu "
+             "mismatch / %llu missing / %llu unknown, lists %llu ok / %llu unknown; %llu "
+             "refused",
+             (unsigned long long)p->ok, (unsigned long long)p->unknown,
+             (unsigned long long)g->ok, (unsigned long long)g->missing,
+             (unsigned long long)g->unknown, (unsigned long long)d->ok,
+             (unsigned long long)d->missing, (unsigned long long)d->unknown,
+             (unsigned long long)c->ok, (unsigned long long)c->mismatch,
+             (unsigned long long)c->missing, (unsigned long long)c->unknown,
+             (unsigned long long)l->ok, (unsigned long long)l->unknown, refused);
+}
+
+/* The final reads, recorded like the others: every shared key, then all
+ * of them in one list, then each client's write-once keys in one list. */
+static int final_reads(struct chaos_workload *w, struct kv_client *kc, char *msg, size_t cap)
+{
+    int client = (int)w->opt.clients; /* the verifier's own client number */
+    char got[CHAOS_VALUE_CAP];
+    for (unsigned i = 0; i < w->opt.keys; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "k%u", i);
+        int rc = chaos_do_get(w, client, kc, key, got, sizeof(got));
+        if (rc != 0 && rc != -ENOENT) {
+            snprintf(msg, cap, "final read of %s failed (%s): the healed cluster does not serve",
+                     key, strerror(-rc));
+            return -1;
+        }
+    }
+    for (unsigned i = 0; i <= w->started; i++) {
+        char prefix[32] = "k";
+        if (i < w->started)
+            snprintf(prefix, sizeof(prefix), "once-%u-", i);
+        int rc = chaos_do_list(w, client, kc, prefix);
+        if (rc != 0) {
+            snprintf(msg, cap, "final list of '%s' failed (%s): the healed cluster does not "
+                     "serve", prefix, strerror(-rc));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Every acknowledged write-once put must be there; one that timed out
+ * holds its value or nothing. */
+static int read_back_once(struct chaos_workload *w, struct kv_client *kc, char *msg, size_t cap)
+{
+    int client = (int)w->opt.clients;
+    char got[CHAOS_VALUE_CAP];
+    for (unsigned i = 0; i < w->started; i++) {
+        struct chaos_worker *k = &w->workers[i];
+        for (size_t j = 0; j < k->n_once; j++) {
+            struct chaos_once *o = &k->once[j];
+            int rc = chaos_do_get(w, client, kc, o->key, got, sizeof(got));
+            if (rc != 0 && rc != -ENOENT) {
+                snprintf(msg, cap, "read-back of %s failed (%s)", o->key, strerror(-rc));
+                return -1;
+            }
+            if (o->acked && (rc != 0 || strcmp(got, o->value) != 0)) {
+                snprintf(msg, cap, "acknowledged put %s = '%s' was lost: the key now %s%s%s",
+                         o->key, o->value, rc ? "does not exist" : "holds '", rc ? "" : got,
+                         rc ? "" : "'");
+                return -1;
+            }
+            if (rc == 0 && strcmp(got, o->value) != 0) {
+                snprintf(msg, cap, "%s holds '%s', a value nobody wrote to it", o->key, got);
+                return -1;
+            }
+        }
+    }
+    return 0;
 }
 
 int chaos_workload_verify(struct chaos_workload *w, char *msg, size_t cap)
@@ -300,52 +329,24 @@ int chaos_workload_verify(struct chaos_workload *w, char *msg, size_t cap)
         snprintf(msg, cap, "cannot open a client for the final reads");
         return -1;
     }
-    int client = (int)w->opt.clients; /* the verifier's own client number */
-    int bad = 0;
-    char got[64];
-    /* Final reads of the shared keys: part of the history. */
-    for (unsigned i = 0; i < w->opt.keys && !bad; i++) {
-        char key[16];
-        snprintf(key, sizeof(key), "k%u", i);
-        int rc = do_get(w, client, kc, key, got, sizeof(got));
-        if (rc != 0 && rc != -ENOENT) {
-            snprintf(msg, cap, "final read of %s failed (%s): the healed cluster does not serve",
-                     key, strerror(-rc));
-            bad = -1;
-        }
-    }
-    /* Every acknowledged write-once put must be there. */
-    size_t checked = 0;
-    for (unsigned i = 0; i < w->started && !bad; i++) {
-        struct worker *k = &w->workers[i];
-        for (size_t j = 0; j < k->n_once && !bad; j++) {
-            struct once *o = &k->once[j];
-            got[0] = '\0';
-            int rc = do_get(w, client, kc, o->key, got, sizeof(got));
-            checked++;
-            if (rc != 0 && rc != -ENOENT) {
-                snprintf(msg, cap, "read-back of %s failed (%s)", o->key, strerror(-rc));
-                bad = -1;
-            } else if (o->acked && (rc != 0 || strcmp(got, o->value) != 0)) {
-                snprintf(msg, cap, "acknowledged put %s = '%s' was lost: the key now %s%s%s",
-                         o->key, o->value, rc ? "does not exist" : "holds '", rc ? "" : got,
-                         rc ? "" : "'");
-                bad = -1;
-            } else if (rc == 0 && strcmp(got, o->value) != 0) {
-                snprintf(msg, cap, "%s holds '%s', a value nobody wrote to it", o->key, got);
-                bad = -1;
-            }
-        }
-    }
+    int bad = final_reads(w, kc, msg, cap);
+    if (!bad)
+        bad = read_back_once(w, kc, msg, cap);
     kv_client_close(kc);
     if (bad)
         return bad;
+    pthread_mutex_lock(&w->mu);
+    unsigned malformed = w->malformed_lists;
+    pthread_mutex_unlock(&w->mu);
+    if (malformed) {
+        snprintf(msg, cap, "%u lists were answered with a listing the client could not read",
+                 malformed);
+        return -1;
+    }
     struct lincheck_result r;
-    int rc = lincheck_check(w->h, &r);
-    if (rc != 0) {
+    if (lincheck_check(w->h, &r) != 0) {
         snprintf(msg, cap, "%s", r.message[0] ? r.message : "the checker ran out of memory");
         return -1;
     }
-    (void)checked;
     return 0;
 }

@@ -7,13 +7,21 @@
  *                                      the real storage code into a
  *                                      temporary directory and packed in
  *                                      the format fuzz_storage.c reads
+ *   tests/fuzz/corpus/handshake/seed-* first bytes (a real ClientHello, a
+ *                                      plain frame, HTTP), hellos, common
+ *                                      names, certificates of raft certs
+ *                                      as DER, a real ServerHello, each
+ *                                      after the byte that picks its
+ *                                      mode in fuzz_handshake.c
  *
  * Seeds let the fuzzer start from inputs that get past the first checks;
  * it mutates them from there. Run by tests/fuzz/run.sh when a corpus
  * directory is missing, or by hand:
  *
  *   cc -std=c11 -D_DEFAULT_SOURCE -I. -pthread tests/fuzz/gen_corpus.c \
- *      net/wire.c net/wire_members.c raft/storage/*.c raft/membership.c -o build/gen_corpus
+ *      raft/storage/*.c raft/membership.c net/opening.c net/hello.c net/tls.c \
+ *      net/tls_names.c net/tls_certs.c net/tcp_socket.c net/wire.c net/wire_members.c \
+ *      -lssl -lcrypto -o build/gen_corpus
  *   build/gen_corpus tests/fuzz/corpus
  */
 #include <dirent.h>
@@ -25,6 +33,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "net/hello.h"
+#include "net/tls_certs.h"
 #include "net/wire.h"
 #include "raft/storage/storage.h"
 
@@ -351,6 +365,147 @@ static void make_storage_seeds(void)
     done("leftovers", s, dir);
 }
 
+/* ---- handshake ---- */
+
+/* A seed of fuzz_handshake.c: the mode byte, then the bytes. */
+static void handshake_seed(const char *name, uint8_t mode, const void *bytes, size_t len)
+{
+    uint8_t *buf = malloc(len + 1);
+    if (!buf)
+        exit(1);
+    buf[0] = mode;
+    if (len)
+        memcpy(buf + 1, bytes, len);
+    write_seed("handshake", name, buf, len + 1);
+    free(buf);
+}
+
+static SSL_CTX *handshake_ctx(const char *dir, const char *name, bool server)
+{
+    char path[256];
+    SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+    SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+    snprintf(path, sizeof(path), "%s/%s.crt", dir, name);
+    int ok = SSL_CTX_use_certificate_file(ctx, path, SSL_FILETYPE_PEM);
+    snprintf(path, sizeof(path), "%s/%s.key", dir, name);
+    ok = ok && SSL_CTX_use_PrivateKey_file(ctx, path, SSL_FILETYPE_PEM);
+    if (!ok)
+        exit(1);
+    if (server)
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    return ctx;
+}
+
+/* Runs one step of ssl with in as its input; what it writes goes to out. */
+static size_t handshake_step(SSL *ssl, const void *in, size_t in_len, uint8_t *out, size_t cap)
+{
+    BIO *rbio = SSL_get_rbio(ssl), *wbio = SSL_get_wbio(ssl);
+    if (in_len)
+        BIO_write(rbio, in, (int)in_len);
+    SSL_do_handshake(ssl);
+    int n = BIO_read(wbio, out, (int)cap);
+    return n > 0 ? (size_t)n : 0;
+}
+
+static SSL *handshake_ssl(SSL_CTX *ctx, bool server)
+{
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_bio(ssl, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
+    if (server)
+        SSL_set_accept_state(ssl);
+    else
+        SSL_set_connect_state(ssl);
+    return ssl;
+}
+
+/* A real ClientHello (node-1 dialing) and the ServerHello flight node-0
+ * answers it with. */
+static void handshake_flights(const char *dir)
+{
+    SSL_CTX *cctx = handshake_ctx(dir, "node-1", false), *sctx = handshake_ctx(dir, "node-0", true);
+    SSL *client = handshake_ssl(cctx, false), *server = handshake_ssl(sctx, true);
+    static uint8_t hello[16384], answer[16384];
+    size_t hello_len = handshake_step(client, NULL, 0, hello, sizeof(hello));
+    size_t answer_len = handshake_step(server, hello, hello_len, answer, sizeof(answer));
+    if (hello_len == 0 || answer_len == 0)
+        exit(1);
+    handshake_seed("opening-client-hello", 0, hello, hello_len);
+    handshake_seed("accept-client-hello", 4, hello, hello_len);
+    handshake_seed("accept-half-client-hello", 4, hello, hello_len / 2);
+    handshake_seed("connect-server-hello", 5, answer, answer_len);
+    SSL_free(client);
+    SSL_free(server);
+    SSL_CTX_free(cctx);
+    SSL_CTX_free(sctx);
+}
+
+static void handshake_der(const char *dir, const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s.crt", dir, name);
+    FILE *f = fopen(path, "r");
+    X509 *cert = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    unsigned char *der = NULL;
+    int len = cert ? i2d_X509(cert, &der) : -1;
+    if (len <= 0)
+        exit(1);
+    char seed[64];
+    snprintf(seed, sizeof(seed), "der-%s", name);
+    handshake_seed(seed, 3, der, (size_t)len);
+    OPENSSL_free(der);
+    X509_free(cert);
+}
+
+static void handshake_hellos(void)
+{
+    struct hello h = {.type = WIRE_HELLO, .from = 1, .cluster = {.known = true}};
+    for (int i = 0; i < CLUSTER_ID_SIZE; i++)
+        h.cluster.bytes[i] = (uint8_t)(0x30 + i);
+    uint8_t buf[HELLO_REPLY_SIZE];
+    handshake_seed("hello", 1, buf, (size_t)hello_encode(&h, buf, sizeof(buf)));
+    struct hello none = {.type = WIRE_HELLO, .from = 3};
+    handshake_seed("hello-no-cluster", 1, buf, (size_t)hello_encode(&none, buf, sizeof(buf)));
+    struct hello welcome = h;
+    welcome.type = WIRE_HELLO_REPLY;
+    handshake_seed("hello-welcome", 1, buf, (size_t)hello_encode(&welcome, buf, sizeof(buf)));
+    welcome.verdict = CLUSTER_OTHER;
+    handshake_seed("hello-other", 1, buf, (size_t)hello_encode(&welcome, buf, sizeof(buf)));
+}
+
+static void make_handshake_seeds(void)
+{
+    char dir[] = "/tmp/gen-corpus-certs-XXXXXX";
+    char err[512];
+    if (!mkdtemp(dir) || tls_certs_make(dir, 2, "10.0.0.5,db1.example.com", err,
+                                        sizeof(err)) != 0) {
+        fprintf(stderr, "gen_corpus: cannot make certificates: %s\n", err);
+        exit(1);
+    }
+    handshake_flights(dir);
+    handshake_der(dir, "node-0");
+    handshake_der(dir, "client");
+    handshake_der(dir, "ca");
+    char cmd[96];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "gen_corpus: could not remove %s\n", dir);
+
+    struct wire_msg m = {.type = WIRE_CLIENT_REQUEST, .from = WIRE_FROM_CLIENT};
+    m.u.request.op = CLIENT_STATUS;
+    uint8_t frame[64];
+    handshake_seed("opening-plain-frame", 0, frame, (size_t)wire_encode(&m, frame, sizeof(frame)));
+    handshake_seed("opening-http", 0, "GET / HTTP/1.1\r\n", 16);
+    handshake_hellos();
+    static const char *const names[] = {"node-3", "client", "node-123456789", "node-01"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char seed[32];
+        snprintf(seed, sizeof(seed), "cn-%zu", i);
+        handshake_seed(seed, 2, names[i], strlen(names[i]));
+    }
+}
+
 int main(int argc, char **argv)
 {
     out_dir = argc > 1 ? argv[1] : "tests/fuzz/corpus";
@@ -361,7 +516,10 @@ int main(int argc, char **argv)
     mkdir(path, 0755);
     snprintf(path, sizeof(path), "%s/storage", out_dir);
     mkdir(path, 0755);
+    snprintf(path, sizeof(path), "%s/handshake", out_dir);
+    mkdir(path, 0755);
     make_wire_seeds();
     make_storage_seeds();
+    make_handshake_seeds();
     return 0;
 }
