@@ -166,6 +166,7 @@ static void *worker_main(void *arg)
     struct kv_client *kc;
     if (kv_client_open(&kc, w->addrs, w->n_addrs, w->opt.op_timeout_ms) != 0)
         return NULL;
+    kv_client_set_tls(kc, w->opt.tls);
     while (!stopping(w)) {
         char key[48], value[48], got[64];
         unsigned dice = (unsigned)(next_rand(&k->rng) % 100);
@@ -300,6 +301,7 @@ int chaos_workload_verify(struct chaos_workload *w, char *msg, size_t cap)
         snprintf(msg, cap, "cannot open a client for the final reads");
         return -1;
     }
+    kv_client_set_tls(kc, w->opt.tls);
     int client = (int)w->opt.clients; /* the verifier's own client number */
     int bad = 0;
     char got[64];

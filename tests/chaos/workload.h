@@ -22,6 +22,8 @@
 
 #include "tests/chaos/lincheck.h"
 
+struct tls_ctx;
+
 struct chaos_workload_options {
     unsigned clients;       /* threads; default 4 */
     unsigned keys;          /* shared keys; default 5 */
@@ -30,6 +32,8 @@ struct chaos_workload_options {
     unsigned once_percent;  /* share of puts to write-once keys; default 20 */
     unsigned get_percent;   /* share of gets; default 40 */
     uint64_t seed;
+    struct tls_ctx *tls;    /* mutual TLS for every client (net/tls.h); NULL: plain TCP.
+                             * Not owned: it must outlive the workload. */
 };
 
 struct chaos_workload_stats {
