@@ -152,7 +152,7 @@ static bool make_switch(struct netns_net *net, char *why, size_t cap)
  * address. */
 static bool make_host(struct netns_net *net, unsigned i, char *why, size_t cap)
 {
-    char port[8], cidr[32];
+    char port[16], cidr[32];
     snprintf(port, sizeof(port), "h%u", i);
     snprintf(cidr, sizeof(cidr), "%s/24", net->host_ip[i]);
     const char *ns = net->host_ns[i], *sw = net->switch_ns;
