@@ -126,6 +126,7 @@ static void *worker_main(void *arg)
     struct kv_client *kc;
     if (kv_client_open(&kc, w->addrs, w->n_addrs, w->opt.op_timeout_ms) != 0)
         return NULL;
+    kv_client_set_tls(kc, w->opt.tls);
     while (!stopping(w)) {
         step(k, kc);
         if (w->opt.think_ms)
@@ -329,6 +330,7 @@ int chaos_workload_verify(struct chaos_workload *w, char *msg, size_t cap)
         snprintf(msg, cap, "cannot open a client for the final reads");
         return -1;
     }
+    kv_client_set_tls(kc, w->opt.tls);
     int bad = final_reads(w, kc, msg, cap);
     if (!bad)
         bad = read_back_once(w, kc, msg, cap);

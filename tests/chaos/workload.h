@@ -26,6 +26,8 @@
 
 #include "tests/chaos/lincheck.h"
 
+struct tls_ctx;
+
 struct chaos_workload_options {
     unsigned clients;       /* threads; default 4 */
     unsigned keys;          /* shared keys; default 5 */
@@ -38,6 +40,8 @@ struct chaos_workload_options {
     unsigned delete_percent; /* default 10 */
     unsigned cas_percent;    /* default 15 */
     uint64_t seed;
+    struct tls_ctx *tls;    /* mutual TLS for every client (net/tls.h); NULL: plain TCP.
+                             * Not owned: it must outlive the workload. */
 };
 
 /* How the operations of one kind came back. */
