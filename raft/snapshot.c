@@ -74,6 +74,10 @@ static void replace_snapshot_locked(struct raft_node *n, struct snapshot_ref *s)
 void snapshot_take_if_due_drops_lock(struct raft_node *n)
 {
     NODE_ASSERT_LOCKED(n);
+    /* A snapshot received from the leader and not yet restored is newer
+     * than the state machine: nothing it holds is worth a snapshot. */
+    if (n->to_restore || n->last_applied <= n->log.base_index)
+        return;
     /* LAB(snapshots): snapshot the state machine, store it, compact the log (§7) */
     uint64_t index = n->last_applied;
     if (n->cfg.snapshot_every == 0 || n->snapshotting || n->disk_failed ||

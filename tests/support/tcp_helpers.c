@@ -26,6 +26,8 @@ void tcp_test_capture_log(void *ctx, enum raft_log_level lvl,
     if (lvl <= RAFT_LOG_WARN) {
         cap->warns++;
         snprintf(cap->last_warn, sizeof cap->last_warn, "%s", msg);
+        size_t used = strlen(cap->warned);
+        snprintf(cap->warned + used, sizeof cap->warned - used, "%s\n", msg);
     }
     if (cap->verbose)
         fprintf(stderr, "    [log %d] %s\n", (int)lvl, msg);

@@ -20,6 +20,7 @@ struct tcp_test_log {
     pthread_mutex_t mu;
     int warns; /* lines at warn level or worse */
     char last_warn[512];
+    char warned[4096]; /* every warning so far, one a line, while they fit */
     int verbose; /* TCP_TEST_LOG set: echo every line to stderr */
 };
 
