@@ -120,6 +120,7 @@ static struct raft_config node_config(struct cluster *c, unsigned i, unsigned in
     cfg.log_level = c->level;
     cfg.log_line = lab_log_line;
     cfg.log_ctx = &c->slots[i];
+    cfg.trace_path = lab_trace_path(c, i);
     return cfg;
 }
 
@@ -283,6 +284,7 @@ struct cluster *cluster_new(void **state, const char *part, const char *desc,
         abort();
     simnet_set_reliable(c->net, !opts->unreliable);
     *state = c;
+    lab_traces_begin(c);
     fatal_banner_set(c);
     fatal_handler_install();
 
@@ -305,6 +307,7 @@ static void cluster_free(struct cluster *c)
 {
     for (unsigned i = 0; i < c->n; i++)
         cluster_crash(c, i);
+    lab_traces_end(c); /* the nodes have closed their traces */
     monitor_stop(c);
     simnet_free(c->net);
     for (unsigned i = 0; i < c->n; i++) {
@@ -348,4 +351,5 @@ void cluster_end(struct cluster *c)
            (unsigned long long)(st.bytes - c->bytes0),
            (unsigned long long)(cluster_max_applied(c) - c->max0));
     fflush(stdout);
+    c->ended = true;
 }
