@@ -128,9 +128,9 @@ void lab_traces_begin(struct cluster *c)
     const char *suite = strrchr(exe, '/') ? strrchr(exe, '/') + 1 : "lab";
     slug(c->desc, name, sizeof(name));
     char dir[512];
-    snprintf(dir, sizeof(dir), "%s/%.60s-%.60s-%llu", base, suite, name,
-             (unsigned long long)c->seed);
-    int rc = make_dirs(dir);
+    int k = snprintf(dir, sizeof(dir), "%s/%.60s-%.60s-%llu", base, suite, name,
+                     (unsigned long long)c->seed);
+    int rc = k > 0 && (size_t)k < sizeof(dir) ? make_dirs(dir) : -ENAMETOOLONG;
     if (rc) {
         fprintf(stderr, "  (no traces for this test: cannot create %s: %s)\n", dir,
                 strerror(-rc));
