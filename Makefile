@@ -112,7 +112,7 @@ student: cmocka
 
 # Grades the lab parts (tests/labs/grade.sh): RUNS runs of every test, JOBS at a time.
 grade: cmocka
-	@$(MAKE) --no-print-directory $(LAB_BIN)
+	@$(MAKE) --no-print-directory $(LAB_BIN) $(BUILD)/raft
 	@BUILD=$(BUILD) RUNS=$(or $(RUNS),1) JOBS=$(or $(JOBS),2) STOP=$(STOP) tests/labs/grade.sh $(PART)
 
 clean:

@@ -201,8 +201,9 @@ static int tl_by_id(const void *a, const void *b)
     return strcmp(x->id, y->id);
 }
 
-/* Each recv gets the send of the same id (the first, if a trace was
- * appended to twice); requests and replies alike. */
+/* Each recv gets the send of the same id, requests and replies alike. Ids
+ * are unique across a node's restarts (a new boot numbers its own, see
+ * raft/trace.h); a message delivered twice pairs only its first recv. */
 static int tl_match(struct tl_run *run)
 {
     size_t *sends = malloc((run->n + 1) * sizeof(*sends)), n = 0;

@@ -140,6 +140,7 @@ int node_create(struct raft_node **out, const struct raft_config *cfg,
         return rc;
     }
     node_lock(n);
+    n->msg_seq = trace_first_msg_seq(n->trace); /* a restart reuses no id (trace.h) */
     reconfigure_start_locked(n);
     trace_start_locked(n);
     n->last_leader_contact_ms = node_now(n);

@@ -3,7 +3,8 @@
 # JOBS at a time, one test per process (RAFT_TEST), and prints per test:
 # runs passed, median and worst time, and for each failed run its seed, the
 # first line of what failed and the command that replays it; then a score
-# per part. Exits 0 only if every run passed.
+# per part. Exits 0 only if every run passed. A failed run's traces (one
+# node-I.jsonl per node, for raft timeline) are kept in OUTDIR/traces.
 #   RUNS=N (1)  JOBS=J (2)  BUILD=dir (build)
 #   STOP=1      run one at a time, in order, and stop at the first failure
 # Parts: election agreement persistence snapshots membership clients
@@ -21,7 +22,7 @@ if [ "${1:-}" = "--one" ]; then
     out=$2/$3.$4.$5
     start=$(date +%s%N)
     rc=0
-    RAFT_TEST=$4 "$BUILD/tests/$3" >"$out.log" 2>&1 </dev/null || rc=$?
+    RAFT_TEST=$4 RAFT_TRACE_DIR=$2/traces "$BUILD/tests/$3" >"$out.log" 2>&1 </dev/null || rc=$?
     end=$(date +%s%N)
     # A filter that matched no test runs nothing: that is a failure too.
     grep -q '^\[  PASSED  \] 1 test' "$out.log" || [ $rc -ne 0 ] || rc=1
@@ -77,10 +78,11 @@ while read -r part suite t r; do
         set -- $(cat "$res")
         rc=$1 ms=$2
         seed=$(sed -n 's/.*seed \([0-9][0-9]*\) (replay: RAFT_SEED=.*/\1/p' "$out/$suite.$t.$r.log" | head -n 1)
-        why=$(grep -m 1 -E '^=== (CHECK )?FAILED|^=== FATAL|^ERROR: ' "$out/$suite.$t.$r.log" | cut -c1-150 || true)
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$part" "$suite" "$t" "$r" "$rc" "$ms" "${seed:--}" "${why:-exit status $rc, see the log}"
+        why=$(grep -m 1 -E '^=== (CHECK )?FAILED|^=== FATAL|^\[  ERROR   \] --- |^ERROR: ' "$out/$suite.$t.$r.log" | cut -c1-150 || true)
+        traces=$(sed -n 's|^    trace: \(.*\)/node-I\.jsonl.*|\1|p' "$out/$suite.$t.$r.log" | head -n 1)
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$part" "$suite" "$t" "$r" "$rc" "$ms" "${seed:--}" "${why:-exit status $rc, see the log}" "${traces:--}"
     else
-        printf '%s\t%s\t%s\t%s\tskip\t-\t-\t-\n' "$part" "$suite" "$t" "$r"
+        printf '%s\t%s\t%s\t%s\tskip\t-\t-\t-\t-\n' "$part" "$suite" "$t" "$r"
     fi
 done <"$jobs" | awk -F'\t' -v build="$BUILD" -v out="$out" '
 function median(list, k,   a, n, i, j, x) {
@@ -98,7 +100,11 @@ function median(list, k,   a, n, i, j, x) {
     times[key] = times[key] " " $6 / 1000
     if ($6 / 1000 > worst[key]) worst[key] = $6 / 1000
     if ($5 == 0) passed[key]++
-    else fails[key] = fails[key] sprintf("      run %d: %s\n        seed %s, replay: RAFT_SEED=%s RAFT_TEST=%s %s/tests/%s\n        log: %s/%s.%s.%d.log\n", $4, $8, $7, $7, $3, build, $2, out, $2, $3, $4)
+    else {
+        fails[key] = fails[key] sprintf("      run %d: %s\n        seed %s, replay: RAFT_SEED=%s RAFT_TEST=%s %s/tests/%s\n        log: %s/%s.%s.%d.log\n", $4, $8, $7, $7, $3, build, $2, out, $2, $3, $4)
+        if ($9 != "-")
+            fails[key] = fails[key] sprintf("        draw its traces: %s/raft timeline --out %s/run.html %s/node-*.jsonl\n", build, $9, $9)
+    }
 }
 END {
     bad = 0

@@ -123,6 +123,7 @@ static struct raft_config node_config(struct cluster *c, unsigned i, unsigned in
     cfg.log_level = c->level;
     cfg.log_line = lab_log_line;
     cfg.log_ctx = &c->slots[i];
+    cfg.trace_path = lab_trace_path(c, i);
     return cfg;
 }
 
@@ -302,6 +303,7 @@ struct cluster *cluster_new(void **state, const char *part, const char *desc,
         abort();
     simnet_set_reliable(c->net, !opts->unreliable);
     *state = c;
+    lab_traces_begin(c);
     fatal_banner_set(c);
     fatal_handler_install();
 
@@ -324,6 +326,7 @@ static void cluster_free(struct cluster *c)
 {
     for (unsigned i = 0; i < c->n; i++)
         cluster_crash(c, i);
+    lab_traces_end(c); /* the nodes have closed their traces */
     monitor_stop(c);
     simnet_free(c->net);
     for (unsigned i = 0; i < RAFT_MAX_NODES; i++) {
@@ -368,4 +371,5 @@ void cluster_end(struct cluster *c)
            (unsigned long long)(st.bytes - c->bytes0),
            (unsigned long long)(cluster_max_applied(c) - c->max0));
     fflush(stdout);
+    c->ended = true;
 }

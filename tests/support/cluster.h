@@ -57,6 +57,10 @@
  *   RAFT_SEED=N        replay: use seed N for every test (else one per test)
  *   RAFT_TIME_SCALE=x  stretch every timing by x (slow machines, valgrind)
  *   RAFT_VERBOSE=1|2|3 print node logs live at info | debug | trace
+ *   RAFT_TRACE=keep|off   keep the nodes' traces of passing tests too |
+ *                      write none (default: kept only when the test fails,
+ *                      in <build>/lab-traces/<suite>-<test>-<seed>/,
+ *                      lab_traces.c); RAFT_TRACE_DIR=D puts them in D
  *
  * Threads: the thread running the cmocka test creates, crashes, restarts,
  * connects and frees. Observation, Start and the lab helpers (one, wait,
@@ -109,7 +113,9 @@ struct cluster *cluster_new(void **state, const char *part, const char *desc,
                             const struct cluster_opts *opts);
 /* cmocka teardown: stops and frees the cluster in *state, if any. */
 int cluster_teardown(void **state);
-/* Final checks, then the lab's "Passed -- time peers RPCs bytes agreements". */
+/* Final checks, then the lab's "Passed -- time peers RPCs bytes agreements".
+ * A test passes only through here: without it, its traces are kept and
+ * reported as those of a test that did not pass. */
 void cluster_end(struct cluster *c);
 
 unsigned cluster_n(struct cluster *c);

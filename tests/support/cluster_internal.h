@@ -67,6 +67,7 @@ struct slot {
     unsigned incarnation;   /* changed only by the test thread */
     struct memstore *store;
     struct ring ring;
+    char trace_path[576];   /* its trace file (lab_traces.c) */
 
     /* Monitor thread only: Leader Append-Only and Leader Completeness. */
     uint64_t la_term;        /* term it leads, as last sampled; 0: not leader */
@@ -128,6 +129,13 @@ struct cluster {
     enum raft_log_level level;
     uint64_t t0_ms;
     uint64_t rpcs0, bytes0, max0;
+    bool ended; /* cluster_end's final checks passed (test thread only) */
+
+    /* lab_traces.c: where the nodes' traces go ("" when off), as shown */
+    char trace_dir[512];
+    char raft_bin[512]; /* the raft binary whose timeline draws them */
+    bool keep_traces;   /* RAFT_TRACE=keep */
+    bool traces_off;    /* RAFT_TRACE=off */
 
     struct simnet *net;
     struct slot slots[RAFT_MAX_NODES];
@@ -186,6 +194,20 @@ void fatal_banner_clear(void);
  * (seed, message, the log lines of the nodes in `nodes`, a bit mask). */
 void cluster_violation(struct cluster *c, uint32_t nodes, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* lab_traces.c (the traces of a test's nodes, kept when it fails) */
+/* Decides where they go (RAFT_TRACE, RAFT_TRACE_DIR), makes the test's
+ * directory and empties it of a run with the same seed. */
+void lab_traces_begin(struct cluster *c);
+/* Node i's trace file for raft_config.trace_path; NULL when off. */
+const char *lab_trace_path(struct cluster *c, unsigned i);
+/* The "trace:" and "draw it:" lines of a report, note after the path;
+ * LAB_TRACES_TEXT bytes hold them. */
+#define LAB_TRACES_TEXT 2600
+void lab_traces_describe(struct cluster *c, const char *note, char *buf, size_t cap);
+/* Once every node has stopped: deletes a passed test's traces (unless
+ * kept), or says where those of a test that did not pass are. */
+void lab_traces_end(struct cluster *c);
 
 /* checks.c */
 struct raft_fsm lab_fsm_new(struct cluster *c, unsigned id, unsigned incarnation);

@@ -102,6 +102,9 @@ static void print_header_locked(struct cluster *c, const char *what, const char 
             (lab_now_ms() - c->t0_ms) / 1000.0, msg);
     fprintf(stderr, "    seed %llu: replay with RAFT_SEED=%llu\n",
             (unsigned long long)c->seed, (unsigned long long)c->seed);
+    char traces[LAB_TRACES_TEXT];
+    lab_traces_describe(c, " (complete once the test ends)", traces, sizeof(traces));
+    fprintf(stderr, "%s", traces);
 }
 
 void cluster_violation(struct cluster *c, uint32_t nodes, const char *fmt, ...)
@@ -211,7 +214,7 @@ void cluster_fatal(struct cluster *c, const char *fmt, ...)
  * back the previous ones after each: cluster_new and cluster_teardown
  * therefore install this one again each time. */
 
-static char fatal_banner[512];
+static char fatal_banner[LAB_TRACES_TEXT + 512];
 static atomic_size_t fatal_banner_len;
 static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
 
@@ -276,9 +279,13 @@ void fatal_handler_install(void)
 void fatal_banner_set(struct cluster *c)
 {
     atomic_store(&fatal_banner_len, 0);
+    char traces[LAB_TRACES_TEXT];
+    /* A process that dies loses the lines its nodes had not yet written
+     * out (their last 200 ms at most, raft/trace.h). */
+    lab_traces_describe(c, " (but for its last lines)", traces, sizeof(traces));
     int k = snprintf(fatal_banner, sizeof(fatal_banner),
-                     "    Test (%s): %s\n    seed %llu (replay: RAFT_SEED=%llu)\n", c->part,
-                     c->desc, (unsigned long long)c->seed, (unsigned long long)c->seed);
+                     "    Test (%s): %s\n    seed %llu (replay: RAFT_SEED=%llu)\n%s", c->part,
+                     c->desc, (unsigned long long)c->seed, (unsigned long long)c->seed, traces);
     if (k < 0)
         return;
     atomic_store(&fatal_banner_len, (size_t)k < sizeof(fatal_banner) ? (size_t)k
