@@ -415,27 +415,7 @@ int kv_client_status(const char *addr, unsigned timeout_ms, struct client_reply 
 int kv_client_status_tls(const char *addr, struct tls_ctx *tls, unsigned timeout_ms,
                          struct client_reply *out)
 {
-    struct tcp_link *link;
-    int rc = tcp_link_dial(&link, addr, tls, timeout_ms);
-    if (rc < 0)
-        return rc;
-    struct wire_msg req = {.type = WIRE_CLIENT_REQUEST, .from = WIRE_FROM_CLIENT}, reply;
-    req.u.request.op = CLIENT_STATUS;
-    uint8_t *buf = NULL;
-    size_t cap = 0;
-    rc = tcp_link_roundtrip(link, &req, &reply, &buf, &cap, timeout_ms);
-    tcp_link_close(link);
-    if (rc == 0 && reply.type != WIRE_CLIENT_REPLY)
-        rc = -EPROTO;
-    /* The reply's byte strings point into buf, freed below: *out keeps
-     * none of them (a status names its leader by id). */
-    if (rc == 0) {
-        *out = reply.u.reply;
-        out->value = NULL;
-        out->value_len = 0;
-        out->leader_addr = NULL;
-        out->leader_addr_len = 0;
-    }
-    free(buf);
-    return rc;
+    struct raft_membership_view view;
+    bool has_view;
+    return kv_client_node_view(addr, tls, timeout_ms, out, &view, &has_view);
 }
