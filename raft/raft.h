@@ -164,7 +164,8 @@ struct raft_msg {
     uint8_t type;  /* enum raft_msg_type */
     uint32_t from; /* the sender's node id */
     /* Numbers the sender's messages, requests and replies alike, so that a
-     * trace (--trace) pairs each send with its receive: "<from>-<id>". */
+     * trace (--trace) pairs each send with its receive: "<from>-<id>",
+     * "<from>-<boot>.<id>" after a restart (raft/trace.h). */
     uint64_t id;
     union {
         struct raft_request_vote rv;
