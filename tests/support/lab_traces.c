@@ -141,14 +141,16 @@ void lab_traces_begin(struct cluster *c)
     char bin[600];
     snprintf(bin, sizeof(bin), "%s/raft", build);
     shown_path(bin, c->raft_bin, sizeof(c->raft_bin));
-    for (unsigned i = 0; i < c->n; i++)
-        snprintf(c->slots[i].trace_path, sizeof(c->slots[i].trace_path), "%s/node-%u.jsonl",
-                 c->trace_dir, i);
 }
 
+/* Named when first asked for: nodes that join later get theirs too. */
 const char *lab_trace_path(struct cluster *c, unsigned i)
 {
-    return c->trace_dir[0] ? c->slots[i].trace_path : NULL;
+    if (!c->trace_dir[0])
+        return NULL;
+    snprintf(c->slots[i].trace_path, sizeof(c->slots[i].trace_path), "%s/node-%u.jsonl",
+             c->trace_dir, i);
+    return c->slots[i].trace_path;
 }
 
 void lab_traces_describe(struct cluster *c, const char *note, char *buf, size_t cap)
