@@ -219,7 +219,7 @@ static int may_change_locked(struct raft_node *n, uint64_t deadline, int32_t *le
     while (n->role == RAFT_LEADER && n->commit_index < n->leader_first_index) {
         if (node_now(n) >= deadline) {
             node_say_why(why, cap, "This leader has not yet committed an entry of its term, which it "
-                "must before changing the configuration.");
+                         "must before changing the configuration.");
             return -ETIMEDOUT;
         }
         wait_a_little_locked(n, deadline);
@@ -229,7 +229,7 @@ static int may_change_locked(struct raft_node *n, uint64_t deadline, int32_t *le
         return -EPERM;
     if (n->members_index > n->commit_index) {
         node_say_why(why, cap, "A configuration change is already under way (entry %llu is not "
-            "committed yet).", (unsigned long long)n->members_index);
+                     "committed yet).", (unsigned long long)n->members_index);
         return -EBUSY;
     }
     /* STUB: *leader_hint = n->leader_id; (void)deadline; (void)why; (void)cap; */
@@ -274,12 +274,12 @@ static int commit_config_locked(struct raft_node *n, const struct raft_membershi
             return 0;
         if (!leads_locked(n, term)) {
             node_say_why(why, cap, "This node stopped leading before the change (entry %llu) "
-                "committed: it may or may not take effect.", (unsigned long long)index);
+                         "committed: it may or may not take effect.", (unsigned long long)index);
             return -ECANCELED;
         }
         if (node_now(n) >= deadline) {
             node_say_why(why, cap, "The change (entry %llu) did not commit in time: it may still "
-                "take effect.", (unsigned long long)index);
+                         "take effect.", (unsigned long long)index);
             return -ETIMEDOUT;
         }
         wait_a_little_locked(n, deadline);
@@ -316,15 +316,15 @@ static int catch_up_locked(struct raft_node *n, struct peer *p, uint64_t deadlin
                 progress_at = now;
             } else if (now - progress_at > timeout) {
                 node_say_why(why, cap, "n%u could not catch up: no progress for %llu ms (it holds "
-                    "%llu of %llu entries); it stays a learner.", p->id,
-                    (unsigned long long)(now - progress_at),
-                    (unsigned long long)p->match_index, (unsigned long long)target);
+                             "%llu of %llu entries); it stays a learner.", p->id,
+                             (unsigned long long)(now - progress_at),
+                             (unsigned long long)p->match_index, (unsigned long long)target);
                 return -EINVAL;
             }
             if (now >= deadline) {
                 node_say_why(why, cap, "n%u was still catching up when the time ran out (it holds "
-                    "%llu of %llu entries); it stays a learner.", p->id,
-                    (unsigned long long)p->match_index, (unsigned long long)target);
+                             "%llu of %llu entries); it stays a learner.", p->id,
+                             (unsigned long long)p->match_index, (unsigned long long)target);
                 return -ETIMEDOUT;
             }
             wait_a_little_locked(n, deadline);
@@ -338,7 +338,7 @@ static int catch_up_locked(struct raft_node *n, struct peer *p, uint64_t deadlin
             return 0;
     }
     node_say_why(why, cap, "n%u could not catch up in %d rounds: the log grows faster than it "
-        "receives it; it stays a learner.", p->id, CATCH_UP_ROUNDS);
+                 "receives it; it stays a learner.", p->id, CATCH_UP_ROUNDS);
     return -EINVAL;
     /* STUB: (void)n; (void)p; (void)deadline; (void)why; (void)cap; (void)progress_of; */
     /* END LAB: return 0; */
@@ -352,7 +352,7 @@ static int check_new_id_locked(const struct raft_node *n, uint32_t id, bool vote
         node_say_why(why, cap, "Node ids run from 0 to %d.", RAFT_MAX_ID);
     } else if (n->members.removed >> id & 1) {
         node_say_why(why, cap, "n%u was removed from this cluster before, and ids are never reused: "
-            "give the server a new id.", id);
+                     "give the server a new id.", id);
     } else if (m && (m->voter || !voter)) {
         node_say_why(why, cap, "n%u is already a %s.", id, m->voter ? "voter" : "learner");
     } else if (!m && n->members.n == RAFT_MAX_NODES) {

@@ -63,7 +63,7 @@ int transfer_start_locked(struct raft_node *n, int32_t target, uint64_t now,
             node_say_why(why, why_cap, "n%d is a learner, which cannot lead: promote it first.", target);
         else
             node_say_why(why, why_cap, "n%d is not a member of this cluster (its members are %s).",
-                target, members);
+                         target, members);
         return -EINVAL;
     }
     if (n->adding != RAFT_NO_NODE || n->members_index > n->commit_index) {
@@ -209,7 +209,7 @@ static int transfer_outcome_locked(const struct raft_node *n, int32_t target,
     }
     if (n->current_term == term && !node_transfer_in_progress_locked(n)) {
         node_say_why(why, cap, "n%d did not take over within %u ms; the transfer was abandoned.",
-            target, n->cfg.election_timeout_max_ms);
+                     target, n->cfg.election_timeout_max_ms);
         return -ETIMEDOUT;
     }
     return -EAGAIN;
