@@ -374,7 +374,7 @@ void node_advance_commit_locked(struct raft_node *n)
     node_wake_applier_locked(n);
     if (noop_committed)
         clients_wake_locked(n, true); /* reads wait for the no-op */
-    step_down_if_removed_locked(n);
     /* STUB: (void)log_commit_locked; */
     /* END LAB */
+    step_down_if_removed_locked(n);
 }
