@@ -171,13 +171,17 @@ void votes_check_leader(struct cluster *c, unsigned id, uint64_t term,
         if (m.members[k].voter)
             voters |= 1ull << m.members[k].id;
     pthread_mutex_lock(&c->votes_mu);
+    /* In a student tree before the persistence part no node stores any
+     * vote: the ledger is empty, and the other checks are the ones that
+     * speak until votes are stored. */
+    bool none_stored = c->votes_cap == 0;
     for (unsigned v = 0; term < c->votes_cap && v < RAFT_MAX_NODES; v++)
         if ((voters >> v & 1) && c->votes[term][v] == (int8_t)id)
             granted |= 1ull << v;
     pthread_mutex_unlock(&c->votes_mu);
     unsigned n_voters = (unsigned)__builtin_popcountll(voters);
     unsigned n_granted = (unsigned)__builtin_popcountll(granted);
-    if ((voters >> id & 1) && n_granted > n_voters / 2)
+    if ((voters >> id & 1) && (none_stored || n_granted > n_voters / 2))
         return;
     char cfg[160], who[96];
     membership_describe(&m, cfg, sizeof(cfg));
