@@ -29,6 +29,7 @@ int tcp_addrs_init(struct tcp_addrs *t, uint32_t self_id, char *const *addrs, ui
             return -EINVAL;
         }
         a->known = true;
+        a->pinned = true;
         a->gen = 1;
     }
     int rc = pthread_mutex_init(&t->mu, NULL);
@@ -62,8 +63,8 @@ static bool take_address(struct tcp_addrs *t, const struct raft_member *x,
     struct tcp_addr *a = &t->a[x->id];
     char host[TCP_HOST_MAX];
     uint16_t port;
-    if (x->addr[0] == '\0')
-        return false; /* the transport knows it otherwise: from --peers */
+    if (x->addr[0] == '\0' || a->pinned)
+        return false; /* this node knows its own way there: from --peers */
     if (tcp_parse_addr(x->addr, host, sizeof host, &port) != 0) {
         *c = (struct tcp_addr_change){.id = x->id, .known = false};
         snprintf(c->addr, sizeof c->addr, "%s", x->addr);

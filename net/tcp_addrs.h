@@ -5,7 +5,11 @@
  *
  * It starts from the addresses given on the command line (--peers, by
  * id) and follows every configuration the node uses (thesis ch. 4): a
- * member brings its address, or a new one when it moved. A member that
+ * member brings its address, or a new one when it moved. An address
+ * given on the command line stays: it says how this node reaches that
+ * id, which may differ from how the leader that wrote the configuration
+ * reaches it (address translation, one proxy per link), and a
+ * configuration copies the leader's view of its members. A member that
  * left keeps its last address, as the leader still tells it that it was
  * removed (§4.2.2); ids are never reused, so it names nobody else.
  * Readers copy an entry; each entry counts its changes (gen), so that a
@@ -29,6 +33,7 @@ struct tcp_addr {
     char host[TCP_HOST_MAX];
     uint16_t port;
     uint32_t gen; /* counts the changes of this entry; 0 before the first */
+    bool pinned;  /* given on the command line: configurations do not change it */
 };
 
 struct tcp_addrs {
@@ -53,7 +58,8 @@ void tcp_addrs_destroy(struct tcp_addrs *t);
 struct tcp_addr tcp_addrs_get(struct tcp_addrs *t, uint32_t id);
 
 /* Follows a configuration: its members' addresses are taken (a member
- * whose address is "" keeps the one known; ids not in it keep theirs).
+ * whose address is "" keeps the one known, as does one given on the
+ * command line; ids not in it keep theirs).
  * Never blocks on I/O. */
 void tcp_addrs_set_members(struct tcp_addrs *t, const struct raft_membership *m);
 

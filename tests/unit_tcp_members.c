@@ -5,7 +5,8 @@
  * at its new address and its old connection is closed by the next request
  * to it, a member that left is still reached at its last address (the
  * leader tells it it was removed), an id no configuration named is not
- * dialed, and a member listed with no address keeps the one --peers gave.
+ * dialed, and a member listed with no address, or with another one, keeps
+ * the one --peers gave.
  *
  * Servers are the echo server of tests/support/tcp_helpers.h, and a bare
  * socket that answers one RequestVote by hand, whose end of the
@@ -129,6 +130,28 @@ static int answer_one_vote(int listener, uint32_t id)
     return fd;
 }
 
+/* --peers says how this node reaches n1; the configuration, written by a
+ * leader that reaches n1 another way (through its own proxy, or across an
+ * address translation), does not change it. */
+static void test_address_from_peers_stays_when_a_configuration_gives_another(void **state)
+{
+    struct tcp_test_fixture *f = *state;
+    tcp_test_start_server(f, 0, 0);
+    struct tcp_transport *t = tcp_test_transport_to(f, f->addr);
+    struct raft_transport ops = tcp_transport_ops(t);
+    char leaders_view[32];
+    int listener = listen_loopback(leaders_view, sizeof leaders_view);
+    const uint32_t ids[] = {0, 1};
+    const char *addrs[] = {"127.0.0.1:1", leaders_view};
+    struct raft_membership m = members_at(2, ids, addrs);
+    ops.set_members(ops.ctx, &m);
+    struct raft_msg req = tcp_test_request_vote(1), reply;
+    assert_int_equal(ops.call(ops.ctx, 1, &req, &reply, 2000), 0);
+    assert_int_equal(atomic_load(&f->echo.calls), 1);
+    close(listener);
+    tcp_transport_destroy(t);
+}
+
 struct caller {
     struct raft_transport ops;
     uint64_t term;
@@ -150,8 +173,14 @@ static void test_moved_member_is_dialed_anew_and_left_member_still_reached(void 
     tcp_test_start_server(f, 0, 0); /* where n1 moves to */
     char old_addr[32];
     int listener = listen_loopback(old_addr, sizeof old_addr);
-    struct tcp_transport *t = tcp_test_transport_to(f, old_addr);
+    /* n1 is known from a configuration, not from --peers. */
+    struct tcp_transport *t;
+    assert_int_equal(tcp_transport_create(&t, 0, NULL, 0, tcp_test_capture_log, &f->log), 0);
+    const uint32_t ids[] = {0, 1};
+    const char *first[] = {"127.0.0.1:1", old_addr};
+    struct raft_membership m = members_at(2, ids, first);
     struct caller c = {.ops = tcp_transport_ops(t), .term = 7};
+    c.ops.set_members(c.ops.ctx, &m);
 
     /* The first call goes to the old address, answered by hand. */
     pthread_t th;
@@ -163,9 +192,8 @@ static void test_moved_member_is_dialed_anew_and_left_member_still_reached(void 
 
     /* n1 moves: the next call reaches the echo server, and the connection
      * to the old address is closed on the way. */
-    const uint32_t ids[] = {0, 1};
     const char *moved[] = {"127.0.0.1:1", f->addr};
-    struct raft_membership m = members_at(2, ids, moved);
+    m = members_at(2, ids, moved);
     c.ops.set_members(c.ops.ctx, &m);
     struct raft_msg req = tcp_test_request_vote(8), reply;
     assert_int_equal(c.ops.call(c.ops.ctx, 1, &req, &reply, 2000), 0);
@@ -190,11 +218,15 @@ static void test_unusable_address_in_a_configuration_is_not_taken(void **state)
 {
     struct tcp_test_fixture *f = *state;
     tcp_test_start_server(f, 0, 0);
-    struct tcp_transport *t = tcp_test_transport_to(f, f->addr);
+    struct tcp_transport *t;
+    assert_int_equal(tcp_transport_create(&t, 0, NULL, 0, tcp_test_capture_log, &f->log), 0);
     struct raft_transport ops = tcp_transport_ops(t);
     const uint32_t ids[] = {0, 1};
-    const char *addrs[] = {"", "no-port-here"};
-    struct raft_membership m = members_at(2, ids, addrs);
+    const char *usable[] = {"", f->addr};
+    struct raft_membership m = members_at(2, ids, usable);
+    ops.set_members(ops.ctx, &m);
+    const char *unusable[] = {"", "no-port-here"};
+    m = members_at(2, ids, unusable);
     ops.set_members(ops.ctx, &m);
     assert_int_equal(tcp_test_warn_count(&f->log), 1);
     struct raft_msg req = tcp_test_request_vote(1), reply;
@@ -209,6 +241,9 @@ int main(void)
                                         tcp_test_setup, tcp_test_teardown),
         cmocka_unit_test_setup_teardown(test_member_without_address_keeps_the_known_one,
                                         tcp_test_setup, tcp_test_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_address_from_peers_stays_when_a_configuration_gives_another, tcp_test_setup,
+            tcp_test_teardown),
         cmocka_unit_test_setup_teardown(
             test_moved_member_is_dialed_anew_and_left_member_still_reached, tcp_test_setup,
             tcp_test_teardown),
