@@ -41,7 +41,7 @@ SUITES   := $(foreach s,$(SUITES),$(if $(findstring $(PART),$(s)),$(s)))
 endif
 SUITE_BIN := $(SUITES:%=$(BUILD)/tests/%)
 
-.PHONY: all run test check bench bench-etcd bench-compare fuzz clean cmocka openssl student grade
+.PHONY: all run test check bench bench-state bench-etcd bench-compare fuzz clean cmocka openssl student grade
 .SECONDARY:
 all: $(BUILD)/raft $(BUILD)/raft-proxy
 
@@ -92,6 +92,10 @@ bench: $(BUILD)/raft $(BUILD)/floor
 $(BUILD)/floor: bench/floor.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -Wall -Wextra -Werror -pthread -o $@ $<
+
+# Writes, latency and memory with a small state and a large one (bench/state.sh).
+bench-state: $(BUILD)/raft
+	bench/state.sh $(BUILD)/raft
 
 bench-etcd:
 	BUILD=$(BUILD) CC="$(CC)" bench/etcd.sh

@@ -76,7 +76,7 @@ static void serve_defaults(struct serve_options *o)
     struct raft_config d;
     raft_config_defaults(&d, 0, 1);
     *o = (struct serve_options){
-        .nodes = 3, .base_port = 8000, .id = -1, .snapshot_every = (long)d.snapshot_every,
+        .nodes = 3, .base_port = 8000, .id = -1, .snapshot_every = -1,
         .election = {d.election_timeout_min_ms, d.election_timeout_max_ms},
         .heartbeat = d.heartbeat_ms, .log_level = -1};
 }
@@ -136,7 +136,10 @@ static void configure_node(struct kv_server_config *sc, const struct serve_optio
     sc->raft.election_timeout_min_ms = (unsigned)o->election.min;
     sc->raft.election_timeout_max_ms = (unsigned)o->election.max;
     sc->raft.heartbeat_ms = (unsigned)o->heartbeat;
-    sc->raft.snapshot_every = (uint64_t)o->snapshot_every;
+    if (o->snapshot_every == 0)
+        sc->raft.snapshot_log_min_bytes = 0; /* never */
+    else if (o->snapshot_every > 0)
+        sc->raft.snapshot_every = (uint64_t)o->snapshot_every;
 }
 
 /* The console's `quit`: wakes the main thread's sigwait() as a stop
@@ -209,7 +212,9 @@ static int node_options(int argc, char **argv, struct serve_options *o, struct c
         OPT_HEARTBEAT(o),
         {.name = "snapshot-every", .kind = CLI_LONG, .metavar = "N", .dest = &o->snapshot_every,
          .lo = 0, .hi = (double)(1L << 40),
-         .help = "snapshot once N applied entries are in the log; 0: never"},
+         .help = "snapshot once N applied entries are in the log; 0: never",
+         .shown_default = "when the log holds a quarter of the last snapshot's size, and at "
+                          "least 16 MiB"},
         CLI_TLS_OPTIONS(&o->tls),
         CLI_CLUSTER_NAME_OPTION(&o->cluster_name),
         {.name = "trace", .kind = CLI_STRING, .metavar = "FILE", .dest = &o->trace,

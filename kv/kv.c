@@ -4,6 +4,13 @@
  * Two open-addressing hash tables under one mutex: keys -> values, and
  * client id -> session. The applier thread writes; request handlers read.
  *
+ * A snapshot does not stop them: the capture copies only the table of
+ * pointers to keys and values (a few milliseconds for a million keys),
+ * and the bytes are serialized from that copy outside the mutex while
+ * writes go on. Writes never change a key's or value's bytes in place
+ * (a put allocates the new value), and while a view is out they put off
+ * freeing the old ones, so that the view stays as of its capture.
+ *
  * Snapshot layout (big-endian):
  *   u32 magic "KVS2"  u64 applied_index  u64 clock_ms
  *   u64 n_keys     then per key:     u32 key_len key u32 value_len value
@@ -35,6 +42,35 @@ static void *alloc_locked(struct kv *kv, size_t n, bool zero)
     if (kv->allocs_left > 0)
         kv->allocs_left--;
     return zero ? calloc(1, n) : malloc(n);
+}
+
+/* Room for n more deferred frees, so that a write that has begun cannot
+ * fail halfway. */
+static int reserve_deferred_locked(struct kv *kv, size_t n)
+{
+    if (kv->views == 0 || kv->n_deferred + n <= kv->deferred_cap)
+        return 0;
+    size_t cap = kv->deferred_cap ? kv->deferred_cap : 1024;
+    while (cap < kv->n_deferred + n)
+        cap *= 2;
+    void **d = kv->allocs_left == 0 ? NULL : realloc(kv->deferred, cap * sizeof(*d));
+    if (!d)
+        return -ENOMEM;
+    kv->deferred = d;
+    kv->deferred_cap = cap;
+    return 0;
+}
+
+/* Frees a key's or value's bytes, or keeps them while a snapshot's view
+ * may point to them. Writes reserve the room first; should there be none
+ * after all (a restore of a snapshot with a key twice), the bytes are
+ * leaked rather than freed under the view. */
+static void release_locked(struct kv *kv, void *p)
+{
+    if (kv->views == 0 || p == NULL)
+        free(p);
+    else if (reserve_deferred_locked(kv, 1) == 0)
+        kv->deferred[kv->n_deferred++] = p;
 }
 
 /* ---- the key table ---- */
@@ -97,7 +133,7 @@ static int set_locked(struct kv *kv, const uint8_t *key, uint32_t key_len,
         it->hash = h;
         kv->n_items++;
     }
-    free(it->value);
+    release_locked(kv, it->value);
     it->value = v;
     it->value_len = value_len;
     return 0;
@@ -120,8 +156,8 @@ static struct kv_item *lookup_locked(struct kv *kv, const uint8_t *key, uint32_t
 static void remove_locked(struct kv *kv, struct kv_item *it)
 {
     size_t mask = kv->items_cap - 1, hole = (size_t)(it - kv->items);
-    free(it->key);
-    free(it->value);
+    release_locked(kv, it->key);
+    release_locked(kv, it->value);
     kv->n_items--;
     for (size_t j = (hole + 1) & mask; kv->items[j].key; j = (j + 1) & mask) {
         size_t home = kv->items[j].hash & mask;
@@ -254,6 +290,8 @@ static int apply_command_locked(struct kv *kv, const uint8_t *data, uint32_t len
     int rc = expire_sessions_locked(kv);
     if (rc == 0)
         rc = reserve_session_locked(kv);
+    if (rc == 0)
+        rc = reserve_deferred_locked(kv, 2); /* a delete frees a key and a value */
     if (rc)
         return rc;
     struct kv_session *s = find_session(kv->sessions, kv->sessions_cap, c.client_id);
@@ -297,31 +335,28 @@ static int kv_apply(void *ctx, uint64_t index, const struct raft_entry *e)
     return kv_apply_entry(ctx, index, e);
 }
 
-static int kv_snapshot(void *ctx, uint8_t **data, size_t *len)
+/* A snapshot's view (kv_snapshot_capture): the items as of the capture,
+ * pointing to bytes no write frees while the view is out, and the
+ * sessions already serialized (they are few, and their answers change in
+ * place). */
+struct kv_view {
+    uint64_t applied_index, clock_ms;
+    struct kv_item *items;
+    size_t n_items, items_bytes;
+    uint8_t *sessions;
+    size_t sessions_len;
+};
+
+static size_t sessions_size_locked(const struct kv *kv)
 {
-    struct kv *kv = ctx;
-    pthread_mutex_lock(&kv->mu);
-    size_t size = 4 + 8 + 8 + 8 + 8 + kv->n_sessions * (24 + 1 + 4);
+    size_t size = 8 + kv->n_sessions * (24 + 1 + 4);
     for (size_t i = 0; i < kv->sessions_cap; i++)
         size += kv->sessions[i].held_len;
-    for (size_t i = 0; i < kv->items_cap; i++)
-        if (kv->items[i].key)
-            size += 8 + kv->items[i].key_len + kv->items[i].value_len;
-    uint8_t *buf = malloc(size), *p = buf;
-    if (!buf) {
-        pthread_mutex_unlock(&kv->mu);
-        return -ENOMEM;
-    }
-    put_u32(p, SNAPSHOT_MAGIC);
-    put_u64(p + 4, kv->applied_index);
-    put_u64(p + 12, kv->clock_ms);
-    put_u64(p + 20, kv->n_items);
-    p += 28;
-    for (size_t i = 0; i < kv->items_cap; i++) {
-        const struct kv_item *it = &kv->items[i];
-        if (it->key)
-            p = put_bytes(put_bytes(p, it->key, it->key_len), it->value, it->value_len);
-    }
+    return size;
+}
+
+static uint8_t *put_sessions_locked(const struct kv *kv, uint8_t *p)
+{
     put_u64(p, kv->n_sessions);
     p += 8;
     for (size_t i = 0; i < kv->sessions_cap; i++) {
@@ -334,17 +369,98 @@ static int kv_snapshot(void *ctx, uint8_t **data, size_t *len)
         p[24] = s->last_result;
         p = put_bytes(p + 25, s->held, s->held_len);
     }
+    return p;
+}
+
+static void free_view(struct kv_view *v)
+{
+    free(v->items);
+    free(v->sessions);
+    free(v);
+}
+
+static int kv_snapshot_capture(void *ctx, void **out)
+{
+    struct kv *kv = ctx;
+    struct kv_view *v = calloc(1, sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    pthread_mutex_lock(&kv->mu);
+    v->applied_index = kv->applied_index;
+    v->clock_ms = kv->clock_ms;
+    v->sessions_len = sessions_size_locked(kv);
+    v->items = malloc(kv->n_items ? kv->n_items * sizeof(*v->items) : 1);
+    v->sessions = malloc(v->sessions_len);
+    if (!v->items || !v->sessions) {
+        pthread_mutex_unlock(&kv->mu);
+        free_view(v);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < kv->items_cap; i++) {
+        const struct kv_item *it = &kv->items[i];
+        if (!it->key)
+            continue;
+        v->items[v->n_items++] = *it;
+        v->items_bytes += 8 + it->key_len + it->value_len;
+    }
+    put_sessions_locked(kv, v->sessions);
+    kv->views++;
     pthread_mutex_unlock(&kv->mu);
-    *data = buf;
-    *len = (size_t)(p - buf);
+    *out = v;
     return 0;
+}
+
+/* The view is done with: what writes put off freeing for it goes. */
+static void release_view(struct kv *kv, struct kv_view *v)
+{
+    void **deferred = NULL;
+    size_t n = 0;
+    pthread_mutex_lock(&kv->mu);
+    if (--kv->views == 0) {
+        deferred = kv->deferred;
+        n = kv->n_deferred;
+        kv->deferred = NULL;
+        kv->n_deferred = kv->deferred_cap = 0;
+    }
+    pthread_mutex_unlock(&kv->mu);
+    for (size_t i = 0; i < n; i++)
+        free(deferred[i]);
+    free(deferred);
+    free_view(v);
+}
+
+static int kv_snapshot_serialize(void *ctx, void *view, uint8_t **data, size_t *len)
+{
+    struct kv_view *v = view;
+    int rc = 0;
+    if (data) {
+        size_t size = 4 + 8 + 8 + 8 + v->items_bytes + v->sessions_len;
+        uint8_t *buf = malloc(size), *p = buf;
+        if (buf) {
+            put_u32(p, SNAPSHOT_MAGIC);
+            put_u64(p + 4, v->applied_index);
+            put_u64(p + 12, v->clock_ms);
+            put_u64(p + 20, v->n_items);
+            p += 28;
+            for (size_t i = 0; i < v->n_items; i++) {
+                const struct kv_item *it = &v->items[i];
+                p = put_bytes(put_bytes(p, it->key, it->key_len), it->value, it->value_len);
+            }
+            memcpy(p, v->sessions, v->sessions_len);
+            *data = buf;
+            *len = size;
+        }
+        rc = buf ? 0 : -ENOMEM;
+    }
+    release_view(ctx, v);
+    return rc;
 }
 
 static void clear_locked(struct kv *kv)
 {
     for (size_t i = 0; i < kv->items_cap; i++) {
-        free(kv->items[i].key);
-        free(kv->items[i].value);
+        release_locked(kv, kv->items[i].key);
+        release_locked(kv, kv->items[i].value);
     }
     free(kv->items);
     for (size_t i = 0; i < kv->sessions_cap; i++)
@@ -401,8 +517,13 @@ static int kv_restore(void *ctx, uint64_t index, const uint8_t *data, size_t len
 {
     struct kv *kv = ctx;
     pthread_mutex_lock(&kv->mu);
+    int rc = reserve_deferred_locked(kv, 2 * kv->n_items);
+    if (rc) {
+        pthread_mutex_unlock(&kv->mu);
+        return rc;
+    }
     clear_locked(kv);
-    int rc = restore_locked(kv, data, len);
+    rc = restore_locked(kv, data, len);
     kv->applied_index = index;
     pthread_mutex_unlock(&kv->mu);
     return rc;
@@ -410,7 +531,9 @@ static int kv_restore(void *ctx, uint64_t index, const uint8_t *data, size_t len
 
 struct raft_fsm kv_fsm(struct kv *kv)
 {
-    return (struct raft_fsm){.ctx = kv, .apply = kv_apply, .snapshot = kv_snapshot,
+    return (struct raft_fsm){.ctx = kv, .apply = kv_apply,
+                             .snapshot_capture = kv_snapshot_capture,
+                             .snapshot_serialize = kv_snapshot_serialize,
                              .restore = kv_restore, .describe = kv_describe_for_log};
 }
 
@@ -431,6 +554,10 @@ void kv_free(struct kv *kv)
 {
     if (!kv)
         return;
+    for (size_t i = 0; i < kv->n_deferred; i++)
+        free(kv->deferred[i]);
+    free(kv->deferred);
+    kv->views = 0; /* none is out: the node that captured them has stopped */
     clear_locked(kv);
     pthread_mutex_destroy(&kv->mu);
     free(kv);

@@ -43,6 +43,13 @@ struct kv {
     uint64_t session_timeout_ms;
     uint64_t duplicates; /* committed puts that the session table refused */
     long allocs_left;    /* allocations that may succeed; -1: no limit (tests) */
+    /* Copy-on-write for snapshots (kv.c): while a captured view is out,
+     * the keys and values it points to are not freed but put here, and
+     * freed once the last view is released. Bytes of a key or value are
+     * never changed in place, so nothing else needs copying. */
+    unsigned views;
+    void **deferred;
+    size_t n_deferred, deferred_cap;
 };
 
 #endif

@@ -16,7 +16,8 @@ void raft_config_defaults(struct raft_config *cfg, uint32_t id, uint32_t n_nodes
     cfg->election_timeout_min_ms = 150;
     cfg->election_timeout_max_ms = 300;
     cfg->heartbeat_ms = 50;
-    cfg->snapshot_every = 10000;
+    cfg->snapshot_log_min_bytes = 16u << 20;
+    cfg->snapshot_log_ratio = 0.25;
     cfg->seed = (uint64_t)time(NULL) * 1000003u + (uint64_t)getpid() * 31u + id;
     cfg->pre_vote = true;
     cfg->check_quorum = true;

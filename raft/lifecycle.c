@@ -19,7 +19,7 @@ static int init_sync(struct raft_node *n)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_t *conds[] = {&n->timer_cond, &n->peers_cond, &n->applier_cond,
-                               &n->syncer_cond, &n->changed_cond};
+                               &n->syncer_cond, &n->changed_cond, &n->snapshotter_cond};
     for (size_t i = 0; i < sizeof(conds) / sizeof(conds[0]); i++)
         pthread_cond_init(conds[i], &ca);
     pthread_condattr_destroy(&ca);
@@ -33,6 +33,7 @@ static void destroy_sync(struct raft_node *n)
     pthread_cond_destroy(&n->applier_cond);
     pthread_cond_destroy(&n->syncer_cond);
     pthread_cond_destroy(&n->changed_cond);
+    pthread_cond_destroy(&n->snapshotter_cond);
     pthread_mutex_destroy(&n->mu);
 }
 
@@ -162,7 +163,8 @@ int node_start_threads(struct raft_node *n)
 {
     if (start_thread(&n->timer_thread, &n->timer_started, election_timer_main, n) ||
         start_thread(&n->applier_thread, &n->applier_started, applier_main, n) ||
-        start_thread(&n->syncer_thread, &n->syncer_started, disk_syncer_main, n))
+        start_thread(&n->syncer_thread, &n->syncer_started, disk_syncer_main, n) ||
+        start_thread(&n->snapshotter_thread, &n->snapshotter_started, snapshotter_main, n))
         return -EAGAIN;
     /* The lanes of the members known now; members added later get theirs
      * when they join (reconfigure.c). */
@@ -189,6 +191,8 @@ void node_destroy(struct raft_node *n)
         snapshot_release(n->snapshot);
     if (n->to_restore)
         snapshot_release(n->to_restore);
+    if (n->job.view) /* captured, and the node stopped before writing it */
+        n->fsm.snapshot_serialize(n->fsm.ctx, n->job.view, NULL, NULL);
     free(n->incoming);
     log_free(&n->log);
     trace_close(n->trace);
@@ -234,6 +238,7 @@ void raft_stop(struct raft_node *n)
     join_if_started(n->timer_thread, n->timer_started);
     join_if_started(n->applier_thread, n->applier_started);
     join_if_started(n->syncer_thread, n->syncer_started);
+    join_if_started(n->snapshotter_thread, n->snapshotter_started);
     for (uint32_t i = 0; i <= RAFT_MAX_ID; i++)
         for (uint32_t k = 0; k < RAFT_MAX_PIPELINE; k++)
             join_if_started(n->peers[i].lanes[k].thread, n->peers[i].lanes[k].started);

@@ -12,15 +12,18 @@ void log_init(struct raft_log *l)
     memset(l, 0, sizeof(*l));
 }
 
-static void free_entries(struct raft_entry *e, size_t n)
+/* Frees the data of n of l's entries from e on, which leave the log. */
+static void free_entries(struct raft_log *l, struct raft_entry *e, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        l->bytes -= e[i].len;
         free(e[i].data);
+    }
 }
 
 void log_free(struct raft_log *l)
 {
-    free_entries(l->entries, l->n);
+    free_entries(l, l->entries, l->n);
     free(l->entries);
     free(l->configs);
     log_init(l);
@@ -104,6 +107,7 @@ int log_append_owned(struct raft_log *l, const struct raft_entry *entry)
     if (rc)
         return rc;
     l->entries[l->n++] = *entry;
+    l->bytes += entry->len;
     return 0;
 }
 
@@ -155,7 +159,7 @@ void log_truncate(struct raft_log *l, uint64_t from)
     if (from > log_last_index(l))
         return;
     size_t keep = from - l->base_index - 1;
-    free_entries(l->entries + keep, l->n - keep);
+    free_entries(l, l->entries + keep, l->n - keep);
     l->n = keep;
     forget_configs_outside(l);
 }
@@ -166,11 +170,11 @@ void log_compact(struct raft_log *l, uint64_t index, uint64_t term)
     if (index <= l->base_index)
         return;
     if (index >= log_last_index(l)) {
-        free_entries(l->entries, l->n);
+        free_entries(l, l->entries, l->n);
         l->n = 0;
     } else {
         size_t drop = index - l->base_index;
-        free_entries(l->entries, drop);
+        free_entries(l, l->entries, drop);
         memmove(l->entries, l->entries + drop,
                 (l->n - drop) * sizeof(*l->entries));
         l->n -= drop;

@@ -14,6 +14,7 @@ struct raft_log {
     struct raft_entry *entries; /* entries[0] has index base_index + 1 */
     size_t n;
     size_t cap;
+    uint64_t bytes;      /* of the entries' data: what the log holds in memory */
     uint64_t base_index; /* last index covered by the snapshot, 0 if none */
     uint64_t base_term;
     /* The indices of the configuration entries in the log, ascending (a

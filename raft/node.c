@@ -160,6 +160,7 @@ void node_wake_all_locked(struct raft_node *n)
     pthread_cond_broadcast(&n->applier_cond);
     pthread_cond_broadcast(&n->syncer_cond);
     pthread_cond_broadcast(&n->changed_cond);
+    pthread_cond_broadcast(&n->snapshotter_cond);
     clients_wake_locked(n, true);
 }
 

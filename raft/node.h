@@ -147,8 +147,8 @@ struct raft_node {
     struct raft_storage storage;
     struct raft_fsm fsm;
 
-    pthread_t timer_thread, applier_thread, syncer_thread;
-    bool timer_started, applier_started, syncer_started;
+    pthread_t timer_thread, applier_thread, syncer_thread, snapshotter_thread;
+    bool timer_started, applier_started, syncer_started, snapshotter_started;
     bool threads_started; /* lanes start as members join (reconfigure.c) */
 
     pthread_mutex_t mu;
@@ -157,6 +157,7 @@ struct raft_node {
     pthread_cond_t applier_cond; /* applier: commit advanced, snapshot arrived */
     pthread_cond_t syncer_cond;  /* syncer: leader has unsynced entries */
     pthread_cond_t changed_cond; /* internal waiters: disk write or snapshot done */
+    pthread_cond_t snapshotter_cond; /* snapshotter: a captured state to write */
 #ifdef RAFT_CHECK_INVARIANTS
     pthread_t owner; /* the thread holding mu, while owned */
     bool owned;
@@ -207,7 +208,13 @@ struct raft_node {
 
     /* Snapshots (§7) */
     struct snapshot_ref *snapshot;  /* latest, or NULL */
-    bool snapshotting;              /* a snapshot is being written */
+    bool snapshotting;              /* a snapshot is captured or being written */
+    struct snapshot_job {           /* captured by the applier, written by the snapshotter */
+        void *view;                 /* the state machine's; NULL: no job */
+        uint64_t index, term;
+        struct raft_membership members; /* the configuration as of index */
+        uint64_t capture_ms;        /* how long the capture stopped the applier */
+    } job;
     struct snapshot_ref *to_restore; /* received, for the applier to load */
     uint8_t *incoming;              /* InstallSnapshot chunks so far */
     size_t incoming_len, incoming_cap;
@@ -440,8 +447,9 @@ void snapshot_handle_install_reply_locked(struct raft_node *n, struct peer *p,
                                          const struct raft_msg *reply, uint64_t now);
 int snapshot_recv_install_locked(struct raft_node *n, const struct raft_msg *req,
                                  uint64_t now, struct raft_msg *reply);
-/* §7: snapshot the state machine when enough applied entries sit in the
- * log; writes without the lock. */
+/* §7: when enough applied entries sit in the log, the applier captures
+ * the state machine, and the snapshotter thread writes it without the lock
+ * and compacts the log, while the applier goes on. */
 void snapshot_take_if_due_drops_lock(struct raft_node *n);
 struct snapshot_ref *snapshot_new(uint64_t index, uint64_t term, uint8_t *data, size_t len);
 void snapshot_release(struct snapshot_ref *s);
@@ -475,6 +483,7 @@ void *election_timer_main(void *arg); /* timer.c */
 void *peer_lane_main(void *arg);      /* peer.c */
 void *applier_main(void *arg);        /* apply.c */
 void *disk_syncer_main(void *arg);    /* syncer.c */
+void *snapshotter_main(void *arg);    /* snapshot.c */
 
 /* ---- clients.c ---- */
 /* Wakes the client threads whose wait is over, or all of them (a role

@@ -247,8 +247,17 @@ struct raft_fsm {
      * the node then stops (it applies, answers and acknowledges nothing
      * more) rather than go on without an entry the others applied. */
     int (*apply)(void *ctx, uint64_t index, const struct raft_entry *entry);
-    /* Serialises the state as of the last applied entry (malloc'd). */
-    int (*snapshot)(void *ctx, uint8_t **data, size_t *len);
+    /* A snapshot is taken in two steps, so that a large state does not stop
+     * the node while it is written (§7; thesis §5.1 on copy-on-write).
+     * snapshot_capture is called from the applier thread, between two
+     * applies, and should be quick: it returns in *view the state as of the
+     * last applied entry, which later applies must not change (a
+     * copy-on-write view, or a copy when the state is small).
+     * snapshot_serialize is then called once for the view, on another
+     * thread and while apply goes on: it turns the view into bytes
+     * (malloc'd) and releases it; with data NULL it only releases it. */
+    int (*snapshot_capture)(void *ctx, void **view);
+    int (*snapshot_serialize)(void *ctx, void *view, uint8_t **data, size_t *len);
     /* Replaces the state with a snapshot taken at `index`. */
     int (*restore)(void *ctx, uint64_t index, const uint8_t *data, size_t len);
     /* Optional: a few words for the log saying what a command does, in the
@@ -273,7 +282,15 @@ struct raft_config {
     unsigned election_timeout_min_ms; /* default 150 */
     unsigned election_timeout_max_ms; /* default 300 */
     unsigned heartbeat_ms;            /* default 50 */
-    uint64_t snapshot_every; /* snapshot when this many applied entries are in the log; 0: never */
+    /* When to snapshot (§7; snapshot.c says what each choice costs). By
+     * default, once the log has outgrown the last snapshot: the bytes of
+     * its entries reach snapshot_log_ratio times the snapshot's size, and
+     * at least snapshot_log_min_bytes (16 MiB; 0: never). snapshot_every
+     * > 0 instead snapshots whenever that many applied entries are in the
+     * log. */
+    uint64_t snapshot_every;         /* default 0: by size */
+    uint64_t snapshot_log_min_bytes; /* default 16 MiB */
+    double snapshot_log_ratio;       /* default 0.25 */
     uint64_t seed;           /* for the election timer; logged at start */
     bool pre_vote;           /* thesis §9.6 */
     bool check_quorum;       /* thesis §6.2 */

@@ -68,9 +68,34 @@ static void replace_snapshot_locked(struct raft_node *n, struct snapshot_ref *s)
     n->snapshot = s;
 }
 
+/* When the log is long enough to snapshot, times `times` (§7). By size,
+ * the default: once the log's entries hold snapshot_log_ratio times the
+ * bytes of the last snapshot (and at least snapshot_log_min_bytes, so
+ * that a small state still compacts). The ratio bounds both costs of the
+ * log. Memory: the log is kept in memory, so it adds at most that share
+ * of the state (a quarter by default). Disk: a snapshot of S bytes is
+ * written once per ratio x S bytes of log, so snapshots write 1 / ratio
+ * bytes per byte of log (four by default), whatever the size of the state
+ * (thesis §5.1.3 discusses this trade-off as an "expansion factor"). A
+ * fixed count of entries, snapshot_every, instead makes a large state
+ * snapshot ever more often in bytes. */
+static bool log_outgrew_locked(const struct raft_node *n, uint64_t index, uint64_t times)
+{
+    if (n->cfg.snapshot_every > 0)
+        return index - n->log.base_index >= times * n->cfg.snapshot_every;
+    if (n->cfg.snapshot_log_min_bytes == 0)
+        return false;
+    double limit = n->snapshot ? n->cfg.snapshot_log_ratio * (double)n->snapshot->len : 0;
+    if (limit < (double)n->cfg.snapshot_log_min_bytes)
+        limit = (double)n->cfg.snapshot_log_min_bytes;
+    return (double)n->log.bytes >= (double)times * limit;
+}
+
 /* §7: once enough applied entries sit in the log, snapshot the state
- * machine and discard them. The snapshot is written without the node's lock
- * held, so the node keeps answering meanwhile. */
+ * machine and discard them. The applier only captures the state (the
+ * state machine's copy-on-write view, made between two applies); the
+ * snapshotter thread writes it without the node's lock, so the node keeps
+ * answering and applying meanwhile (thesis §5.1). */
 void snapshot_take_if_due_drops_lock(struct raft_node *n)
 {
     NODE_ASSERT_LOCKED(n);
@@ -78,10 +103,9 @@ void snapshot_take_if_due_drops_lock(struct raft_node *n)
      * than the state machine: nothing it holds is worth a snapshot. */
     if (n->to_restore || n->last_applied <= n->log.base_index)
         return;
-    /* LAB(snapshots): snapshot the state machine, store it, compact the log (§7) */
+    /* LAB(snapshots): capture the state machine when the log is long enough (§7) */
     uint64_t index = n->last_applied;
-    if (n->cfg.snapshot_every == 0 || n->snapshotting || n->disk_failed ||
-        index - n->log.base_index < n->cfg.snapshot_every)
+    if (n->snapshotting || n->disk_failed || n->stopping || !log_outgrew_locked(n, index, 1))
         return;
     /* A leader's followers can commit entries before the leader's own copy
      * is on its disk (thesis §10.2.1: its copy counts only once durable),
@@ -94,27 +118,53 @@ void snapshot_take_if_due_drops_lock(struct raft_node *n)
      * load, the snapshot could be put off at every turn: once the log holds
      * twice the limit, stop applying until the disk catches up. */
     if (index > n->durable_index) {
-        if (index - n->log.base_index < 2 * n->cfg.snapshot_every)
+        if (!log_outgrew_locked(n, index, 2))
             return;
         while (index > n->durable_index && !n->stopping && !n->disk_failed)
             node_wait_until(n, &n->changed_cond, 0);
-        if (n->stopping || n->disk_failed || n->snapshotting)
+        if (n->stopping || n->disk_failed || n->snapshotting || index != n->last_applied)
             return;
     }
-    uint64_t term = log_term_at(&n->log, index);
-    struct raft_membership members;
-    reconfigure_as_of_locked(n, index, &members);
     n->snapshotting = true;
+    n->job.index = index;
+    n->job.term = log_term_at(&n->log, index);
+    reconfigure_as_of_locked(n, index, &n->job.members);
+    /* The applier is the only thread that touches the state machine, and
+     * it applies nothing while it captures: the view is as of `index`. */
     node_unlock(n);
+    uint64_t start = node_now(n);
+    void *view = NULL;
+    int rc = n->fsm.snapshot_capture(n->fsm.ctx, &view);
+    node_lock(n);
+    n->job.capture_ms = node_now(n) - start;
+    if (rc) {
+        n->snapshotting = false;
+        node_disk_failed_locked(n, "capturing the state for a snapshot", rc);
+        return;
+    }
+    n->job.view = view;
+    pthread_cond_signal(&n->snapshotter_cond);
+    /* END LAB */
+}
+
+/* Writes the captured state as the snapshot at job.index, then compacts
+ * the log before it. */
+static void write_snapshot_drops_lock(struct raft_node *n)
+{
+    /* LAB(snapshots): serialize the captured state, store it, compact the log (§7) */
+    struct snapshot_job job = n->job;
+    n->job.view = NULL;
+    node_unlock(n);
+    uint64_t start = node_now(n);
     uint8_t *state = NULL, *data = NULL;
     size_t state_len = 0, len = 0;
-    int rc = n->fsm.snapshot(n->fsm.ctx, &state, &state_len);
+    int rc = n->fsm.snapshot_serialize(n->fsm.ctx, job.view, &state, &state_len);
     if (rc == 0) {
-        data = with_configuration(&members, state, state_len, &len);
+        data = with_configuration(&job.members, state, state_len, &len);
         rc = data ? 0 : -ENOMEM;
     }
     if (rc == 0)
-        rc = n->storage.save_snapshot(n->storage.ctx, index, term, data, len);
+        rc = n->storage.save_snapshot(n->storage.ctx, job.index, job.term, data, len);
     node_lock(n);
     n->snapshotting = false;
     pthread_cond_broadcast(&n->changed_cond);
@@ -125,19 +175,37 @@ void snapshot_take_if_due_drops_lock(struct raft_node *n)
     }
     while (n->syncing)
         node_wait_until(n, &n->changed_cond, 0);
-    /* While this node waited, a newer snapshot may have been installed from
+    /* While this node wrote, a newer snapshot may have been installed from
      * the leader: it covers this one, which is dropped. */
-    if (index <= n->log.base_index) {
+    if (job.index <= n->log.base_index) {
         free(data);
         return;
     }
-    n->base_members = members;
-    log_compact(&n->log, index, term);
+    n->base_members = job.members;
+    log_compact(&n->log, job.index, job.term);
     reconfigure_sync_locked(n);
-    replace_snapshot_locked(n, snapshot_new(index, term, data, len));
-    node_log(n, RAFT_LOG_INFO, "snapshot taken at %llu@T%llu (%zu bytes) -> log now starts "
-             "after it", (unsigned long long)index, (unsigned long long)term, len);
-    /* END LAB: (void)replace_snapshot_locked; (void)with_configuration; */
+    replace_snapshot_locked(n, snapshot_new(job.index, job.term, data, len));
+    node_log(n, RAFT_LOG_INFO, "snapshot taken at %llu@T%llu (%zu bytes; state captured in "
+             "%llu ms, then written in %llu ms while entries were applied) -> log now starts "
+             "after it", (unsigned long long)job.index, (unsigned long long)job.term, len,
+             (unsigned long long)job.capture_ms, (unsigned long long)(node_now(n) - start));
+    /* STUB: (void)replace_snapshot_locked; (void)with_configuration; */
+    /* END LAB: n->fsm.snapshot_serialize(n->fsm.ctx, n->job.view, NULL, NULL), n->job.view = NULL, n->snapshotting = false; */
+}
+
+/* The snapshotter thread: writes each state the applier captured. */
+void *snapshotter_main(void *arg)
+{
+    struct raft_node *n = arg;
+    node_lock(n);
+    while (!n->stopping) {
+        if (n->job.view)
+            write_snapshot_drops_lock(n);
+        else
+            node_wait_until(n, &n->snapshotter_cond, 0);
+    }
+    node_unlock(n);
+    return NULL;
 }
 
 /* ---- InstallSnapshot, leader side ---- */

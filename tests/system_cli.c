@@ -150,7 +150,9 @@ static void test_help_of_each_subcommand_lists_options_and_defaults(void **state
     line_has(o, "  --data-dir DIR ", "(default: data/node-I)");
     line_has(o, "  --election-timeout MIN-MAX ", "(default: 150-300)");
     line_has(o, "  --heartbeat MS ", "(default: 50)");
-    line_has(o, "  --snapshot-every N ", "(default: 10000)");
+    line_has(o, "  --snapshot-every N ",
+             "(default: when the log holds a quarter of the last snapshot's size, and at least "
+             "16 MiB)");
     o = help_of("client")->out;
     line_has(o, "usage: raft client ", "put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | list [PREFIX] | status | transfer [ID] | member list | member add [--learner] ID HOST:PORT | member remove ID");
     line_has(o, "  --cluster HOST:PORT,... ", "(required)");

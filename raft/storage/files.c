@@ -67,7 +67,8 @@ void storage_segment_path(const struct file_storage *s, uint64_t first, char out
 
 /* ---- reads and writes ---- */
 
-int storage_write_all(struct file_storage *s, int fd, const uint8_t *buf, size_t len, off_t off)
+int storage_write_all(const struct file_storage *s, int fd, const uint8_t *buf, size_t len,
+                      off_t off)
 {
     while (len > 0) {
         ssize_t n = s->io->pwrite(s->io->ctx, fd, buf, len, off);
@@ -129,32 +130,52 @@ int storage_sync_dir(struct file_storage *s)
     return rc ? storage_fail(s, rc, "fsync of the directory", s->dir) : 0;
 }
 
+int storage_write_tmp(const struct file_storage *s, const char *tmp_name, const uint8_t *a,
+                      size_t a_len, const uint8_t *b, size_t b_len, const char **failed_call)
+{
+    char tmp[PATH_MAX];
+    storage_path(s, tmp_name, tmp);
+    *failed_call = "creating";
+    int fd = s->io->open(s->io->ctx, tmp, O_WRONLY | O_CREAT | O_TRUNC, STORAGE_FILE_MODE);
+    if (fd < 0)
+        return fd;
+    *failed_call = "writing";
+    int rc = storage_write_all(s, fd, a, a_len, 0);
+    if (rc == 0 && b_len > 0)
+        rc = storage_write_all(s, fd, b, b_len, (off_t)a_len);
+    if (rc == 0) {
+        *failed_call = "fdatasync";
+        rc = s->io->fdatasync(s->io->ctx, fd);
+    }
+    s->io->close(s->io->ctx, fd);
+    if (rc)
+        s->io->unlink(s->io->ctx, tmp); /* best effort: load ignores it anyway */
+    return rc;
+}
+
+int storage_install_tmp(struct file_storage *s, const char *tmp_name, const char *name)
+{
+    char tmp[PATH_MAX], final[PATH_MAX];
+    storage_path(s, tmp_name, tmp);
+    storage_path(s, name, final);
+    int rc = s->io->rename(s->io->ctx, tmp, final);
+    if (rc)
+        return storage_fail(s, rc, "rename to its final name", tmp);
+    return storage_sync_dir(s);
+}
+
 /* Write name.tmp, fdatasync it, rename it over `name`, fsync the
  * directory. A crash leaves either the old file or the new one, whole,
  * because the rename only installs synced data. */
 int storage_replace_file(struct file_storage *s, const char *tmp_name, const char *name,
                          const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len)
 {
-    char tmp[PATH_MAX], final[PATH_MAX];
-    storage_path(s, tmp_name, tmp);
-    storage_path(s, name, final);
-    int fd = s->io->open(s->io->ctx, tmp, O_WRONLY | O_CREAT | O_TRUNC, STORAGE_FILE_MODE);
-    if (fd < 0)
-        return storage_fail(s, fd, "creating", tmp);
-    int rc = storage_write_all(s, fd, a, a_len, 0);
-    if (rc == 0 && b_len > 0)
-        rc = storage_write_all(s, fd, b, b_len, (off_t)a_len);
+    const char *call;
+    int rc = storage_write_tmp(s, tmp_name, a, a_len, b, b_len, &call);
     if (rc) {
-        s->io->close(s->io->ctx, fd);
-        s->io->unlink(s->io->ctx, tmp); /* best effort: load ignores it anyway */
-        return storage_fail(s, rc, "writing", tmp);
+        char tmp[PATH_MAX];
+        storage_path(s, tmp_name, tmp);
+        return storage_fail(s, rc, call, tmp);
     }
-    rc = s->io->fdatasync(s->io->ctx, fd);
-    s->io->close(s->io->ctx, fd);
-    if (rc)
-        return storage_fail(s, rc, "fdatasync", tmp);
-    rc = s->io->rename(s->io->ctx, tmp, final);
-    if (rc)
-        return storage_fail(s, rc, "rename to its final name", tmp);
-    return storage_sync_dir(s);
+    return storage_install_tmp(s, tmp_name, name);
 }

@@ -32,6 +32,9 @@ struct segment {
 };
 
 struct file_storage {
+    /* Held while a snapshot is written (storage.c), before mu: one at a
+     * time, while the log's changes go on under mu. */
+    pthread_mutex_t snapshot_mu;
     pthread_mutex_t mu; /* guards everything below: one call at a time */
     char *dir;
     const struct storage_io *io;
@@ -71,9 +74,18 @@ int storage_fail(struct file_storage *s, int rc, const char *call, const char *p
 void storage_path(const struct file_storage *s, const char *name, char out[PATH_MAX]);
 void storage_segment_path(const struct file_storage *s, uint64_t first, char out[PATH_MAX]);
 /* Writes all len bytes at off, retrying short writes. */
-int storage_write_all(struct file_storage *s, int fd, const uint8_t *buf, size_t len, off_t off);
+int storage_write_all(const struct file_storage *s, int fd, const uint8_t *buf, size_t len,
+                      off_t off);
 /* A whole file in a malloc'd buffer; -ENOENT when it does not exist. */
 int storage_read_file(struct file_storage *s, const char *path, uint8_t **data, size_t *len);
+/* The two halves of storage_replace_file. The first writes the bytes a
+ * then b to tmp_name and syncs them; it changes nothing else of s, so that
+ * it may run without s->mu while the log changes; on failure *failed_call
+ * names what failed, for storage_fail under the mutex. The second renames
+ * tmp_name over name and syncs the directory. */
+int storage_write_tmp(const struct file_storage *s, const char *tmp_name, const uint8_t *a,
+                      size_t a_len, const uint8_t *b, size_t b_len, const char **failed_call);
+int storage_install_tmp(struct file_storage *s, const char *tmp_name, const char *name);
 /* Atomically replaces `name` with the bytes a then b, by way of tmp_name. */
 int storage_replace_file(struct file_storage *s, const char *tmp_name, const char *name,
                          const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len);

@@ -56,9 +56,14 @@ static int ready_for_change(struct file_storage *s)
  * that must discard the whole log (rule 7) truncates it as well. When the
  * snapshot ends beyond the log, every segment goes and the next append
  * starts a fresh one at index + 1.
+ *
+ * A snapshot may be large: its checksum and snapshot.tmp are written
+ * without the mutex (under snapshot_mu, one snapshot at a time), so that
+ * appends to the log go on meanwhile; only the rename and the compaction
+ * take the mutex.
  */
-static int snapshot_locked(struct file_storage *s, uint64_t index, uint64_t term,
-                           const uint8_t *data, size_t len)
+static int check_snapshot_locked(struct file_storage *s, uint64_t index, const uint8_t *data,
+                                 size_t len)
 {
     int rc = ready_for_change(s);
     if (rc)
@@ -70,16 +75,17 @@ static int snapshot_locked(struct file_storage *s, uint64_t index, uint64_t term
                               "save_snapshot at %" PRIu64 ": older than the stored "
                               "snapshot at %" PRIu64,
                               index, s->snapshot_index);
-    struct fmt_snapshot_header h = {
-        .index = index,
-        .term = term,
-        .len = len,
-        .data_crc = crc32c(0, data, len),
-    };
-    uint8_t header[FMT_SNAPSHOT_HEADER_SIZE];
-    fmt_snapshot_header_encode(header, &h);
-    rc = storage_replace_file(s, FMT_SNAPSHOT_TMP_NAME, FMT_SNAPSHOT_NAME, header,
-                              sizeof(header), data, len);
+    return 0;
+}
+
+static int install_snapshot_locked(struct file_storage *s, uint64_t index, uint64_t term)
+{
+    int rc = refuse_if_failed(s);
+    if (rc == 0 && index < s->snapshot_index)
+        rc = storage_errorf(s, -EINVAL, "save_snapshot at %" PRIu64 ": a newer snapshot, at %"
+                            PRIu64 ", was stored meanwhile", index, s->snapshot_index);
+    if (rc == 0)
+        rc = storage_install_tmp(s, FMT_SNAPSHOT_TMP_NAME, FMT_SNAPSHOT_NAME);
     if (rc)
         return rc;
     s->snapshot_index = index;
@@ -87,6 +93,40 @@ static int snapshot_locked(struct file_storage *s, uint64_t index, uint64_t term
     if (index > s->last_index)
         s->last_index = index;
     return storage_drop_compacted(s);
+}
+
+static int op_save_snapshot(void *ctx, uint64_t index, uint64_t term, const uint8_t *data,
+                            size_t len)
+{
+    struct file_storage *s = ctx;
+    pthread_mutex_lock(&s->snapshot_mu);
+    pthread_mutex_lock(&s->mu);
+    int rc = check_snapshot_locked(s, index, data, len);
+    pthread_mutex_unlock(&s->mu);
+    const char *failed_call = NULL;
+    if (rc == 0) {
+        struct fmt_snapshot_header h = {
+            .index = index,
+            .term = term,
+            .len = len,
+            .data_crc = crc32c(0, data, len),
+        };
+        uint8_t header[FMT_SNAPSHOT_HEADER_SIZE];
+        fmt_snapshot_header_encode(header, &h);
+        rc = storage_write_tmp(s, FMT_SNAPSHOT_TMP_NAME, header, sizeof(header), data, len,
+                               &failed_call);
+    }
+    pthread_mutex_lock(&s->mu);
+    if (rc && failed_call) {
+        char tmp[PATH_MAX];
+        storage_path(s, FMT_SNAPSHOT_TMP_NAME, tmp);
+        rc = storage_fail(s, rc, failed_call, tmp);
+    } else if (rc == 0) {
+        rc = install_snapshot_locked(s, index, term);
+    }
+    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->snapshot_mu);
+    return rc;
 }
 
 /* ---- term and vote ---- */
@@ -152,15 +192,6 @@ static int op_truncate(void *ctx, uint64_t from_index)
     return rc;
 }
 
-static int op_save_snapshot(void *ctx, uint64_t index, uint64_t term, const uint8_t *data,
-                            size_t len)
-{
-    struct file_storage *s = ctx;
-    pthread_mutex_lock(&s->mu);
-    int rc = snapshot_locked(s, index, term, data, len);
-    pthread_mutex_unlock(&s->mu);
-    return rc;
-}
 
 struct raft_storage file_storage_ops(struct file_storage *s)
 {
@@ -252,6 +283,7 @@ int file_storage_open_with_io(struct file_storage **out, const char *dir, file_s
         return rc;
     }
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->snapshot_mu, NULL);
     *out = s;
     return 0;
 }
@@ -274,6 +306,7 @@ void file_storage_close(struct file_storage *s)
     storage_close_tail(s);
     storage_unlock_dir(s);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->snapshot_mu);
     free(s->segs);
     free(s->buf);
     free(s->dir);

@@ -12,6 +12,7 @@
  * cluster_kv.
  */
 #include "tests/support/cluster_internal.h"
+#include "tests/support/eager_snapshot.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -208,6 +209,11 @@ static int fsm_snapshot(void *ctx, uint8_t **data, size_t *len)
     return 0;
 }
 
+static int fsm_capture(void *ctx, void **view)
+{
+    return eager_snapshot_capture(fsm_snapshot, ctx, view);
+}
+
 /* The lab's ingestSnap: the snapshot's own index must be the one Raft
  * says; its contents must be the committed entries up to it; and the
  * state machine never goes back. */
@@ -283,7 +289,8 @@ struct raft_fsm lab_fsm_new(struct cluster *c, unsigned id, unsigned incarnation
     f->next = c->fsms;
     c->fsms = f;
     pthread_mutex_unlock(&c->ck);
-    struct raft_fsm fsm = {.ctx = f, .apply = fsm_apply, .snapshot = fsm_snapshot,
+    struct raft_fsm fsm = {.ctx = f, .apply = fsm_apply, .snapshot_capture = fsm_capture,
+                           .snapshot_serialize = eager_snapshot_serialize,
                            .restore = fsm_restore};
     return fsm;
 }

@@ -112,6 +112,8 @@ static struct raft_config node_config(struct cluster *c, unsigned i, unsigned in
     cfg.election_timeout_min_ms = cluster_ms(c, LAB_ELECTION_MIN_MS);
     cfg.election_timeout_max_ms = cluster_ms(c, LAB_ELECTION_MAX_MS);
     cfg.snapshot_every = c->opts.snapshot_every;
+    if (cfg.snapshot_every == 0)
+        cfg.snapshot_log_min_bytes = 0; /* never */
     if (c->opts.snapshot_chunk_bytes)
         cfg.snapshot_chunk_bytes = c->opts.snapshot_chunk_bytes;
     if (c->opts.max_batch_bytes)

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "tests/support/clock.h"
+#include "tests/support/eager_snapshot.h"
 
 /* ---- the state machine: a list of 8-byte numbers ---- */
 
@@ -73,6 +74,11 @@ static int numbers_snapshot(void *ctx, uint8_t **data, size_t *len)
     }
     pthread_mutex_unlock(&s->mu);
     return *data ? 0 : -ENOMEM;
+}
+
+static int numbers_capture(void *ctx, void **view)
+{
+    return eager_snapshot_capture(numbers_snapshot, ctx, view);
 }
 
 static int numbers_restore(void *ctx, uint64_t index, const uint8_t *data, size_t len)
@@ -235,13 +241,17 @@ void inproc_node_up(struct inproc_cluster *w, unsigned i, bool faulty)
     struct raft_config cfg;
     raft_config_defaults(&cfg, i, w->n);
     cfg.snapshot_every = w->snapshot_every;
+    if (cfg.snapshot_every == 0)
+        cfg.snapshot_log_min_bytes = 0; /* never */
     cfg.log_level = RAFT_LOG_INFO;
     cfg.log_line = node_log_line;
     cfg.log_ctx = t;
     struct raft_transport transport = {.ctx = w, .call = cluster_call};
     struct raft_storage storage = file_storage_ops(t->fs);
     struct raft_fsm fsm = {.ctx = &t->fsm, .apply = numbers_apply,
-                           .snapshot = numbers_snapshot, .restore = numbers_restore};
+                           .snapshot_capture = numbers_capture,
+                           .snapshot_serialize = eager_snapshot_serialize,
+                           .restore = numbers_restore};
     int rc = raft_start(&t->raft, &cfg, &transport, &storage, &fsm);
     if (rc)
         print_log(t);

@@ -2,6 +2,7 @@
  * rules_node.c - a node with no thread and fakes around it (rules_node.h).
  */
 #include "tests/support/rules_node.h"
+#include "tests/support/eager_snapshot.h"
 
 #include <errno.h>
 #include <setjmp.h>
@@ -84,6 +85,11 @@ static int fsm_snapshot(void *ctx, uint8_t **data, size_t *len)
     return 0;
 }
 
+static int fsm_capture(void *ctx, void **view)
+{
+    return eager_snapshot_capture(fsm_snapshot, ctx, view);
+}
+
 static int fsm_restore(void *ctx, uint64_t index, const uint8_t *data, size_t len)
 {
     (void)ctx, (void)index, (void)data, (void)len;
@@ -114,7 +120,8 @@ int rules_node_create(struct raft_node **out)
     struct raft_storage s = {.load = store_load, .save_term_vote = store_save_term_vote,
                              .append = store_append, .truncate = store_truncate,
                              .save_snapshot = store_save_snapshot};
-    struct raft_fsm f = {.apply = fsm_apply, .snapshot = fsm_snapshot, .restore = fsm_restore};
+    struct raft_fsm f = {.apply = fsm_apply, .snapshot_capture = fsm_capture,
+                         .snapshot_serialize = eager_snapshot_serialize, .restore = fsm_restore};
     return node_create(out, &cfg, &t, &s, &f);
 }
 

@@ -1,0 +1,19 @@
+/*
+ * eager_snapshot.h - the two-step snapshot of struct raft_fsm for the test
+ * suites' small state machines: the capture serializes the state at once
+ * (it is a few bytes), and the serialization hands those bytes over.
+ */
+#ifndef TESTS_SUPPORT_EAGER_SNAPSHOT_H
+#define TESTS_SUPPORT_EAGER_SNAPSHOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* *view gets the bytes serialize(ctx) makes now. */
+int eager_snapshot_capture(int (*serialize)(void *ctx, uint8_t **data, size_t *len), void *ctx,
+                           void **view);
+
+/* A raft_fsm.snapshot_serialize for views made by eager_snapshot_capture. */
+int eager_snapshot_serialize(void *ctx, void *view, uint8_t **data, size_t *len);
+
+#endif
