@@ -60,6 +60,7 @@ static void restore_drops_lock(struct raft_node *n)
     else if (s->index > n->last_applied)
         n->last_applied = s->index;
     snapshot_release(s);
+    snapshot_leave_in_storage_locked(n);
     clients_wake_locked(n, false);
 }
 

@@ -83,6 +83,7 @@ static int recover(struct raft_node *n)
             return rc;
         }
         n->snapshot = s;
+        snapshot_leave_in_storage_locked(n);
         n->commit_index = n->last_applied = p.snapshot_index;
     }
     /* END LAB */

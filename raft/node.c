@@ -316,6 +316,7 @@ void node_handle_reply_locked(struct raft_node *n, struct lane *l, struct rpc *s
     if (sent->snapshot)
         snapshot_release(sent->snapshot);
     sent->snapshot = NULL;
+    snapshot_leave_in_storage_locked(n);
 }
 
 /* Thesis §4.1: a server takes requests from servers outside its

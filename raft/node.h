@@ -112,11 +112,13 @@ struct pre_vote_streak {
     unsigned replies;   /* answers received during the streak */
 };
 
-/* The latest snapshot, kept in memory to send to lagging followers. */
+/* The latest snapshot, to send to lagging followers: its bytes in memory,
+ * or only in storage once nothing needs them here (storage.read_snapshot
+ * then gives each chunk). */
 struct snapshot_ref {
     uint64_t index;
     uint64_t term;
-    uint8_t *data;
+    uint8_t *data; /* NULL: in storage only */
     size_t len;
     unsigned refs; /* the node's own reference plus one per send in progress */
     /* The configuration it covers, when it carries one (membership.h), and
@@ -453,6 +455,12 @@ int snapshot_recv_install_locked(struct raft_node *n, const struct raft_msg *req
 void snapshot_take_if_due_drops_lock(struct raft_node *n);
 struct snapshot_ref *snapshot_new(uint64_t index, uint64_t term, uint8_t *data, size_t len);
 void snapshot_release(struct snapshot_ref *s);
+/* Frees the latest snapshot's bytes once only storage needs to hold them:
+ * it can read them back, and no restore or send uses them. */
+void snapshot_leave_in_storage_locked(struct raft_node *n);
+/* An InstallSnapshot chunk whose bytes are in storage is read into the
+ * lane's buffer, without the lock. Returns 0 or the storage's error. */
+int snapshot_read_chunk_drops_lock(struct raft_node *n, struct lane *l, struct rpc *rpc);
 
 /* ---- transfer.c: leadership transfer (thesis §3.10) ---- */
 /* Starts a transfer to target (RAFT_NO_NODE: the most up-to-date voter);

@@ -114,7 +114,9 @@ void *peer_lane_main(void *arg)
         trace_send_locked(n, &rpc.req, p->id);
         p->in_flight++;
         struct raft_msg reply;
-        int rc = exchange_drops_lock(n, p, &rpc, &reply);
+        int rc = snapshot_read_chunk_drops_lock(n, l, &rpc);
+        if (rc == 0)
+            rc = exchange_drops_lock(n, p, &rpc, &reply);
         if (rc == 0)
             trace_recv_locked(n, &reply);
         node_handle_reply_locked(n, l, &rpc, rc, &reply, node_now(n));

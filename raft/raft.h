@@ -236,6 +236,12 @@ struct raft_storage {
     /* Atomically replaces the snapshot, then drops entries <= index. */
     int (*save_snapshot)(void *ctx, uint64_t index, uint64_t term,
                          const uint8_t *data, size_t len);
+    /* Optional: copies len bytes at offset of the stored snapshot into buf,
+     * or -ESTALE when the stored one is no longer the snapshot at index.
+     * With it the node does not keep its snapshot in memory: it reads the
+     * chunks it sends from storage. May be called while other functions
+     * run (it changes nothing). */
+    int (*read_snapshot)(void *ctx, uint64_t index, uint64_t offset, uint8_t *buf, size_t len);
 };
 
 struct raft_fsm {

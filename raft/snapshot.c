@@ -68,6 +68,35 @@ static void replace_snapshot_locked(struct raft_node *n, struct snapshot_ref *s)
     n->snapshot = s;
 }
 
+void snapshot_leave_in_storage_locked(struct raft_node *n)
+{
+    struct snapshot_ref *s = n->snapshot;
+    if (s && s->data && s->refs == 1 && n->storage.read_snapshot) {
+        free(s->data);
+        s->data = NULL;
+    }
+}
+
+int snapshot_read_chunk_drops_lock(struct raft_node *n, struct lane *l, struct rpc *rpc)
+{
+    struct raft_install_snapshot *is = &rpc->req.u.is;
+    if (rpc->req.type != RAFT_MSG_INSTALL_SNAPSHOT || rpc->snapshot->data || is->len == 0)
+        return 0;
+    if (is->len > l->bytes_cap) {
+        uint8_t *b = realloc(l->bytes, is->len);
+        if (!b)
+            return -ENOMEM;
+        l->bytes = b;
+        l->bytes_cap = is->len;
+    }
+    node_unlock(n);
+    int rc = n->storage.read_snapshot(n->storage.ctx, is->last_index, is->offset, l->bytes,
+                                      is->len);
+    node_lock(n);
+    is->data = l->bytes;
+    return rc;
+}
+
 /* When the log is long enough to snapshot, times `times` (§7). By size,
  * the default: once the log's entries hold snapshot_log_ratio times the
  * bytes of the last snapshot (and at least snapshot_log_min_bytes, so
@@ -185,6 +214,7 @@ static void write_snapshot_drops_lock(struct raft_node *n)
     log_compact(&n->log, job.index, job.term);
     reconfigure_sync_locked(n);
     replace_snapshot_locked(n, snapshot_new(job.index, job.term, data, len));
+    snapshot_leave_in_storage_locked(n);
     node_log(n, RAFT_LOG_INFO, "snapshot taken at %llu@T%llu (%zu bytes; state captured in "
              "%llu ms, then written in %llu ms while entries were applied) -> log now starts "
              "after it", (unsigned long long)job.index, (unsigned long long)job.term, len,
@@ -232,7 +262,7 @@ void snapshot_prepare_install_locked(struct raft_node *n, struct peer *p, uint64
     is->offset = p->snapshot_offset;
     is->total = s->len;
     is->len = (uint32_t)chunk;
-    is->data = s->data + p->snapshot_offset;
+    is->data = s->data ? s->data + p->snapshot_offset : NULL; /* else read by the lane */
     is->done = p->snapshot_offset + chunk == s->len;
     out->round = p->sent_round = n->read_round;
     out->timeout_ms = n->cfg.election_timeout_max_ms * 2;

@@ -207,6 +207,28 @@ static void test_snapshot_then_load(void **state)
     raft_persisted_free(&p);
 }
 
+/* The chunks a leader sends are read back from the stored snapshot; a
+ * read for a snapshot that was replaced meanwhile says so. */
+static void test_snapshot_read_back_in_chunks(void **state)
+{
+    struct sfx *f = *state;
+    uint8_t snap[3000];
+    for (size_t i = 0; i < sizeof(snap); i++)
+        snap[i] = (uint8_t)(i * 7);
+    assert_int_equal(f->st.save_snapshot(f->st.ctx, 12, 2, snap, sizeof(snap)), 0);
+    uint8_t got[sizeof(snap)];
+    for (size_t off = 0; off < sizeof(snap); off += 1024) {
+        size_t len = sizeof(snap) - off < 1024 ? sizeof(snap) - off : 1024;
+        assert_int_equal(f->st.read_snapshot(f->st.ctx, 12, off, got + off, len), 0);
+    }
+    assert_memory_equal(got, snap, sizeof(snap));
+    assert_int_equal(f->st.read_snapshot(f->st.ctx, 12, 2999, got, 2), -EINVAL);
+    assert_int_equal(f->st.save_snapshot(f->st.ctx, 20, 2, snap, 10), 0);
+    assert_int_equal(f->st.read_snapshot(f->st.ctx, 12, 0, got, 10), -ESTALE);
+    assert_int_equal(f->st.read_snapshot(f->st.ctx, 20, 0, got, 10), 0);
+    assert_memory_equal(got, snap, 10);
+}
+
 static void test_snapshot_beyond_log_end(void **state)
 {
     struct sfx *f = *state;
@@ -338,6 +360,7 @@ int main(void)
         IN_FRESH_DIR(test_truncate_then_append_then_load),
         IN_FRESH_DIR(test_truncate_everything),
         IN_FRESH_DIR(test_snapshot_then_load),
+        IN_FRESH_DIR(test_snapshot_read_back_in_chunks),
         IN_FRESH_DIR(test_snapshot_beyond_log_end),
         IN_FRESH_DIR(test_leftover_covered_segments_are_ignored),
         IN_FRESH_DIR(test_concurrent_append_and_snapshot),

@@ -83,9 +83,8 @@ int storage_write_all(const struct file_storage *s, int fd, const uint8_t *buf, 
     return 0;
 }
 
-static int read_all(struct file_storage *s, int fd, uint8_t *buf, size_t len)
+int storage_read_all(const struct file_storage *s, int fd, uint8_t *buf, size_t len, off_t off)
 {
-    off_t off = 0;
     while (len > 0) {
         ssize_t n = s->io->pread(s->io->ctx, fd, buf, len, off);
         if (n < 0)
@@ -112,7 +111,7 @@ int storage_read_file(struct file_storage *s, const char *path, uint8_t **data, 
     int rc = s->io->file_size(s->io->ctx, fd, &size);
     if (rc == 0 && size > 0) {
         *data = malloc((size_t)size);
-        rc = *data ? read_all(s, fd, *data, (size_t)size) : -ENOMEM;
+        rc = *data ? storage_read_all(s, fd, *data, (size_t)size, 0) : -ENOMEM;
         if (rc) {
             free(*data);
             *data = NULL;

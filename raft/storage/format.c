@@ -440,9 +440,9 @@ void fmt_snapshot_header_encode(uint8_t out[FMT_SNAPSHOT_HEADER_SIZE],
     put_be32(out + 36, crc32c(0, out, 36));
 }
 
-static int snapshot_header_decode(const uint8_t *buf, size_t file_len,
-                                  struct fmt_snapshot_header *h, const char **why,
-                                  size_t *bad_offset)
+int fmt_snapshot_header_decode(const uint8_t *buf, size_t file_len,
+                               struct fmt_snapshot_header *h, const char **why,
+                               size_t *bad_offset)
 {
     if (file_len < FMT_SNAPSHOT_HEADER_SIZE)
         return defect(why, bad_offset, "the header is cut short", file_len);
@@ -468,7 +468,7 @@ static int snapshot_header_decode(const uint8_t *buf, size_t file_len,
 int fmt_snapshot_decode(const uint8_t *buf, size_t file_len, struct fmt_snapshot_header *h,
                         const char **why, size_t *bad_offset)
 {
-    int rc = snapshot_header_decode(buf, file_len, h, why, bad_offset);
+    int rc = fmt_snapshot_header_decode(buf, file_len, h, why, bad_offset);
     if (rc == 0 && crc32c(0, buf + FMT_SNAPSHOT_HEADER_SIZE, h->len) != h->data_crc)
         rc = defect(why, bad_offset, "bad checksum in the data", FMT_SNAPSHOT_HEADER_SIZE);
     return rc;

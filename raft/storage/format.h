@@ -144,6 +144,11 @@ struct fmt_snapshot_header {
 
 void fmt_snapshot_header_encode(uint8_t out[FMT_SNAPSHOT_HEADER_SIZE],
                                 const struct fmt_snapshot_header *h);
+/* Checks the header of a snapshot file of file_len bytes (its first
+ * FMT_SNAPSHOT_HEADER_SIZE bytes at buf), but not the data's checksum. */
+int fmt_snapshot_header_decode(const uint8_t *buf, size_t file_len,
+                               struct fmt_snapshot_header *h, const char **why,
+                               size_t *bad_offset);
 /* Checks a whole snapshot file of file_len bytes: its header, and its data
  * (at buf + FMT_SNAPSHOT_HEADER_SIZE) against the data checksum. Returns 0,
  * or -EBADMSG with *why and *bad_offset describing the defect. */

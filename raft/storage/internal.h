@@ -76,6 +76,8 @@ void storage_segment_path(const struct file_storage *s, uint64_t first, char out
 /* Writes all len bytes at off, retrying short writes. */
 int storage_write_all(const struct file_storage *s, int fd, const uint8_t *buf, size_t len,
                       off_t off);
+/* Reads all len bytes at off; -EIO if the file ends first. */
+int storage_read_all(const struct file_storage *s, int fd, uint8_t *buf, size_t len, off_t off);
 /* A whole file in a malloc'd buffer; -ENOENT when it does not exist. */
 int storage_read_file(struct file_storage *s, const char *path, uint8_t **data, size_t *len);
 /* The two halves of storage_replace_file. The first writes the bytes a

@@ -12,6 +12,7 @@
 #include "raft/storage/storage.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -129,6 +130,40 @@ static int op_save_snapshot(void *ctx, uint64_t index, uint64_t term, const uint
     return rc;
 }
 
+/* The chunks a leader sends come from the file, not from memory (the
+ * node need not hold a snapshot as large as its state). Reads take no
+ * mutex: a snapshot installed meanwhile replaces the file by a rename, so
+ * an open descriptor keeps reading the old one, and the header says which
+ * snapshot the file holds. */
+static int op_read_snapshot(void *ctx, uint64_t index, uint64_t offset, uint8_t *buf,
+                            size_t len)
+{
+    struct file_storage *s = ctx;
+    char path[PATH_MAX];
+    storage_path(s, FMT_SNAPSHOT_NAME, path);
+    int fd = s->io->open(s->io->ctx, path, O_RDONLY, 0);
+    if (fd < 0)
+        return fd == -ENOENT ? -ESTALE : fd;
+    off_t size = 0;
+    uint8_t header[FMT_SNAPSHOT_HEADER_SIZE];
+    struct fmt_snapshot_header h;
+    const char *why;
+    size_t bad;
+    int rc = s->io->file_size(s->io->ctx, fd, &size);
+    if (rc == 0)
+        rc = storage_read_all(s, fd, header, sizeof(header), 0);
+    if (rc == 0 && fmt_snapshot_header_decode(header, (size_t)size, &h, &why, &bad) != 0)
+        rc = -EBADMSG;
+    if (rc == 0 && h.index != index)
+        rc = -ESTALE;
+    if (rc == 0 && (offset > h.len || len > h.len - offset))
+        rc = -EINVAL;
+    if (rc == 0)
+        rc = storage_read_all(s, fd, buf, len, (off_t)(FMT_SNAPSHOT_HEADER_SIZE + offset));
+    s->io->close(s->io->ctx, fd);
+    return rc;
+}
+
 /* ---- term and vote ---- */
 
 /* Figure 2: currentTerm and votedFor are on stable storage before the node
@@ -202,6 +237,7 @@ struct raft_storage file_storage_ops(struct file_storage *s)
         .append = op_append,
         .truncate = op_truncate,
         .save_snapshot = op_save_snapshot,
+        .read_snapshot = op_read_snapshot,
     };
 }
 
