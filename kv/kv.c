@@ -342,7 +342,7 @@ static int kv_apply(void *ctx, uint64_t index, const struct raft_entry *e)
 struct kv_view {
     uint64_t applied_index, clock_ms;
     struct kv_item *items;
-    size_t n_items, items_bytes;
+    size_t n_items;
     uint8_t *sessions;
     size_t sessions_len;
 };
@@ -401,7 +401,6 @@ static int kv_snapshot_capture(void *ctx, void **out)
         if (!it->key)
             continue;
         v->items[v->n_items++] = *it;
-        v->items_bytes += 8 + it->key_len + it->value_len;
     }
     put_sessions_locked(kv, v->sessions);
     kv->views++;
@@ -429,31 +428,79 @@ static void release_view(struct kv *kv, struct kv_view *v)
     free_view(v);
 }
 
-static int kv_snapshot_serialize(void *ctx, void *view, uint8_t **data, size_t *len)
+/* The serialized bytes go out a buffer at a time, so that a snapshot is
+ * never whole in memory. */
+#define SERIALIZE_BUFFER (1u << 20)
+
+struct serializer {
+    int (*write)(void *sink, const uint8_t *data, size_t len);
+    void *sink;
+    uint8_t *buf;
+    size_t used;
+    int rc;
+};
+
+static void flush(struct serializer *z)
+{
+    if (z->rc == 0 && z->used)
+        z->rc = z->write(z->sink, z->buf, z->used);
+    z->used = 0;
+}
+
+/* Room for n more bytes at z->buf + z->used, flushing first if need be;
+ * NULL after a failed write, or for n larger than the buffer (then the
+ * caller writes the bytes itself). */
+static uint8_t *room(struct serializer *z, size_t n)
+{
+    if (z->used + n > SERIALIZE_BUFFER)
+        flush(z);
+    return z->rc || n > SERIALIZE_BUFFER ? NULL : z->buf + z->used;
+}
+
+static void emit(struct serializer *z, const uint8_t *data, size_t n)
+{
+    uint8_t *p = room(z, n);
+    if (p) {
+        memcpy(p, data, n);
+        z->used += n;
+    } else if (z->rc == 0) {
+        z->rc = z->write(z->sink, data, n); /* larger than the buffer: as it is */
+    }
+}
+
+static void emit_bytes(struct serializer *z, const uint8_t *data, uint32_t n)
+{
+    uint8_t len[4];
+    put_u32(len, n);
+    emit(z, len, 4);
+    emit(z, data, n);
+}
+
+static int kv_snapshot_serialize(void *ctx, void *view,
+                                 int (*write)(void *sink, const uint8_t *data, size_t len),
+                                 void *sink)
 {
     struct kv_view *v = view;
-    int rc = 0;
-    if (data) {
-        size_t size = 4 + 8 + 8 + 8 + v->items_bytes + v->sessions_len;
-        uint8_t *buf = malloc(size), *p = buf;
-        if (buf) {
-            put_u32(p, SNAPSHOT_MAGIC);
-            put_u64(p + 4, v->applied_index);
-            put_u64(p + 12, v->clock_ms);
-            put_u64(p + 20, v->n_items);
-            p += 28;
-            for (size_t i = 0; i < v->n_items; i++) {
-                const struct kv_item *it = &v->items[i];
-                p = put_bytes(put_bytes(p, it->key, it->key_len), it->value, it->value_len);
-            }
-            memcpy(p, v->sessions, v->sessions_len);
-            *data = buf;
-            *len = size;
+    struct serializer z = {.write = write, .sink = sink};
+    if (write) {
+        z.buf = malloc(SERIALIZE_BUFFER);
+        z.rc = z.buf ? 0 : -ENOMEM;
+        uint8_t head[28];
+        put_u32(head, SNAPSHOT_MAGIC);
+        put_u64(head + 4, v->applied_index);
+        put_u64(head + 12, v->clock_ms);
+        put_u64(head + 20, v->n_items);
+        emit(&z, head, sizeof(head));
+        for (size_t i = 0; i < v->n_items && z.rc == 0; i++) {
+            emit_bytes(&z, v->items[i].key, v->items[i].key_len);
+            emit_bytes(&z, v->items[i].value, v->items[i].value_len);
         }
-        rc = buf ? 0 : -ENOMEM;
+        emit(&z, v->sessions, v->sessions_len);
+        flush(&z);
+        free(z.buf);
     }
     release_view(ctx, v);
-    return rc;
+    return z.rc;
 }
 
 static void clear_locked(struct kv *kv)

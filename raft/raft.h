@@ -242,6 +242,14 @@ struct raft_storage {
      * chunks it sends from storage. May be called while other functions
      * run (it changes nothing). */
     int (*read_snapshot)(void *ctx, uint64_t index, uint64_t offset, uint8_t *buf, size_t len);
+    /* Optional, with read_snapshot: a snapshot written piece by piece, so
+     * that it is never whole in memory. begin_snapshot starts one at
+     * index; write_snapshot appends bytes to it; end_snapshot with commit
+     * makes it durable and replaces the stored one as save_snapshot does,
+     * without commit it discards it. Appends and reads may run meanwhile. */
+    int (*begin_snapshot)(void *ctx, uint64_t index, uint64_t term, void **writer);
+    int (*write_snapshot)(void *writer, const uint8_t *data, size_t len);
+    int (*end_snapshot)(void *ctx, void *writer, bool commit);
 };
 
 struct raft_fsm {
@@ -260,10 +268,14 @@ struct raft_fsm {
      * last applied entry, which later applies must not change (a
      * copy-on-write view, or a copy when the state is small).
      * snapshot_serialize is then called once for the view, on another
-     * thread and while apply goes on: it turns the view into bytes
-     * (malloc'd) and releases it; with data NULL it only releases it. */
+     * thread and while apply goes on: it hands the view's bytes to write,
+     * in pieces of any size, in order (stopping at write's first error,
+     * which it returns), and releases the view; with write NULL it only
+     * releases it. */
     int (*snapshot_capture)(void *ctx, void **view);
-    int (*snapshot_serialize)(void *ctx, void *view, uint8_t **data, size_t *len);
+    int (*snapshot_serialize)(void *ctx, void *view,
+                              int (*write)(void *sink, const uint8_t *data, size_t len),
+                              void *sink);
     /* Replaces the state with a snapshot taken at `index`. */
     int (*restore)(void *ctx, uint64_t index, const uint8_t *data, size_t len);
     /* Optional: a few words for the log saying what a command does, in the

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "kv/kv.h"
+#include "tests/support/eager_snapshot.h"
 
 static void apply_put(struct raft_fsm *f, uint64_t index, uint64_t client, uint64_t seq,
                       uint64_t time_ms, const char *key, const char *value)
@@ -127,14 +128,12 @@ static void test_snapshot_is_as_of_its_capture(void **state)
     }
     uint8_t *other;
     size_t other_len;
-    void *second;
-    assert_int_equal(fa.snapshot_capture(fa.ctx, &second), 0);
-    assert_int_equal(fa.snapshot_serialize(fa.ctx, second, &other, &other_len), 0);
+    assert_int_equal(fsm_snapshot_bytes(&fa, &other, &other_len), 0);
     assert_int_equal(fa.restore(fa.ctx, index, other, other_len), 0); /* frees every item */
     free(other);
     uint8_t *snap;
     size_t len;
-    assert_int_equal(fa.snapshot_serialize(fa.ctx, view, &snap, &len), 0);
+    assert_int_equal(fsm_view_bytes(&fa, view, &snap, &len), 0);
     assert_int_equal(fb.restore(fb.ctx, 100, snap, len), 0);
     free(snap);
     struct kv_stats sb, st;
@@ -164,9 +163,7 @@ static void test_snapshot_round_trip(void **state)
     apply_put(&fb, 1, 99, 1, 1, "stale", "gone after restore");
     uint8_t *snap;
     size_t len;
-    void *view;
-    assert_int_equal(fa.snapshot_capture(fa.ctx, &view), 0);
-    assert_int_equal(fa.snapshot_serialize(fa.ctx, view, &snap, &len), 0);
+    assert_int_equal(fsm_snapshot_bytes(&fa, &snap, &len), 0);
     assert_int_equal(fb.restore(fb.ctx, 300, snap, len), 0);
     struct kv_stats sa, sb;
     kv_get_stats(a, &sa);

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "kv/kv.h"
+#include "tests/support/eager_snapshot.h"
 
 static uint64_t next_index;
 
@@ -165,9 +166,7 @@ static void test_snapshot_keeps_the_saved_answers(void **state)
     assert_int_equal(apply(&fa, KV_OP_DELETE, 9, 1, "gone", NULL, NULL), 0);
     uint8_t *snap;
     size_t len;
-    void *view;
-    assert_int_equal(fa.snapshot_capture(fa.ctx, &view), 0);
-    assert_int_equal(fa.snapshot_serialize(fa.ctx, view, &snap, &len), 0);
+    assert_int_equal(fsm_snapshot_bytes(&fa, &snap, &len), 0);
     assert_int_equal(fb.restore(fb.ctx, next_index, snap, len), 0);
     free(snap);
     assert_result(b, 8, 1, KV_RESULT_MISMATCH, "v");

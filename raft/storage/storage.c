@@ -130,6 +130,102 @@ static int op_save_snapshot(void *ctx, uint64_t index, uint64_t term, const uint
     return rc;
 }
 
+/* A snapshot written piece by piece (the node's own, streamed from the
+ * state machine): snapshot.tmp gets the data as it comes after room for
+ * the header, which is written last, once the length and the checksum
+ * are known; then the file is synced and installed as save_snapshot does.
+ * snapshot_mu is held from begin to end, which the same thread calls. */
+struct snapshot_writer {
+    struct file_storage *s;
+    int fd;
+    uint64_t index, term, len;
+    uint32_t crc;
+    int rc;                  /* the first failure; later writes do nothing */
+    const char *failed_call; /* what failed, for storage_fail */
+};
+
+static int op_begin_snapshot(void *ctx, uint64_t index, uint64_t term, void **out)
+{
+    struct file_storage *s = ctx;
+    struct snapshot_writer *w = calloc(1, sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    *w = (struct snapshot_writer){.s = s, .fd = -1, .index = index, .term = term};
+    pthread_mutex_lock(&s->snapshot_mu);
+    pthread_mutex_lock(&s->mu);
+    int rc = check_snapshot_locked(s, index, (const uint8_t *)"", 0);
+    pthread_mutex_unlock(&s->mu);
+    if (rc == 0) {
+        char tmp[PATH_MAX];
+        storage_path(s, FMT_SNAPSHOT_TMP_NAME, tmp);
+        w->fd = s->io->open(s->io->ctx, tmp, O_WRONLY | O_CREAT | O_TRUNC, STORAGE_FILE_MODE);
+        if (w->fd < 0) {
+            pthread_mutex_lock(&s->mu);
+            rc = storage_fail(s, w->fd, "creating", tmp);
+            pthread_mutex_unlock(&s->mu);
+        }
+    }
+    if (rc) {
+        pthread_mutex_unlock(&s->snapshot_mu);
+        free(w);
+        return rc;
+    }
+    *out = w;
+    return 0;
+}
+
+static int op_write_snapshot(void *writer, const uint8_t *data, size_t len)
+{
+    struct snapshot_writer *w = writer;
+    if (w->rc == 0) {
+        w->rc = storage_write_all(w->s, w->fd, data, len,
+                                  (off_t)(FMT_SNAPSHOT_HEADER_SIZE + w->len));
+        w->failed_call = "writing";
+    }
+    w->crc = crc32c(w->crc, data, len);
+    w->len += len;
+    return w->rc;
+}
+
+/* The header, once the data is written, and the sync. */
+static int finish_snapshot_file(struct snapshot_writer *w)
+{
+    struct fmt_snapshot_header h = {.index = w->index, .term = w->term, .len = w->len,
+                                    .data_crc = w->crc};
+    uint8_t header[FMT_SNAPSHOT_HEADER_SIZE];
+    fmt_snapshot_header_encode(header, &h);
+    int rc = storage_write_all(w->s, w->fd, header, sizeof(header), 0);
+    w->failed_call = "writing";
+    if (rc == 0) {
+        rc = w->s->io->fdatasync(w->s->io->ctx, w->fd);
+        w->failed_call = "fdatasync";
+    }
+    return rc;
+}
+
+static int op_end_snapshot(void *ctx, void *writer, bool commit)
+{
+    struct file_storage *s = ctx;
+    struct snapshot_writer *w = writer;
+    int rc = w->rc;
+    if (commit && rc == 0)
+        rc = finish_snapshot_file(w);
+    s->io->close(s->io->ctx, w->fd);
+    char tmp[PATH_MAX];
+    storage_path(s, FMT_SNAPSHOT_TMP_NAME, tmp);
+    if (!commit || rc)
+        s->io->unlink(s->io->ctx, tmp); /* best effort: load ignores it anyway */
+    pthread_mutex_lock(&s->mu);
+    if (rc) /* a write of ours failed, whether or not the caller saw it */
+        rc = storage_fail(s, rc, w->failed_call, tmp);
+    else if (commit)
+        rc = install_snapshot_locked(s, w->index, w->term);
+    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->snapshot_mu);
+    free(w);
+    return rc;
+}
+
 /* The chunks a leader sends come from the file, not from memory (the
  * node need not hold a snapshot as large as its state). Reads take no
  * mutex: a snapshot installed meanwhile replaces the file by a rename, so
@@ -238,6 +334,9 @@ struct raft_storage file_storage_ops(struct file_storage *s)
         .truncate = op_truncate,
         .save_snapshot = op_save_snapshot,
         .read_snapshot = op_read_snapshot,
+        .begin_snapshot = op_begin_snapshot,
+        .write_snapshot = op_write_snapshot,
+        .end_snapshot = op_end_snapshot,
     };
 }
 

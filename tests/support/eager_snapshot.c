@@ -5,6 +5,9 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "raft/raft.h"
 
 struct eager_view {
     uint8_t *data;
@@ -26,16 +29,51 @@ int eager_snapshot_capture(int (*serialize)(void *ctx, uint8_t **data, size_t *l
     return 0;
 }
 
-int eager_snapshot_serialize(void *ctx, void *view, uint8_t **data, size_t *len)
+int eager_snapshot_serialize(void *ctx, void *view,
+                             int (*write)(void *sink, const uint8_t *data, size_t len),
+                             void *sink)
 {
     (void)ctx;
     struct eager_view *v = view;
-    if (data) {
-        *data = v->data;
-        *len = v->len;
-    } else {
-        free(v->data);
-    }
+    int rc = write && v->len ? write(sink, v->data, v->len) : 0;
+    free(v->data);
     free(v);
+    return rc;
+}
+
+struct buffer {
+    uint8_t *data;
+    size_t len;
+};
+
+static int append(void *sink, const uint8_t *data, size_t len)
+{
+    struct buffer *b = sink;
+    uint8_t *p = realloc(b->data, b->len + len);
+    if (!p)
+        return -ENOMEM;
+    memcpy(p + b->len, data, len);
+    b->data = p;
+    b->len += len;
     return 0;
+}
+
+int fsm_view_bytes(const struct raft_fsm *f, void *view, uint8_t **data, size_t *len)
+{
+    struct buffer b = {0};
+    int rc = f->snapshot_serialize(f->ctx, view, append, &b);
+    if (rc) {
+        free(b.data);
+        return rc;
+    }
+    *data = b.data;
+    *len = b.len;
+    return 0;
+}
+
+int fsm_snapshot_bytes(const struct raft_fsm *f, uint8_t **data, size_t *len)
+{
+    void *view;
+    int rc = f->snapshot_capture(f->ctx, &view);
+    return rc ? rc : fsm_view_bytes(f, view, data, len);
 }

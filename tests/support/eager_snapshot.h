@@ -14,6 +14,15 @@ int eager_snapshot_capture(int (*serialize)(void *ctx, uint8_t **data, size_t *l
                            void **view);
 
 /* A raft_fsm.snapshot_serialize for views made by eager_snapshot_capture. */
-int eager_snapshot_serialize(void *ctx, void *view, uint8_t **data, size_t *len);
+int eager_snapshot_serialize(void *ctx, void *view,
+                             int (*write)(void *sink, const uint8_t *data, size_t len),
+                             void *sink);
+
+/* A whole snapshot of f's state as of now, in one malloc'd buffer:
+ * capture, then serialize into it. */
+struct raft_fsm;
+int fsm_snapshot_bytes(const struct raft_fsm *f, uint8_t **data, size_t *len);
+/* The same for a view captured earlier (released). */
+int fsm_view_bytes(const struct raft_fsm *f, void *view, uint8_t **data, size_t *len);
 
 #endif
