@@ -14,7 +14,8 @@
  *     truncate's target);
  *   - the term never goes back, and the vote of a term never changes: term
  *     and vote are the last saved pair or the one being saved;
- *   - the snapshot is the last saved one or the one being saved;
+ *   - the snapshot is the last saved one or the one being saved, whether
+ *     written whole or piece by piece;
  *   - the log goes on: an append after the reboot is found after another.
  *
  * Every crash point of each workload is enumerated, with several seeds;
@@ -39,7 +40,8 @@
 
 /* ---- workloads ---- */
 
-enum step_kind { TERM_VOTE, APPEND, TRUNCATE, SNAPSHOT };
+/* STREAMED: a snapshot written piece by piece (begin, write, end). */
+enum step_kind { TERM_VOTE, APPEND, TRUNCATE, SNAPSHOT, STREAMED };
 
 struct step {
     enum step_kind kind;
@@ -84,6 +86,21 @@ struct model {
     uint64_t terms[MAX_INDEX + 1];
 };
 
+/* The snapshot of SNAPSHOT, in pieces of 7 bytes. */
+static int save_streamed(struct raft_storage *st, uint64_t index, uint64_t term)
+{
+    uint8_t snap[64];
+    uint32_t len = snapshot_data(index, snap);
+    void *w;
+    int rc = st->begin_snapshot(st->ctx, index, term, &w);
+    if (rc)
+        return rc;
+    for (uint32_t off = 0; off < len && rc == 0; off += 7)
+        rc = st->write_snapshot(w, snap + off, len - off < 7 ? len - off : 7);
+    int end = st->end_snapshot(st->ctx, w, rc == 0);
+    return rc ? rc : end;
+}
+
 static int run_step(struct raft_storage *st, const struct step *s)
 {
     static uint8_t bufs[16][128];
@@ -96,6 +113,8 @@ static int run_step(struct raft_storage *st, const struct step *s)
         return st->truncate(st->ctx, s->a);
     case SNAPSHOT:
         return st->save_snapshot(st->ctx, s->a, (uint64_t)s->b, snap, snapshot_data(s->a, snap));
+    case STREAMED:
+        return save_streamed(st, s->a, (uint64_t)s->b);
     case APPEND:
         assert_true(s->b >= 1 && s->b <= 16);
         for (int64_t i = 0; i < s->b; i++) {
@@ -122,6 +141,7 @@ static void apply_step(struct model *m, const struct step *s)
             m->last = s->a - 1;
         break;
     case SNAPSHOT:
+    case STREAMED:
         m->snapshot_index = s->a;
         m->snapshot_term = (uint64_t)s->b;
         if (m->last < s->a)
@@ -168,7 +188,8 @@ static bool recovered_state_ok(const struct raft_persisted *p, const struct mode
     }
     /* The snapshot: the acknowledged one, or the one being saved. */
     struct model want = *m;
-    if (inflight && inflight->kind == SNAPSHOT && p->snapshot_index == inflight->a)
+    if (inflight && (inflight->kind == SNAPSHOT || inflight->kind == STREAMED) &&
+        p->snapshot_index == inflight->a)
         apply_step(&want, inflight);
     if (p->snapshot_index != want.snapshot_index || p->snapshot_term != want.snapshot_term) {
         snprintf(why, size, "snapshot %" PRIu64 "@T%" PRIu64 ", expected %" PRIu64 "@T%" PRIu64,
@@ -351,7 +372,7 @@ static const struct step mixed_steps[] = {
     { TERM_VOTE, 5, RAFT_NO_NODE, 0 },
     { TRUNCATE, 32, 0, 0 },
     { APPEND, 32, 2, 5 },
-    { SNAPSHOT, 32, 5, 0 },   /* keeps 33 */
+    { STREAMED, 32, 5, 0 },   /* keeps 33 */
     { APPEND, 34, 1, 5 },
 };
 
@@ -366,7 +387,7 @@ static const struct step one_segment_steps[] = {
     { TERM_VOTE, 2, 2, 0 },
     { TRUNCATE, 9, 0, 0 },
     { APPEND, 9, 8, 2 },
-    { SNAPSHOT, 10, 2, 0 },
+    { STREAMED, 10, 2, 0 },
     { APPEND, 17, 4, 2 },
     { TRUNCATE, 19, 0, 0 },
     { TERM_VOTE, 3, 1, 0 },
