@@ -46,6 +46,16 @@ const struct raft_entry *log_get(const struct raft_log *l, uint64_t index)
     return &l->entries[index - l->base_index - 1];
 }
 
+uint64_t log_bytes_after(const struct raft_log *l, uint64_t index)
+{
+    if (index <= l->base_index)
+        return l->bytes;
+    uint64_t bytes = 0;
+    for (uint64_t i = index + 1; i <= log_last_index(l); i++)
+        bytes += l->entries[i - l->base_index - 1].len;
+    return bytes;
+}
+
 uint64_t log_term_at(const struct raft_log *l, uint64_t index)
 {
     if (index == l->base_index)

@@ -35,6 +35,10 @@ uint64_t log_last_term(const struct raft_log *l);
  * and 0 when the log has no such entry (compacted or beyond the end). */
 uint64_t log_term_at(const struct raft_log *l, uint64_t index);
 
+/* The bytes of the entries' data after index (all of them when index is
+ * at or below the base). */
+uint64_t log_bytes_after(const struct raft_log *l, uint64_t index);
+
 /* The entry at index, or NULL when compacted or beyond the end. */
 const struct raft_entry *log_get(const struct raft_log *l, uint64_t index);
 
