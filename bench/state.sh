@@ -57,15 +57,16 @@ trap 'exit 130' INT TERM
 
 kb() { awk -v f="$2" '$1 == f ":" { print $2 }' "/proc/$(pid_of "$1")/status"; }
 mb() { awk -v b="$1" 'BEGIN { printf "%.0f", b / 1048576 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b > 0 ? a / b : 0 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 json() { echo "$1" | sed -n "s/.*\"$2\": \([0-9.]*\).*/\1/p"; }
 status() { "$BIN" client --cluster "127.0.0.1:$((PORT + $1))" --timeout 1 status --json 2>/dev/null; }
-field() { status "$1" | sed -n "s/.*\"$2\": \([0-9]*\).*/\1/p"; }
+# A field of node $1's own row (status given one address lists every member).
+field() { status "$1" | grep "^{\"id\": $1," | sed -n "s/.*\"$2\": \([0-9]*\).*/\1/p"; }
 leader() {
     for i in 0 1 2; do
-        status $i | grep -q '"role": "leader"' && { echo $i; return; }
+        status $i | grep "^{\"id\": $i," | grep -q '"role": "leader"' && { echo $i; return; }
     done
     echo -
 }

@@ -30,6 +30,7 @@
 
 #include "kv/bytes.h"
 #include "kv/store.h"
+#include "kv/stream.h"
 
 #define SNAPSHOT_MAGIC_V1 0x4b565331u /* "KVS1" */
 #define SNAPSHOT_MAGIC 0x4b565332u    /* "KVS2" */
@@ -518,49 +519,71 @@ static void clear_locked(struct kv *kv)
     kv->items_cap = kv->n_items = kv->sessions_cap = kv->n_sessions = 0;
 }
 
-static int restore_locked(struct kv *kv, const uint8_t *data, size_t len)
+/* The snapshot comes from a stream (kv/stream.h): a large one is read
+ * from storage a megabyte at a time, never whole in memory. */
+static int restore_locked(struct kv *kv, struct stream *r)
 {
-    struct reader r = {.p = data, .left = len};
-    uint32_t magic = take_u32(&r);
+    uint32_t magic = stream_u32(r);
     if (magic != SNAPSHOT_MAGIC && magic != SNAPSHOT_MAGIC_V1)
-        return -EBADMSG;
-    take_u64(&r); /* applied index: the caller's index is authoritative */
-    kv->clock_ms = take_u64(&r);
-    uint64_t n = take_u64(&r);
-    for (uint64_t i = 0; i < n && !r.bad; i++) {
-        uint32_t kl = take_u32(&r);
-        const uint8_t *k = take(&r, kl);
-        uint32_t vl = take_u32(&r);
-        const uint8_t *v = take(&r, vl);
-        if (!r.bad && set_locked(kv, k, kl, v, vl))
-            return -ENOMEM;
+        return r->rc ? r->rc : -EBADMSG;
+    stream_u64(r); /* applied index: the caller's index is authoritative */
+    kv->clock_ms = stream_u64(r);
+    uint64_t n = stream_u64(r);
+    /* The key is copied aside: the value's bytes may take its place. */
+    uint8_t *key = NULL;
+    size_t key_cap = 0;
+    int rc = 0;
+    for (uint64_t i = 0; i < n && !r->rc && !rc; i++) {
+        uint32_t kl = stream_u32(r);
+        const uint8_t *k = stream_take(r, kl);
+        if (k && kl > key_cap) {
+            uint8_t *b = realloc(key, kl);
+            if (!b) {
+                rc = -ENOMEM;
+                break;
+            }
+            key = b;
+            key_cap = kl;
+        }
+        if (k && kl)
+            memcpy(key, k, kl);
+        uint32_t vl = stream_u32(r);
+        const uint8_t *v = stream_take(r, vl);
+        if (!r->rc)
+            rc = set_locked(kv, kl ? key : (const uint8_t *)"", kl, v, vl);
     }
-    n = take_u64(&r);
-    for (uint64_t i = 0; i < n && !r.bad; i++) {
-        uint64_t id = take_u64(&r), seq = take_u64(&r), active = take_u64(&r);
-        const uint8_t *result = NULL, *held = NULL;
+    free(key);
+    if (rc)
+        return rc;
+    n = stream_u64(r);
+    for (uint64_t i = 0; i < n && !r->rc; i++) {
+        uint64_t id = stream_u64(r), seq = stream_u64(r), active = stream_u64(r);
+        uint8_t result = KV_RESULT_DONE;
+        const uint8_t *held = NULL;
         uint32_t held_len = 0;
         if (magic == SNAPSHOT_MAGIC) {
-            result = take(&r, 1);
-            held_len = take_u32(&r);
-            held = take(&r, held_len);
+            const uint8_t *p = stream_take(r, 1);
+            result = p ? *p : KV_RESULT_DONE;
+            held_len = stream_u32(r);
+            held = stream_take(r, held_len);
         }
-        if (r.bad)
+        if (r->rc)
             break;
         if (reserve_session_locked(kv))
             return -ENOMEM;
         struct kv_session *s = session_locked(kv, id);
         s->last_seq = seq;
         s->last_active_ms = active;
-        s->last_result = result ? *result : KV_RESULT_DONE;
+        s->last_result = result;
         if (held_len && !(s->held = copy_locked(kv, held, held_len)))
             return -ENOMEM;
         s->held_len = held_len;
     }
-    return r.bad || r.left ? -EBADMSG : 0;
+    return 0;
 }
 
-static int kv_restore(void *ctx, uint64_t index, const uint8_t *data, size_t len)
+static int kv_restore(void *ctx, uint64_t index, uint64_t len,
+                      int (*read)(void *src, uint8_t *buf, size_t n), void *src)
 {
     struct kv *kv = ctx;
     pthread_mutex_lock(&kv->mu);
@@ -570,10 +593,13 @@ static int kv_restore(void *ctx, uint64_t index, const uint8_t *data, size_t len
         return rc;
     }
     clear_locked(kv);
-    rc = restore_locked(kv, data, len);
+    struct stream r;
+    stream_init(&r, len, read, src);
+    rc = restore_locked(kv, &r);
+    int end = stream_finish(&r);
     kv->applied_index = index;
     pthread_mutex_unlock(&kv->mu);
-    return rc;
+    return rc ? rc : end;
 }
 
 struct raft_fsm kv_fsm(struct kv *kv)

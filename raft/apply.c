@@ -8,6 +8,8 @@
  */
 #include "raft/node.h"
 
+#include <errno.h>
+
 #include <stdlib.h>
 
 #define APPLY_BATCH 256
@@ -52,10 +54,14 @@ static void restore_drops_lock(struct raft_node *n)
     struct snapshot_ref *s = n->to_restore;
     n->to_restore = NULL;
     node_unlock(n);
-    int rc = n->fsm.restore(n->fsm.ctx, s->index, s->data + s->state_offset,
-                            s->len - s->state_offset);
+    int rc = snapshot_restore(n, s);
     node_lock(n);
-    if (rc)
+    /* A newer snapshot received meanwhile replaced this one in storage:
+     * the applier loads that one next, over what this left. */
+    if (rc == -ESTALE && n->to_restore)
+        node_log(n, RAFT_LOG_INFO, "snapshot up to %llu replaced by a newer one while "
+                 "loading it -> load that one", (unsigned long long)s->index);
+    else if (rc)
         node_disk_failed_locked(n, "loading a received snapshot", rc);
     else if (s->index > n->last_applied)
         n->last_applied = s->index;

@@ -72,8 +72,7 @@ static int recover(struct raft_node *n)
         struct snapshot_ref *s = snapshot_new(p.snapshot_index, p.snapshot_term,
                                               p.snapshot, p.snapshot_len);
         p.snapshot = NULL;
-        rc = s ? n->fsm.restore(n->fsm.ctx, s->index, s->data + s->state_offset,
-                                s->len - s->state_offset) : -ENOMEM;
+        rc = s ? snapshot_restore(n, s) : -ENOMEM;
         if (rc) {
             node_log(n, RAFT_LOG_ERROR, "cannot restore the snapshot at %llu",
                      (unsigned long long)p.snapshot_index);
@@ -194,7 +193,7 @@ void node_destroy(struct raft_node *n)
         snapshot_release(n->to_restore);
     if (n->job.view) /* captured, and the node stopped before writing it */
         n->fsm.snapshot_serialize(n->fsm.ctx, n->job.view, NULL, NULL);
-    free(n->incoming);
+    incoming_abort_locked(n);
     log_free(&n->log);
     trace_close(n->trace);
     destroy_sync(n);

@@ -128,6 +128,17 @@ struct snapshot_ref {
     size_t state_offset;
 };
 
+/* A snapshot being received from the leader, chunk by chunk (incoming.c). */
+struct incoming_snapshot {
+    bool open;             /* chunks of the snapshot at (index, term) are coming */
+    uint64_t index, term;
+    uint64_t len;          /* bytes received so far */
+    void *writer;          /* the storage's, when it writes piece by piece */
+    uint8_t *buf;          /* else the bytes so far */
+    size_t cap;
+    uint8_t head[MEMBERSHIP_SNAPSHOT_HEADER_MAX]; /* the first bytes: the configuration */
+};
+
 /* One request as it was sent, kept until its reply is handled: a reply is
  * judged against what its request carried and the term and role it was
  * sent in, never against what the node holds by the time it arrives. */
@@ -218,9 +229,7 @@ struct raft_node {
         uint64_t capture_ms;        /* how long the capture stopped the applier */
     } job;
     struct snapshot_ref *to_restore; /* received, for the applier to load */
-    uint8_t *incoming;              /* InstallSnapshot chunks so far */
-    size_t incoming_len, incoming_cap;
-    uint64_t incoming_index, incoming_term;
+    struct incoming_snapshot incoming; /* InstallSnapshot chunks so far */
 
     /* The configuration (thesis ch. 4, reconfigure.c). `members` is the
      * latest in the log, in use as soon as it is appended, committed or not
@@ -453,14 +462,41 @@ int snapshot_recv_install_locked(struct raft_node *n, const struct raft_msg *req
  * the state machine, and the snapshotter thread writes it without the lock
  * and compacts the log, while the applier goes on. */
 void snapshot_take_if_due_drops_lock(struct raft_node *n);
+/* A snapshot whose bytes are in memory (taken over: freed with it, or at
+ * once on failure), or in storage only (with the configuration it covers,
+ * NULL for none, and where the state machine's bytes begin). */
 struct snapshot_ref *snapshot_new(uint64_t index, uint64_t term, uint8_t *data, size_t len);
+struct snapshot_ref *snapshot_new_stored(uint64_t index, uint64_t term, size_t len,
+                                         const struct raft_membership *members,
+                                         size_t state_offset);
 void snapshot_release(struct snapshot_ref *s);
+/* Loads s into the state machine, from memory or from storage (called
+ * without the lock, holding a reference to s). 0 or a negative errno:
+ * -ESTALE when storage holds a newer snapshot by now. */
+int snapshot_restore(struct raft_node *n, const struct snapshot_ref *s);
 /* Frees the latest snapshot's bytes once only storage needs to hold them:
  * it can read them back, and no restore or send uses them. */
 void snapshot_leave_in_storage_locked(struct raft_node *n);
 /* An InstallSnapshot chunk whose bytes are in storage is read into the
  * lane's buffer, without the lock. Returns 0 or the storage's error. */
 int snapshot_read_chunk_drops_lock(struct raft_node *n, struct lane *l, struct rpc *rpc);
+
+/* ---- incoming.c: a snapshot being received (Figure 13) ---- */
+/* Starts receiving the snapshot at (index, term), dropping any other one
+ * being received: 0 or the storage's error. */
+int incoming_begin_locked(struct raft_node *n, uint64_t index, uint64_t term);
+/* The next len bytes of the snapshot (of total in all): 0 or an error. */
+int incoming_append_locked(struct raft_node *n, const uint8_t *data, size_t len,
+                           uint64_t total);
+/* The configuration at the head of what was received (membership.h). */
+int incoming_configuration(const struct raft_node *n, struct raft_membership *m,
+                           bool *found, size_t *state_offset);
+/* Stores the whole snapshot received (storage replaces its snapshot and
+ * drops what it covers): 0 or an error. *data gets its bytes (the caller's
+ * now) when they were gathered in memory, else NULL: storage alone has
+ * them. n->incoming still describes it until incoming_abort_locked. */
+int incoming_store_locked(struct raft_node *n, uint8_t **data);
+void incoming_abort_locked(struct raft_node *n);
 
 /* ---- transfer.c: leadership transfer (thesis §3.10) ---- */
 /* Starts a transfer to target (RAFT_NO_NODE: the most up-to-date voter);

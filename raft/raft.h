@@ -246,7 +246,12 @@ struct raft_storage {
      * that it is never whole in memory. begin_snapshot starts one at
      * index; write_snapshot appends bytes to it; end_snapshot with commit
      * makes it durable and replaces the stored one as save_snapshot does,
-     * without commit it discards it. Appends and reads may run meanwhile. */
+     * without commit it discards it. The calls of one writer may come
+     * from different threads, one at a time; two writers may be open at
+     * once (the node's own snapshot and one received from its leader), and
+     * appends and reads may run meanwhile. begin, end and save_snapshot
+     * return -ESTALE, changing nothing, for a snapshot older than the
+     * stored one (a newer one overtook it). */
     int (*begin_snapshot)(void *ctx, uint64_t index, uint64_t term, void **writer);
     int (*write_snapshot)(void *writer, const uint8_t *data, size_t len);
     int (*end_snapshot)(void *ctx, void *writer, bool commit);
@@ -276,8 +281,13 @@ struct raft_fsm {
     int (*snapshot_serialize)(void *ctx, void *view,
                               int (*write)(void *sink, const uint8_t *data, size_t len),
                               void *sink);
-    /* Replaces the state with a snapshot taken at `index`. */
-    int (*restore)(void *ctx, uint64_t index, const uint8_t *data, size_t len);
+    /* Replaces the state with a snapshot taken at `index`: its len bytes,
+     * which read(src, buf, n) copies into buf in order, n bytes per call
+     * (any n the state machine likes; read returns 0 or a negative errno),
+     * so that a large snapshot is never whole in memory. Returns 0, or a
+     * negative errno (the node then stops, as for apply). */
+    int (*restore)(void *ctx, uint64_t index, uint64_t len,
+                   int (*read)(void *src, uint8_t *buf, size_t n), void *src);
     /* Optional: a few words for the log saying what a command does, in the
      * state machine's terms ("put greeting from client 7 seq 3"), written
      * NUL-terminated into buf. Called with the node's lock held and only

@@ -33,19 +33,47 @@ struct snapshot_ref *snapshot_new(uint64_t index, uint64_t term, uint8_t *data, 
     return s;
 }
 
-/* A snapshot whose bytes are in storage only (the node wrote it piece by
- * piece): the configuration it covers, then the state machine's bytes
- * from state_offset on. */
-static struct snapshot_ref *snapshot_new_stored(uint64_t index, uint64_t term, size_t len,
-                                                const struct raft_membership *members,
-                                                size_t state_offset)
+struct snapshot_ref *snapshot_new_stored(uint64_t index, uint64_t term, size_t len,
+                                         const struct raft_membership *members,
+                                         size_t state_offset)
 {
     struct snapshot_ref *s = calloc(1, sizeof(*s));
     if (s)
         *s = (struct snapshot_ref){.index = index, .term = term, .len = len, .refs = 1,
-                                   .has_members = true, .members = *members,
+                                   .has_members = members != NULL,
                                    .state_offset = state_offset};
+    if (s && members)
+        s->members = *members;
     return s;
+}
+
+/* The state machine's bytes of a snapshot, for restore to read in order. */
+struct restore_source {
+    struct raft_node *n;
+    const struct snapshot_ref *s;
+    size_t at; /* the next byte, counted from the snapshot's start */
+};
+
+static int read_restore_source(void *src, uint8_t *buf, size_t len)
+{
+    struct restore_source *r = src;
+    const struct snapshot_ref *s = r->s;
+    if (len > s->len - r->at)
+        return -EINVAL;
+    int rc = 0;
+    if (s->data)
+        memcpy(buf, s->data + r->at, len);
+    else
+        rc = r->n->storage.read_snapshot(r->n->storage.ctx, s->index, r->at, buf, len);
+    r->at += len;
+    return rc;
+}
+
+int snapshot_restore(struct raft_node *n, const struct snapshot_ref *s)
+{
+    struct restore_source src = {.n = n, .s = s, .at = s->state_offset};
+    return n->fsm.restore(n->fsm.ctx, s->index, s->len - s->state_offset, read_restore_source,
+                          &src);
 }
 
 /* Where the snapshotter's bytes go: straight to storage when it takes a
@@ -258,15 +286,23 @@ static void write_snapshot_drops_lock(struct raft_node *n)
     node_lock(n);
     n->snapshotting = false;
     pthread_cond_broadcast(&n->changed_cond);
+    /* While this node wrote, a newer snapshot may have been installed from
+     * the leader (storage then refuses this one with -ESTALE): it covers
+     * this one, which is dropped. */
+    if (rc == -ESTALE || (rc == 0 && job.index <= n->log.base_index)) {
+        if (s)
+            snapshot_release(s);
+        node_log(n, RAFT_LOG_DEBUG, "snapshot at %llu dropped: the one received from the "
+                 "leader covers it", (unsigned long long)job.index);
+        return;
+    }
     if (rc) {
         node_disk_failed_locked(n, "writing a snapshot", rc);
         return;
     }
     while (n->syncing)
         node_wait_until(n, &n->changed_cond, 0);
-    /* While this node wrote, a newer snapshot may have been installed from
-     * the leader: it covers this one, which is dropped. */
-    if (job.index <= n->log.base_index) {
+    if (job.index <= n->log.base_index) { /* installed while the syncer ran */
         snapshot_release(s);
         return;
     }
@@ -386,34 +422,27 @@ static bool gather_chunk_locked(struct raft_node *n, const struct raft_install_s
                                 struct raft_msg *reply)
 {
     /* LAB(snapshots): gather the chunks in order (Figure 13 receiver rules 2-5) */
+    struct incoming_snapshot *in = &n->incoming;
+    int rc = 0;
     if (is->offset == 0) {
-        free(n->incoming);
-        n->incoming = NULL;
-        n->incoming_len = n->incoming_cap = 0;
-        n->incoming_index = is->last_index;
-        n->incoming_term = is->last_term;
-    } else if (is->last_index != n->incoming_index || is->last_term != n->incoming_term ||
-               is->offset != n->incoming_len) {
-        bool same = is->last_index == n->incoming_index && is->last_term == n->incoming_term;
-        reply_install(n, reply, same ? n->incoming_len : 0);
+        rc = incoming_begin_locked(n, is->last_index, is->last_term);
+    } else if (!in->open || is->last_index != in->index || is->last_term != in->term ||
+               is->offset != in->len) {
+        bool same = in->open && is->last_index == in->index && is->last_term == in->term;
+        reply_install(n, reply, same ? in->len : 0);
         return false;
     }
-    size_t want = n->incoming_len + is->len;
-    if (want > n->incoming_cap) {
-        size_t cap = is->total > want ? (size_t)is->total : want;
-        uint8_t *b = realloc(n->incoming, cap ? cap : 1);
-        if (!b) {
-            reply_install(n, reply, 0);
-            return false;
-        }
-        n->incoming = b;
-        n->incoming_cap = cap;
+    if (rc == 0)
+        rc = incoming_append_locked(n, is->data, is->len, is->total);
+    if (rc) {
+        incoming_abort_locked(n);
+        if (rc != -ENOMEM) /* out of memory: the leader starts over */
+            node_disk_failed_locked(n, "receiving a snapshot", rc);
+        reply_install(n, reply, 0);
+        return false;
     }
-    if (is->len)
-        memcpy(n->incoming + n->incoming_len, is->data, is->len);
-    n->incoming_len = want;
     if (!is->done) {
-        reply_install(n, reply, n->incoming_len);
+        reply_install(n, reply, in->len);
         return false;
     }
     return true;
@@ -421,12 +450,36 @@ static bool gather_chunk_locked(struct raft_node *n, const struct raft_install_s
     /* END LAB: return false; */
 }
 
-static bool carries_valid_configuration(const uint8_t *data, size_t len)
+static bool carries_valid_configuration(const struct raft_node *n)
 {
     struct raft_membership m;
     bool found;
     size_t offset;
-    return membership_snapshot_split(data, len, &m, &found, &offset) == 0;
+    return incoming_configuration(n, &m, &found, &offset) == 0;
+}
+
+/* The snapshot received, stored, and the reference to it; NULL with *rc
+ * set on failure. */
+static struct snapshot_ref *store_received_locked(struct raft_node *n, int *rc)
+{
+    const struct incoming_snapshot *in = &n->incoming;
+    struct raft_membership m;
+    bool found;
+    size_t offset;
+    uint8_t *data;
+    struct snapshot_ref *s = NULL;
+    *rc = incoming_configuration(n, &m, &found, &offset);
+    if (*rc == 0)
+        *rc = incoming_store_locked(n, &data);
+    if (*rc == 0) {
+        s = data ? snapshot_new(in->index, in->term, data, (size_t)in->len)
+                 : snapshot_new_stored(in->index, in->term, (size_t)in->len,
+                                       found ? &m : NULL, offset);
+        if (!s)
+            *rc = -ENOMEM;
+    }
+    incoming_abort_locked(n);
+    return s;
 }
 
 /* Rules 6-8: keep the log suffix after the snapshot if the log has the
@@ -446,20 +499,14 @@ static int install_locked(struct raft_node *n, uint64_t index, uint64_t term)
         }
         log_truncate(&n->log, n->log.base_index + 1);
     }
-    uint8_t *data = n->incoming;
-    size_t len = n->incoming_len;
-    int rc = n->storage.save_snapshot(n->storage.ctx, index, term, data, len);
+    int rc;
+    struct snapshot_ref *s = store_received_locked(n, &rc);
     if (rc) {
         node_disk_failed_locked(n, "saving a received snapshot", rc);
         return -EIO;
     }
-    n->incoming = NULL;
-    n->incoming_len = n->incoming_cap = 0;
     log_compact(&n->log, index, term);
     n->durable_index = log_last_index(&n->log);
-    struct snapshot_ref *s = snapshot_new(index, term, data, len);
-    if (!s)
-        return -ENOMEM;
     replace_snapshot_locked(n, s);
     /* §7: the configuration the snapshot covers is now the log's base. */
     if (s->has_members)
@@ -472,10 +519,10 @@ static int install_locked(struct raft_node *n, uint64_t index, uint64_t term)
         n->commit_index = index;
     node_wake_applier_locked(n);
     node_log(n, RAFT_LOG_INFO, "installed snapshot up to %llu@T%llu from n%d (%zu bytes), %s",
-             (unsigned long long)index, (unsigned long long)term, n->leader_id, len,
+             (unsigned long long)index, (unsigned long long)term, n->leader_id, s->len,
              keep_suffix ? "kept the log after it" : "discarded the whole log");
     return 0;
-    /* STUB: (void)n; (void)index; (void)term; */
+    /* STUB: (void)n; (void)index; (void)term; (void)store_received_locked; */
     /* END LAB: return -ENOSYS; */
 }
 
@@ -501,8 +548,9 @@ int snapshot_recv_install_locked(struct raft_node *n, const struct raft_msg *req
     if (is->last_index <= n->commit_index)
         return reply_install(n, reply, is->total);
     if (!gather_chunk_locked(n, is, reply))
-        return 0;
-    if (!carries_valid_configuration(n->incoming, n->incoming_len)) {
+        return n->disk_failed ? -EIO : 0;
+    if (!carries_valid_configuration(n)) {
+        incoming_abort_locked(n);
         node_log(n, RAFT_LOG_WARN, "snapshot up to %llu from n%u has a malformed configuration "
                  "-> refused", (unsigned long long)is->last_index, req->from);
         return -EINVAL;

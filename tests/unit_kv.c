@@ -129,12 +129,12 @@ static void test_snapshot_is_as_of_its_capture(void **state)
     uint8_t *other;
     size_t other_len;
     assert_int_equal(fsm_snapshot_bytes(&fa, &other, &other_len), 0);
-    assert_int_equal(fa.restore(fa.ctx, index, other, other_len), 0); /* frees every item */
+    assert_int_equal(fsm_restore_bytes(&fa, index, other, other_len), 0); /* frees every item */
     free(other);
     uint8_t *snap;
     size_t len;
     assert_int_equal(fsm_view_bytes(&fa, view, &snap, &len), 0);
-    assert_int_equal(fb.restore(fb.ctx, 100, snap, len), 0);
+    assert_int_equal(fsm_restore_bytes(&fb, 100, snap, len), 0);
     free(snap);
     struct kv_stats sb, st;
     kv_get_stats(b, &sb);
@@ -164,7 +164,7 @@ static void test_snapshot_round_trip(void **state)
     uint8_t *snap;
     size_t len;
     assert_int_equal(fsm_snapshot_bytes(&fa, &snap, &len), 0);
-    assert_int_equal(fb.restore(fb.ctx, 300, snap, len), 0);
+    assert_int_equal(fsm_restore_bytes(&fb, 300, snap, len), 0);
     struct kv_stats sa, sb;
     kv_get_stats(a, &sa);
     kv_get_stats(b, &sb);
@@ -176,9 +176,56 @@ static void test_snapshot_round_trip(void **state)
     assert_true(kv_applied_request(b, 1, 60));
     /* A corrupt snapshot is refused, never half-loaded silently. */
     snap[0] ^= 0xff;
-    assert_int_equal(fb.restore(fb.ctx, 300, snap, len), -EBADMSG);
-    assert_int_equal(fb.restore(fb.ctx, 300, snap, 3), -EBADMSG);
+    assert_int_equal(fsm_restore_bytes(&fb, 300, snap, len), -EBADMSG);
+    assert_int_equal(fsm_restore_bytes(&fb, 300, snap, 3), -EBADMSG);
     free(snap);
+    kv_free(a);
+    kv_free(b);
+}
+
+/* A snapshot is restored from a stream read a megabyte at a time: keys and
+ * values that straddle the reads, and one value larger than a read. */
+static void test_large_snapshot_restores_piece_by_piece(void **state)
+{
+    (void)state;
+    struct kv *a = kv_new(KV_DEFAULT_SESSION_TIMEOUT_MS), *b = kv_new(KV_DEFAULT_SESSION_TIMEOUT_MS);
+    struct raft_fsm fa = kv_fsm(a), fb = kv_fsm(b);
+    char v[200];
+    for (int i = 0; i < 20000; i++) { /* about 3 MB */
+        char k[16];
+        snprintf(k, sizeof(k), "k%d", i);
+        snprintf(v, sizeof(v), "%0*d", 100 + i % 97, i);
+        apply_put(&fa, 1 + (uint64_t)i, 1 + (uint64_t)(i % 5), 1 + (uint64_t)(i / 5), 5000, k, v);
+    }
+    uint32_t big_len = 3u << 19; /* 1.5 MiB */
+    uint8_t *big = malloc(big_len), *cmd = malloc(kv_put_size(3, big_len));
+    for (uint32_t i = 0; i < big_len; i++)
+        big[i] = (uint8_t)(i * 7);
+    size_t cmd_len = kv_encode_put(cmd, 6, 1, 5000, (const uint8_t *)"big", 3, big, big_len);
+    struct raft_entry e = {.term = 1, .type = RAFT_ENTRY_COMMAND, .len = (uint32_t)cmd_len,
+                           .data = cmd};
+    assert_int_equal(fa.apply(fa.ctx, 20001, &e), 0);
+    uint8_t *snap;
+    size_t len;
+    assert_int_equal(fsm_snapshot_bytes(&fa, &snap, &len), 0);
+    assert_true(len > 4u << 20);
+    assert_int_equal(fsm_restore_bytes(&fb, 20001, snap, len), 0);
+    struct kv_stats sa, sb;
+    kv_get_stats(a, &sa);
+    kv_get_stats(b, &sb);
+    assert_int_equal(sa.hash, sb.hash);
+    assert_int_equal(sb.keys, 20001);
+    uint8_t *got;
+    uint32_t got_len;
+    assert_int_equal(kv_get(b, (const uint8_t *)"big", 3, &got, &got_len), 0);
+    assert_int_equal(got_len, big_len);
+    assert_memory_equal(got, big, big_len);
+    free(got);
+    /* Cut anywhere, even past the first megabyte, it is refused. */
+    assert_int_equal(fsm_restore_bytes(&fb, 20001, snap, (3u << 20) + 5), -EBADMSG);
+    free(snap);
+    free(big);
+    free(cmd);
     kv_free(a);
     kv_free(b);
 }
@@ -266,6 +313,7 @@ int main(void)
         cmocka_unit_test(test_sessions_expire_by_log_time),
         cmocka_unit_test(test_snapshot_round_trip),
         cmocka_unit_test(test_snapshot_is_as_of_its_capture),
+        cmocka_unit_test(test_large_snapshot_restores_piece_by_piece),
         cmocka_unit_test(test_put_that_cannot_be_applied_is_not_recorded),
         cmocka_unit_test(test_put_that_cannot_be_applied_is_reported_to_the_node),
         cmocka_unit_test(test_describe_names_the_put),

@@ -167,7 +167,7 @@ static void test_snapshot_keeps_the_saved_answers(void **state)
     uint8_t *snap;
     size_t len;
     assert_int_equal(fsm_snapshot_bytes(&fa, &snap, &len), 0);
-    assert_int_equal(fb.restore(fb.ctx, next_index, snap, len), 0);
+    assert_int_equal(fsm_restore_bytes(&fb, next_index, snap, len), 0);
     free(snap);
     assert_result(b, 8, 1, KV_RESULT_MISMATCH, "v");
     assert_result(b, 9, 1, KV_RESULT_ABSENT, NULL);

@@ -15,7 +15,8 @@
  *   - the term never goes back, and the vote of a term never changes: term
  *     and vote are the last saved pair or the one being saved;
  *   - the snapshot is the last saved one or the one being saved, whether
- *     written whole or piece by piece;
+ *     written whole or piece by piece, alone or beside an older one that
+ *     it overtakes (which is refused);
  *   - the log goes on: an append after the reboot is found after another.
  *
  * Every crash point of each workload is enumerated, with several seeds;
@@ -40,14 +41,18 @@
 
 /* ---- workloads ---- */
 
-/* STREAMED: a snapshot written piece by piece (begin, write, end). */
-enum step_kind { TERM_VOTE, APPEND, TRUNCATE, SNAPSHOT, STREAMED };
+/* STREAMED: a snapshot written piece by piece (begin, write, end).
+ * OVERTAKEN: two written at once, as a follower does when its leader's
+ * snapshot arrives while it writes its own: its own, at c, is begun
+ * first; the received one, at a, is written and installed meanwhile;
+ * then its own must be refused (-ESTALE) and change nothing. */
+enum step_kind { TERM_VOTE, APPEND, TRUNCATE, SNAPSHOT, STREAMED, OVERTAKEN };
 
 struct step {
     enum step_kind kind;
     uint64_t a; /* term | first index | from index | snapshot index */
     int64_t b;  /* vote | count        | -          | snapshot term */
-    uint64_t c; /* -    | term         | -          | - */
+    uint64_t c; /* -    | term         | -          | -, OVERTAKEN: own index */
 };
 
 struct workload {
@@ -101,6 +106,41 @@ static int save_streamed(struct raft_storage *st, uint64_t index, uint64_t term)
     return rc ? rc : end;
 }
 
+static int write_pieces(struct raft_storage *st, void *w, uint64_t index, uint32_t from,
+                        uint32_t to)
+{
+    uint8_t snap[64];
+    uint32_t len = snapshot_data(index, snap);
+    int rc = 0;
+    for (uint32_t off = from; off < to && off < len && rc == 0; off += 7)
+        rc = st->write_snapshot(w, snap + off, len - off < 7 ? len - off : 7);
+    return rc;
+}
+
+static int save_overtaken(struct raft_storage *st, uint64_t received, uint64_t term,
+                          uint64_t own)
+{
+    void *mine, *theirs;
+    int rc = st->begin_snapshot(st->ctx, own, term, &mine);
+    if (rc)
+        return rc;
+    rc = write_pieces(st, mine, own, 0, 14);
+    int begun = rc ? rc : st->begin_snapshot(st->ctx, received, term, &theirs);
+    if (begun) {
+        st->end_snapshot(st->ctx, mine, false);
+        return begun;
+    }
+    rc = write_pieces(st, theirs, received, 0, 64);
+    if (rc == 0)
+        rc = write_pieces(st, mine, own, 14, 64);
+    int end = st->end_snapshot(st->ctx, theirs, rc == 0);
+    rc = rc ? rc : end;
+    end = st->end_snapshot(st->ctx, mine, rc == 0);
+    if (rc)
+        return rc;
+    return end == -ESTALE ? 0 : end ? end : -EPROTO; /* installed over a newer one */
+}
+
 static int run_step(struct raft_storage *st, const struct step *s)
 {
     static uint8_t bufs[16][128];
@@ -115,6 +155,8 @@ static int run_step(struct raft_storage *st, const struct step *s)
         return st->save_snapshot(st->ctx, s->a, (uint64_t)s->b, snap, snapshot_data(s->a, snap));
     case STREAMED:
         return save_streamed(st, s->a, (uint64_t)s->b);
+    case OVERTAKEN:
+        return save_overtaken(st, s->a, (uint64_t)s->b, s->c);
     case APPEND:
         assert_true(s->b >= 1 && s->b <= 16);
         for (int64_t i = 0; i < s->b; i++) {
@@ -142,6 +184,7 @@ static void apply_step(struct model *m, const struct step *s)
         break;
     case SNAPSHOT:
     case STREAMED:
+    case OVERTAKEN:
         m->snapshot_index = s->a;
         m->snapshot_term = (uint64_t)s->b;
         if (m->last < s->a)
@@ -188,7 +231,8 @@ static bool recovered_state_ok(const struct raft_persisted *p, const struct mode
     }
     /* The snapshot: the acknowledged one, or the one being saved. */
     struct model want = *m;
-    if (inflight && (inflight->kind == SNAPSHOT || inflight->kind == STREAMED) &&
+    if (inflight &&
+        (inflight->kind == SNAPSHOT || inflight->kind == STREAMED || inflight->kind == OVERTAKEN) &&
         p->snapshot_index == inflight->a)
         apply_step(&want, inflight);
     if (p->snapshot_index != want.snapshot_index || p->snapshot_term != want.snapshot_term) {
@@ -374,6 +418,8 @@ static const struct step mixed_steps[] = {
     { APPEND, 32, 2, 5 },
     { STREAMED, 32, 5, 0 },   /* keeps 33 */
     { APPEND, 34, 1, 5 },
+    { OVERTAKEN, 36, 5, 34 }, /* beyond the log, over its own at 34 */
+    { APPEND, 37, 2, 5 },
 };
 
 /* The same kinds of steps in one large segment: tears land between and
@@ -388,6 +434,7 @@ static const struct step one_segment_steps[] = {
     { TRUNCATE, 9, 0, 0 },
     { APPEND, 9, 8, 2 },
     { STREAMED, 10, 2, 0 },
+    { OVERTAKEN, 14, 2, 12 },
     { APPEND, 17, 4, 2 },
     { TRUNCATE, 19, 0, 0 },
     { TERM_VOTE, 3, 1, 0 },

@@ -129,8 +129,10 @@ int storage_sync_dir(struct file_storage *s)
     return rc ? storage_fail(s, rc, "fsync of the directory", s->dir) : 0;
 }
 
-int storage_write_tmp(const struct file_storage *s, const char *tmp_name, const uint8_t *a,
-                      size_t a_len, const uint8_t *b, size_t b_len, const char **failed_call)
+/* Writes the bytes a then b to tmp_name and syncs them; on failure
+ * *failed_call names what failed. */
+static int write_tmp(const struct file_storage *s, const char *tmp_name, const uint8_t *a,
+                     size_t a_len, const uint8_t *b, size_t b_len, const char **failed_call)
 {
     char tmp[PATH_MAX];
     storage_path(s, tmp_name, tmp);
@@ -170,7 +172,7 @@ int storage_replace_file(struct file_storage *s, const char *tmp_name, const cha
                          const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len)
 {
     const char *call;
-    int rc = storage_write_tmp(s, tmp_name, a, a_len, b, b_len, &call);
+    int rc = write_tmp(s, tmp_name, a, a_len, b, b_len, &call);
     if (rc) {
         char tmp[PATH_MAX];
         storage_path(s, tmp_name, tmp);

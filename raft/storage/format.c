@@ -55,8 +55,9 @@
  *             one has reached the segment size (8 MiB by default); a batch
  *             is never split across segments.
  *
- *   meta.tmp, snapshot.tmp, node-id.tmp, bootstrap.tmp   a replacement being written;
- *             ignored on load.
+ *   meta.tmp, snapshot.tmp, snapshot-2.tmp, node-id.tmp, bootstrap.tmp
+ *             a replacement being written (a node may write two snapshots
+ *             at once: its own and one received); ignored on load.
  *
  *   lock      the pid of the process that has the directory open, as
  *             decimal text; flock'ed while it is open (lock.c). Not data:

@@ -22,6 +22,8 @@
 #define FMT_META_TMP_NAME "meta.tmp"
 #define FMT_SNAPSHOT_NAME "snapshot"
 #define FMT_SNAPSHOT_TMP_NAME "snapshot.tmp"
+#define FMT_SNAPSHOT_TMP2_NAME "snapshot-2.tmp" /* a second one written at the same time */
+#define FMT_SNAPSHOT_WRITERS 2
 #define FMT_LOCK_NAME "lock"
 #define FMT_NODE_ID_NAME "node-id"
 #define FMT_NODE_ID_TMP_NAME "node-id.tmp"

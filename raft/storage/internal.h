@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "raft/storage/format.h"
 #include "raft/storage/storage.h"
 
 #define STORAGE_FILE_MODE 0644
@@ -32,9 +33,6 @@ struct segment {
 };
 
 struct file_storage {
-    /* Held while a snapshot is written (storage.c), before mu: one at a
-     * time, while the log's changes go on under mu. */
-    pthread_mutex_t snapshot_mu;
     pthread_mutex_t mu; /* guards everything below: one call at a time */
     char *dir;
     const struct storage_io *io;
@@ -44,6 +42,7 @@ struct file_storage {
 
     bool recovered; /* the fields below describe the directory */
     bool failed;    /* a write or sync failed: refuse every change */
+    bool snapshot_tmp_busy[FMT_SNAPSHOT_WRITERS]; /* being written (storage.c) */
     uint64_t snapshot_index;
     uint64_t snapshot_term;
     /* The log's last index; snapshot_index when the log is empty. Invariant:
@@ -80,13 +79,8 @@ int storage_write_all(const struct file_storage *s, int fd, const uint8_t *buf, 
 int storage_read_all(const struct file_storage *s, int fd, uint8_t *buf, size_t len, off_t off);
 /* A whole file in a malloc'd buffer; -ENOENT when it does not exist. */
 int storage_read_file(struct file_storage *s, const char *path, uint8_t **data, size_t *len);
-/* The two halves of storage_replace_file. The first writes the bytes a
- * then b to tmp_name and syncs them; it changes nothing else of s, so that
- * it may run without s->mu while the log changes; on failure *failed_call
- * names what failed, for storage_fail under the mutex. The second renames
- * tmp_name over name and syncs the directory. */
-int storage_write_tmp(const struct file_storage *s, const char *tmp_name, const uint8_t *a,
-                      size_t a_len, const uint8_t *b, size_t b_len, const char **failed_call);
+/* Renames tmp_name (written and synced) over name and syncs the
+ * directory: the second half of storage_replace_file. */
 int storage_install_tmp(struct file_storage *s, const char *tmp_name, const char *name);
 /* Atomically replaces `name` with the bytes a then b, by way of tmp_name. */
 int storage_replace_file(struct file_storage *s, const char *tmp_name, const char *name,

@@ -58,35 +58,33 @@ static int ready_for_change(struct file_storage *s)
  * snapshot ends beyond the log, every segment goes and the next append
  * starts a fresh one at index + 1.
  *
- * A snapshot may be large: its checksum and snapshot.tmp are written
- * without the mutex (under snapshot_mu, one snapshot at a time), so that
- * appends to the log go on meanwhile; only the rename and the compaction
- * take the mutex.
+ * A snapshot may be large: it is written to its temporary file without
+ * the mutex, so that appends to the log go on meanwhile; only the checks,
+ * the rename and the compaction take it. Two snapshots may be written at
+ * once (a node's own, and one its leader is sending), each to a temporary
+ * file of its own. A snapshot older than the stored one is refused with
+ * -ESTALE and changes nothing: it has been overtaken, which is no failure.
  */
-static int check_snapshot_locked(struct file_storage *s, uint64_t index, const uint8_t *data,
-                                 size_t len)
+static const char *const snapshot_tmp_names[FMT_SNAPSHOT_WRITERS] = {
+    FMT_SNAPSHOT_TMP_NAME, FMT_SNAPSHOT_TMP2_NAME,
+};
+
+static int check_snapshot_locked(struct file_storage *s, uint64_t index)
 {
     int rc = ready_for_change(s);
     if (rc)
         return rc;
-    if (index == 0 || (len > 0 && !data))
-        return storage_errorf(s, -EINVAL, "save_snapshot: index 0 or no data");
-    if (index < s->snapshot_index)
-        return storage_errorf(s, -EINVAL,
-                              "save_snapshot at %" PRIu64 ": older than the stored "
-                              "snapshot at %" PRIu64,
-                              index, s->snapshot_index);
-    return 0;
+    if (index == 0)
+        return storage_errorf(s, -EINVAL, "a snapshot at index 0");
+    return index < s->snapshot_index ? -ESTALE : 0;
 }
 
-static int install_snapshot_locked(struct file_storage *s, uint64_t index, uint64_t term)
+static int install_snapshot_locked(struct file_storage *s, const char *tmp_name,
+                                   uint64_t index, uint64_t term)
 {
-    int rc = refuse_if_failed(s);
-    if (rc == 0 && index < s->snapshot_index)
-        rc = storage_errorf(s, -EINVAL, "save_snapshot at %" PRIu64 ": a newer snapshot, at %"
-                            PRIu64 ", was stored meanwhile", index, s->snapshot_index);
+    int rc = check_snapshot_locked(s, index);
     if (rc == 0)
-        rc = storage_install_tmp(s, FMT_SNAPSHOT_TMP_NAME, FMT_SNAPSHOT_NAME);
+        rc = storage_install_tmp(s, tmp_name, FMT_SNAPSHOT_NAME);
     if (rc)
         return rc;
     s->snapshot_index = index;
@@ -96,53 +94,39 @@ static int install_snapshot_locked(struct file_storage *s, uint64_t index, uint6
     return storage_drop_compacted(s);
 }
 
-static int op_save_snapshot(void *ctx, uint64_t index, uint64_t term, const uint8_t *data,
-                            size_t len)
-{
-    struct file_storage *s = ctx;
-    pthread_mutex_lock(&s->snapshot_mu);
-    pthread_mutex_lock(&s->mu);
-    int rc = check_snapshot_locked(s, index, data, len);
-    pthread_mutex_unlock(&s->mu);
-    const char *failed_call = NULL;
-    if (rc == 0) {
-        struct fmt_snapshot_header h = {
-            .index = index,
-            .term = term,
-            .len = len,
-            .data_crc = crc32c(0, data, len),
-        };
-        uint8_t header[FMT_SNAPSHOT_HEADER_SIZE];
-        fmt_snapshot_header_encode(header, &h);
-        rc = storage_write_tmp(s, FMT_SNAPSHOT_TMP_NAME, header, sizeof(header), data, len,
-                               &failed_call);
-    }
-    pthread_mutex_lock(&s->mu);
-    if (rc && failed_call) {
-        char tmp[PATH_MAX];
-        storage_path(s, FMT_SNAPSHOT_TMP_NAME, tmp);
-        rc = storage_fail(s, rc, failed_call, tmp);
-    } else if (rc == 0) {
-        rc = install_snapshot_locked(s, index, term);
-    }
-    pthread_mutex_unlock(&s->mu);
-    pthread_mutex_unlock(&s->snapshot_mu);
-    return rc;
-}
-
-/* A snapshot written piece by piece (the node's own, streamed from the
- * state machine): snapshot.tmp gets the data as it comes after room for
- * the header, which is written last, once the length and the checksum
- * are known; then the file is synced and installed as save_snapshot does.
- * snapshot_mu is held from begin to end, which the same thread calls. */
+/* A snapshot written piece by piece: its temporary file gets the data as
+ * it comes after room for the header, which is written last, once the
+ * length and the checksum are known; then the file is synced and renamed
+ * over the snapshot. The calls of one writer may come from different
+ * threads, one at a time. */
 struct snapshot_writer {
     struct file_storage *s;
     int fd;
+    unsigned slot; /* which temporary file */
     uint64_t index, term, len;
     uint32_t crc;
     int rc;                  /* the first failure; later writes do nothing */
     const char *failed_call; /* what failed, for storage_fail */
 };
+
+static const char *writer_tmp_name(const struct snapshot_writer *w)
+{
+    return snapshot_tmp_names[w->slot];
+}
+
+/* A free temporary file, or -EBUSY when every one is being written. */
+static int take_tmp_slot_locked(struct file_storage *s, unsigned *slot)
+{
+    for (unsigned i = 0; i < FMT_SNAPSHOT_WRITERS; i++) {
+        if (!s->snapshot_tmp_busy[i]) {
+            s->snapshot_tmp_busy[i] = true;
+            *slot = i;
+            return 0;
+        }
+    }
+    return storage_errorf(s, -EBUSY, "a snapshot begun while %d are being written",
+                          FMT_SNAPSHOT_WRITERS);
+}
 
 static int op_begin_snapshot(void *ctx, uint64_t index, uint64_t term, void **out)
 {
@@ -151,22 +135,23 @@ static int op_begin_snapshot(void *ctx, uint64_t index, uint64_t term, void **ou
     if (!w)
         return -ENOMEM;
     *w = (struct snapshot_writer){.s = s, .fd = -1, .index = index, .term = term};
-    pthread_mutex_lock(&s->snapshot_mu);
     pthread_mutex_lock(&s->mu);
-    int rc = check_snapshot_locked(s, index, (const uint8_t *)"", 0);
+    int rc = check_snapshot_locked(s, index);
+    if (rc == 0)
+        rc = take_tmp_slot_locked(s, &w->slot);
     pthread_mutex_unlock(&s->mu);
+    char tmp[PATH_MAX];
+    storage_path(s, writer_tmp_name(w), tmp);
     if (rc == 0) {
-        char tmp[PATH_MAX];
-        storage_path(s, FMT_SNAPSHOT_TMP_NAME, tmp);
         w->fd = s->io->open(s->io->ctx, tmp, O_WRONLY | O_CREAT | O_TRUNC, STORAGE_FILE_MODE);
         if (w->fd < 0) {
             pthread_mutex_lock(&s->mu);
+            s->snapshot_tmp_busy[w->slot] = false;
             rc = storage_fail(s, w->fd, "creating", tmp);
             pthread_mutex_unlock(&s->mu);
         }
     }
     if (rc) {
-        pthread_mutex_unlock(&s->snapshot_mu);
         free(w);
         return rc;
     }
@@ -212,18 +197,31 @@ static int op_end_snapshot(void *ctx, void *writer, bool commit)
         rc = finish_snapshot_file(w);
     s->io->close(s->io->ctx, w->fd);
     char tmp[PATH_MAX];
-    storage_path(s, FMT_SNAPSHOT_TMP_NAME, tmp);
-    if (!commit || rc)
-        s->io->unlink(s->io->ctx, tmp); /* best effort: load ignores it anyway */
+    storage_path(s, writer_tmp_name(w), tmp);
     pthread_mutex_lock(&s->mu);
     if (rc) /* a write of ours failed, whether or not the caller saw it */
         rc = storage_fail(s, rc, w->failed_call, tmp);
     else if (commit)
-        rc = install_snapshot_locked(s, w->index, w->term);
+        rc = install_snapshot_locked(s, writer_tmp_name(w), w->index, w->term);
+    if (!commit || rc)
+        s->io->unlink(s->io->ctx, tmp); /* best effort: load ignores it anyway */
+    s->snapshot_tmp_busy[w->slot] = false;
     pthread_mutex_unlock(&s->mu);
-    pthread_mutex_unlock(&s->snapshot_mu);
     free(w);
     return rc;
+}
+
+static int op_save_snapshot(void *ctx, uint64_t index, uint64_t term, const uint8_t *data,
+                            size_t len)
+{
+    if (len > 0 && !data)
+        return storage_errorf(ctx, -EINVAL, "save_snapshot: %zu bytes but no data", len);
+    void *w;
+    int rc = op_begin_snapshot(ctx, index, term, &w);
+    if (rc)
+        return rc;
+    op_write_snapshot(w, data, len);
+    return op_end_snapshot(ctx, w, true);
 }
 
 /* The chunks a leader sends come from the file, not from memory (the
@@ -418,7 +416,6 @@ int file_storage_open_with_io(struct file_storage **out, const char *dir, file_s
         return rc;
     }
     pthread_mutex_init(&s->mu, NULL);
-    pthread_mutex_init(&s->snapshot_mu, NULL);
     *out = s;
     return 0;
 }
@@ -441,7 +438,6 @@ void file_storage_close(struct file_storage *s)
     storage_close_tail(s);
     storage_unlock_dir(s);
     pthread_mutex_destroy(&s->mu);
-    pthread_mutex_destroy(&s->snapshot_mu);
     free(s->segs);
     free(s->buf);
     free(s->dir);

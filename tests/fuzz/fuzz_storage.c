@@ -39,7 +39,10 @@
  *      vote, snapshot and entries;
  *   3. a recovered log can be written: save_term_vote(term + 1) and
  *      append(one entry at the next index) succeed, and a third load
- *      returns the old entries plus the new one.
+ *      returns the old entries plus the new one;
+ *   4. the recovered snapshot read back in pieces (read_snapshot, as a
+ *      leader sends it) is the one load returned, and a snapshot written
+ *      piece by piece (begin, write, end) over it loads back.
  * A violation aborts with a line saying which, so libFuzzer saves the input.
  */
 #include <errno.h>
@@ -526,7 +529,9 @@ static int open_and_load(struct file_storage **s, struct raft_persisted *out)
     return rc;
 }
 
-/* Properties 2 and 3 on a directory that loaded as `first`. */
+static void check_streamed_snapshot(struct file_storage *s, uint64_t index, uint64_t term);
+
+/* Properties 2 to 4 on a directory that loaded as `first`. */
 static void check_recovered(const struct raft_persisted *first)
 {
     struct file_storage *s;
@@ -545,6 +550,16 @@ static void check_recovered(const struct raft_persisted *first)
         return; /* indices and terms this large never occur; no room to write */
     }
     struct raft_storage ops = file_storage_ops(s);
+    /* Read back in pieces, as a leader sends it, the snapshot is the one
+     * load returned. */
+    uint8_t piece[7];
+    for (size_t off = 0; off < first->snapshot_len; off += sizeof(piece)) {
+        size_t n = first->snapshot_len - off < sizeof(piece) ? first->snapshot_len - off
+                                                             : sizeof(piece);
+        if (ops.read_snapshot(ops.ctx, first->snapshot_index, off, piece, n) != 0 ||
+            memcmp(piece, first->snapshot + off, n) != 0)
+            fail("the snapshot read back in pieces differs from the one load returned", s);
+    }
     if (ops.save_term_vote(ops.ctx, first->term + 1, 0) != 0)
         fail("save_term_vote after a successful load failed", s);
     uint8_t data[3] = {'n', 'e', 'w'};
@@ -565,6 +580,30 @@ static void check_recovered(const struct raft_persisted *first)
     if (!persisted_prefix_equal(first, &third))
         fail("appending after recovery changed earlier entries or the snapshot", s);
     free_persisted(&third);
+    check_streamed_snapshot(s, next, e.term);
+}
+
+/* A snapshot written piece by piece over the recovered directory, up to
+ * the entry appended at `index`, replaces the log and loads back. */
+static void check_streamed_snapshot(struct file_storage *s, uint64_t index, uint64_t term)
+{
+    static const uint8_t state[] = "a state machine written in pieces";
+    struct raft_storage ops = file_storage_ops(s);
+    void *w;
+    if (ops.begin_snapshot(ops.ctx, index, term, &w) != 0)
+        fail("begin_snapshot after a successful load failed", s);
+    for (size_t off = 0; off < sizeof(state); off += 5)
+        ops.write_snapshot(w, state + off, sizeof(state) - off < 5 ? sizeof(state) - off : 5);
+    if (ops.end_snapshot(ops.ctx, w, true) != 0)
+        fail("a snapshot written piece by piece after a successful load failed", s);
+    file_storage_close(s);
+    struct raft_persisted back;
+    if (open_and_load(&s, &back) != 0)
+        fail("the directory did not load after a snapshot written piece by piece", s);
+    if (back.snapshot_index != index || back.snapshot_term != term || back.n_entries != 0 ||
+        back.snapshot_len != sizeof(state) || memcmp(back.snapshot, state, sizeof(state)) != 0)
+        fail("the snapshot written piece by piece did not come back", s);
+    free_persisted(&back);
     file_storage_close(s);
 }
 

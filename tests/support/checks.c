@@ -217,9 +217,22 @@ static int fsm_capture(void *ctx, void **view)
 /* The lab's ingestSnap: the snapshot's own index must be the one Raft
  * says; its contents must be the committed entries up to it; and the
  * state machine never goes back. */
-static int fsm_restore(void *ctx, uint64_t index, const uint8_t *data, size_t len)
+static int restore_bytes(struct lab_fsm *f, uint64_t index, const uint8_t *data, size_t len);
+
+static int fsm_restore(void *ctx, uint64_t index, uint64_t len,
+                       int (*read)(void *src, uint8_t *buf, size_t n), void *src)
 {
-    struct lab_fsm *f = ctx;
+    uint8_t *data;
+    int rc = eager_restore_read_all(len, read, src, &data);
+    if (rc == 0) {
+        rc = restore_bytes(ctx, index, data, (size_t)len);
+        free(data);
+    }
+    return rc;
+}
+
+static int restore_bytes(struct lab_fsm *f, uint64_t index, const uint8_t *data, size_t len)
+{
     struct cluster *c = f->c;
     char msg[384] = "";
     if (len < SNAP_HEADER || get64(data) != SNAP_MAGIC ||

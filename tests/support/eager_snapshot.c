@@ -77,3 +77,40 @@ int fsm_snapshot_bytes(const struct raft_fsm *f, uint8_t **data, size_t *len)
     int rc = f->snapshot_capture(f->ctx, &view);
     return rc ? rc : fsm_view_bytes(f, view, data, len);
 }
+
+/* A snapshot in memory, read in order. */
+struct memory_source {
+    const uint8_t *data;
+    size_t len, at;
+};
+
+static int read_memory(void *src, uint8_t *buf, size_t n)
+{
+    struct memory_source *m = src;
+    if (n > m->len - m->at)
+        return -EINVAL;
+    memcpy(buf, m->data + m->at, n);
+    m->at += n;
+    return 0;
+}
+
+int fsm_restore_bytes(const struct raft_fsm *f, uint64_t index, const uint8_t *data,
+                      size_t len)
+{
+    struct memory_source m = {.data = data, .len = len};
+    return f->restore(f->ctx, index, len, read_memory, &m);
+}
+
+int eager_restore_read_all(uint64_t len, int (*read)(void *src, uint8_t *buf, size_t n),
+                           void *src, uint8_t **data)
+{
+    *data = malloc(len ? (size_t)len : 1);
+    if (!*data)
+        return -ENOMEM;
+    int rc = read(src, *data, (size_t)len);
+    if (rc) {
+        free(*data);
+        *data = NULL;
+    }
+    return rc;
+}

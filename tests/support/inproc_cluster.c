@@ -81,17 +81,26 @@ static int numbers_capture(void *ctx, void **view)
     return eager_snapshot_capture(numbers_snapshot, ctx, view);
 }
 
-static int numbers_restore(void *ctx, uint64_t index, const uint8_t *data, size_t len)
+static int numbers_restore(void *ctx, uint64_t index, uint64_t total,
+                           int (*read)(void *src, uint8_t *buf, size_t n), void *src)
 {
     struct inproc_numbers *s = ctx;
-    if (len < 8 || len != 8 * (get_be64(data) + 1))
+    uint8_t *data;
+    size_t len = (size_t)total;
+    int rc = eager_restore_read_all(total, read, src, &data);
+    if (rc)
+        return rc;
+    if (len < 8 || len != 8 * (get_be64(data) + 1)) {
+        free(data);
         return -EINVAL;
+    }
     pthread_mutex_lock(&s->mu);
     s->n = 0;
     for (size_t i = 1; i < len / 8; i++)
         numbers_push_locked(s, get_be64(data + 8 * i));
     s->applied = index;
     pthread_mutex_unlock(&s->mu);
+    free(data);
     return 0;
 }
 

@@ -5,6 +5,7 @@
 #include "tests/support/eager_snapshot.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -90,10 +91,14 @@ static int fsm_capture(void *ctx, void **view)
     return eager_snapshot_capture(fsm_snapshot, ctx, view);
 }
 
-static int fsm_restore(void *ctx, uint64_t index, const uint8_t *data, size_t len)
+static int fsm_restore(void *ctx, uint64_t index, uint64_t len,
+                       int (*read)(void *src, uint8_t *buf, size_t n), void *src)
 {
-    (void)ctx, (void)index, (void)data, (void)len;
-    return 0;
+    (void)ctx, (void)index;
+    uint8_t *data;
+    int rc = eager_restore_read_all(len, read, src, &data);
+    free(data);
+    return rc;
 }
 
 static int never_call(void *ctx, uint32_t peer, const struct raft_msg *req,
