@@ -32,7 +32,8 @@ static int fill(struct stream *r, size_t n)
     size_t have = r->end - r->pos;
     if (n - have > r->unread)
         return fail(r, -EBADMSG);
-    memmove(r->buf, r->buf + r->pos, have);
+    if (have)
+        memmove(r->buf, r->buf + r->pos, have);
     r->pos = 0;
     r->end = have;
     size_t want = n > STREAM_READ_BYTES ? n : STREAM_READ_BYTES;

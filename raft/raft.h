@@ -285,7 +285,9 @@ struct raft_fsm {
      * which read(src, buf, n) copies into buf in order, n bytes per call
      * (any n the state machine likes; read returns 0 or a negative errno),
      * so that a large snapshot is never whole in memory. Returns 0, or a
-     * negative errno (the node then stops, as for apply). */
+     * negative errno: read's own error as read returned it (-ESTALE: the
+     * snapshot was replaced meanwhile, and the node restores the newer
+     * one), else the node stops, as for apply. */
     int (*restore)(void *ctx, uint64_t index, uint64_t len,
                    int (*read)(void *src, uint8_t *buf, size_t n), void *src);
     /* Optional: a few words for the log saying what a command does, in the

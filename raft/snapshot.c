@@ -287,9 +287,9 @@ static void write_snapshot_drops_lock(struct raft_node *n)
     n->snapshotting = false;
     pthread_cond_broadcast(&n->changed_cond);
     /* While this node wrote, a newer snapshot may have been installed from
-     * the leader (storage then refuses this one with -ESTALE): it covers
-     * this one, which is dropped. */
-    if (rc == -ESTALE || (rc == 0 && job.index <= n->log.base_index)) {
+     * the leader (storage then refuses this one with -ESTALE, and the log
+     * starts after it by now): it covers this one, which is dropped. */
+    if ((rc == -ESTALE || rc == 0) && job.index <= n->log.base_index) {
         if (s)
             snapshot_release(s);
         node_log(n, RAFT_LOG_DEBUG, "snapshot at %llu dropped: the one received from the "
@@ -489,15 +489,21 @@ static int install_locked(struct raft_node *n, uint64_t index, uint64_t term)
 {
     /* LAB(snapshots): keep or discard the log, save, compact, restore (Figure 13 rules 6-8) */
     bool keep_suffix = log_term_at(&n->log, index) == term && index <= log_last_index(&n->log);
-    if (!keep_suffix) {
-        /* Truncate before saving the snapshot: a crash in between leaves a
-         * shorter log, never a log whose suffix contradicts the snapshot. */
-        int rc = n->storage.truncate(n->storage.ctx, n->log.base_index + 1);
+    if (!keep_suffix && index <= log_last_index(&n->log)) {
+        /* Another entry at the snapshot's last index: it and every entry
+         * after it come from another history (Log Matching, §5.3) and are
+         * cut before the snapshot is saved, so that a crash in between
+         * never leaves a log whose suffix contradicts the snapshot. The
+         * entries before it the snapshot replaces when it is saved (and
+         * those up to commitIndex are in the snapshot as they are here:
+         * they may even be in this node's own snapshot, being stored at
+         * this moment by the snapshotter). */
+        int rc = n->storage.truncate(n->storage.ctx, index);
         if (rc) {
             node_disk_failed_locked(n, "truncating the log", rc);
             return -EIO;
         }
-        log_truncate(&n->log, n->log.base_index + 1);
+        log_truncate(&n->log, index);
     }
     int rc;
     struct snapshot_ref *s = store_received_locked(n, &rc);
@@ -544,9 +550,13 @@ int snapshot_recv_install_locked(struct raft_node *n, const struct raft_msg *req
     node_follow_leader_locked(n, req->from, is->term, now);
     if (n->disk_failed)
         return -EIO;
-    /* Already covered by what this node has committed: nothing to do. */
-    if (is->last_index <= n->commit_index)
+    /* Already covered by what this node has committed: nothing to do, and
+     * a snapshot being received that is no newer need not go on. */
+    if (is->last_index <= n->commit_index) {
+        if (n->incoming.open && n->incoming.index <= n->commit_index)
+            incoming_abort_locked(n);
         return reply_install(n, reply, is->total);
+    }
     if (!gather_chunk_locked(n, is, reply))
         return n->disk_failed ? -EIO : 0;
     if (!carries_valid_configuration(n)) {

@@ -675,6 +675,39 @@ static void test_install_snapshot_discards_a_conflicting_log(void **state)
     assert_int_equal(n->commit_index, 2);
 }
 
+/* A log that ends before the snapshot needs no truncation: the snapshot
+ * replaces it whole when saved. */
+static void test_install_snapshot_past_the_log_truncates_nothing(void **state)
+{
+    struct raft_node *n = *state;
+    rules_receive(n, rules_append_request(1, 0, 0, 0, (uint64_t[]){1, 1}, 2));
+    rules_receive(n, rules_install_request(2, 5, 2, 0, "u", 1, 1));
+    assert_int_equal(rules_store.truncates, 0);
+    assert_int_equal(rules_store.snapshot_index, 5);
+    assert_int_equal(n->log.base_index, 5);
+    assert_int_equal(log_last_index(&n->log), 5);
+    assert_false(n->disk_failed);
+}
+
+/* The node's own snapshotter may have stored a snapshot of committed
+ * entries that the log has not been compacted to yet: the conflicting
+ * suffix is cut after it, never into it. */
+static void test_install_snapshot_beside_the_nodes_own_snapshot_being_stored(void **state)
+{
+    struct raft_node *n = *state;
+    rules_receive(n, rules_append_request(1, 0, 0, 2, (uint64_t[]){1, 1, 1, 1}, 4));
+    assert_int_equal(n->commit_index, 2);
+    rules_store.snapshot_index = 2; /* stored by the snapshotter, not yet compacted */
+    rules_store.snapshot_term = 1;
+    rules_receive(n, rules_install_request(2, 4, 2, 0, "v", 1, 1));
+    assert_false(n->disk_failed);
+    assert_int_equal(rules_store.truncates, 1);
+    assert_int_equal(rules_store.snapshot_index, 4);
+    assert_int_equal(rules_store.snapshot_term, 2);
+    assert_int_equal(n->log.base_index, 4);
+    assert_int_equal(log_last_term(&n->log), 2);
+}
+
 #define NODE_TEST(t, setup) cmocka_unit_test_setup_teardown(t, setup, rules_teardown_node)
 
 int main(void)
@@ -719,6 +752,9 @@ int main(void)
         NODE_TEST(test_install_snapshot_gathers_chunks_in_order_and_installs, rules_setup_follower),
         NODE_TEST(test_install_snapshot_keeps_a_matching_suffix, rules_setup_follower),
         NODE_TEST(test_install_snapshot_discards_a_conflicting_log, rules_setup_follower),
+        NODE_TEST(test_install_snapshot_past_the_log_truncates_nothing, rules_setup_follower),
+        NODE_TEST(test_install_snapshot_beside_the_nodes_own_snapshot_being_stored,
+                  rules_setup_follower),
     };
     return cmocka_run_group_tests_name("unit: Raft rules", tests, NULL, NULL);
 }

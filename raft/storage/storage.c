@@ -214,8 +214,13 @@ static int op_end_snapshot(void *ctx, void *writer, bool commit)
 static int op_save_snapshot(void *ctx, uint64_t index, uint64_t term, const uint8_t *data,
                             size_t len)
 {
-    if (len > 0 && !data)
-        return storage_errorf(ctx, -EINVAL, "save_snapshot: %zu bytes but no data", len);
+    struct file_storage *s = ctx;
+    if (len > 0 && !data) {
+        pthread_mutex_lock(&s->mu);
+        int rc = storage_errorf(s, -EINVAL, "save_snapshot: %zu bytes but no data", len);
+        pthread_mutex_unlock(&s->mu);
+        return rc;
+    }
     void *w;
     int rc = op_begin_snapshot(ctx, index, term, &w);
     if (rc)

@@ -51,6 +51,8 @@ static int store_append(void *ctx, uint64_t first, const struct raft_entry *e, s
 static int store_truncate(void *ctx, uint64_t from)
 {
     (void)ctx;
+    if (from <= rules_store.snapshot_index)
+        return -EINVAL; /* as the file storage: the snapshot's entries stay */
     rules_store.truncates++;
     if (rules_store.stored_last >= from)
         rules_store.stored_last = from - 1;
