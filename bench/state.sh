@@ -44,13 +44,13 @@ stop_node() {
     set_pid "$1" -
 }
 stop_all() {
-    [ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null
+    if [ -n "$SAMPLER" ]; then kill "$SAMPLER" 2>/dev/null || true; fi
     SAMPLER=
     for i in 0 1 2; do stop_node $i; done
 }
 cleanup() {
     stop_all
-    [ -n "$DIR" ] && rm -rf "$DIR"
+    if [ -n "$DIR" ]; then rm -rf "$DIR"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
