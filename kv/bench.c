@@ -292,7 +292,14 @@ static int session_init(struct bench_session *b)
     struct session *s = (struct session *)b;
     const struct bench_options *opt = ((const struct load *)bench_ctx(b))->opt;
     s->client_id = kv_client_new_id();
-    s->rng = 0x9e3779b97f4a7c15ull * (b->index + 1);
+    /* The keys follow from the session's random client id, so that every
+     * run and every session draws its own (runs one after another fill a
+     * key space; fixed seeds wrote the same keys each time). splitmix64's
+     * finalizer spreads the id's bits; xorshift needs a nonzero state. */
+    uint64_t z = s->client_id + 0x9e3779b97f4a7c15ull * (b->index + 1);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    s->rng = (z ^ (z >> 31)) | 1;
     /* Sessions start at different nodes, to spread them out. */
     return kv_nodes_init(&s->nodes, opt->addrs, opt->n_addrs, s->client_id);
 }
