@@ -9,7 +9,6 @@
 #include "raft/node.h"
 
 #include <errno.h>
-
 #include <stdlib.h>
 
 #define APPLY_BATCH 256
