@@ -273,7 +273,9 @@ void snapshot_take_if_due_drops_lock(struct raft_node *n)
 }
 
 /* Writes the captured state as the snapshot at job.index, then compacts
- * the log before it. */
+ * the log before it. The node counts as snapshotting until the log is
+ * compacted: were the applier to see the log still long meanwhile, it
+ * would take a second snapshot of nearly the same state. */
 static void write_snapshot_drops_lock(struct raft_node *n)
 {
     /* LAB(snapshots): serialize the captured state, store it, compact the log (§7) */
@@ -284,6 +286,8 @@ static void write_snapshot_drops_lock(struct raft_node *n)
     int rc;
     struct snapshot_ref *s = store_snapshot(n, &job, &rc);
     node_lock(n);
+    while (rc == 0 && n->syncing) /* it reads the entries that compaction frees */
+        node_wait_until(n, &n->changed_cond, 0);
     n->snapshotting = false;
     pthread_cond_broadcast(&n->changed_cond);
     /* While this node wrote, a newer snapshot may have been installed from
@@ -298,12 +302,6 @@ static void write_snapshot_drops_lock(struct raft_node *n)
     }
     if (rc) {
         node_disk_failed_locked(n, "writing a snapshot", rc);
-        return;
-    }
-    while (n->syncing)
-        node_wait_until(n, &n->changed_cond, 0);
-    if (job.index <= n->log.base_index) { /* installed while the syncer ran */
-        snapshot_release(s);
         return;
     }
     n->base_members = job.members;

@@ -94,8 +94,19 @@ struct segment *storage_tail_segment(struct file_storage *s);
 int storage_push_segment(struct file_storage *s, uint64_t first);
 void storage_close_tail(struct file_storage *s);
 int storage_open_tail(struct file_storage *s);
-/* Deletes the segments wholly covered by the (durable) snapshot. */
-int storage_drop_compacted(struct file_storage *s);
+/* What installing a snapshot leaves to delete once the mutex is released
+ * (segments.c): the segments it covers, and the replaced snapshot, held
+ * open (or -1). */
+struct dropped_files {
+    struct segment *segs;
+    size_t n;
+    int old_snapshot_fd;
+};
+/* The segments wholly covered by the (durable) snapshot leave the list;
+ * their files are deleted at once, or, with dropped, are left to
+ * storage_delete_dropped, called without the mutex. */
+int storage_drop_compacted(struct file_storage *s, struct dropped_files *dropped);
+int storage_delete_dropped(struct file_storage *s, struct dropped_files *dropped);
 /* The log operations, on a recovered storage that has not failed. */
 int storage_append_locked(struct file_storage *s, uint64_t first,
                           const struct raft_entry *entries, size_t n);

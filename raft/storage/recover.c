@@ -312,7 +312,7 @@ int storage_recover_locked(struct file_storage *s, struct raft_persisted *out)
     if (rc == 0)
         rc = load_segments(s, out ? &p : NULL);
     if (rc == 0)
-        rc = storage_drop_compacted(s); /* a crash during compaction left them */
+        rc = storage_drop_compacted(s, NULL); /* a crash during compaction left them */
     if (rc == 0)
         rc = sync_recovered_state(s);
     if (rc) {

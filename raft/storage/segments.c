@@ -3,11 +3,14 @@
  * ways the log changes, append at its end and truncation of a suffix.
  *
  * Each function here runs with s->mu held on a storage that load has
- * recovered and that has not failed; storage.c checks both first.
+ * recovered and that has not failed (storage.c checks both first), but
+ * storage_delete_dropped, which runs without it.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,35 +59,94 @@ int storage_open_tail(struct file_storage *s)
     return 0;
 }
 
-/* Unlinks the first n segments (all wholly covered by the snapshot), then
- * fsyncs the directory once. Oldest first, but any subset surviving a crash
- * is harmless: load ignores entries the snapshot covers. */
-static int unlink_leading_segments(struct file_storage *s, size_t n)
+/* Unlinks the files of segs[0..n); on failure returns -errno with the
+ * failing file's path in path. */
+static int unlink_files(const struct file_storage *s, const struct segment *segs, size_t n,
+                        char path[PATH_MAX])
 {
-    if (n == 0)
-        return 0;
-    if (n == s->n_segs)
-        storage_close_tail(s);
     for (size_t i = 0; i < n; i++) {
-        char path[PATH_MAX];
-        storage_segment_path(s, s->segs[i].first, path);
+        storage_segment_path(s, segs[i].first, path);
         int rc = s->io->unlink(s->io->ctx, path);
         if (rc && rc != -ENOENT)
-            return storage_fail(s, rc, "unlink", path);
+            return rc;
     }
-    memmove(s->segs, s->segs + n, (s->n_segs - n) * sizeof(*s->segs));
-    s->n_segs -= n;
-    return storage_sync_dir(s);
+    return 0;
 }
 
-/* §7 log compaction: drops the segments whose entries are all in the
- * snapshot. Called only once the snapshot is durable. */
-int storage_drop_compacted(struct file_storage *s)
+/* §7 log compaction: takes the segments whose entries are all in the
+ * snapshot (called only once it is durable) off the list, and hands them
+ * to *dropped, whose files storage_delete_dropped deletes once the caller
+ * has released the mutex: deleting a file of megabytes takes milliseconds,
+ * a large log has dozens, and appends must not wait for them. With no
+ * memory to list them (or dropped NULL), the files are deleted at once.
+ * Any of them surviving a crash is harmless: load ignores entries the
+ * snapshot covers, and deletes their files. */
+int storage_drop_compacted(struct file_storage *s, struct dropped_files *dropped)
 {
     size_t n = 0;
     while (n < s->n_segs && s->segs[n].last <= s->snapshot_index)
         n++;
-    return unlink_leading_segments(s, n);
+    if (n == 0)
+        return 0;
+    if (n == s->n_segs)
+        storage_close_tail(s);
+    struct segment *later = dropped ? malloc(n * sizeof(*later)) : NULL;
+    if (later) {
+        memcpy(later, s->segs, n * sizeof(*later));
+        dropped->segs = later;
+        dropped->n = n;
+    } else {
+        char path[PATH_MAX];
+        int rc = unlink_files(s, s->segs, n, path);
+        if (rc)
+            return storage_fail(s, rc, "unlink", path);
+    }
+    memmove(s->segs, s->segs + n, (s->n_segs - n) * sizeof(*s->segs));
+    s->n_segs -= n;
+    return later ? 0 : storage_sync_dir(s);
+}
+
+/* A replaced snapshot is cut down this much at a time before it is closed
+ * (and freed): each cut frees its blocks in a journal transaction of its
+ * own, so that the log's syncs, which wait for the transaction running
+ * when they are called, never wait for all of a large file at once. */
+#define SHRINK_STEP ((off_t)32 << 20)
+
+static void free_replaced_snapshot(const struct file_storage *s, int fd)
+{
+    off_t size = 0;
+    if (s->io->file_size(s->io->ctx, fd, &size) == 0) {
+        for (off_t len = size - SHRINK_STEP; len > 0; len -= SHRINK_STEP)
+            if (s->io->ftruncate(s->io->ctx, fd, len) != 0)
+                break; /* it is unlinked: whatever is left goes at close */
+    }
+    s->io->close(s->io->ctx, fd);
+}
+
+int storage_delete_dropped(struct file_storage *s, struct dropped_files *dropped)
+{
+    if (dropped->old_snapshot_fd >= 0)
+        free_replaced_snapshot(s, dropped->old_snapshot_fd);
+    dropped->old_snapshot_fd = -1;
+    if (dropped->n == 0)
+        return 0;
+    char path[PATH_MAX];
+    const char *call = "unlink";
+    int rc = unlink_files(s, dropped->segs, dropped->n, path);
+    if (rc == 0) {
+        call = "fsync of the directory";
+        snprintf(path, PATH_MAX, "%s", s->dir);
+        rc = s->io->fsync_dir(s->io->ctx, s->dir);
+    }
+    free(dropped->segs);
+    dropped->segs = NULL;
+    dropped->n = 0;
+    if (rc) {
+        pthread_mutex_lock(&s->mu);
+        rc = storage_fail(s, rc, call, path);
+        pthread_mutex_unlock(&s->mu);
+    }
+    return rc;
 }
 
 /* ---- append ---- */

@@ -60,7 +60,8 @@ static int ready_for_change(struct file_storage *s)
  *
  * A snapshot may be large: it is written to its temporary file without
  * the mutex, so that appends to the log go on meanwhile; only the checks,
- * the rename and the compaction take it. Two snapshots may be written at
+ * the rename and taking the compacted segments off the list take it (their
+ * files are deleted after it is released). Two snapshots may be written at
  * once (a node's own, and one its leader is sending), each to a temporary
  * file of its own. A snapshot older than the stored one is refused with
  * -ESTALE and changes nothing: it has been overtaken, which is no failure.
@@ -80,18 +81,32 @@ static int check_snapshot_locked(struct file_storage *s, uint64_t index)
 }
 
 static int install_snapshot_locked(struct file_storage *s, const char *tmp_name,
-                                   uint64_t index, uint64_t term)
+                                   uint64_t index, uint64_t term,
+                                   struct dropped_files *dropped)
 {
     int rc = check_snapshot_locked(s, index);
-    if (rc == 0)
-        rc = storage_install_tmp(s, tmp_name, FMT_SNAPSHOT_NAME);
     if (rc)
         return rc;
+    /* Held open across the rename, the snapshot it replaces is freed only
+     * when storage_delete_dropped closes it, without the mutex: ext4 takes
+     * about as long to free a file of hundreds of megabytes as to sync it,
+     * and appends must not wait meanwhile. Until the rename is durable the
+     * file is still the snapshot, and is closed untouched. */
+    char old[PATH_MAX];
+    storage_path(s, FMT_SNAPSHOT_NAME, old);
+    int old_fd = s->io->open(s->io->ctx, old, O_WRONLY, 0);
+    rc = storage_install_tmp(s, tmp_name, FMT_SNAPSHOT_NAME);
+    if (rc) {
+        if (old_fd >= 0)
+            s->io->close(s->io->ctx, old_fd);
+        return rc;
+    }
+    dropped->old_snapshot_fd = old_fd;
     s->snapshot_index = index;
     s->snapshot_term = term;
     if (index > s->last_index)
         s->last_index = index;
-    return storage_drop_compacted(s);
+    return storage_drop_compacted(s, dropped);
 }
 
 /* A snapshot written piece by piece: its temporary file gets the data as
@@ -164,7 +179,7 @@ static int op_begin_snapshot(void *ctx, uint64_t index, uint64_t term, void **ou
  * left to the end, hundreds of megabytes would reach the disk at once,
  * and the log's own syncs (each put waits for one) would queue behind
  * them. */
-#define SNAPSHOT_SYNC_BYTES (8u << 20)
+#define SNAPSHOT_SYNC_BYTES (1u << 20)
 
 static int op_write_snapshot(void *writer, const uint8_t *data, size_t len)
 {
@@ -211,17 +226,19 @@ static int op_end_snapshot(void *ctx, void *writer, bool commit)
     s->io->close(s->io->ctx, w->fd);
     char tmp[PATH_MAX];
     storage_path(s, writer_tmp_name(w), tmp);
+    struct dropped_files dropped = {.old_snapshot_fd = -1};
     pthread_mutex_lock(&s->mu);
     if (rc) /* a write of ours failed, whether or not the caller saw it */
         rc = storage_fail(s, rc, w->failed_call, tmp);
     else if (commit)
-        rc = install_snapshot_locked(s, writer_tmp_name(w), w->index, w->term);
+        rc = install_snapshot_locked(s, writer_tmp_name(w), w->index, w->term, &dropped);
     if (!commit || rc)
         s->io->unlink(s->io->ctx, tmp); /* best effort: load ignores it anyway */
     s->snapshot_tmp_busy[w->slot] = false;
     pthread_mutex_unlock(&s->mu);
     free(w);
-    return rc;
+    int deleted = storage_delete_dropped(s, &dropped);
+    return rc ? rc : deleted;
 }
 
 static int op_save_snapshot(void *ctx, uint64_t index, uint64_t term, const uint8_t *data,
