@@ -76,11 +76,21 @@ static void release_locked(struct kv *kv, void *p)
 
 /* ---- the key table ---- */
 
+/* FNV-1a, then a finalizer (MurmurHash3's fmix64). The table keeps the
+ * low bits of the hash, and FNV-1a's low bits depend only on the low bits
+ * of the key's bytes: keys that differ in digits ("key-1234") would crowd
+ * a few runs of slots and be found by long probes. The finalizer folds the
+ * high bits in. */
 static uint64_t hash_bytes(const uint8_t *b, size_t n)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < n; i++)
         h = (h ^ b[i]) * 1099511628211ull;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
     return h;
 }
 

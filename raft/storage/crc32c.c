@@ -40,7 +40,7 @@ static uint32_t load_le32(const uint8_t *p)
            (uint32_t)p[3] << 24;
 }
 
-uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
+uint32_t crc32c_portable(uint32_t crc, const void *buf, size_t len)
 {
     pthread_once(&crc_table_once, crc_table_build);
     const uint8_t *p = buf;
@@ -57,3 +57,54 @@ uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
         crc = crc_table[0][(crc ^ *p) & 0xff] ^ (crc >> 8);
     return ~crc;
 }
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <string.h>
+
+__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, const void *buf,
+                                                               size_t len)
+{
+    const uint8_t *p = buf;
+    uint64_t c = ~crc;
+    for (; len >= 8; p += 8, len -= 8) {
+        uint64_t word;
+        memcpy(&word, p, sizeof(word)); /* x86 is little-endian, as the CRC reads bytes */
+        c = __builtin_ia32_crc32di(c, word);
+    }
+    uint32_t c32 = (uint32_t)c;
+    for (; len > 0; p++, len--)
+        c32 = __builtin_ia32_crc32qi(c32, *p);
+    return ~c32;
+}
+
+static uint32_t (*crc32c_impl)(uint32_t, const void *, size_t);
+static pthread_once_t crc32c_choice_once = PTHREAD_ONCE_INIT;
+
+static void crc32c_choose(void)
+{
+    __builtin_cpu_init();
+    crc32c_impl = __builtin_cpu_supports("sse4.2") ? crc32c_sse42 : crc32c_portable;
+}
+
+bool crc32c_accelerated(void)
+{
+    pthread_once(&crc32c_choice_once, crc32c_choose);
+    return crc32c_impl == crc32c_sse42;
+}
+
+uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
+{
+    pthread_once(&crc32c_choice_once, crc32c_choose);
+    return crc32c_impl(crc, buf, len);
+}
+#else
+bool crc32c_accelerated(void)
+{
+    return false;
+}
+
+uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
+{
+    return crc32c_portable(crc, buf, len);
+}
+#endif
