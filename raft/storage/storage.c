@@ -261,9 +261,9 @@ static int op_save_snapshot(void *ctx, uint64_t index, uint64_t term, const uint
 
 /* The chunks a leader sends come from the file, not from memory (the
  * node need not hold a snapshot as large as its state). Reads take no
- * mutex: a snapshot installed meanwhile replaces the file by a rename, so
- * an open descriptor keeps reading the old one, and the header says which
- * snapshot the file holds. */
+ * mutex: a snapshot installed meanwhile replaces the file by a rename, and
+ * the header says which snapshot the file holds; an open descriptor keeps
+ * reading the old one until its deletion cuts it short (-ESTALE). */
 static int op_read_snapshot(void *ctx, uint64_t index, uint64_t offset, uint8_t *buf,
                             size_t len)
 {
@@ -289,6 +289,12 @@ static int op_read_snapshot(void *ctx, uint64_t index, uint64_t offset, uint8_t 
         rc = -EINVAL;
     if (rc == 0)
         rc = storage_read_all(s, fd, buf, len, (off_t)(FMT_SNAPSHOT_HEADER_SIZE + offset));
+    /* A snapshot replaced while it is read is cut down before it is freed
+     * (segments.c): a read cut short by that is a stale snapshot, not a
+     * failing disk. */
+    if (rc == -EIO && s->io->file_size(s->io->ctx, fd, &size) == 0 &&
+        size < (off_t)(FMT_SNAPSHOT_HEADER_SIZE + offset + len))
+        rc = -ESTALE;
     s->io->close(s->io->ctx, fd);
     return rc;
 }
