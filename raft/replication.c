@@ -139,12 +139,15 @@ void replication_handle_append_reply_locked(struct raft_node *n, struct peer *p,
         stop_pipelining_locked(p, back_up_locked(n, p, prev, r));
         return;
     }
-    /* matchIndex comes from what was sent, never from current state. */
+    /* matchIndex comes from what was sent, never from current state. So
+     * does nextIndex: a follower that lost its disk refuses entries that
+     * matchIndex says it holds, and nextIndex must follow what it stores
+     * now, batch after batch, not jump back to matchIndex. */
     uint64_t match = prev + ae->n_entries;
     if (match > p->match_index)
         p->match_index = match;
-    if (p->match_index + 1 > p->next_index)
-        p->next_index = p->match_index + 1;
+    if (match + 1 > p->next_index)
+        p->next_index = match + 1;
     p->replicating = true;
     node_log_peer_progress_locked(n, p);
     node_advance_commit_locked(n);
