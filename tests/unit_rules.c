@@ -542,6 +542,32 @@ static void test_append_success_sets_match_from_what_was_sent_and_commits_by_fig
     assert_int_equal(n->commit_index, 3);
 }
 
+/* A follower that lost its disk (restarted empty) refuses what matchIndex
+ * says it holds; nextIndex then follows what it acknowledges, batch after
+ * batch, rather than jump back past matchIndex to where it is refused. */
+static void test_next_index_follows_a_follower_behind_its_stale_match_index(void **state)
+{
+    struct raft_node *n = *state;
+    rules_receive(n, rules_append_request(1, 0, 0, 0, (uint64_t[]){1, 1, 1, 1}, 4));
+    rules_make_leader(n); /* T2, its no-op at 5 */
+    rules_sync_leader_log(n, 5);
+    struct rpc r = rules_prepare(n, 1);
+    rules_answer(n, &r, rules_append_reply(2, true, 5, 0, 0));
+    assert_int_equal(n->peers[1].match_index, 5);
+    n->cfg.max_batch_bytes = 17; /* one entry per AppendEntries */
+    r = rules_prepare(n, 1);
+    rules_answer(n, &r, rules_append_reply(2, false, 0, 0, 1)); /* its log is empty now */
+    assert_int_equal(n->peers[1].next_index, 1);
+    for (uint64_t i = 1; i <= 5; i++) {
+        r = rules_prepare(n, 1);
+        assert_int_equal(r.req.u.ae.prev_log_index, i - 1);
+        assert_int_equal(r.req.u.ae.n_entries, 1);
+        rules_answer(n, &r, rules_append_reply(2, true, i, 0, 0));
+        assert_int_equal(n->peers[1].next_index, i + 1);
+    }
+    assert_int_equal(n->peers[1].match_index, 5);
+}
+
 /* §5.3 fast backup: the follower names its conflicting term and that term's
  * first index; the leader skips to after its own last entry of that term,
  * or to the follower's index if it has none. */
@@ -745,6 +771,7 @@ int main(void)
         NODE_TEST(test_reply_with_newer_term_makes_candidate_and_leader_step_down, rules_setup_node),
         NODE_TEST(test_append_success_sets_match_from_what_was_sent_and_commits_by_figure8,
                   rules_setup_follower),
+        NODE_TEST(test_next_index_follows_a_follower_behind_its_stale_match_index, rules_setup_follower),
         NODE_TEST(test_failure_reply_moves_next_index_by_fast_backup, rules_setup_follower),
         NODE_TEST(test_check_quorum_leader_hearing_from_no_peer_steps_down, rules_setup_node),
         NODE_TEST(test_check_quorum_leader_hearing_from_one_of_two_peers_stays, rules_setup_node),
