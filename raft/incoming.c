@@ -14,11 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool streamed(const struct raft_node *n)
-{
-    return n->storage.begin_snapshot && n->storage.read_snapshot;
-}
-
 void incoming_abort_locked(struct raft_node *n)
 {
     struct incoming_snapshot *in = &n->incoming;
@@ -32,7 +27,7 @@ int incoming_begin_locked(struct raft_node *n, uint64_t index, uint64_t term)
 {
     incoming_abort_locked(n);
     struct incoming_snapshot *in = &n->incoming;
-    if (streamed(n)) {
+    if (node_storage_streams(&n->storage)) {
         int rc = n->storage.begin_snapshot(n->storage.ctx, index, term, &in->writer);
         if (rc)
             return rc;

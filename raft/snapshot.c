@@ -116,7 +116,7 @@ static struct snapshot_ref *store_snapshot(struct raft_node *n, const struct sna
 {
     const struct raft_storage *st = &n->storage;
     struct snapshot_sink sink = {.storage = st};
-    bool streamed = st->begin_snapshot && st->read_snapshot;
+    bool streamed = node_storage_streams(st);
     *rc = streamed ? st->begin_snapshot(st->ctx, job->index, job->term, &sink.writer) : 0;
     bool begun = streamed && *rc == 0;
     uint8_t header[MEMBERSHIP_SNAPSHOT_HEADER_MAX];
