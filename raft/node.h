@@ -392,13 +392,6 @@ void config_apply(struct raft_config *out, const struct raft_config *cfg,
 /* ---- logging.c (a leaf) ---- */
 void node_log(struct raft_node *n, enum raft_log_level level,
               const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* Whether the storage writes and reads snapshots piece by piece
- * (begin_snapshot, read_snapshot): then no snapshot is ever whole in memory,
- * neither one taken here nor one received. */
-static inline bool node_storage_streams(const struct raft_storage *st)
-{
-    return st->begin_snapshot && st->read_snapshot;
-}
 /* One sentence for a caller who asked why (a refused transfer or
  * membership change) into why (cap bytes; nothing when why is NULL). */
 void node_say_why(char *why, size_t cap, const char *fmt, ...)
@@ -458,6 +451,13 @@ int replication_recv_append_entries_locked(struct raft_node *n, const struct raf
                                            uint64_t now, struct raft_msg *reply);
 
 /* ---- snapshot.c ---- */
+/* Whether the storage writes and reads snapshots piece by piece
+ * (begin_snapshot, read_snapshot): then no snapshot is ever whole in memory,
+ * neither one taken here nor one received. */
+static inline bool node_storage_streams(const struct raft_storage *st)
+{
+    return st->begin_snapshot && st->read_snapshot;
+}
 void snapshot_prepare_install_locked(struct raft_node *n, struct peer *p, uint64_t now,
                                      struct rpc *out);
 void snapshot_handle_install_reply_locked(struct raft_node *n, struct peer *p,
