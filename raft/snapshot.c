@@ -397,7 +397,7 @@ void snapshot_handle_install_reply_locked(struct raft_node *n, struct peer *p,
     p->snapshot_offset = 0;
     if (is->last_index > p->match_index)
         p->match_index = is->last_index;
-    p->next_index = is->last_index + 1; /* what it holds now (see the AppendEntries reply) */
+    p->next_index = p->match_index + 1;
     node_log(n, RAFT_LOG_INFO, "n%u installed the snapshot up to %llu",
              p->id, (unsigned long long)is->last_index);
     node_advance_commit_locked(n);
