@@ -20,6 +20,7 @@
 
 #include "raft/storage/crc32c.h"
 #include "raft/storage/format.h"
+#include "raft/storage/io.h"
 #include "tests/support/storage_fixture.h"
 
 /* ---- CRC32C ---- */
@@ -255,6 +256,132 @@ static void test_snapshot_read_back_in_chunks(void **state)
     assert_memory_equal(got, snap, 10);
 }
 
+/* A streamed snapshot reaches the disk as it is written, a window at a
+ * time, never more than two windows ahead of the disk, and is synced once
+ * at its end; an I/O layer without write-back syncs each window instead.
+ * Either way it loads back byte for byte. */
+struct writeback_probe {
+    const struct storage_io *posix;
+    bool offer_write_back;
+    bool writing;       /* between begin_snapshot and end_snapshot */
+    int snapshot_fd;    /* the last file opened for writing */
+    off_t written;      /* its end */
+    off_t waited;       /* what the last waiting write-back covered */
+    off_t max_ahead;    /* the most written and not yet waited for */
+    int syncs_while_writing, write_backs;
+};
+
+static struct writeback_probe probe;
+
+static int probe_open(void *ctx, const char *path, int flags, mode_t mode)
+{
+    int fd = probe.posix->open(ctx, path, flags, mode);
+    if (fd >= 0 && (flags & O_CREAT) && strstr(path, "snapshot")) {
+        probe.snapshot_fd = fd;
+        probe.written = probe.waited = FMT_SNAPSHOT_HEADER_SIZE; /* the header comes last */
+    }
+    return fd;
+}
+
+static ssize_t probe_pwrite(void *ctx, int fd, const void *buf, size_t len, off_t off)
+{
+    ssize_t n = probe.posix->pwrite(ctx, fd, buf, len, off);
+    if (fd == probe.snapshot_fd && n > 0 && off + n > probe.written) {
+        probe.written = off + n;
+        if (probe.written - probe.waited > probe.max_ahead)
+            probe.max_ahead = probe.written - probe.waited;
+    }
+    return n;
+}
+
+static int probe_fdatasync(void *ctx, int fd)
+{
+    if (probe.writing && fd == probe.snapshot_fd) {
+        probe.syncs_while_writing++;
+        probe.waited = probe.written;
+    }
+    return probe.posix->fdatasync(ctx, fd);
+}
+
+static int probe_write_back(void *ctx, int fd, off_t off, off_t len, bool wait)
+{
+    assert_int_equal(fd, probe.snapshot_fd);
+    probe.write_backs++;
+    if (wait) {
+        assert_true(off <= probe.waited); /* the windows are waited for in order */
+        probe.waited = off + len;
+    }
+    return probe.posix->write_back(ctx, fd, off, len, wait);
+}
+
+static void write_streamed_snapshot(struct sfx *f, bool offer_write_back)
+{
+    if (!storage_io_posix()->write_back)
+        skip(); /* not Linux: nothing offers write-back */
+    struct storage_io io = *storage_io_posix();
+    io.open = probe_open;
+    io.pwrite = probe_pwrite;
+    io.fdatasync = probe_fdatasync;
+    io.write_back = offer_write_back ? probe_write_back : NULL;
+    probe = (struct writeback_probe){.posix = storage_io_posix(), .snapshot_fd = -1};
+    sfx_close(f);
+    assert_int_equal(file_storage_open_with_io(&f->fs, f->dir, sfx_capture_log, f, &io), 0);
+    f->st = file_storage_ops(f->fs);
+    struct raft_persisted p;
+    assert_int_equal(f->st.load(f->st.ctx, &p), 0);
+    raft_persisted_free(&p);
+
+    enum { PIECE = 64 * 1024, TOTAL = 5 * 1024 * 1024 + 100 };
+    uint8_t *snap = malloc(TOTAL);
+    assert_non_null(snap);
+    for (size_t i = 0; i < TOTAL; i++)
+        snap[i] = (uint8_t)(i * 31 + (i >> 12));
+    void *w;
+    assert_int_equal(f->st.begin_snapshot(f->st.ctx, 40, 3, &w), 0);
+    probe.writing = true;
+    for (size_t off = 0; off < TOTAL; off += PIECE)
+        assert_int_equal(f->st.write_snapshot(w, snap + off,
+                                              TOTAL - off < PIECE ? TOTAL - off : PIECE), 0);
+    int syncs_before_end = probe.syncs_while_writing;
+    assert_int_equal(f->st.end_snapshot(f->st.ctx, w, true), 0);
+    probe.writing = false;
+
+    const off_t window = 1 << 20;
+    if (offer_write_back) {
+        assert_int_equal(syncs_before_end, 0);
+        assert_true(probe.write_backs >= 2 * (TOTAL / window) - 1);
+        assert_true(probe.max_ahead <= 2 * (window + PIECE));
+    } else {
+        assert_int_equal(syncs_before_end, TOTAL / window);
+        assert_true(probe.max_ahead <= window + PIECE);
+    }
+    assert_true(probe.syncs_while_writing > syncs_before_end); /* the end is synced */
+
+    assert_int_equal(sfx_reload(f, &p), 0);
+    assert_int_equal(p.snapshot_index, 40);
+    assert_int_equal(p.snapshot_len, TOTAL);
+    uint8_t *got = malloc(TOTAL);
+    assert_non_null(got);
+    for (size_t off = 0; off < TOTAL; off += PIECE) {
+        size_t len = TOTAL - off < PIECE ? TOTAL - off : PIECE;
+        assert_int_equal(f->st.read_snapshot(f->st.ctx, 40, off, got + off, len), 0);
+    }
+    assert_memory_equal(got, snap, TOTAL);
+    raft_persisted_free(&p);
+    free(got);
+    free(snap);
+}
+
+static void test_streamed_snapshot_is_written_back_as_it_grows(void **state)
+{
+    write_streamed_snapshot(*state, true);
+}
+
+static void test_streamed_snapshot_without_write_back_syncs_each_window(void **state)
+{
+    write_streamed_snapshot(*state, false);
+}
+
 static void test_snapshot_beyond_log_end(void **state)
 {
     struct sfx *f = *state;
@@ -388,6 +515,8 @@ int main(void)
         IN_FRESH_DIR(test_truncate_everything),
         IN_FRESH_DIR(test_snapshot_then_load),
         IN_FRESH_DIR(test_snapshot_read_back_in_chunks),
+        IN_FRESH_DIR(test_streamed_snapshot_is_written_back_as_it_grows),
+        IN_FRESH_DIR(test_streamed_snapshot_without_write_back_syncs_each_window),
         IN_FRESH_DIR(test_snapshot_beyond_log_end),
         IN_FRESH_DIR(test_leftover_covered_segments_are_ignored),
         IN_FRESH_DIR(test_concurrent_append_and_snapshot),

@@ -7,6 +7,9 @@
  * ("fsyncgate", PostgreSQL 2018), so a second, successful call would prove
  * nothing.
  */
+#ifdef __linux__
+#define _GNU_SOURCE /* sync_file_range */
+#endif
 #include "raft/storage/io.h"
 
 #include <dirent.h>
@@ -59,6 +62,17 @@ static int posix_fdatasync(void *ctx, int fd)
     (void)ctx;
     return fdatasync(fd) < 0 ? -errno : 0;
 }
+
+#ifdef __linux__
+static int posix_write_back(void *ctx, int fd, off_t off, off_t len, bool wait)
+{
+    (void)ctx;
+    unsigned flags = SYNC_FILE_RANGE_WRITE;
+    if (wait)
+        flags |= SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WAIT_AFTER;
+    return sync_file_range(fd, off, len, flags) < 0 ? -errno : 0;
+}
+#endif
 
 static int posix_ftruncate(void *ctx, int fd, off_t len)
 {
@@ -143,6 +157,9 @@ static const struct storage_io posix_io = {
     .pread = posix_pread,
     .pwrite = posix_pwrite,
     .fdatasync = posix_fdatasync,
+#ifdef __linux__
+    .write_back = posix_write_back,
+#endif
     .ftruncate = posix_ftruncate,
     .file_size = posix_file_size,
     .rename = posix_rename,

@@ -14,6 +14,7 @@
 #ifndef RAFT_STORAGE_IO_H
 #define RAFT_STORAGE_IO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -28,6 +29,12 @@ struct storage_io {
     ssize_t (*pwrite)(void *ctx, int fd, const void *buf, size_t len, off_t off);
     /* Makes the file's data and size durable: a persistence point. */
     int (*fdatasync)(void *ctx, int fd);
+    /* Optional (NULL: not offered). Starts writing the range's dirty pages
+     * to the disk and, with wait, waits until they are written. Not a
+     * persistence point: nothing is durable before fdatasync, which also
+     * flushes the disk's own cache. A long file can so reach the disk as
+     * it is written, without a cache flush at each step. */
+    int (*write_back)(void *ctx, int fd, off_t off, off_t len, bool wait);
     int (*ftruncate)(void *ctx, int fd, off_t len);
     int (*file_size)(void *ctx, int fd, off_t *size);
     /* Directory changes; each is durable only after fsync_dir. */
