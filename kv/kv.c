@@ -105,9 +105,9 @@ static struct kv_item *find_slot(struct kv_item *items, size_t cap, const uint8_
     }
 }
 
-static int grow_items(struct kv *kv)
+/* Rebuilds the key table into cap slots (a power of two). */
+static int resize_items(struct kv *kv, size_t cap)
 {
-    size_t cap = kv->items_cap ? kv->items_cap * 2 : 64;
     struct kv_item *items = alloc_locked(kv, cap * sizeof(*items), true);
     if (!items)
         return -ENOMEM;
@@ -122,10 +122,31 @@ static int grow_items(struct kv *kv)
     return 0;
 }
 
+/* The table stays at most three quarters full. */
+static bool needs_growth(size_t n_items, size_t cap)
+{
+    return n_items * 4 > cap * 3;
+}
+
+static int grow_items(struct kv *kv)
+{
+    return resize_items(kv, kv->items_cap ? kv->items_cap * 2 : 64);
+}
+
+/* Room for n keys at once, rather than doubling the table some fifteen
+ * times while a million keys are restored. */
+static int reserve_items_locked(struct kv *kv, uint64_t n)
+{
+    size_t cap = kv->items_cap ? kv->items_cap : 64;
+    while (needs_growth(n, cap))
+        cap *= 2;
+    return cap == kv->items_cap ? 0 : resize_items(kv, cap);
+}
+
 static int set_locked(struct kv *kv, const uint8_t *key, uint32_t key_len,
                       const uint8_t *value, uint32_t value_len)
 {
-    if ((kv->n_items + 1) * 4 > kv->items_cap * 3 && grow_items(kv))
+    if (needs_growth(kv->n_items + 1, kv->items_cap) && grow_items(kv))
         return -ENOMEM;
     uint64_t h = hash_bytes(key, key_len);
     struct kv_item *it = find_slot(kv->items, kv->items_cap, key, key_len, h);
@@ -539,6 +560,10 @@ static int restore_locked(struct kv *kv, struct stream *r)
     stream_u64(r); /* applied index: the caller's index is authoritative */
     kv->clock_ms = stream_u64(r);
     uint64_t n = stream_u64(r);
+    /* Every key takes at least 8 bytes: a larger count is corrupt, and
+     * fails as the stream ends, before the table is sized for it. */
+    if (n <= stream_left(r) / 8 && reserve_items_locked(kv, n))
+        return -ENOMEM;
     /* The key is copied aside: the value's bytes may take its place. */
     uint8_t *key = NULL;
     size_t key_cap = 0;

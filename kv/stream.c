@@ -78,6 +78,11 @@ uint64_t stream_u64(struct stream *r)
     return p ? get_u64(p) : 0;
 }
 
+uint64_t stream_left(const struct stream *r)
+{
+    return r->unread + (r->end - r->pos);
+}
+
 int stream_finish(struct stream *r)
 {
     if (r->rc == 0 && (r->unread || r->pos != r->end))

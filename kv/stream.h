@@ -34,6 +34,8 @@ void stream_init(struct stream *r, uint64_t total,
 const uint8_t *stream_take(struct stream *r, size_t n);
 uint32_t stream_u32(struct stream *r); /* big-endian; 0 on failure */
 uint64_t stream_u64(struct stream *r);
+/* The bytes not taken yet. */
+uint64_t stream_left(const struct stream *r);
 /* Frees the buffer: 0 if every byte was taken and nothing failed,
  * -EBADMSG if bytes were missing or left over, or read's error. */
 int stream_finish(struct stream *r);
