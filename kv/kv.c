@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -617,6 +618,22 @@ static int restore_locked(struct kv *kv, struct stream *r)
     return 0;
 }
 
+/* glibc grows a thread's arena heap only as far as each allocation needs,
+ * with one mprotect per page: restoring a million 1 KB values made some
+ * 260,000 of them, a quarter of the restore's time. While a restore
+ * allocates, a top pad as large as an arena heap (64 MiB) maps each new
+ * heap whole (address space only: pages are committed as they are first
+ * touched). The documented default then returns, because the pad is also
+ * what every arena keeps of the memory freed at its top. */
+static void pad_heaps_for_restore(bool on)
+{
+#ifdef M_TOP_PAD
+    mallopt(M_TOP_PAD, on ? 64 << 20 : 128 << 10);
+#else
+    (void)on;
+#endif
+}
+
 static int kv_restore(void *ctx, uint64_t index, uint64_t len,
                       int (*read)(void *src, uint8_t *buf, size_t n), void *src)
 {
@@ -630,7 +647,9 @@ static int kv_restore(void *ctx, uint64_t index, uint64_t len,
     clear_locked(kv);
     struct stream r;
     stream_init(&r, len, read, src);
+    pad_heaps_for_restore(true);
     rc = restore_locked(kv, &r);
+    pad_heaps_for_restore(false);
     int end = stream_finish(&r);
     kv->applied_index = index;
     pthread_mutex_unlock(&kv->mu);
