@@ -262,7 +262,6 @@ static void test_snapshot_read_back_in_chunks(void **state)
  * Either way it loads back byte for byte. */
 struct writeback_probe {
     const struct storage_io *posix;
-    bool offer_write_back;
     bool writing;       /* between begin_snapshot and end_snapshot */
     int snapshot_fd;    /* the last file opened for writing */
     off_t written;      /* its end */
