@@ -110,6 +110,29 @@ void node_log(struct raft_node *n, enum raft_log_level level,
         raft_print_log_line(n->cfg.id, line);
 }
 
+/* A follower answers nobody while it writes (Figure 2: entries are
+ * stored before the reply), so a write that lasts a good part of an
+ * election timeout looks to its leader like a node gone (check-quorum,
+ * thesis §6.2). A leader writes its own entries beside its other work
+ * (thesis §10.2.1), where a slow write only holds back commitment. Said
+ * at the time, so that what follows can be traced to the disk. */
+void node_warn_slow_disk_locked(struct raft_node *n, uint64_t elapsed_ms, bool answered,
+                                const char *what, ...)
+{
+    if (elapsed_ms < n->cfg.election_timeout_min_ms / 2 || !node_logs(n, RAFT_LOG_WARN))
+        return;
+    char msg[160];
+    va_list ap;
+    va_start(ap, what);
+    vsnprintf(msg, sizeof(msg), what, ap);
+    va_end(ap);
+    node_log(n, RAFT_LOG_WARN, "%s on disk took %llu ms (the election timeout is %u-%u ms): %s",
+             msg, (unsigned long long)elapsed_ms, n->cfg.election_timeout_min_ms,
+             n->cfg.election_timeout_max_ms,
+             answered ? "the node went on answering, but counted the entries as stored only then"
+                      : "this node answered no one meanwhile, so its leader may count it as gone");
+}
+
 /* ---- condensing events that come by the hundred ---- */
 
 static void print_summary_locked(struct raft_node *n, enum log_kind kind,

@@ -392,6 +392,12 @@ void config_apply(struct raft_config *out, const struct raft_config *cfg,
 /* ---- logging.c (a leaf) ---- */
 void node_log(struct raft_node *n, enum raft_log_level level,
               const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Warns that a disk write took elapsed_ms, when that is half the minimum
+ * election timeout or more: long enough for the rest of the cluster to
+ * notice. answered: whether the node went on answering meanwhile (the
+ * write ran without its lock). what: the write, e.g. "storing 7..9". */
+void node_warn_slow_disk_locked(struct raft_node *n, uint64_t elapsed_ms, bool answered,
+                                const char *what, ...) __attribute__((format(printf, 4, 5)));
 /* One sentence for a caller who asked why (a refused transfer or
  * membership change) into why (cap bytes; nothing when why is NULL). */
 void node_say_why(char *why, size_t cap, const char *fmt, ...)

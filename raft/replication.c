@@ -236,12 +236,15 @@ static int store_entries_locked(struct raft_node *n, uint64_t prev, uint32_t cou
         }
     /* LAB(persistence): store the new entries before answering (Figure 2 persistent state) */
     /* Figure 2: new entries are durable before the reply says success. */
+    uint64_t started = node_now(n);
     int rc = n->storage.append(n->storage.ctx, first, entries + i, count - i);
     if (rc) {
         log_truncate(&n->log, first);
         node_disk_failed_locked(n, "appending to the log", rc);
         return -EIO;
     }
+    node_warn_slow_disk_locked(n, node_now(n) - started, false, "storing %llu..%llu",
+                               (unsigned long long)first, (unsigned long long)(prev + count));
     /* END LAB */
     n->durable_index = log_last_index(&n->log);
     if (node_log_admit_locked(n, LOG_STORED, now, first, prev + count)) {

@@ -430,8 +430,13 @@ static bool gather_chunk_locked(struct raft_node *n, const struct raft_install_s
         reply_install(n, reply, same ? in->len : 0);
         return false;
     }
-    if (rc == 0)
+    if (rc == 0) {
+        uint64_t started = node_now(n);
         rc = incoming_append_locked(n, is->data, is->len, is->total);
+        node_warn_slow_disk_locked(n, node_now(n) - started, false,
+                                   "writing %u bytes of the snapshot up to %llu", is->len,
+                                   (unsigned long long)is->last_index);
+    }
     if (rc) {
         incoming_abort_locked(n);
         if (rc != -ENOMEM) /* out of memory: the leader starts over */
@@ -504,11 +509,14 @@ static int install_locked(struct raft_node *n, uint64_t index, uint64_t term)
         log_truncate(&n->log, index);
     }
     int rc;
+    uint64_t started = node_now(n);
     struct snapshot_ref *s = store_received_locked(n, &rc);
     if (rc) {
         node_disk_failed_locked(n, "saving a received snapshot", rc);
         return -EIO;
     }
+    node_warn_slow_disk_locked(n, node_now(n) - started, false,
+                               "saving the snapshot up to %llu", (unsigned long long)index);
     log_compact(&n->log, index, term);
     n->durable_index = log_last_index(&n->log);
     replace_snapshot_locked(n, s);

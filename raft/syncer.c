@@ -48,6 +48,7 @@ void *disk_syncer_main(void *arg)
         for (size_t i = 0; i < count; i++)
             batch[i] = *log_get(&n->log, from + i);
         n->syncing = true;
+        uint64_t started = node_now(n);
         node_unlock(n);
         int rc = n->storage.append(n->storage.ctx, from, batch, count);
         node_lock(n);
@@ -57,6 +58,9 @@ void *disk_syncer_main(void *arg)
             node_disk_failed_locked(n, "appending to the log", rc);
             continue;
         }
+        node_warn_slow_disk_locked(n, node_now(n) - started, true, "storing %llu..%llu",
+                                   (unsigned long long)from,
+                                   (unsigned long long)(from + count - 1));
         n->durable_index = from + count - 1;
         /* A snapshot put off until these applied entries were stored can
          * be taken now. */

@@ -1,10 +1,11 @@
 /*
  * unit_logs.c - the lines a node logs at info, where people learn from
  * them: a put followed from the request to every apply, the new leader's
- * no-op named, repeats condensed under load, and the lines that must not
- * mislead (a step-down with no leader to follow, a pre-vote's two terms, a
- * former leader's silence, a cut-off node asking again and again, a
- * follower that stops answering). One thread-free node
+ * no-op named, repeats condensed under load, a slow disk write named for
+ * what it does to the cluster, and the lines that must not mislead (a
+ * step-down with no leader to follow, a pre-vote's two terms, a former
+ * leader's silence, a cut-off node asking again and again, a follower
+ * that stops answering). One thread-free node
  * (tests/support/rules_node.h) on a clock the tests move by hand.
  */
 #include <errno.h>
@@ -168,6 +169,23 @@ static void test_stored_batches_are_condensed_under_load(void **state)
     assert_int_equal(lines_with("stored "), 11);
 }
 
+/* A follower answers no one while it stores entries: a write that lasts
+ * half the minimum election timeout (75 ms here) is named with what it
+ * means for the cluster; a shorter one is not worth a line. */
+static void test_follower_warns_of_a_slow_disk_write(void **state)
+{
+    struct raft_node *n = *state;
+    rules_store.append_ms = RULES_MIN_MS / 2 - 1;
+    receive(n, rules_append_request(1, 0, 0, 0, (uint64_t[]){1, 1}, 2));
+    assert_int_equal(lines_with("on disk took"), 0);
+    rules_store.append_ms = RULES_MIN_MS / 2 + 5;
+    receive(n, rules_append_request(1, 2, 1, 0, (uint64_t[]){1}, 1));
+    expect_logged("warning: storing 3..3 on disk took 80 ms (the election timeout is "
+                  "150-300 ms): this node answered no one meanwhile, so its leader may count "
+                  "it as gone\n");
+    assert_int_equal(lines_with("on disk took"), 1);
+}
+
 /* ---- lines that must not mislead ---- */
 
 static void test_check_quorum_step_down_knows_no_leader(void **state)
@@ -242,6 +260,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_follower_logs_the_redirect, setup,
                                         rules_teardown_node),
         cmocka_unit_test_setup_teardown(test_stored_batches_are_condensed_under_load, setup,
+                                        rules_teardown_node),
+        cmocka_unit_test_setup_teardown(test_follower_warns_of_a_slow_disk_write, setup,
                                         rules_teardown_node),
         cmocka_unit_test_setup_teardown(test_check_quorum_step_down_knows_no_leader, setup,
                                         rules_teardown_node),

@@ -266,6 +266,21 @@ static void print_logs(struct chaos_cluster *c, unsigned lines)
     fflush(stdout);
 }
 
+/* The nodes' warnings that their disk was slow (the last ten of each), so
+ * that a leader change the test did not cause is not blamed on Raft. */
+static void report_slow_disks(struct chaos_cluster *c)
+{
+    for (unsigned i = 0; i < c->n; i++) {
+        char cmd[200];
+        snprintf(cmd, sizeof(cmd), "grep -h 'on disk took' %s/node-%u.log | tail -n 10", c->dir,
+                 i);
+        fflush(stdout);
+        if (system(cmd) == -1)
+            printf("(could not read node %u's log)\n", i);
+    }
+    fflush(stdout);
+}
+
 /* Says which nodes died without the test stopping them (one that could not
  * listen on its port, say), so that a failure is not blamed on Raft. */
 static void report_dead_nodes(struct chaos_cluster *c)
@@ -287,8 +302,10 @@ void chaos_cluster_failed(struct chaos_cluster *c, const char *why)
 {
     printf("FAILED: %s\n", why);
     report_dead_nodes(c);
-    if (!c->failed)
+    if (!c->failed) {
         print_logs(c, 30);
+        report_slow_disks(c);
+    }
     c->failed = true;
 }
 

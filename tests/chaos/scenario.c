@@ -61,6 +61,22 @@ void scenario_expect(struct scenario *t, bool ok, const char *fmt, ...)
     fail_msg("%s (seed %llu)", msg, (unsigned long long)t->seed);
 }
 
+unsigned scenario_disk_stalls(struct scenario *t)
+{
+    unsigned count = 0;
+    for (unsigned i = 0; i < t->c->n; i++) {
+        char path[96], line[1024];
+        chaos_cluster_log_path(t->c, i, path, sizeof(path));
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        while (fgets(line, sizeof(line), f))
+            count += strstr(line, "answered no one meanwhile") != NULL;
+        fclose(f);
+    }
+    return count;
+}
+
 void scenario_start_cluster(struct scenario *t, unsigned nodes, unsigned et_min,
                             unsigned et_max, unsigned heartbeat)
 {

@@ -52,6 +52,11 @@ uint64_t scenario_rand(struct scenario *t);
 void scenario_expect(struct scenario *t, bool ok, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* How many times so far the nodes warned that a disk write kept one of them
+ * from answering for half an election timeout or more: what lets a
+ * timing-sensitive scenario tell a stalled machine from a bug. */
+unsigned scenario_disk_stalls(struct scenario *t);
+
 /* Starts the nodes with election timeouts et_min..et_max and heartbeat
  * (ms, each times t->scale). */
 void scenario_start_cluster(struct scenario *t, unsigned nodes, unsigned et_min,

@@ -45,6 +45,7 @@ static int store_append(void *ctx, uint64_t first, const struct raft_entry *e, s
         rules_store.misplaced_appends++;
     rules_store.appends++;
     rules_store.stored_last = first + n - 1;
+    rules_clock_ms += rules_store.append_ms;
     return 0;
 }
 

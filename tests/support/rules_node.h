@@ -30,6 +30,7 @@ struct rules_store {
     uint8_t snapshot[16];       /* the first bytes of the latest snapshot */
     size_t snapshot_len;
     unsigned transport_calls;   /* must stay 0 */
+    uint64_t append_ms;         /* how far an append moves the clock */
 };
 extern struct rules_store rules_store;
 
