@@ -69,10 +69,10 @@ static int recover(struct raft_node *n)
     n->log.base_index = p.snapshot_index;
     n->log.base_term = p.snapshot_term;
     if (p.snapshot_index > 0) {
-        struct snapshot_ref *s = snapshot_new(p.snapshot_index, p.snapshot_term,
-                                              p.snapshot, p.snapshot_len);
-        p.snapshot = NULL;
-        rc = s ? snapshot_restore(n, s) : -ENOMEM;
+        struct snapshot_ref *s = NULL;
+        rc = snapshot_of_persisted(n, &p, &s);
+        if (rc == 0)
+            rc = snapshot_restore(n, s);
         if (rc) {
             node_log(n, RAFT_LOG_ERROR, "cannot restore the snapshot at %llu",
                      (unsigned long long)p.snapshot_index);

@@ -482,6 +482,10 @@ struct snapshot_ref *snapshot_new(uint64_t index, uint64_t term, uint8_t *data, 
 struct snapshot_ref *snapshot_new_stored(uint64_t index, uint64_t term, size_t len,
                                          const struct raft_membership *members,
                                          size_t state_offset);
+/* The snapshot a restart found (p->snapshot is taken over), into *out:
+ * 0, or -errno when its head cannot be read or holds no configuration. */
+int snapshot_of_persisted(struct raft_node *n, struct raft_persisted *p,
+                          struct snapshot_ref **out);
 void snapshot_release(struct snapshot_ref *s);
 /* Loads s into the state machine, from memory or from storage (called
  * without the lock, holding a reference to s). 0 or a negative errno:

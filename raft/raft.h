@@ -212,7 +212,10 @@ struct raft_persisted {
     int32_t voted_for;
     uint64_t snapshot_index; /* 0 when there is no snapshot */
     uint64_t snapshot_term;
-    uint8_t *snapshot; /* snapshot_len bytes of state-machine snapshot */
+    /* The snapshot's snapshot_len bytes; or NULL, with snapshot_len set,
+     * when a storage with read_snapshot leaves them there (checked), so
+     * that the node reads them from it as it restores them. */
+    uint8_t *snapshot;
     size_t snapshot_len;
     struct raft_entry *entries; /* indices snapshot_index+1 ... */
     size_t n_entries;

@@ -50,6 +50,30 @@ struct snapshot_ref *snapshot_new_stored(uint64_t index, uint64_t term, size_t l
     return s;
 }
 
+int snapshot_of_persisted(struct raft_node *n, struct raft_persisted *p,
+                          struct snapshot_ref **out)
+{
+    if (p->snapshot) {
+        *out = snapshot_new(p->snapshot_index, p->snapshot_term, p->snapshot, p->snapshot_len);
+        p->snapshot = NULL;
+        return *out ? 0 : -ENOMEM;
+    }
+    /* Left in storage: only its head is read, for the configuration (§7). */
+    uint8_t head[MEMBERSHIP_SNAPSHOT_HEADER_MAX];
+    size_t len = p->snapshot_len < sizeof(head) ? p->snapshot_len : sizeof(head);
+    struct raft_membership m;
+    bool found;
+    size_t offset;
+    int rc = n->storage.read_snapshot
+                 ? n->storage.read_snapshot(n->storage.ctx, p->snapshot_index, 0, head, len)
+                 : -EINVAL;
+    if (rc == 0 && membership_snapshot_split(head, len, &m, &found, &offset) != 0)
+        rc = -EBADMSG;
+    *out = rc ? NULL : snapshot_new_stored(p->snapshot_index, p->snapshot_term,
+                                           p->snapshot_len, found ? &m : NULL, offset);
+    return rc ? rc : *out ? 0 : -ENOMEM;
+}
+
 /* The state machine's bytes of a snapshot, for restore to read in order. */
 struct restore_source {
     struct raft_node *n;
@@ -311,6 +335,7 @@ static uint64_t write_snapshot_drops_lock(struct raft_node *n)
     n->base_members = job.members;
     uint64_t log_bytes = n->log.bytes;
     log_compact(&n->log, job.index, job.term);
+    uint64_t freed = log_bytes - n->log.bytes;
     reconfigure_sync_locked(n);
     replace_snapshot_locked(n, s);
     snapshot_leave_in_storage_locked(n);
@@ -318,7 +343,7 @@ static uint64_t write_snapshot_drops_lock(struct raft_node *n)
              "%llu ms, then written in %llu ms while entries were applied) -> log now starts "
              "after it", (unsigned long long)job.index, (unsigned long long)job.term, s->len,
              (unsigned long long)job.capture_ms, (unsigned long long)(node_now(n) - start));
-    return log_bytes - n->log.bytes;
+    return freed;
     /* STUB: (void)replace_snapshot_locked; (void)store_snapshot; */
     /* END LAB: n->fsm.snapshot_serialize(n->fsm.ctx, n->job.view, NULL, NULL), n->job.view = NULL, n->snapshotting = false, pthread_cond_broadcast(&n->changed_cond); return 0; */
 }

@@ -7,11 +7,13 @@
  * segments.c) and nothing above them.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "raft/storage/crc32c.h"
 #include "raft/storage/format.h"
 #include "raft/storage/internal.h"
 
@@ -58,27 +60,64 @@ static int load_meta(struct file_storage *s, uint64_t *term, int32_t *vote)
     return 0;
 }
 
+#define SNAPSHOT_CHECK_PIECE (1u << 20)
+
+/* Checks the data of the snapshot at fd against the header's checksum, a
+ * piece at a time. */
+static int check_snapshot_data(struct file_storage *s, int fd, const char *path,
+                               const struct fmt_snapshot_header *h)
+{
+    uint8_t *piece = malloc(SNAPSHOT_CHECK_PIECE);
+    if (!piece)
+        return -ENOMEM;
+    uint32_t crc = 0;
+    int rc = 0;
+    for (uint64_t at = 0; rc == 0 && at < h->len; at += SNAPSHOT_CHECK_PIECE) {
+        size_t n = h->len - at < SNAPSHOT_CHECK_PIECE ? (size_t)(h->len - at)
+                                                      : SNAPSHOT_CHECK_PIECE;
+        rc = storage_read_all(s, fd, piece, n, (off_t)(FMT_SNAPSHOT_HEADER_SIZE + at));
+        crc = crc32c(crc, piece, n);
+    }
+    free(piece);
+    if (rc)
+        return storage_errorf(s, rc, "%s: cannot read (%s)", path, strerror(-rc));
+    if (crc != h->data_crc)
+        return storage_errorf(s, -EBADMSG, "%s: bad checksum in the data at offset %d", path,
+                              FMT_SNAPSHOT_HEADER_SIZE);
+    return 0;
+}
+
+/* Checks the snapshot file and reports where it is, not its bytes: the
+ * node reads them through read_snapshot, so that a state of gigabytes is
+ * not whole in memory a second time while a restart restores it. */
 static int load_snapshot(struct file_storage *s, struct raft_persisted *p)
 {
     char path[PATH_MAX];
-    uint8_t *buf;
-    size_t len;
-    int rc = read_whole(s, FMT_SNAPSHOT_NAME, path, &buf, &len);
-    if (rc == -ENOENT)
+    storage_path(s, FMT_SNAPSHOT_NAME, path);
+    int fd = s->io->open(s->io->ctx, path, O_RDONLY, 0);
+    if (fd == -ENOENT)
         return 0; /* no snapshot yet */
+    if (fd < 0)
+        return storage_errorf(s, fd, "%s: cannot read (%s)", path, strerror(-fd));
+    off_t size = 0;
+    uint8_t header[FMT_SNAPSHOT_HEADER_SIZE] = {0};
+    int rc = s->io->file_size(s->io->ctx, fd, &size);
+    if (rc == 0 && size > 0)
+        rc = storage_read_all(s, fd, header,
+                              size < FMT_SNAPSHOT_HEADER_SIZE ? (size_t)size : sizeof(header), 0);
     if (rc)
-        return rc;
+        rc = storage_errorf(s, rc, "%s: cannot read (%s)", path, strerror(-rc));
     struct fmt_snapshot_header h;
     const char *why;
     size_t off;
-    rc = fmt_snapshot_decode(buf, len, &h, &why, &off);
-    if (rc) {
-        free(buf);
-        return storage_errorf(s, rc, "%s: %s at offset %zu", path, why, off);
-    }
-    /* The data moves to the front of the buffer we already have. */
-    memmove(buf, buf + FMT_SNAPSHOT_HEADER_SIZE, h.len);
-    p->snapshot = buf;
+    if (rc == 0 && fmt_snapshot_header_decode(header, (size_t)size, &h, &why, &off) != 0)
+        rc = storage_errorf(s, -EBADMSG, "%s: %s at offset %zu", path, why, off);
+    if (rc == 0)
+        rc = check_snapshot_data(s, fd, path, &h);
+    s->io->close(s->io->ctx, fd);
+    if (rc)
+        return rc;
+    p->snapshot = NULL;
     p->snapshot_len = h.len;
     p->snapshot_index = h.index;
     p->snapshot_term = h.term;

@@ -526,6 +526,16 @@ static int open_and_load(struct file_storage **s, struct raft_persisted *out)
     rc = ops.load(ops.ctx, out);
     if (rc && file_storage_error(*s)[0] == '\0')
         fail("load failed without saying why", *s);
+    /* load checks the snapshot and leaves its bytes in the file: read
+     * them, for the comparisons. */
+    if (rc == 0 && out->snapshot)
+        fail("load handed over the snapshot's bytes instead of leaving them in storage", *s);
+    if (rc == 0 && out->snapshot_len > 0) {
+        out->snapshot = malloc(out->snapshot_len);
+        if (!out->snapshot || ops.read_snapshot(ops.ctx, out->snapshot_index, 0, out->snapshot,
+                                                out->snapshot_len) != 0)
+            fail("the snapshot load found could not be read", *s);
+    }
     return rc;
 }
 
