@@ -411,6 +411,7 @@ int kv_server_start(struct kv_server **out, const struct kv_server_config *cfg)
     tcp_transport_set_cluster(s->transport, s->cluster);
     s->net = tcp_transport_ops(s->transport);
     struct raft_transport transport = cut_ops(s);
+    file_storage_leave_entries_on_disk(s->storage);
     struct raft_storage storage = file_storage_ops(s->storage);
     struct raft_fsm fsm = kv_fsm(s->kv);
     rc = raft_start(&s->node, &s->cfg.raft, &transport, &storage, &fsm);

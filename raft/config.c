@@ -17,7 +17,7 @@ void raft_config_defaults(struct raft_config *cfg, uint32_t id, uint32_t n_nodes
     cfg->election_timeout_max_ms = 300;
     cfg->heartbeat_ms = 50;
     cfg->snapshot_log_min_bytes = 16u << 20;
-    cfg->snapshot_log_ratio = 0.25;
+    cfg->snapshot_log_ratio = 1;
     cfg->seed = (uint64_t)time(NULL) * 1000003u + (uint64_t)getpid() * 31u + id;
     cfg->pre_vote = true;
     cfg->check_quorum = true;

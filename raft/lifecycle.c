@@ -92,6 +92,9 @@ static int recover(struct raft_node *n)
     }
     n->durable_index = log_last_index(&n->log);
     /* END LAB */
+    /* All of it is stored: storage gives back what is needed (apply.c). */
+    if (n->storage.read_entries)
+        log_evict_through(&n->log, n->durable_index);
     /* §7: the snapshot holds the configuration as of its last entry (one
      * written before snapshots carried it leaves the bootstrap's). */
     if (n->snapshot && n->snapshot->has_members)

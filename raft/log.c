@@ -17,6 +17,8 @@ static void free_entries(struct raft_log *l, struct raft_entry *e, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         l->bytes -= e[i].len;
+        if (e[i].data)
+            l->resident -= e[i].len;
         free(e[i].data);
     }
 }
@@ -118,6 +120,8 @@ int log_append_owned(struct raft_log *l, const struct raft_entry *entry)
         return rc;
     l->entries[l->n++] = *entry;
     l->bytes += entry->len;
+    if (entry->data)
+        l->resident += entry->len;
     return 0;
 }
 
@@ -162,6 +166,28 @@ int log_copy(const struct raft_log *l, uint64_t from, size_t count, struct raft_
     return 0;
 }
 
+void log_evict_through(struct raft_log *l, uint64_t index)
+{
+    if (index > log_last_index(l))
+        index = log_last_index(l);
+    uint64_t from = (l->evicted_index > l->base_index ? l->evicted_index : l->base_index) + 1;
+    for (uint64_t i = from; i <= index; i++) {
+        struct raft_entry *e = &l->entries[i - l->base_index - 1];
+        if (e->type == RAFT_ENTRY_CONFIG || !e->data)
+            continue;
+        l->resident -= e->len;
+        free(e->data);
+        e->data = NULL;
+    }
+    if (index > l->evicted_index)
+        l->evicted_index = index;
+}
+
+bool log_evicted(const struct raft_log *l, uint64_t index)
+{
+    return index > l->base_index && index <= l->evicted_index;
+}
+
 void log_truncate(struct raft_log *l, uint64_t from)
 {
     if (from <= l->base_index)
@@ -171,6 +197,8 @@ void log_truncate(struct raft_log *l, uint64_t from)
     size_t keep = from - l->base_index - 1;
     free_entries(l, l->entries + keep, l->n - keep);
     l->n = keep;
+    if (l->evicted_index >= from)
+        l->evicted_index = from - 1;
     forget_configs_outside(l);
 }
 
@@ -192,6 +220,8 @@ void log_compact(struct raft_log *l, uint64_t index, uint64_t term)
     l->base_index = index;
     l->base_term = term;
     /* END LAB: (void)l; (void)index; (void)term; */
+    if (l->evicted_index < index)
+        l->evicted_index = index;
     forget_configs_outside(l);
 }
 

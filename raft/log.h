@@ -3,7 +3,9 @@
  *
  * Entries base_index+1 .. base_index+n; everything up to base_index has been
  * compacted into a snapshot whose last entry had term base_term (§7). The
- * log owns the data of its entries.
+ * log owns the data of its entries. Entries applied and on disk may leave
+ * memory (log_evict_through): their data is then NULL while their len
+ * stays, and whoever needs it reads it back from storage.
  */
 #ifndef RAFT_LOG_H
 #define RAFT_LOG_H
@@ -14,7 +16,12 @@ struct raft_log {
     struct raft_entry *entries; /* entries[0] has index base_index + 1 */
     size_t n;
     size_t cap;
-    uint64_t bytes;      /* of the entries' data: what the log holds in memory */
+    uint64_t bytes;      /* of the entries' data, in memory or not */
+    uint64_t resident;   /* of the data held in memory */
+    /* Entries base_index+1 .. evicted_index have their data in storage
+     * only, except configuration entries, which stay (reconfigure.c reads
+     * them). At most base_index when none has left. */
+    uint64_t evicted_index;
     uint64_t base_index; /* last index covered by the snapshot, 0 if none */
     uint64_t base_term;
     /* The indices of the configuration entries in the log, ascending (a
@@ -54,6 +61,15 @@ int log_append_owned(struct raft_log *l, const struct raft_entry *entry);
  * the log: outside the node's lock, while it changes. Returns 0 or -ENOMEM. */
 int log_copy(const struct raft_log *l, uint64_t from, size_t count, struct raft_entry *out,
              uint8_t **bytes, size_t *bytes_cap);
+
+/* Drops from memory the data of the entries up to index (all but
+ * configuration entries'), which are stored and which storage can give
+ * back: once applied, they are read only to be sent to a follower, and
+ * they never change (committed, State Machine Safety, §5.4.3). */
+void log_evict_through(struct raft_log *l, uint64_t index);
+
+/* Whether the entry at index has its data only in storage. */
+bool log_evicted(const struct raft_log *l, uint64_t index);
 
 /* Deletes every entry with index >= from (conflict truncation, §5.3). */
 void log_truncate(struct raft_log *l, uint64_t from);

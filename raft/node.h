@@ -58,6 +58,7 @@ struct lane {
     size_t batch_cap;
     uint8_t *bytes;
     size_t bytes_cap;
+    bool batch_in_storage; /* the batch's data left memory: read it back */
 };
 
 /* What the leader (or a candidate) knows about one other node. */
@@ -497,6 +498,10 @@ void snapshot_leave_in_storage_locked(struct raft_node *n);
 /* An InstallSnapshot chunk whose bytes are in storage is read into the
  * lane's buffer, without the lock. Returns 0 or the storage's error. */
 int snapshot_read_chunk_drops_lock(struct raft_node *n, struct lane *l, struct rpc *rpc);
+/* An AppendEntries whose entries' data left memory (log_evict_through)
+ * gets it back from storage, without the lock. Returns 0 or an error:
+ * -ESTALE when a snapshot covers the entries by now. */
+int replication_read_batch_drops_lock(struct raft_node *n, struct lane *l, struct rpc *rpc);
 
 /* ---- incoming.c: a snapshot being received (Figure 13) ---- */
 /* Starts receiving the snapshot at (index, term), dropping any other one

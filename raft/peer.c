@@ -116,6 +116,8 @@ void *peer_lane_main(void *arg)
         struct raft_msg reply;
         int rc = snapshot_read_chunk_drops_lock(n, l, &rpc);
         if (rc == 0)
+            rc = replication_read_batch_drops_lock(n, l, &rpc);
+        if (rc == 0)
             rc = exchange_drops_lock(n, p, &rpc, &reply);
         if (rc == 0)
             trace_recv_locked(n, &reply);

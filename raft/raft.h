@@ -217,7 +217,9 @@ struct raft_persisted {
      * that the node reads them from it as it restores them. */
     uint8_t *snapshot;
     size_t snapshot_len;
-    struct raft_entry *entries; /* indices snapshot_index+1 ... */
+    /* Indices snapshot_index+1 ...; a storage with read_entries may leave
+     * the data of all but configuration entries out (NULL, len set). */
+    struct raft_entry *entries;
     size_t n_entries;
 };
 
@@ -245,6 +247,14 @@ struct raft_storage {
      * chunks it sends from storage. May be called while other functions
      * run (it changes nothing). */
     int (*read_snapshot)(void *ctx, uint64_t index, uint64_t offset, uint8_t *buf, size_t len);
+    /* Optional: reads back the stored entries first_index .. first_index +
+     * n - 1 into out[], their data into *buf (grown with realloc as
+     * needed, *cap its size), or -ESTALE when a snapshot covers
+     * first_index by now. With it the node keeps in memory only entries
+     * it has yet to store or apply, and reads older ones from here when
+     * a follower needs them. May be called while other functions run. */
+    int (*read_entries)(void *ctx, uint64_t first_index, size_t n, struct raft_entry *out,
+                        uint8_t **buf, size_t *cap);
     /* Optional, with read_snapshot: a snapshot written piece by piece, so
      * that it is never whole in memory. begin_snapshot starts one at
      * index; write_snapshot appends bytes to it; end_snapshot with commit
@@ -323,7 +333,7 @@ struct raft_config {
      * log. */
     uint64_t snapshot_every;         /* default 0: by size */
     uint64_t snapshot_log_min_bytes; /* default 16 MiB */
-    double snapshot_log_ratio;       /* default 0.25 */
+    double snapshot_log_ratio;       /* default 1 */
     uint64_t seed;           /* for the election timer; logged at start */
     bool pre_vote;           /* thesis §9.6 */
     bool check_quorum;       /* thesis §6.2 */

@@ -15,12 +15,15 @@
 
 /* Copies entries next_index.. (up to max_batch_bytes, at least one) into the
  * lane's reusable buffers, so that the call can run without the lock while
- * the log changes. Returns how many were copied. */
+ * the log changes. Returns how many were copied. A batch is all in memory
+ * or all evicted; for an evicted one only the entries' terms and lengths
+ * are copied, and the lane reads their data back from storage. */
 static uint32_t copy_batch_locked(struct raft_node *n, struct lane *l, uint64_t from)
 {
     uint64_t last = log_last_index(&n->log);
+    bool stored = log_evicted(&n->log, from);
     size_t count = 0, bytes = 0;
-    while (from + count <= last) {
+    while (from + count <= last && stored == log_evicted(&n->log, from + count)) {
         const struct raft_entry *e = log_get(&n->log, from + count);
         /* Count each entry's framing too, so a batch of many small
          * entries also stays within one frame. */
@@ -36,9 +39,38 @@ static uint32_t copy_batch_locked(struct raft_node *n, struct lane *l, uint64_t 
         l->batch = b;
         l->batch_cap = count;
     }
-    if (log_copy(&n->log, from, count, l->batch, &l->bytes, &l->bytes_cap))
+    l->batch_in_storage = stored && count > 0;
+    for (size_t i = 0; stored && i < count; i++) {
+        const struct raft_entry *e = log_get(&n->log, from + i);
+        l->batch[i] = (struct raft_entry){.term = e->term, .type = e->type, .len = e->len};
+    }
+    if (!stored && log_copy(&n->log, from, count, l->batch, &l->bytes, &l->bytes_cap))
         return 0;
     return (uint32_t)count;
+}
+
+int replication_read_batch_drops_lock(struct raft_node *n, struct lane *l, struct rpc *rpc)
+{
+    struct raft_append_entries *ae = &rpc->req.u.ae;
+    if (rpc->req.type != RAFT_MSG_APPEND_ENTRIES || !l->batch_in_storage)
+        return 0;
+    uint64_t from = ae->prev_log_index + 1;
+    node_unlock(n);
+    int rc = n->storage.read_entries(n->storage.ctx, from, ae->n_entries, l->batch, &l->bytes,
+                                     &l->bytes_cap);
+    node_lock(n);
+    /* Evicted entries are applied, so committed: they cannot change (State
+     * Machine Safety, §5.4.3), and storage gives back the same entries,
+     * unless a snapshot took them meanwhile (the peer then gets it). The
+     * terms must match what the log holds (Log Matching, §5.3). */
+    for (uint32_t i = 0; rc == 0 && i < ae->n_entries; i++) {
+        uint64_t term = log_term_at(&n->log, from + i);
+        if (term != 0 && term != l->batch[i].term)
+            rc = -EIO;
+    }
+    if (rc && rc != -ESTALE)
+        node_disk_failed_locked(n, "reading entries back to send them", rc);
+    return rc;
 }
 
 /* Fast backup (§5.3): skip the follower's whole conflicting term at once. */

@@ -221,14 +221,18 @@ int snapshot_read_chunk_drops_lock(struct raft_node *n, struct lane *l, struct r
  * the default: once the log's applied entries (the ones a snapshot would
  * take away) hold snapshot_log_ratio times the
  * bytes of the last snapshot (and at least snapshot_log_min_bytes, so
- * that a small state still compacts). The ratio bounds both costs of the
- * log. Memory: the log is kept in memory, so it adds at most that share
- * of the state (a quarter by default). Disk: a snapshot of S bytes is
- * written once per ratio x S bytes of log, so snapshots write 1 / ratio
- * bytes per byte of log (four by default), whatever the size of the state
- * (thesis §5.1.3 discusses this trade-off as an "expansion factor"). A
- * fixed count of entries, snapshot_every, instead makes a large state
- * snapshot ever more often in bytes. */
+ * that a small state still compacts). The ratio trades the log's space
+ * on disk against the snapshots' writes (thesis §5.1.3 discusses it as an
+ * "expansion factor"): the log holds up to ratio x S bytes beside a
+ * snapshot of S bytes, and a snapshot is written once per ratio x S bytes
+ * of log, so snapshots write 1 / ratio bytes per byte of log, whatever
+ * the size of the state (with the default of 1: the log at most as large
+ * as the state, and one byte of snapshot per byte of log). Memory does
+ * not grow with the ratio when storage can read entries back: applied
+ * entries then leave memory (apply.c). Otherwise the log is all in memory
+ * and adds up to the ratio's share of the state. A fixed count of
+ * entries, snapshot_every, instead makes a large state snapshot ever more
+ * often in bytes. */
 static bool log_outgrew_locked(const struct raft_node *n, uint64_t index, uint64_t times)
 {
     if (n->cfg.snapshot_every > 0)
@@ -333,9 +337,9 @@ static uint64_t write_snapshot_drops_lock(struct raft_node *n)
         return 0;
     }
     n->base_members = job.members;
-    uint64_t log_bytes = n->log.bytes;
+    uint64_t resident = n->log.resident;
     log_compact(&n->log, job.index, job.term);
-    uint64_t freed = log_bytes - n->log.bytes;
+    uint64_t freed = resident - n->log.resident;
     reconfigure_sync_locked(n);
     replace_snapshot_locked(n, s);
     snapshot_leave_in_storage_locked(n);

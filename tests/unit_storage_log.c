@@ -144,6 +144,95 @@ static void test_append_must_continue_the_log(void **state)
     assert_int_equal(f->st.append(f->st.ctx, 4, &e, 1), 0); /* not a failed storage */
 }
 
+/* ---- entries read back ---- */
+
+/* read_entries gives back first..last exactly as appended, in `term`. */
+static void check_read_back(struct sfx *f, uint64_t first, uint64_t last, uint64_t term)
+{
+    size_t n = (size_t)(last - first + 1);
+    struct raft_entry *out = calloc(n, sizeof(*out));
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    assert_int_equal(f->st.read_entries(f->st.ctx, first, n, out, &buf, &cap), 0);
+    struct raft_persisted p = {.snapshot_index = first - 1, .entries = out, .n_entries = n};
+    sfx_check_range(&p, first, last, term);
+    free(out);
+    free(buf);
+}
+
+static void test_entries_read_back_across_segments_and_truncation(void **state)
+{
+    struct sfx *f = *state;
+    file_storage_set_segment_size(f->fs, 300);
+    sfx_append_range(f, 1, 40, 1, 3);
+    sfx_append_range(f, 41, 60, 2, 5);
+    assert_true(sfx_count_segments(f) >= 4);
+    check_read_back(f, 1, 40, 1);
+    check_read_back(f, 41, 60, 2);
+    check_read_back(f, 17, 17, 1);
+    /* A cut in the middle of a segment, then new entries where it was. */
+    assert_int_equal(f->st.truncate(f->st.ctx, 50), 0);
+    sfx_append_range(f, 50, 55, 3, 2);
+    check_read_back(f, 50, 55, 3);
+    check_read_back(f, 41, 49, 2);
+    /* After a restart the offsets come from the recovery scan. */
+    struct raft_persisted p;
+    assert_int_equal(sfx_reload(f, &p), 0);
+    raft_persisted_free(&p);
+    check_read_back(f, 30, 40, 1);
+    check_read_back(f, 50, 55, 3);
+    struct raft_entry e[2];
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    assert_int_equal(f->st.read_entries(f->st.ctx, 55, 2, e, &buf, &cap), -EINVAL);
+    uint8_t snap[8] = {0};
+    assert_int_equal(f->st.save_snapshot(f->st.ctx, 45, 2, snap, sizeof(snap)), 0);
+    assert_int_equal(f->st.read_entries(f->st.ctx, 45, 1, e, &buf, &cap), -ESTALE);
+    check_read_back(f, 46, 49, 2);
+    free(buf);
+}
+
+static void test_entries_left_on_disk_at_load(void **state)
+{
+    struct sfx *f = *state;
+    sfx_append_range(f, 1, 9, 1, 9);
+    uint8_t members[4] = {1, 2, 3, 4};
+    struct raft_entry config = {.term = 1, .type = RAFT_ENTRY_CONFIG, .len = 4, .data = members};
+    assert_int_equal(f->st.append(f->st.ctx, 10, &config, 1), 0);
+    sfx_close(f);
+    sfx_open(f);
+    file_storage_leave_entries_on_disk(f->fs);
+    struct raft_persisted p;
+    assert_int_equal(f->st.load(f->st.ctx, &p), 0);
+    assert_int_equal(p.n_entries, 10);
+    for (size_t i = 0; i < 9; i++) {
+        assert_null(p.entries[i].data);
+        assert_int_equal(p.entries[i].len, sfx_entry_data(i + 1, 1, (uint8_t[128]){0}));
+    }
+    assert_memory_equal(p.entries[9].data, members, 4); /* configurations stay */
+    raft_persisted_free(&p);
+    check_read_back(f, 1, 9, 1);
+}
+
+static void test_corrupt_entry_read_back_names_file_and_offset(void **state)
+{
+    struct sfx *f = *state;
+    sfx_append_range(f, 1, 5, 1, 5);
+    char path[256];
+    sfx_segment_path(f, 1, path, sizeof(path));
+    off_t third = sfx_entry_size(1) + sfx_entry_size(2);
+    sfx_flip_byte(path, third + 30);
+    struct raft_entry e[5];
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    assert_int_equal(f->st.read_entries(f->st.ctx, 1, 5, e, &buf, &cap), -EBADMSG);
+    char want[320];
+    snprintf(want, sizeof(want), "%s: a bad checksum in the record of entry 3 at offset %lld",
+             path, (long long)third);
+    assert_non_null(strstr(file_storage_error(f->fs), want));
+    free(buf);
+}
+
 /* ---- truncation ---- */
 
 static void test_truncate_then_append_then_load(void **state)
@@ -513,6 +602,9 @@ int main(void)
         IN_FRESH_DIR(test_term_and_vote_round_trip),
         IN_FRESH_DIR(test_append_load_round_trip_across_segments),
         IN_FRESH_DIR(test_append_must_continue_the_log),
+        IN_FRESH_DIR(test_entries_read_back_across_segments_and_truncation),
+        IN_FRESH_DIR(test_entries_left_on_disk_at_load),
+        IN_FRESH_DIR(test_corrupt_entry_read_back_names_file_and_offset),
         IN_FRESH_DIR(test_truncate_then_append_then_load),
         IN_FRESH_DIR(test_truncate_everything),
         IN_FRESH_DIR(test_snapshot_then_load),

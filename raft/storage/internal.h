@@ -30,6 +30,10 @@ struct segment {
     uint64_t first; /* the index in its name */
     uint64_t last;  /* of its last record; first - 1 while it has none */
     uint64_t size;  /* bytes of good records */
+    /* Where each record starts: offsets[i] for index first + i, so that
+     * entries can be read back one range at a time (read_entries). */
+    uint64_t *offsets;
+    size_t offsets_cap;
 };
 
 struct file_storage {
@@ -39,6 +43,7 @@ struct file_storage {
     file_storage_log_fn log;
     void *log_ctx;
     size_t segment_size;
+    bool entries_on_disk; /* load leaves entries' data in the files */
 
     bool recovered; /* the fields below describe the directory */
     bool failed;    /* a write or sync failed: refuse every change */
@@ -92,6 +97,10 @@ int storage_sync_dir(struct file_storage *s);
 
 struct segment *storage_tail_segment(struct file_storage *s);
 int storage_push_segment(struct file_storage *s, uint64_t first);
+/* Makes room for the offsets of records up to index `last` in seg. */
+int storage_reserve_offsets(struct segment *seg, uint64_t last);
+/* Frees the offsets of segs[0..n). */
+void storage_free_offsets(struct segment *segs, size_t n);
 void storage_close_tail(struct file_storage *s);
 int storage_open_tail(struct file_storage *s);
 /* What installing a snapshot leaves to delete once the mutex is released
@@ -111,6 +120,13 @@ int storage_delete_dropped(struct file_storage *s, struct dropped_files *dropped
 int storage_append_locked(struct file_storage *s, uint64_t first,
                           const struct raft_entry *entries, size_t n);
 int storage_truncate_locked(struct file_storage *s, uint64_t from);
+/* Where the records of index .. index+*n-1 lie, for reading them back
+ * without the mutex: the segment's file (path), opened (*fd), and the
+ * bytes [*start, *end) in it; *n is cut to the records it holds. -ESTALE
+ * when the snapshot covers index. */
+int storage_locate_records_locked(struct file_storage *s, uint64_t index, size_t *n,
+                                  char path[PATH_MAX], int *fd, uint64_t *start,
+                                  uint64_t *end);
 
 /* ---- lock.c ---- */
 

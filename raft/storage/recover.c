@@ -20,6 +20,7 @@
 static void reset_state(struct file_storage *s)
 {
     storage_close_tail(s);
+    storage_free_offsets(s->segs, s->n_segs);
     s->n_segs = 0;
     s->recovered = false;
     s->snapshot_index = s->snapshot_term = s->last_index = 0;
@@ -156,7 +157,9 @@ static int list_segments(struct file_storage *s)
 
 /* Collects entries above the snapshot into a growing array. */
 struct collector {
+    struct segment *seg;      /* the one being read: its records' offsets */
     struct raft_persisted *p; /* NULL: validate only */
+    bool data_on_disk;        /* copy only configuration entries' data */
     size_t cap;
     uint64_t snapshot_index;
 };
@@ -164,6 +167,9 @@ struct collector {
 static int collect_entry(void *arg, const struct fmt_record *r)
 {
     struct collector *c = arg;
+    if (storage_reserve_offsets(c->seg, r->index) != 0)
+        return -ENOMEM;
+    c->seg->offsets[r->index - c->seg->first] = r->offset;
     if (!c->p || r->index <= c->snapshot_index)
         return 0;
     struct raft_persisted *p = c->p;
@@ -180,7 +186,7 @@ static int collect_entry(void *arg, const struct fmt_record *r)
     e->type = r->type;
     e->len = r->len;
     e->data = NULL;
-    if (r->len) {
+    if (r->len && (!c->data_on_disk || r->type == RAFT_ENTRY_CONFIG)) {
         e->data = malloc(r->len);
         if (!e->data)
             return -ENOMEM;
@@ -222,6 +228,7 @@ static int load_segment(struct file_storage *s, size_t i, struct collector *c)
     if (rc)
         return storage_errorf(s, rc, "%s: cannot read (%s)", path, strerror(-rc));
     struct fmt_scan scan;
+    c->seg = seg;
     rc = fmt_scan_segment(buf, len, seg->first, collect_entry, c, &scan);
     size_t later;
     if (rc) {
@@ -257,7 +264,8 @@ static int load_segment(struct file_storage *s, size_t i, struct collector *c)
  * starts where the one before it ends. */
 static int load_segments(struct file_storage *s, struct raft_persisted *p)
 {
-    struct collector c = { .p = p, .cap = 0, .snapshot_index = s->snapshot_index };
+    struct collector c = { .p = p, .data_on_disk = s->entries_on_disk, .cap = 0,
+                           .snapshot_index = s->snapshot_index };
     uint64_t next = 0; /* the index the next segment must start at; 0: none read yet */
     for (size_t i = 0; i < s->n_segs; i++) {
         struct segment *seg = &s->segs[i];

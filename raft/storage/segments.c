@@ -38,6 +38,31 @@ int storage_push_segment(struct file_storage *s, uint64_t first)
     return 0;
 }
 
+int storage_reserve_offsets(struct segment *seg, uint64_t last)
+{
+    size_t want = (size_t)(last - seg->first + 1);
+    if (want <= seg->offsets_cap)
+        return 0;
+    size_t cap = seg->offsets_cap ? seg->offsets_cap : 256;
+    while (cap < want)
+        cap *= 2;
+    uint64_t *o = realloc(seg->offsets, cap * sizeof(*o));
+    if (!o)
+        return -ENOMEM;
+    seg->offsets = o;
+    seg->offsets_cap = cap;
+    return 0;
+}
+
+void storage_free_offsets(struct segment *segs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(segs[i].offsets);
+        segs[i].offsets = NULL;
+        segs[i].offsets_cap = 0;
+    }
+}
+
 void storage_close_tail(struct file_storage *s)
 {
     if (s->tail_fd >= 0)
@@ -90,6 +115,7 @@ int storage_drop_compacted(struct file_storage *s, struct dropped_files *dropped
         return 0;
     if (n == s->n_segs)
         storage_close_tail(s);
+    storage_free_offsets(s->segs, n);
     struct segment *later = dropped ? malloc(n * sizeof(*later)) : NULL;
     if (later) {
         memcpy(later, s->segs, n * sizeof(*later));
@@ -214,6 +240,7 @@ static void undo_append(struct file_storage *s, bool fresh, uint64_t old_size)
         storage_segment_path(s, storage_tail_segment(s)->first, path);
         storage_close_tail(s);
         s->io->unlink(s->io->ctx, path);
+        storage_free_offsets(storage_tail_segment(s), 1);
         s->n_segs--;
         return;
     }
@@ -243,6 +270,10 @@ int storage_append_locked(struct file_storage *s, uint64_t first,
     if (rc)
         return rc;
     tail = storage_tail_segment(s);
+    if ((rc = storage_reserve_offsets(tail, first + n - 1)) != 0) {
+        undo_append(s, fresh, tail->size);
+        return rc;
+    }
     char path[PATH_MAX];
     storage_segment_path(s, tail->first, path);
     rc = storage_write_all(s, s->tail_fd, s->buf, total, (off_t)tail->size);
@@ -257,6 +288,11 @@ int storage_append_locked(struct file_storage *s, uint64_t first,
     }
     if (fresh && (rc = storage_sync_dir(s)) != 0)
         return rc;
+    uint64_t at = tail->size;
+    for (size_t i = 0; i < n; i++) {
+        tail->offsets[first + i - tail->first] = at;
+        at += fmt_record_size(entries[i].len);
+    }
     tail->size += total;
     tail->last = first + n - 1;
     s->last_index = tail->last;
@@ -264,40 +300,6 @@ int storage_append_locked(struct file_storage *s, uint64_t first,
 }
 
 /* ---- truncate ---- */
-
-struct find_offset {
-    uint64_t index;
-    size_t offset;
-};
-
-static int stop_at_index(void *arg, const struct fmt_record *r)
-{
-    struct find_offset *f = arg;
-    if (r->index != f->index)
-        return 0;
-    f->offset = r->offset;
-    return 1;
-}
-
-/* The byte offset of the record for `index` in the last segment. */
-static int offset_of(struct file_storage *s, uint64_t index, size_t *offset)
-{
-    char path[PATH_MAX];
-    storage_segment_path(s, storage_tail_segment(s)->first, path);
-    uint8_t *buf;
-    size_t len;
-    int rc = storage_read_file(s, path, &buf, &len);
-    if (rc)
-        return storage_fail(s, rc, "reading", path);
-    struct find_offset f = { .index = index, .offset = 0 };
-    struct fmt_scan scan;
-    rc = fmt_scan_segment(buf, len, storage_tail_segment(s)->first, stop_at_index, &f, &scan);
-    free(buf);
-    if (rc != 1)
-        return storage_fail(s, -EIO, "finding the record to truncate at", path);
-    *offset = f.offset;
-    return 0;
-}
 
 /* Removes the last segment: unlink, then fsync the directory. */
 static int remove_tail_segment(struct file_storage *s)
@@ -308,6 +310,7 @@ static int remove_tail_segment(struct file_storage *s)
     int rc = s->io->unlink(s->io->ctx, path);
     if (rc)
         return storage_fail(s, rc, "unlink", path);
+    storage_free_offsets(storage_tail_segment(s), 1);
     s->n_segs--;
     return storage_sync_dir(s);
 }
@@ -318,10 +321,8 @@ static int cut_tail_segment(struct file_storage *s, uint64_t from)
     struct segment *tail = storage_tail_segment(s);
     char path[PATH_MAX];
     storage_segment_path(s, tail->first, path);
-    size_t off = 0;
-    int rc = offset_of(s, from, &off);
-    if (rc == 0)
-        rc = storage_open_tail(s);
+    uint64_t off = tail->offsets[from - tail->first];
+    int rc = storage_open_tail(s);
     if (rc)
         return rc;
     rc = s->io->ftruncate(s->io->ctx, s->tail_fd, (off_t)off);
@@ -368,4 +369,36 @@ int storage_truncate_locked(struct file_storage *s, uint64_t from)
         return rc;
     s->last_index = from - 1;
     return 0;
+}
+
+/* ---- reading back ---- */
+
+int storage_locate_records_locked(struct file_storage *s, uint64_t index, size_t *n,
+                                  char path[PATH_MAX], int *fd, uint64_t *start, uint64_t *end)
+{
+    if (index <= s->snapshot_index)
+        return -ESTALE; /* compacted meanwhile: the caller sends the snapshot */
+    if (*n == 0 || index > s->last_index || *n > s->last_index - index + 1)
+        return storage_errorf(s, -EINVAL,
+                              "read_entries: %" PRIu64 "..+%zu is not in the stored log (it "
+                              "ends at %" PRIu64 ")", index, *n, s->last_index);
+    size_t lo = 0, hi = s->n_segs; /* the last segment starting at or before index */
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->segs[mid].first <= index)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    const struct segment *seg = &s->segs[lo];
+    if (index < seg->first || !seg->offsets)
+        return storage_errorf(s, -EIO, "read_entries: no segment holds entry %" PRIu64, index);
+    if (*n > seg->last - index + 1)
+        *n = (size_t)(seg->last - index + 1);
+    uint64_t after = index + *n;
+    *start = seg->offsets[index - seg->first];
+    *end = after > seg->last ? seg->size : seg->offsets[after - seg->first];
+    storage_segment_path(s, seg->first, path);
+    *fd = s->io->open(s->io->ctx, path, O_RDONLY, 0);
+    return *fd < 0 ? storage_errorf(s, *fd, "%s: cannot open to read entries back", path) : 0;
 }

@@ -322,6 +322,88 @@ static int op_read_snapshot(void *ctx, uint64_t index, uint64_t offset, uint8_t 
     return rc;
 }
 
+/* ---- entries read back ---- */
+
+static int grow_buffer(uint8_t **buf, size_t *cap, size_t want)
+{
+    if (want <= *cap)
+        return 0;
+    uint8_t *b = realloc(*buf, want);
+    if (!b)
+        return -ENOMEM;
+    *buf = b;
+    *cap = want;
+    return 0;
+}
+
+/* Reads the records of index .. index+*n-1 that one segment holds (*n is
+ * cut to them) to the end of *buf, at *used, and checks each one. */
+static int read_segment_records(struct file_storage *s, uint64_t index, size_t *n,
+                                struct raft_entry *out, uint8_t **buf, size_t *cap, size_t *used)
+{
+    int fd;
+    uint64_t start, end;
+    char path[PATH_MAX];
+    pthread_mutex_lock(&s->mu);
+    int rc = refuse_if_failed(s);
+    if (rc == 0)
+        rc = storage_locate_records_locked(s, index, n, path, &fd, &start, &end);
+    pthread_mutex_unlock(&s->mu);
+    if (rc)
+        return rc;
+    size_t len = (size_t)(end - start);
+    rc = grow_buffer(buf, cap, *used + len);
+    if (rc == 0)
+        rc = storage_read_all(s, fd, *buf + *used, len, (off_t)start);
+    s->io->close(s->io->ctx, fd);
+    size_t off = 0;
+    for (size_t i = 0; rc == 0 && i < *n; i++) {
+        struct fmt_record r;
+        enum fmt_status st = fmt_record_decode(*buf + *used, len, off, &r);
+        if (st != FMT_OK || r.index != index + i) {
+            pthread_mutex_lock(&s->mu);
+            rc = storage_errorf(s, -EBADMSG, "%s: %s in the record of entry %" PRIu64
+                                " at offset %" PRIu64 ", read back to send it", path,
+                                st != FMT_OK ? fmt_status_text(st) : "a wrong index",
+                                index + i, start + off);
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        out[i] = (struct raft_entry){.term = r.term, .type = r.type, .len = r.len};
+        off += r.size;
+    }
+    *used += len;
+    return rc;
+}
+
+/* A node need not keep in memory the entries it has applied: it reads
+ * them back from here to send a follower that lags behind. The mutex is
+ * held only to find the records and open their file, not while they are
+ * read: a stored record changes only by truncation, which never reaches
+ * applied entries, and a segment deleted by compaction meanwhile stays
+ * readable through the descriptor. */
+static int op_read_entries(void *ctx, uint64_t first_index, size_t n, struct raft_entry *out,
+                           uint8_t **buf, size_t *cap)
+{
+    struct file_storage *s = ctx;
+    size_t done = 0, used = 0;
+    while (done < n) {
+        size_t k = n - done;
+        int rc = read_segment_records(s, first_index + done, &k, out + done, buf, cap, &used);
+        if (rc)
+            return rc;
+        done += k;
+    }
+    /* The records lie one after the other in *buf, which may have moved
+     * as it grew: point each entry at its data only now. */
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        out[i].data = out[i].len ? *buf + at + FMT_RECORD_MIN_SIZE : NULL;
+        at += fmt_record_size(out[i].len);
+    }
+    return 0;
+}
+
 /* ---- term and vote ---- */
 
 /* Figure 2: currentTerm and votedFor are on stable storage before the node
@@ -396,6 +478,7 @@ struct raft_storage file_storage_ops(struct file_storage *s)
         .truncate = op_truncate,
         .save_snapshot = op_save_snapshot,
         .read_snapshot = op_read_snapshot,
+        .read_entries = op_read_entries,
         .begin_snapshot = op_begin_snapshot,
         .write_snapshot = op_write_snapshot,
         .end_snapshot = op_end_snapshot,
@@ -502,6 +585,7 @@ void file_storage_close(struct file_storage *s)
     storage_close_tail(s);
     storage_unlock_dir(s);
     pthread_mutex_destroy(&s->mu);
+    storage_free_offsets(s->segs, s->n_segs);
     free(s->segs);
     free(s->buf);
     free(s->dir);
@@ -512,6 +596,13 @@ void file_storage_set_segment_size(struct file_storage *s, size_t bytes)
 {
     pthread_mutex_lock(&s->mu);
     s->segment_size = bytes ? bytes : 1;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void file_storage_leave_entries_on_disk(struct file_storage *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->entries_on_disk = true;
     pthread_mutex_unlock(&s->mu);
 }
 

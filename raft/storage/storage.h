@@ -98,6 +98,12 @@ struct raft_storage file_storage_ops(struct file_storage *s);
  * is never split across files. For tests and tuning. */
 void file_storage_set_segment_size(struct file_storage *s, size_t bytes);
 
+/* From now on load leaves the data of the log's entries in the files
+ * (entry.data NULL, len set), all but configuration entries', and the
+ * node reads it back with read_entries when it applies or sends them: a
+ * node restarting on a long log need not hold it in memory. */
+void file_storage_leave_entries_on_disk(struct file_storage *s);
+
 /* The last error as one plain sentence naming the file and byte offset, e.g.
  * "data/node-0/log-0000000000000001: a bad checksum in the record at offset
  * 4096, in a segment that later segments follow"; "" when nothing failed.
